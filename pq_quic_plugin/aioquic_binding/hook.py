@@ -1,0 +1,226 @@
+"""Where the binding meets aioquic: one wrapper around ``QuicConnection._initialize``.
+
+aioquic builds its ``tls.Context`` inside ``QuicConnection._initialize`` and offers no factory,
+so the binding wraps that one method. The wrapper calls aioquic's original and then, only for a
+connection that asked for it (a configured ``QuicConfiguration``, or any connection while
+:func:`install` is active), converts the fresh context into a
+:class:`~.context.PostQuantumContext`. Every other connection runs aioquic's code untouched.
+
+The wrapper is removed again when nothing needs it (after :func:`uninstall`, once no configured
+configuration is alive), so ``install(); uninstall()`` leaves aioquic exactly as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aioquic.quic import events
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+
+from ..groups.base import Group
+from ..policy import GroupPolicy, Policy
+from .context import PostQuantumContext
+
+logger = logging.getLogger("pq_quic_plugin")
+
+_SETTINGS_ATTR = "_pq_quic_settings"
+
+
+@dataclass(frozen=True)
+class PostQuantumSettings:
+    """What :func:`configure` or :func:`install` decided, for each side of a connection."""
+
+    policy: Policy
+    client: GroupPolicy | None
+    server: GroupPolicy | None
+
+    @classmethod
+    def build(
+        cls,
+        policy: Policy | str | bool | None,
+        groups: Iterable[str | Group] | None = None,
+        key_shares: Iterable[str | Group] | None = None,
+        is_client: bool | None = None,
+    ) -> PostQuantumSettings:
+        pol = Policy.parse(policy)
+        if pol is Policy.OFF:
+            return cls(pol, None, None)
+        names = list(groups) if groups is not None else None
+        client = (
+            GroupPolicy.build(pol, names, key_shares) if is_client in (None, True) else None
+        )
+        server = GroupPolicy.server_default(pol, names) if is_client in (None, False) else None
+        return cls(pol, client, server)
+
+    def for_side(self, is_client: bool) -> GroupPolicy | None:
+        return self.client if is_client else self.server
+
+
+_lock = threading.Lock()
+_original_initialize: Callable[[QuicConnection, bytes], None] | None = None
+_installed: PostQuantumSettings | None = None
+_configured_alive = 0
+
+
+def _wrapped_initialize(self: QuicConnection, peer_cid: bytes) -> None:
+    assert _original_initialize is not None
+    _original_initialize(self, peer_cid)
+    settings: PostQuantumSettings | None = getattr(self._configuration, _SETTINGS_ATTR, None)
+    if settings is None:
+        settings = _installed
+    if settings is None:
+        return
+    policy = settings.for_side(self._is_client)
+    if policy is None:
+        return
+    PostQuantumContext.adopt(self.tls, policy)
+    if self._is_client and policy.policy is Policy.REQUIRE:
+        _explain_refusals(self, policy)
+
+
+def _explain_refusals(connection: QuicConnection, policy: GroupPolicy) -> None:
+    """Make a refused ``require`` handshake say why, instead of a bare CRYPTO_ERROR 0x128.
+
+    The peer's alert only says "handshake_failure"; the client is the one that knows it offered
+    post-quantum groups only. The event's reason phrase is rewritten and logged, so both the
+    application (``ConnectionTerminated.reason_phrase``) and the operator (the log) see it.
+    """
+    original = connection.next_event
+
+    def next_event() -> events.QuicEvent | None:
+        event = original()
+        if (
+            isinstance(event, events.ConnectionTerminated)
+            and not getattr(connection, "_handshake_complete", True)
+            and 0x100 <= event.error_code <= 0x1FF
+        ):
+            alert = event.error_code - 0x100
+            event.reason_phrase = (
+                f"post-quantum handshake refused by the peer (TLS alert {alert}"
+                f"{': ' + event.reason_phrase if event.reason_phrase else ''}). "
+                f"We offered only post-quantum groups [{', '.join(policy.names)}] because the "
+                "policy is 'require'; the peer has no post-quantum group in common with us. "
+                "Enable X25519MLKEM768 on the server, or use policy 'prefer' to allow a "
+                "classical connection. No classical connection was made."
+            )
+            logger.error("%s", event.reason_phrase)
+        return event
+
+    connection.next_event = next_event  # type: ignore[method-assign]
+
+
+def _ensure_patched() -> None:
+    global _original_initialize
+    if _original_initialize is None:
+        _original_initialize = QuicConnection._initialize
+        QuicConnection._initialize = _wrapped_initialize  # type: ignore[method-assign]
+
+
+def _maybe_unpatch() -> None:
+    global _original_initialize
+    if _original_initialize is not None and _installed is None and _configured_alive == 0:
+        QuicConnection._initialize = _original_initialize  # type: ignore[method-assign]
+        _original_initialize = None
+
+
+def _forget_configuration() -> None:
+    global _configured_alive
+    with _lock:
+        _configured_alive -= 1
+        _maybe_unpatch()
+
+
+def configure(
+    configuration: QuicConfiguration,
+    policy: Policy | str | bool | None = Policy.PREFER,
+    groups: Iterable[str | Group] | None = None,
+    key_shares: Iterable[str | Group] | None = None,
+) -> QuicConfiguration:
+    """Make connections built from ``configuration`` negotiate post-quantum under ``policy``.
+
+    ``groups`` are names in preference order (case-insensitive IANA names). A client offers them
+    and sends key shares for ``key_shares`` (default: the best post-quantum and the best
+    classical group); a server accepts them in that order (default: every registered group,
+    post-quantum first). Returns the same configuration, for chaining.
+    """
+    global _configured_alive
+    settings = PostQuantumSettings.build(policy, groups, key_shares, configuration.is_client)
+    with _lock:
+        first = getattr(configuration, _SETTINGS_ATTR, None) is None
+        setattr(configuration, _SETTINGS_ATTR, settings)
+        if first:
+            _configured_alive += 1
+            weakref.finalize(configuration, _forget_configuration)
+        _ensure_patched()
+    side = settings.for_side(configuration.is_client)
+    logger.info(
+        "post-quantum %s: %s",
+        "client" if configuration.is_client else "server",
+        side.describe() if side is not None else "policy=off (aioquic defaults)",
+    )
+    return configuration
+
+
+def install(
+    policy: Policy | str | bool | None = Policy.PREFER,
+    groups: Iterable[str | Group] | None = None,
+) -> PostQuantumSettings:
+    """Make every aioquic connection created from now on negotiate with ``policy``.
+
+    Configurations passed through :func:`configure` keep their own settings.
+    """
+    global _installed
+    settings = PostQuantumSettings.build(policy, groups)
+    with _lock:
+        _installed = settings if settings.policy is not Policy.OFF else None
+        if _installed is not None:
+            _ensure_patched()
+        else:
+            _maybe_unpatch()
+    if settings.client is not None and settings.server is not None:
+        logger.info(
+            "post-quantum installed for every aioquic connection: client %s; server %s",
+            settings.client.describe(),
+            settings.server.describe(),
+        )
+    return settings
+
+
+def uninstall() -> None:
+    """Undo :func:`install`; aioquic is restored once no configured configuration remains."""
+    global _installed
+    with _lock:
+        _installed = None
+        _maybe_unpatch()
+    logger.info("post-quantum library hook uninstalled")
+
+
+def installed() -> PostQuantumSettings | None:
+    return _installed
+
+
+def is_patched() -> bool:
+    return _original_initialize is not None
+
+
+def settings_of(configuration: QuicConfiguration) -> PostQuantumSettings | None:
+    return getattr(configuration, _SETTINGS_ATTR, None)
+
+
+def negotiated_group(connection: Any) -> Group | None:
+    """The group a finished (or finishing) handshake agreed on, on either side, or None.
+
+    Accepts a ``QuicConnection``, an aioquic ``QuicConnectionProtocol`` or a TLS context.
+    Connections that run stock aioquic (policy off) report None: aioquic records no group.
+    """
+    conn = getattr(connection, "_quic", connection)
+    ctx = getattr(conn, "tls", conn)
+    if isinstance(ctx, PostQuantumContext):
+        return ctx.pq_negotiated_group
+    return None
