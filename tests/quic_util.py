@@ -108,3 +108,60 @@ def run(coro_factory: Callable[[], object], timeout: float = 30.0):  # type: ign
         return await asyncio.wait_for(coro_factory(), timeout)  # type: ignore[arg-type]
 
     return asyncio.run(main())
+
+
+class RecordingClientProtocol(QuicConnectionProtocol):
+    """Keeps the ConnectionTerminated event, which aioquic's connect() turns into a bare error."""
+
+    terminated: events.ConnectionTerminated | None = None
+
+    def quic_event_received(self, event: events.QuicEvent) -> None:
+        if isinstance(event, events.ConnectionTerminated):
+            self.terminated = event
+        super().quic_event_received(event)
+
+
+async def expect_handshake_failure(
+    port: int, configuration: QuicConfiguration
+) -> events.ConnectionTerminated:
+    """Connect expecting the handshake to fail; return how the connection ended."""
+    holder: list[RecordingClientProtocol] = []
+
+    def factory(*args, **kwargs):  # type: ignore[no-untyped-def]
+        protocol = RecordingClientProtocol(*args, **kwargs)
+        holder.append(protocol)
+        return protocol
+
+    try:
+        async with connect(
+            "127.0.0.1", port, configuration=configuration, create_protocol=factory
+        ):
+            pass
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("the handshake succeeded but was expected to fail")
+    event = holder[0].terminated
+    assert event is not None, "connection failed without a ConnectionTerminated event"
+    return event
+
+
+class RecordingServerProtocol(EchoServerProtocol):
+    """Also remembers how server-side connections ended."""
+
+    terminations: list[events.ConnectionTerminated] = []
+
+    def quic_event_received(self, event: events.QuicEvent) -> None:
+        if isinstance(event, events.ConnectionTerminated):
+            self.terminations.append(event)
+        super().quic_event_received(event)
+
+
+#: CRYPTO_ERROR carrying a TLS alert (RFC 9001 4.8): 0x100 + alert.
+def crypto_error(alert: int) -> int:
+    return 0x100 + alert
+
+
+ILLEGAL_PARAMETER = crypto_error(47)
+HANDSHAKE_FAILURE = crypto_error(40)
+UNEXPECTED_MESSAGE = crypto_error(10)

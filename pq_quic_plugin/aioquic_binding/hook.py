@@ -39,6 +39,9 @@ class PostQuantumSettings:
     policy: Policy
     client: GroupPolicy | None
     server: GroupPolicy | None
+    #: The TLS engine to convert contexts into; a subclass may extend it (tests use one to
+    #: build a misbehaving peer).
+    context_class: type[PostQuantumContext] = PostQuantumContext
 
     @classmethod
     def build(
@@ -79,7 +82,7 @@ def _wrapped_initialize(self: QuicConnection, peer_cid: bytes) -> None:
     policy = settings.for_side(self._is_client)
     if policy is None:
         return
-    PostQuantumContext.adopt(self.tls, policy)
+    settings.context_class.adopt(self.tls, policy)
     if self._is_client and policy.policy is Policy.REQUIRE:
         _explain_refusals(self, policy)
 
