@@ -126,10 +126,9 @@ def registry() -> GroupRegistry:
     with _lock:
         if _registry is None:
             entries: list[tuple[str, Group]] = []
-            # pluggy calls the most recently registered plugin first; reverse it so the
-            # built-in groups keep their place at the head of the preference order.
-            impls = list(reversed(pm.hook.pq_quic_register_groups.get_hookimpls()))
-            for impl in impls:
+            # get_hookimpls() is in registration order (pluggy *calls* them in reverse), so
+            # the built-in groups keep their place at the head of the preference order.
+            for impl in pm.hook.pq_quic_register_groups.get_hookimpls():
                 for group in impl.function() or ():
                     entries.append((impl.plugin_name, group))
             _registry = GroupRegistry(entries)
