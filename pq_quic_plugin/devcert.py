@@ -1,0 +1,136 @@
+"""A throw-away PKI for demos, tests and local development: a small CA and a leaf it issued.
+
+Why not one self-signed certificate: qh3 (and so niquests) refuses a server certificate that is
+self-signed with ``CA:TRUE``, and Chromium wants a proper ``CA:FALSE`` serverAuth leaf. A CA plus
+a leaf satisfies every peer: clients trust ``ca_cert``, servers present ``cert``/``key``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import ipaddress
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+@dataclass(frozen=True)
+class DevPKI:
+    """Paths and digests of one generated PKI (all files live in the same directory)."""
+
+    ca_cert: Path
+    """PEM of the CA certificate: what clients trust (``cafile``/``verify``)."""
+    cert: Path
+    """PEM of the leaf certificate, what servers present."""
+    key: Path
+    """PEM (PKCS#8, unencrypted) of the leaf's private key."""
+    ca_pem: bytes
+    """The CA certificate's PEM bytes, for APIs that take ``cadata``."""
+    spki_sha256_b64: str
+    """base64(SHA-256(leaf DER SubjectPublicKeyInfo)): Chromium's
+    ``--ignore-certificate-errors-spki-list`` value."""
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def make_dev_pki(
+    directory: Path,
+    hostnames: Sequence[str] = ("localhost",),
+    ips: Sequence[str] = ("127.0.0.1", "::1"),
+) -> DevPKI:
+    """Write ``ca.pem``, ``cert.pem`` and ``key.pem`` into ``directory`` and describe them.
+
+    The leaf is ECDSA P-256 (every TLS 1.3 stack signs with it), valid from one day ago (clock
+    skew) for 30 days, with SAN DNS and IP entries so both ``localhost`` and ``127.0.0.1`` URLs
+    verify, and the serverAuth EKU Chromium insists on.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_before, not_after = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("pq-quic-plugin test CA")
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    san: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
+    san += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(_name(hostnames[0] if hostnames else "pq-quic-plugin test leaf"))
+        .issuer_name(ca_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    ca_pem = ca.public_bytes(serialization.Encoding.PEM)
+    paths = {name: directory / f"{name}.pem" for name in ("ca", "cert", "key")}
+    paths["ca"].write_bytes(ca_pem)
+    paths["cert"].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_pem = leaf_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    # A private key is never world-readable, not even a throw-away one.
+    fd = os.open(paths["key"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key_pem)
+    spki = leaf.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return DevPKI(
+        ca_cert=paths["ca"],
+        cert=paths["cert"],
+        key=paths["key"],
+        ca_pem=ca_pem,
+        spki_sha256_b64=base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii"),
+    )
