@@ -134,3 +134,26 @@ def make_dev_pki(
         ca_pem=ca_pem,
         spki_sha256_b64=base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii"),
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pq_quic_plugin.devcert DIR``: write a CA and a localhost leaf into DIR."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pq_quic_plugin.devcert",
+        description="Write a throw-away CA (ca.pem) and a localhost certificate (cert.pem, "
+        "key.pem) for local HTTP/3 testing. Never use them in production.",
+    )
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--hostname", action="append", default=None)
+    args = parser.parse_args(argv)
+    pki = make_dev_pki(args.directory, hostnames=tuple(args.hostname or ("localhost",)))
+    print(f"CA (trust this in clients): {pki.ca_cert}")
+    print(f"certificate: {pki.cert}\nkey:         {pki.key}")
+    print(f"Chromium: --ignore-certificate-errors-spki-list={pki.spki_sha256_b64}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

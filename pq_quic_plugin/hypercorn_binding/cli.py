@@ -1,0 +1,182 @@
+"""``hypercorn-pq``: hypercorn's own command line plus ``--pq`` and ``--pq-groups``.
+
+hypercorn builds its argparse parser inside ``hypercorn.__main__.main`` and offers no way to
+extend it, and its option list must not be copied (it changes between releases). So this runs
+hypercorn's real ``main`` with two of its module globals swapped for the duration of the call:
+
+* ``argparse``, so the parser hypercorn builds is a subclass that adds the two options (they
+  appear in ``--help`` next to hypercorn's own), and
+* ``run``, so the ``Config`` hypercorn assembled passes through :func:`_prepare` before
+  hypercorn's real ``run`` starts the workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+from collections.abc import Sequence
+from typing import Any
+
+import hypercorn.__main__ as hypercorn_main
+from hypercorn.config import Config
+
+from ..plugins import UnknownGroupError, registry
+from ..policy import Policy
+from .config import PostQuantumConfig, normalise_groups
+
+PROG = "hypercorn-pq"
+_POLICIES = ("off", "prefer", "require")
+
+
+class _State:
+    parser: argparse.ArgumentParser | None = None
+    args: argparse.Namespace | None = None
+
+
+class _PostQuantumParser(argparse.ArgumentParser):
+    """hypercorn's parser, with the post-quantum options added just before parsing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("prog", PROG)
+        kwargs.setdefault(
+            "description",
+            "hypercorn with post-quantum key exchange (X25519MLKEM768) for HTTP/3. "
+            "Every hypercorn option works unchanged.",
+        )
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        group = self.add_argument_group("post-quantum (pq-quic-plugin)")
+        group.add_argument(
+            "--pq",
+            nargs="?",
+            const="prefer",
+            default=None,
+            choices=_POLICIES,
+            metavar="{prefer,require}",
+            help="Serve HTTP/3 with post-quantum key exchange. 'prefer' (the default when the "
+            "flag has no value) negotiates X25519MLKEM768 when the client can and classical "
+            "otherwise; 'require' refuses classical handshakes and answers requests that "
+            "arrive over TCP with an explanation and Alt-Svc. Needs --certfile/--keyfile. "
+            "Without --quic-bind, HTTP/3 listens on the TCP bind's port.",
+        )
+        names = ",".join(g.name for g in registry())
+        group.add_argument(
+            "--pq-groups",
+            default=None,
+            metavar="NAME,NAME",
+            help=f"Key-exchange groups the server accepts, most preferred first. Known: {names}",
+        )
+        ns = super().parse_args(args, namespace)
+        _State.parser, _State.args = self, ns
+        return ns
+
+
+def _normalise_argv(argv: Sequence[str]) -> list[str]:
+    """Let a bare ``--pq`` stand before the application name.
+
+    ``--pq app:app`` would otherwise make argparse take ``app:app`` as the policy.
+    """
+    out: list[str] = []
+    items = list(argv)
+    for i, item in enumerate(items):
+        if item == "--pq":
+            nxt = items[i + 1] if i + 1 < len(items) else None
+            if nxt is None or nxt.lower() not in _POLICIES:
+                out.append("--pq=prefer")
+                continue
+        if i > 0 and items[i - 1] == "--pq" and item.lower() in _POLICIES:
+            out[-1] = f"--pq={item.lower()}"
+            continue
+        out.append(item)
+    return out
+
+
+def _fail(message: str) -> None:
+    parser = _State.parser
+    if parser is not None:
+        parser.error(message)  # exits 2 with the usage line
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+def _prepare(config: Config) -> PostQuantumConfig:
+    """Merge command line and config-file settings, check them, derive the QUIC bind."""
+    args = _State.args
+    cli_policy = getattr(args, "pq", None)
+    cli_groups = getattr(args, "pq_groups", None)
+    try:
+        policy = Policy.parse(cli_policy if cli_policy is not None else getattr(config, "pq", "off"))
+    except ValueError as exc:
+        _fail(f"config key 'pq': {exc}")
+        raise
+    try:
+        groups = normalise_groups(
+            cli_groups if cli_groups is not None else getattr(config, "pq_groups", None)
+        )
+    except UnknownGroupError as exc:
+        source = "--pq-groups" if cli_groups is not None else "config key 'pq_groups'"
+        _fail(f"{source}: {exc}")
+        raise
+
+    pq_config = PostQuantumConfig.from_config(config)
+    pq_config.pq = policy.value
+    pq_config.pq_groups = groups
+    if policy is Policy.OFF:
+        _say("post-quantum off: HTTP/3 (if configured) uses stock aioquic key exchange; add --pq")
+        return pq_config
+
+    if not config.certfile or not config.keyfile:
+        _fail(
+            "--pq needs --certfile and --keyfile. QUIC always runs TLS 1.3 (there is no "
+            "plaintext QUIC), so HTTP/3 and its post-quantum key exchange need a certificate. "
+            "For local testing, make one with: python -m pq_quic_plugin.devcert ./certs"
+        )
+    try:
+        from ..policy import GroupPolicy
+
+        server = GroupPolicy.server_default(policy, groups)
+    except ValueError as exc:
+        _fail(str(exc))
+        raise
+    if not config.quic_bind:
+        derived = [b for b in config.bind if not b.startswith(("unix:", "fd://"))]
+        if not derived:
+            _fail("--pq needs a UDP address for HTTP/3: add --quic-bind HOST:PORT")
+        pq_config.quic_bind = derived
+        _say(
+            f"HTTP/3 (QUIC) on udp {', '.join(derived)}, the same port as the TCP bind "
+            "(use --quic-bind to choose another)"
+        )
+    _say(f"post-quantum HTTP/3: {server.describe()}")
+    if policy is Policy.REQUIRE:
+        _say(
+            "policy require: classical QUIC handshakes are refused; requests over TCP "
+            "(HTTP/1.1, HTTP/2: never post-quantum here) get an explanation page with Alt-Svc, "
+            "never the application's response"
+        )
+    return pq_config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = _normalise_argv(sys.argv[1:] if argv is None else argv)
+    shim = types.ModuleType("argparse")
+    shim.__dict__.update(argparse.__dict__)
+    shim.ArgumentParser = _PostQuantumParser  # type: ignore[attr-defined]
+    real_run = hypercorn_main.run
+
+    def run(config: Config) -> int:
+        return real_run(_prepare(config))
+
+    saved = hypercorn_main.argparse, hypercorn_main.run
+    hypercorn_main.argparse = shim  # type: ignore[attr-defined]
+    hypercorn_main.run = run  # type: ignore[attr-defined]
+    try:
+        return hypercorn_main.main(argv)
+    finally:
+        hypercorn_main.argparse, hypercorn_main.run = saved  # type: ignore[attr-defined]

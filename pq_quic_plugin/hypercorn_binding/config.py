@@ -1,0 +1,60 @@
+"""``PostQuantumConfig``: a hypercorn ``Config`` that carries the post-quantum settings.
+
+Hypercorn pickles its ``Config`` into every spawned worker. Because this class lives in this
+module, unpickling it in a worker imports the module, and importing it installs the hooks
+(:mod:`.hooks`): that is how ``-w 2`` workers become post-quantum without any code of ours
+running in them first. The keys ``pq`` and ``pq_groups`` are the same in a TOML config file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from hypercorn.config import Config
+
+from ..plugins import registry
+from ..policy import GroupPolicy, Policy
+from .hooks import install_hooks
+
+install_hooks()
+
+
+class PostQuantumConfig(Config):
+    """hypercorn's Config plus ``pq`` (off / prefer / require) and ``pq_groups`` (names)."""
+
+    pq: str = "off"
+    pq_groups: list[str] | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> PostQuantumConfig:
+        """Copy a Config built by hypercorn's own loaders (TOML, python:, file:)."""
+        new = cls.__new__(cls)
+        new.__dict__.update(config.__dict__)
+        return new
+
+
+def normalise_groups(value: Any) -> list[str] | None:
+    """Accept "a,b", ["a", "b"] or None; return canonical IANA names (validated)."""
+    if value is None or value == "" or value == []:
+        return None
+    names: Iterable[str] = value.split(",") if isinstance(value, str) else value
+    cleaned = [n.strip() for n in names if str(n).strip()]
+    return [g.name for g in registry().resolve(cleaned)]
+
+
+def post_quantum(
+    config: Config, policy: Policy | str | bool | None = "prefer", groups: Any = None
+) -> PostQuantumConfig:
+    """Library use: make a hypercorn Config post-quantum for ``hypercorn.asyncio.serve``.
+
+    Validates the policy and groups up front (an unknown group name raises with the list of
+    valid names) so a mistake surfaces at start-up, not at the first handshake.
+    """
+    pq_config = config if isinstance(config, PostQuantumConfig) else PostQuantumConfig.from_config(config)
+    pol = Policy.parse(policy)
+    pq_config.pq = pol.value
+    pq_config.pq_groups = normalise_groups(groups)
+    if pol is not Policy.OFF:
+        GroupPolicy.server_default(pol, pq_config.pq_groups)  # fails early on a bad combination
+    return pq_config

@@ -1,0 +1,125 @@
+"""The hypercorn side: make its QUIC listener post-quantum and put TLS facts in every scope.
+
+Hypercorn has no extension points for this, so three constructors are wrapped, once per process,
+when this module is imported (the spawned workers import it when they unpickle a
+:class:`~.config.PostQuantumConfig`, which is why the hooks live at import time):
+
+* ``QuicProtocol.__init__``: after hypercorn built its one ``QuicConfiguration``, apply the
+  config's ``pq`` policy with :func:`pq_quic_plugin.configure`.
+* ``H3Protocol.__init__``: wrap the app of each HTTP/3 connection so every request's scope gets
+  ``extensions["tls"]`` and ``extensions["pq_quic"]`` from that connection's handshake (the
+  group is read per request: the H3 protocol exists before the key exchange finishes).
+* ``ProtocolWrapper.__init__``: the same for the TCP listener, from Python's ``ssl`` object.
+
+A config without ``pq`` (or with ``pq = "off"``) leaves the QUIC listener stock; the scope facts
+are still added, since they only describe.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from hypercorn.protocol import ProtocolWrapper
+from hypercorn.protocol.h3 import H3Protocol
+from hypercorn.protocol.quic import QuicProtocol
+
+from ..aioquic_binding import configure
+from ..policy import Policy
+from .tls_facts import add_to_scope, quic_facts, tcp_facts
+
+logger = logging.getLogger("pq_quic_plugin.hypercorn")
+_MARK = "__pq_quic_wrapped__"
+
+
+class _ScopeFactsApp:
+    """An hypercorn AppWrapper that adds connection facts to each scope before the app runs."""
+
+    def __init__(self, app: Any, facts: Callable[[], tuple[dict | None, dict]]) -> None:
+        self.app = app
+        self._facts = facts
+
+    async def __call__(self, scope: dict, receive: Any, send: Any, *args: Any) -> Any:
+        if scope.get("type") in ("http", "websocket"):
+            tls_ext, pq = self._facts()
+            add_to_scope(scope, tls_ext, pq)
+        return await self.app(scope, receive, send, *args)
+
+
+def _wrap(cls: type, wrapper: Callable) -> None:
+    original = cls.__init__
+    if getattr(original, _MARK, False):
+        return
+    patched = functools.wraps(original)(wrapper(original))
+    setattr(patched, _MARK, True)
+    cls.__init__ = patched  # type: ignore[misc]
+
+
+def _quic_protocol_init(original: Callable) -> Callable:
+    def __init__(self: QuicProtocol, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        policy = Policy.parse(getattr(self.config, "pq", None) or "off")
+        if policy is Policy.OFF:
+            logger.info("HTTP/3 listener: post-quantum policy off (stock aioquic key exchange)")
+            return
+        configure(self.quic_config, policy, groups=getattr(self.config, "pq_groups", None))
+        side = self.quic_config._pq_quic_settings.server  # type: ignore[attr-defined]
+        logger.info("HTTP/3 listener %s: post-quantum %s", self.server, side.describe())
+
+    return __init__
+
+
+def _h3_protocol_init(original: Callable) -> Callable:
+    def __init__(self: H3Protocol, app: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, app, *args, **kwargs)
+        quic = self.connection._quic
+        self.app = _ScopeFactsApp(app, lambda: quic_facts(quic))
+
+    return __init__
+
+
+def _protocol_wrapper_init(original: Callable) -> Callable:
+    def __init__(self: ProtocolWrapper, app: Any, config: Any, *args: Any, **kwargs: Any) -> None:
+        # hypercorn passes its TCPServer's bound ``protocol_send``; the server holds the stream.
+        send = kwargs.get("send", args[6] if len(args) > 6 else None)
+        server = getattr(send, "__self__", None)
+        ssl_object = _ssl_object_of(server)
+        cert_pem = _read_cert(config) if ssl_object is not None else None
+        facts = tcp_facts(ssl_object, cert_pem)
+        app = _ScopeFactsApp(app, lambda: facts)
+        original(self, app, config, *args, **kwargs)
+
+    return __init__
+
+
+def _ssl_object_of(server: Any) -> Any:
+    writer = getattr(server, "writer", None)  # asyncio worker
+    if writer is not None:
+        return writer.get_extra_info("ssl_object")
+    stream = getattr(server, "stream", None)  # trio worker: a trio.SSLStream after its handshake
+    if stream is not None and type(stream).__name__ == "SSLStream":
+        return stream  # forwards cipher() and version() to its SSLObject
+    return None
+
+
+@functools.lru_cache(maxsize=8)
+def _cert_pem(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def _read_cert(config: Any) -> str | None:
+    path = getattr(config, "certfile", None)
+    return _cert_pem(str(path)) if path else None
+
+
+def install_hooks() -> None:
+    """Idempotent: wrap hypercorn's constructors once per process."""
+    _wrap(QuicProtocol, _quic_protocol_init)
+    _wrap(H3Protocol, _h3_protocol_init)
+    _wrap(ProtocolWrapper, _protocol_wrapper_init)
