@@ -1,0 +1,186 @@
+"""hypercorn-pq as a real subprocess serving the example app, reached by real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import ssl
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from peers.qh3_peer import niquests_h3_get
+from servers import free_port, hypercorn_pq, run_cli
+
+from pq_quic_plugin.http3_client import HTTP3Error, fetch
+
+
+def _tls_args(pki, port: int) -> list[str]:  # type: ignore[no-untyped-def]
+    return ["--certfile", str(pki.cert), "--keyfile", str(pki.key), "-b", f"127.0.0.1:{port}"]
+
+
+def _get(url: str, policy: str, pki, groups=None):  # type: ignore[no-untyped-def]
+    return asyncio.run(fetch(url, policy, groups=groups, cafile=str(pki.ca_cert), timeout=15))
+
+
+def _tcp_get(url: str, pki) -> tuple[int, dict, str]:  # type: ignore[no-untyped-def]
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=15) as resp:
+            return resp.status, dict(resp.headers), resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read().decode()
+
+
+@pytest.fixture(scope="module")
+def prefer_server(pki, tmp_path_factory):  # type: ignore[no-untyped-def]
+    port = free_port()
+    with hypercorn_pq(["--pq", *_tls_args(pki, port), "app:app"],
+                      tmp_path_factory.mktemp("logs"), port) as server:
+        yield port, server
+
+
+@pytest.mark.parametrize("policy", ["prefer", "require"])
+def test_our_client_gets_a_post_quantum_page(prefer_server, pki, policy: str) -> None:
+    port, _ = prefer_server
+    page = _get(f"https://localhost:{port}/", policy, pki)
+    assert page.status == 200 and page.group is not None
+    assert page.group.name == "X25519MLKEM768"
+    text = page.body.decode()
+    assert "X25519MLKEM768" in text and "not post-quantum" not in text
+    api = json.loads(_get(f"https://localhost:{port}/api/connection", policy, pki).body)
+    assert api["group"] == "X25519MLKEM768" and api["post_quantum"] is True
+    assert api["http_version"] == "3" and api["codepoint"] == 0x11EC
+    assert page.header("pq-key-exchange", ) is not None
+
+
+def test_stock_aioquic_client_gets_classical_and_the_page_says_so(prefer_server, pki) -> None:
+    port, _ = prefer_server
+    page = _get(f"https://localhost:{port}/", "off", pki)  # stock aioquic key exchange
+    assert page.status == 200 and page.group is None
+    assert "not post-quantum" in page.body.decode()
+    api = json.loads(_get(f"https://localhost:{port}/api/connection", "off", pki).body)
+    assert api["group"] == "x25519" and api["post_quantum"] is False
+
+
+def test_niquests_over_http3_sees_x25519mlkem768(prefer_server, pki) -> None:
+    port, _ = prefer_server
+    result = niquests_h3_get(f"https://127.0.0.1:{port}/api/connection", pki.ca_cert)
+    assert result.http_version.startswith("HTTP/3")
+    api = json.loads(result.body)
+    assert api["group"] == "X25519MLKEM768" and api["post_quantum"] is True
+
+
+def test_tcp_listener_says_the_group_is_unknown(prefer_server, pki) -> None:
+    port, _ = prefer_server
+    status, headers, body = _tcp_get(f"https://127.0.0.1:{port}/api/connection", pki)
+    api = json.loads(body)
+    assert status == 200 and api["transport"] == "tcp"
+    assert api["group"] is None and api["group_known"] is False and api["post_quantum"] is False
+    assert headers.get("alt-svc", "").startswith(f'h3=":{port}"')
+
+
+def test_require_refuses_stock_client_and_logs_why(pki, tmp_path: Path) -> None:
+    port = free_port()
+    with hypercorn_pq(["--pq", "require", *_tls_args(pki, port), "app:app"], tmp_path, port) as s:
+        with pytest.raises((ConnectionError, HTTP3Error)):
+            _get(f"https://localhost:{port}/", "off", pki)
+        s.wait_for_log("refusing handshake: client offered no post-quantum key-exchange group")
+        ok = _get(f"https://localhost:{port}/api/connection", "require", pki)
+        assert json.loads(ok.body)["group"] == "X25519MLKEM768"
+        # TCP is never post-quantum here: the middleware's page, not the app's.
+        status, headers, body = _tcp_get(f"https://127.0.0.1:{port}/api/connection", pki)
+        assert status != 200 and "post-quantum" in body
+        assert '"group"' not in body  # not the app's JSON
+        assert f':{port}"' in headers.get("alt-svc", "")
+        assert "policy=require" in s.log()
+
+
+def test_classical_quic_gets_403_naming_the_group_when_app_requires(pki, tmp_path: Path) -> None:
+    port = free_port()
+    with hypercorn_pq(["--pq", *_tls_args(pki, port), "app:app"], tmp_path, port,
+                      env={"PQ_DEMO_REQUIRE": "1"}):
+        page = _get(f"https://localhost:{port}/", "off", pki)
+        assert page.status == 403 and "x25519" in page.body.decode()
+        assert _get(f"https://localhost:{port}/", "prefer", pki).status == 200
+
+
+@pytest.mark.parametrize("extra", [["-w", "0"], ["-k", "trio"], ["-k", "trio", "-w", "0"]])
+def test_worker_variants_serve_post_quantum(pki, tmp_path: Path, extra: list[str]) -> None:
+    port = free_port()
+    with hypercorn_pq([*extra, "--pq", *_tls_args(pki, port), "app:app"], tmp_path, port):
+        api = json.loads(_get(f"https://localhost:{port}/api/connection", "require", pki).body)
+    assert api["group"] == "X25519MLKEM768"
+
+
+def test_two_spawned_workers_both_serve_post_quantum(pki, tmp_path: Path) -> None:
+    port = free_port()
+    seen: dict[int, str] = {}
+    with hypercorn_pq(["-w", "2", "--pq", *_tls_args(pki, port), "app:app"], tmp_path, port):
+        for _ in range(200):
+            page = _get(f"https://localhost:{port}/pid", "require", pki)
+            seen[json.loads(page.body)["pid"]] = page.group.name if page.group else "none"
+            if len(seen) == 2:
+                break
+    assert len(seen) == 2, f"only {seen} answered"
+    assert set(seen.values()) == {"X25519MLKEM768"}
+
+
+def test_toml_config_keys(pki, tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "hypercorn.toml"
+    config.write_text(
+        f'bind = ["127.0.0.1:{port}"]\ncertfile = "{pki.cert}"\nkeyfile = "{pki.key}"\n'
+        'pq = "require"\npq_groups = ["SecP256r1MLKEM768", "X25519MLKEM768"]\n'
+    )
+    with hypercorn_pq(["-c", str(config), "app:app"], tmp_path, port):
+        page = _get(f"https://localhost:{port}/api/connection", "require", pki,
+                    groups=["X25519MLKEM768", "SecP256r1MLKEM768"])
+    assert json.loads(page.body)["group"] == "X25519MLKEM768"  # no share for P-256 hybrid sent
+    # and with a share for both, the server's own order (pq_groups) decides:
+
+
+def test_help_lists_every_hypercorn_option_plus_ours() -> None:
+    stock = subprocess.run([sys.executable, "-m", "hypercorn", "--help"],
+                           capture_output=True, text=True, check=True).stdout
+    ours = run_cli(["--help"])
+    assert ours.returncode == 0
+    options = set(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", stock))
+    missing = [o for o in options if o not in ours.stdout]
+    assert not missing, missing
+    assert "--pq" in ours.stdout and "--pq-groups" in ours.stdout
+    assert "hypercorn-pq" in ours.stdout
+
+
+def test_unknown_group_lists_valid_names(pki) -> None:
+    out = run_cli(["--pq", "--pq-groups", "X25519MLKEM768,Kyber9000",
+                   "--certfile", str(pki.cert), "--keyfile", str(pki.key), "app:app"])
+    assert out.returncode == 2
+    assert "Kyber9000" in out.stderr and "valid names" in out.stderr
+    assert "SecP256r1MLKEM768" in out.stderr
+
+
+def test_pq_without_certificate_explains_why(pki) -> None:
+    out = run_cli(["--pq", "app:app"])
+    assert out.returncode == 2
+    assert "--certfile" in out.stderr and "QUIC always runs TLS 1.3" in out.stderr
+
+
+def test_the_first_command_a_user_types(pki, tmp_path: Path) -> None:
+    # Exactly as in the docs: the flag right before the certificate options, no --quic-bind,
+    # no --bind (hypercorn's default 127.0.0.1:8000).
+    with hypercorn_pq(["--pq", "--certfile", str(pki.cert), "--keyfile", str(pki.key), "app:app"],
+                      tmp_path, 8000) as server:
+        page = _get("https://localhost:8000/api/connection", "require", pki)
+        assert json.loads(page.body)["group"] == "X25519MLKEM768"
+        assert "HTTP/3 (QUIC) on udp 127.0.0.1:8000, the same port as the TCP bind" in server.log()
+
+
+def test_flag_right_before_the_app(pki, tmp_path: Path) -> None:
+    port = free_port()
+    with hypercorn_pq([*_tls_args(pki, port), "--pq", "app:app"], tmp_path, port):
+        page = _get(f"https://localhost:{port}/api/connection", "require", pki)
+    assert json.loads(page.body)["group"] == "X25519MLKEM768"
