@@ -35,17 +35,33 @@ _MARK = "__pq_quic_wrapped__"
 
 
 class _ScopeFactsApp:
-    """An hypercorn AppWrapper that adds connection facts to each scope before the app runs."""
+    """An hypercorn AppWrapper that adds connection facts to each scope before the app runs.
 
-    def __init__(self, app: Any, facts: Callable[[], tuple[dict | None, dict]]) -> None:
+    Under ``pq = "require"`` it also puts :class:`~pq_quic_plugin.asgi.PostQuantumMiddleware`
+    in front of the application, so nothing is ever served over a classical connection (TCP is
+    always classical here), even by an app that does not use the middleware itself.
+    """
+
+    def __init__(
+        self, app: Any, facts: Callable[[], tuple[dict | None, dict]], config: Any
+    ) -> None:
         self.app = app
         self._facts = facts
+        self._require = Policy.parse(getattr(config, "pq", None) or "off") is Policy.REQUIRE
 
     async def __call__(self, scope: dict, receive: Any, send: Any, *args: Any) -> Any:
-        if scope.get("type") in ("http", "websocket"):
-            tls_ext, pq = self._facts()
-            add_to_scope(scope, tls_ext, pq)
-        return await self.app(scope, receive, send, *args)
+        if scope.get("type") not in ("http", "websocket"):
+            return await self.app(scope, receive, send, *args)
+        tls_ext, pq = self._facts()
+        add_to_scope(scope, tls_ext, pq)
+        if not self._require:
+            return await self.app(scope, receive, send, *args)
+        from ..asgi import PostQuantumMiddleware
+
+        async def inner(scope: dict, receive: Any, send: Any) -> Any:
+            return await self.app(scope, receive, send, *args)
+
+        return await PostQuantumMiddleware(inner, require=True, header=False)(scope, receive, send)
 
 
 def _wrap(cls: type, wrapper: Callable) -> None:
@@ -75,7 +91,7 @@ def _h3_protocol_init(original: Callable) -> Callable:
     def __init__(self: H3Protocol, app: Any, *args: Any, **kwargs: Any) -> None:
         original(self, app, *args, **kwargs)
         quic = self.connection._quic
-        self.app = _ScopeFactsApp(app, lambda: quic_facts(quic))
+        self.app = _ScopeFactsApp(app, lambda: quic_facts(quic), self.config)
 
     return __init__
 
@@ -88,7 +104,7 @@ def _protocol_wrapper_init(original: Callable) -> Callable:
         ssl_object = _ssl_object_of(server)
         cert_pem = _read_cert(config) if ssl_object is not None else None
         facts = tcp_facts(ssl_object, cert_pem)
-        app = _ScopeFactsApp(app, lambda: facts)
+        app = _ScopeFactsApp(app, lambda: facts, config)
         original(self, app, config, *args, **kwargs)
 
     return __init__
