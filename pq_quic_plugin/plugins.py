@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import pluggy
 
@@ -67,7 +67,7 @@ class GroupRegistry:
         self._origin[group.codepoint] = origin
         self._ordered.append(group)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Group]:
         return iter(self._ordered)
 
     def __len__(self) -> int:
@@ -129,7 +129,7 @@ def registry() -> GroupRegistry:
             # get_hookimpls() is in registration order (pluggy *calls* them in reverse), so
             # the built-in groups keep their place at the head of the preference order.
             for impl in pm.hook.pq_quic_register_groups.get_hookimpls():
-                for group in impl.function() or ():
+                for group in impl.function() or ():  # type: ignore[attr-defined]
                     entries.append((impl.plugin_name, group))
             _registry = GroupRegistry(entries)
         return _registry

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from aioquic import tls
@@ -114,7 +115,7 @@ class PostQuantumContext(tls.Context):
         output_buf: Buffer,
         key_share: list[tuple[int, bytes]],
         allow_psk: bool,
-        extra_extensions: list[tuple[int, bytes]] | None = None,
+        extra_extensions: Sequence[tuple[int, bytes]] | None = None,
         key_schedule: tls.KeySchedule | None = None,
     ) -> None:
         """Write a ClientHello; aioquic 1.7's ``_client_send_hello`` minus the group code.
@@ -389,7 +390,7 @@ class PostQuantumContext(tls.Context):
         self.received_extensions = peer_hello.other_extensions
 
         if self.alpn_cb:
-            self.alpn_cb(self.alpn_negotiated)
+            self.alpn_cb(self.alpn_negotiated)  # type: ignore[arg-type]
 
         # Session resumption, as aioquic does it; skipped after a retry, because the binder
         # would cover the retry transcript and declining a PSK is always allowed.
@@ -496,7 +497,7 @@ class PostQuantumContext(tls.Context):
                         ],
                     ),
                 )
-            signature = self.certificate_private_key.sign(  # type: ignore[union-attr,call-arg]
+            signature = self.certificate_private_key.sign(
                 self.key_schedule.certificate_verify_data(tls.SERVER_CONTEXT_STRING),
                 *tls.signature_algorithm_params(signature_algorithm),
             )
@@ -509,7 +510,9 @@ class PostQuantumContext(tls.Context):
         with tls.push_message(self.key_schedule, handshake_buf):
             tls.push_finished(
                 handshake_buf,
-                tls.Finished(verify_data=self.key_schedule.finished_verify_data(self._enc_key)),
+                tls.Finished(
+                    verify_data=self.key_schedule.finished_verify_data(self._enc_key or b"")
+                ),
             )
 
         assert self.key_schedule.generation == 2

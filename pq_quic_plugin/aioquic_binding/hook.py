@@ -128,7 +128,7 @@ def _ensure_patched() -> None:
 def _maybe_unpatch() -> None:
     global _original_initialize
     if _original_initialize is not None and _installed is None and _configured_alive == 0:
-        QuicConnection._initialize = _original_initialize  # type: ignore[method-assign]
+        QuicConnection._initialize = _original_initialize  # type: ignore[method-assign,assignment]
         _original_initialize = None
 
 

@@ -46,7 +46,7 @@ class _PostQuantumParser(argparse.ArgumentParser):
         )
         super().__init__(*args, **kwargs)
 
-    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
         group = self.add_argument_group("post-quantum (pq-quic-plugin)")
         group.add_argument(
             "--pq",
@@ -174,9 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return real_run(_prepare(config))
 
     saved = hypercorn_main.argparse, hypercorn_main.run
-    hypercorn_main.argparse = shim  # type: ignore[attr-defined]
-    hypercorn_main.run = run  # type: ignore[attr-defined]
+    hypercorn_main.argparse = shim
+    hypercorn_main.run = run
     try:
         return hypercorn_main.main(argv)
     finally:
-        hypercorn_main.argparse, hypercorn_main.run = saved  # type: ignore[attr-defined]
+        hypercorn_main.argparse, hypercorn_main.run = saved

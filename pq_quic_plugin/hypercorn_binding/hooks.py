@@ -65,7 +65,7 @@ class _ScopeFactsApp:
 
 
 def _wrap(cls: type, wrapper: Callable) -> None:
-    original = cls.__init__
+    original = cls.__init__  # type: ignore[misc]
     if getattr(original, _MARK, False):
         return
     patched = functools.wraps(original)(wrapper(original))
@@ -91,7 +91,7 @@ def _h3_protocol_init(original: Callable) -> Callable:
     def __init__(self: H3Protocol, app: Any, *args: Any, **kwargs: Any) -> None:
         original(self, app, *args, **kwargs)
         quic = self.connection._quic
-        self.app = _ScopeFactsApp(app, lambda: quic_facts(quic), self.config)
+        self.app = _ScopeFactsApp(app, lambda: quic_facts(quic), self.config)  # type: ignore[assignment]
 
     return __init__
 
