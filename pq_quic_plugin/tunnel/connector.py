@@ -82,6 +82,7 @@ class ConnectorSettings:
     keepalive: float = 1.0
     idle_timeout: float = 5.0
     hostnames: list[str] = field(default_factory=list)
+    retries: int = 0  # consecutive failures per connection before giving up; 0 = forever
 
 
 class Connector:
@@ -100,7 +101,9 @@ class Connector:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.metrics: Any = None  # set by the metrics server (issue 5)
+        self.metrics: Any = None  # set by ops.attach_connector_operations
+        self._gave_up = 0
+        self.exit_code = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,7 +137,7 @@ class Connector:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.origin.aclose()
         logger.info("connector stopped")
-        return 0
+        return self.exit_code
 
     def stop(self, immediately: bool = False) -> None:
         if immediately:
@@ -211,21 +214,33 @@ class Connector:
 
     async def _supervise(self, state: ConnectionState) -> None:
         delay = self.settings.backoff_base
+        failures = 0
         while not self._stopping.is_set():
             state.attempts += 1
             started = time.monotonic()
             try:
                 await self._connect_once(state)
                 delay = self.settings.backoff_base  # it worked for a while: start over
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure is logged and retried
                 state.last_error = str(exc) or type(exc).__name__
                 self._report_failure(state, exc, time.monotonic() - started)
+                failures += 0 if state.registered else 1
             finally:
                 state.registered = False
                 state.connection = None
             if self._stopping.is_set():
+                return
+            if self.settings.retries and failures >= self.settings.retries:
+                logger.error("connIndex=%d: giving up after %d failed attempts (retries=%d)",
+                             state.index, failures, self.settings.retries)
+                self._gave_up += 1
+                if self._gave_up == len(self.states):
+                    logger.error("every connection gave up: the connector exits")
+                    self.exit_code = 1
+                    self._stopping.set()
                 return
             state.reconnects += 1
             wait = random.uniform(delay / 2, delay)  # jitter: connectors do not stampede
@@ -362,10 +377,11 @@ class Connector:
         host = next((v for k, v in headers if k.lower() == "host"), "")
         path = str(head.get("path", "/"))
         rule = self.ingress.ingress_match(host, path.split("?", 1)[0])
-        if rule.status is not None:
-            await channel.send_json(FrameType.HEADERS, {"status": rule.status, "headers": []})
+        if rule.service.kind == "http_status":
+            await channel.send_json(FrameType.HEADERS, {"status": rule.service.status,
+                                                        "headers": []})
             await channel.end()
-            return int(rule.status)
+            return int(rule.service.status)
         hops = list(head.get("hops", []))
         tunnel_group = negotiated_group(channel.connection)
         for hop in hops:  # the connector's own view of the tunnel hop wins
@@ -382,14 +398,14 @@ class Connector:
 
         try:
             response = await self.origin.request(
-                rule.service, str(head.get("method", "GET")), path,
+                rule.service.text, str(head.get("method", "GET")), path,
                 _with_hops(headers, hops, None), body(),
-                origin_ca_file=rule.origin_ca_file,
+                origin_ca_file=_s(rule.origin_ca_file),
                 origin_server_name=rule.origin_server_name,
                 hops_callback=lambda hop: _with_hops(headers, hops, hop),
             )
         except OriginError as exc:
-            logger.warning("origin %s: %s", rule.service, exc.reason)
+            logger.warning("origin %s: %s", rule.service.text, exc.reason)
             await channel.send_json(FrameType.ERROR, {"status": exc.status, "reason": exc.reason},
                                     end=True)
             return exc.status
@@ -409,9 +425,9 @@ class Connector:
                                path: str, rule: Any, hops: list) -> int:
         try:
             ws = await self.origin.websocket(
-                rule.service, path, _with_hops(headers, hops, None),
+                rule.service.text, path, _with_hops(headers, hops, None),
                 list(head.get("subprotocols", [])),
-                origin_ca_file=rule.origin_ca_file, origin_server_name=rule.origin_server_name,
+                origin_ca_file=_s(rule.origin_ca_file), origin_server_name=rule.origin_server_name,
             )
         except OriginError as exc:
             await channel.send_json(FrameType.ERROR, {"status": exc.status, "reason": exc.reason},
@@ -461,6 +477,10 @@ def _with_hops(headers: list[tuple[str, str]], hops: list[dict], origin_hop: Any
         all_hops.append(origin_hop.as_dict() if hasattr(origin_hop, "as_dict") else origin_hop)
     out.append((HOPS_HEADER, json.dumps(all_hops, separators=(",", ":"))))
     return out
+
+
+def _s(path: Any) -> str | None:
+    return str(path) if path is not None else None
 
 
 def _fmt(edge: tuple[str, int]) -> str:

@@ -1,0 +1,1 @@
+"""pq-tunnel: an edge and a connector carrying HTTP to a private origin, every hop post-quantum."""

@@ -1,0 +1,293 @@
+"""The edge's tunnel store: an embedded SQLite file shared by ``pq-tunnel create`` and the edge.
+
+Why SQLite: the edge process reads it on every registration and routing decision while
+``pq-tunnel create`` writes it from another process; SQLite's WAL mode gives readers a consistent
+snapshot without blocking the writer and makes a new tunnel visible to the running edge without a
+reload. Writers take ``BEGIN IMMEDIATE`` so two concurrent creates serialize instead of failing
+half-way, and uniqueness (names, hostnames) is enforced by the schema as well as checked first
+for a readable error.
+
+Only the HKDF-derived auth key is stored, never the tunnel secret (see ``credentials.py``). The
+auth key still suffices to authenticate as the tunnel, so the database file (and SQLite's
+``-wal``/``-shm`` files, which inherit its mode) is created 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .config import normalize_hostname, strip_port
+from .credentials import SECRET_BYTES, derive_auth_key
+
+__all__ = [
+    "TunnelRecord",
+    "TunnelStore",
+    "StoreError",
+    "TunnelNotFoundError",
+    "TunnelConflictError",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tunnels (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    auth_key   BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hostnames (
+    hostname  TEXT PRIMARY KEY,
+    tunnel_id TEXT NOT NULL REFERENCES tunnels(id) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS hostnames_by_tunnel ON hostnames(tunnel_id);
+"""
+
+
+class StoreError(Exception):
+    """Base class for tunnel store errors."""
+
+
+class TunnelNotFoundError(StoreError, LookupError):
+    """No tunnel with that ID or name."""
+
+
+class TunnelConflictError(StoreError, ValueError):
+    """The name or a hostname is already taken by another tunnel."""
+
+
+@dataclass(frozen=True)
+class TunnelRecord:
+    """A tunnel as the edge knows it; ``auth_key`` verifies proofs and is kept out of repr."""
+
+    id: str
+    name: str
+    hostnames: tuple[str, ...]
+    created_at: datetime
+    auth_key: bytes = field(repr=False)
+
+
+class TunnelStore:
+    """Tunnels, their hostnames and auth keys in one SQLite file (WAL mode, mode 0600).
+
+    One connection per store object, guarded by a lock, so it can be shared by threads; every
+    process opens its own store. Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, path: str | Path, *, timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Create the file ourselves so it never exists with a wider mode than 0600.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._write() as db:  # not executescript(): it would COMMIT our transaction
+            for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                db.execute(stmt)
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> TunnelStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN")  # one snapshot for the few SELECTs of a lookup
+            try:
+                yield self._db
+            finally:
+                self._db.execute("COMMIT")
+
+    @staticmethod
+    def _record(db: sqlite3.Connection, row: tuple[str, str, float, bytes]) -> TunnelRecord:
+        tid, name, created, key = row
+        hosts = tuple(
+            h
+            for (h,) in db.execute(
+                "SELECT hostname FROM hostnames WHERE tunnel_id = ? ORDER BY hostname", (tid,)
+            )
+        )
+        when = datetime.fromtimestamp(created, tz=timezone.utc)
+        return TunnelRecord(tid, name, hosts, when, bytes(key))
+
+    @staticmethod
+    def _find_row(db: sqlite3.Connection, id_or_name: str) -> tuple[str, str, float, bytes] | None:
+        cols = "SELECT id, name, created_at, auth_key FROM tunnels"
+        row: tuple[str, str, float, bytes] | None
+        try:
+            tid = str(uuid.UUID(id_or_name))
+        except ValueError:
+            row = db.execute(f"{cols} WHERE name = ?", (id_or_name,)).fetchone()
+        else:
+            row = db.execute(f"{cols} WHERE id = ?", (tid,)).fetchone()
+        return row
+
+    def _require(self, db: sqlite3.Connection, id_or_name: str) -> tuple[str, str, float, bytes]:
+        row = self._find_row(db, id_or_name)
+        if row is None:
+            names = [n for (n,) in db.execute("SELECT name FROM tunnels ORDER BY name")]
+            known = f"; known tunnels: {', '.join(names)}" if names else "; there are no tunnels"
+            raise TunnelNotFoundError(f"no tunnel with ID or name {id_or_name!r}{known}")
+        return row
+
+    @staticmethod
+    def _claim(db: sqlite3.Connection, tunnel_id: str, hostname: str) -> None:
+        owner = db.execute(
+            "SELECT t.id, t.name FROM hostnames h JOIN tunnels t ON t.id = h.tunnel_id "
+            "WHERE h.hostname = ?",
+            (hostname,),
+        ).fetchone()
+        if owner is not None:
+            if owner[0] == tunnel_id:
+                return
+            raise TunnelConflictError(
+                f"hostname {hostname!r} already belongs to tunnel {owner[1]!r} ({owner[0]}); "
+                f"remove it there first"
+            )
+        db.execute(
+            "INSERT INTO hostnames (hostname, tunnel_id) VALUES (?, ?)", (hostname, tunnel_id)
+        )
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def create(self, name: str, hostnames: Iterable[str] = ()) -> tuple[TunnelRecord, bytes]:
+        """Make a tunnel: a UUID4 ID and a fresh 32-byte secret, returned once and not stored.
+
+        Raises :class:`TunnelConflictError` if the name or a hostname is taken, and
+        ``ValueError`` for an invalid name or hostname; nothing is written in either case.
+        """
+        if not isinstance(name, str) or not _NAME.match(name) or _is_uuid(name):
+            raise ValueError(
+                f"{name!r} is not a valid tunnel name: use 1-64 letters, digits, '.', '_' or "
+                "'-', starting with a letter or digit, and not shaped like a UUID"
+            )
+        hosts = _normalize_all(hostnames)
+        tunnel_id = str(uuid.uuid4())
+        secret = secrets.token_bytes(SECRET_BYTES)
+        auth_key = derive_auth_key(secret, tunnel_id)
+        with self._write() as db:
+            other = db.execute("SELECT id FROM tunnels WHERE name = ?", (name,)).fetchone()
+            if other is not None:
+                raise TunnelConflictError(f"a tunnel named {name!r} already exists ({other[0]})")
+            db.execute(
+                "INSERT INTO tunnels (id, name, created_at, auth_key) VALUES (?, ?, ?, ?)",
+                (tunnel_id, name, time.time(), auth_key),
+            )
+            for host in hosts:
+                self._claim(db, tunnel_id, host)
+            record = self._record(db, self._require(db, tunnel_id))
+        return record, secret
+
+    def get(self, id_or_name: str) -> TunnelRecord | None:
+        """The tunnel with this UUID (any case) or exact name, or ``None``."""
+        with self._read() as db:
+            row = self._find_row(db, id_or_name)
+            return None if row is None else self._record(db, row)
+
+    def by_hostname(self, host: str) -> TunnelRecord | None:
+        """The tunnel serving a request's host: an exact hostname first, then the most specific
+        wildcard (``*.b.example.com`` before ``*.example.com``). Case and ``:port`` are ignored.
+        """
+        h = strip_port(host).strip().lower().rstrip(".")
+        if not h:
+            return None
+        labels = h.split(".")
+        candidates = [h] + ["*." + ".".join(labels[i:]) for i in range(1, len(labels))]
+        marks = ",".join("?" * len(candidates))
+        with self._read() as db:
+            found = dict(
+                db.execute(
+                    f"SELECT hostname, tunnel_id FROM hostnames WHERE hostname IN ({marks})",
+                    candidates,
+                ).fetchall()
+            )
+            for cand in candidates:
+                if cand in found:
+                    return self._record(db, self._require(db, found[cand]))
+        return None
+
+    def list(self) -> list[TunnelRecord]:
+        """Every tunnel, oldest first."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id, name, created_at, auth_key FROM tunnels ORDER BY created_at, name"
+            ).fetchall()
+            return [self._record(db, row) for row in rows]
+
+    def delete(self, id_or_name: str) -> TunnelRecord:
+        """Remove a tunnel and its hostnames; returns what was removed."""
+        with self._write() as db:
+            record = self._record(db, self._require(db, id_or_name))
+            db.execute("DELETE FROM tunnels WHERE id = ?", (record.id,))
+        return record
+
+    def add_hostname(self, id_or_name: str, hostname: str) -> TunnelRecord:
+        """Route one more hostname (maybe ``*.domain``) to a tunnel; idempotent for its owner."""
+        (host,) = _normalize_all([hostname])
+        with self._write() as db:
+            row = self._require(db, id_or_name)
+            self._claim(db, row[0], host)
+            return self._record(db, row)
+
+    def remove_hostname(self, id_or_name: str, hostname: str) -> TunnelRecord:
+        """Stop routing a hostname to a tunnel (no error if it was not routed there)."""
+        (host,) = _normalize_all([hostname])
+        with self._write() as db:
+            row = self._require(db, id_or_name)
+            db.execute("DELETE FROM hostnames WHERE hostname = ? AND tunnel_id = ?", (host, row[0]))
+            return self._record(db, row)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _normalize_all(hostnames: Iterable[str]) -> list[str]:
+    if isinstance(hostnames, str):
+        hostnames = [hostnames]
+    out: list[str] = []
+    for h in hostnames:
+        name = normalize_hostname(h)
+        if name not in out:
+            out.append(name)
+    return out
