@@ -7,6 +7,7 @@ fallback from post-quantum under ``require``) in one small, testable module.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -114,7 +115,8 @@ class GroupPolicy:
             groups = [g for g in every if g.post_quantum] + [
                 g for g in every if not g.post_quantum
             ]
-        return cls.build(policy, groups)
+        # A server sends no key shares of its own choosing: it answers the client's.
+        return dataclasses.replace(cls.build(policy, groups), key_share_groups=())
 
     @property
     def names(self) -> list[str]:
@@ -122,8 +124,10 @@ class GroupPolicy:
 
     def describe(self) -> str:
         """One line for logs: the policy is always visible (see the security standards)."""
-        shares = ",".join(g.name for g in self.key_share_groups)
-        return f"policy={self.policy.value} groups=[{','.join(self.names)}] key_shares=[{shares}]"
+        text = f"policy={self.policy.value} groups=[{','.join(self.names)}]"
+        if self.key_share_groups:
+            text += f" key_shares=[{','.join(g.name for g in self.key_share_groups)}]"
+        return text
 
     def select(
         self, offered_shares: Sequence[int], supported: Sequence[int] | None, retry_allowed: bool

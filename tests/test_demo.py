@@ -1,0 +1,16 @@
+"""`make demo ARGS=--once` keeps working: it runs the real chain and prints every group."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_demo_once_prints_every_negotiated_group() -> None:
+    out = subprocess.run([sys.executable, "-m", "pq_quic_plugin.demo", "--once"],
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr + out.stdout
+    text = out.stdout
+    assert "pq-quic-plugin client (require)    HTTP/3  X25519MLKEM768   post-quantum" in text
+    assert "niquests over qh3 (independent)    HTTP/3  X25519MLKEM768   post-quantum" in text
+    assert "stock aioquic client (classical)   HTTP/3  x25519           NOT post-quantum" in text
