@@ -33,10 +33,11 @@ def _flags(url: str, spki_sha256_b64: str, force_quic: bool) -> list[str]:
     return flags
 
 
-def dump_dom(url: str, spki_sha256_b64: str, force_quic: bool = True, timeout: float = 60) -> str:
+def dump_dom(url: str, spki_sha256_b64: str, force_quic: bool = True, timeout: float = 60,
+             extra_flags: list[str] | None = None) -> str:
     """The page's DOM after scripts ran; raises with Chromium's stderr on a QUIC failure."""
     out = subprocess.run(
-        [*_flags(url, spki_sha256_b64, force_quic), "--dump-dom", url],
+        [*_flags(url, spki_sha256_b64, force_quic), *(extra_flags or []), "--dump-dom", url],
         capture_output=True, text=True, timeout=timeout,
     )
     if "ERR_QUIC_HANDSHAKE_FAILED" in out.stderr or not out.stdout.strip():
@@ -45,9 +46,10 @@ def dump_dom(url: str, spki_sha256_b64: str, force_quic: bool = True, timeout: f
 
 
 def screenshot(url: str, path: Path, spki_sha256_b64: str, force_quic: bool = True,
-               size: str = "1100,800", timeout: float = 60) -> Path:
+               size: str = "1100,800", timeout: float = 60,
+               extra_flags: list[str] | None = None) -> Path:
     subprocess.run(
-        [*_flags(url, spki_sha256_b64, force_quic), f"--window-size={size}",
+        [*_flags(url, spki_sha256_b64, force_quic), *(extra_flags or []), f"--window-size={size}",
          "--hide-scrollbars", f"--screenshot={path}", url],
         capture_output=True, text=True, timeout=timeout, check=True,
     )

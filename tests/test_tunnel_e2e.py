@@ -1,0 +1,172 @@
+"""pq-tunnel end to end: origin, edge and connector as three real processes on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import resource
+import ssl
+import urllib.request
+from pathlib import Path
+
+import pytest
+from peers.chromium import dump_dom
+from tunnel_chain import TUNNEL_HOST, running_chain, tunnel_cli
+
+from pq_quic_plugin.http3_client import client_configuration, fetch, open_session
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):  # type: ignore[no-untyped-def]
+    with running_chain(tmp_path_factory.mktemp("chain")) as c:
+        yield c
+
+
+def _get(chain, path: str = "/api/connection", policy: str = "require", **kw):  # type: ignore[no-untyped-def]
+    return asyncio.run(fetch(chain.url + path, policy, cafile=str(chain.pki.ca_cert),
+                             timeout=30, **kw))
+
+
+def test_every_hop_is_post_quantum(chain) -> None:  # type: ignore[no-untyped-def]
+    resp = _get(chain)
+    assert resp.status == 200 and resp.group is not None
+    facts = json.loads(resp.body)
+    hops = {h["hop"]: h for h in facts["hops"]}
+    assert set(hops) == {"visitor-edge", "edge-connector", "connector-origin"}
+    assert all(h["group"] == "X25519MLKEM768" and h["post_quantum"] for h in hops.values())
+    assert facts["group"] == "X25519MLKEM768"  # the origin's own view of the last hop
+    assert facts["all_hops_post_quantum"] is True
+    page = _get(chain, "/").body.decode()
+    assert "post-quantum on every hop" in page
+
+
+def test_chromium_through_the_edge_sees_every_hop_post_quantum(chain) -> None:  # type: ignore[no-untyped-def]
+    url = f"https://{TUNNEL_HOST}:{chain.public_port}/"
+    dom = dump_dom(url, chain.pki.spki_sha256_b64,
+                   extra_flags=[f"--host-resolver-rules=MAP {TUNNEL_HOST} 127.0.0.1"])
+    assert "post-quantum on every hop" in dom
+    assert dom.count("X25519MLKEM768") >= 3
+
+
+def test_forwarded_headers_set_and_spoofed_hops_never_reach_the_origin(chain) -> None:  # type: ignore[no-untyped-def]
+    spoof = [{"hop": "visitor-edge", "group": "X25519MLKEM768", "post_quantum": True}]
+    resp = _get(chain, "/headers", headers=[
+        (b"pq-tunnel-hops", json.dumps(spoof * 5).encode()),
+        (b"x-forwarded-for", b"6.6.6.6"),
+    ])
+    seen = json.loads(resp.body)
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert seen["x-forwarded-proto"] == "https" and seen["x-forwarded-host"] == TUNNEL_HOST
+    hops = json.loads(seen["pq-tunnel-hops"])  # the connector's, not the visitor's
+    assert [h["hop"] for h in hops] == ["visitor-edge", "edge-connector", "connector-origin"]
+
+
+def test_large_bodies_both_ways_intact(chain) -> None:  # type: ignore[no-untyped-def]
+    size = 100 * 1024 * 1024
+
+    async def scenario():  # type: ignore[no-untyped-def]
+        config = client_configuration("require", cafile=str(chain.pki.ca_cert))
+        async with open_session(chain.url, config) as session:
+            status, _, body = await session.stream("GET", f"/bytes/{size}")
+            down = hashlib.sha256()
+            count = 0
+            async for chunk in body:
+                down.update(chunk)
+                count += len(chunk)
+            chunk = bytes(range(256)) * 256
+            expected = hashlib.sha256()
+            left = size
+            while left:
+                piece = chunk[: min(left, len(chunk))]
+                expected.update(piece)
+                left -= len(piece)
+
+            async def upload():  # type: ignore[no-untyped-def]
+                for i in range(size // len(chunk)):
+                    yield chunk
+
+            up_status, _, echoed = await session.stream_request("POST", "/echo", [], upload())
+            up = hashlib.sha256()
+            up_count = 0
+            async for piece in echoed:
+                up.update(piece)
+                up_count += len(piece)
+            return status, count, down.hexdigest(), expected.hexdigest(), up_status, up_count, \
+                up.hexdigest()
+
+    status, count, got, want, up_status, up_count, up_hash = asyncio.run(scenario())
+    assert (status, count, got) == (200, size, want)
+    assert (up_status, up_count, up_hash) == (200, size, want)
+    # bounded memory: neither the edge nor the connector held a whole body
+    for proc in (chain.edge, chain.connector):
+        rss = _rss_mb(proc.proc.pid)
+        assert rss < 250, f"process {proc.proc.pid} uses {rss} MB"
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):  # peak resident set size
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_websocket_echo_through_the_tunnel(chain) -> None:  # type: ignore[no-untyped-def]
+    import wsproto  # noqa: F401 - the edge's TCP side speaks WebSocket via hypercorn
+    from websocket_client_util import websocket_roundtrip
+
+    echoed = websocket_roundtrip("127.0.0.1", chain.public_port, TUNNEL_HOST, "/ws",
+                                 chain.pki.ca_cert, ["hello", b"\x00\x01binary"])
+    assert echoed == ["hello", b"\x00\x01binary"]
+
+
+def test_200_concurrent_requests(chain) -> None:  # type: ignore[no-untyped-def]
+    async def scenario():  # type: ignore[no-untyped-def]
+        config = client_configuration("require", cafile=str(chain.pki.ca_cert))
+        async with open_session(chain.url, config) as session:
+            results = await asyncio.gather(*[
+                session.request("GET", f"/bytes/{1000 + i}", timeout=60) for i in range(200)
+            ])
+        return [(r.status, len(r.body)) for r in results]
+
+    results = asyncio.run(scenario())
+    assert results == [(200, 1000 + i) for i in range(200)]
+
+
+def test_unknown_host_404_and_edge_pages(chain) -> None:  # type: ignore[no-untyped-def]
+    ctx = ssl.create_default_context(cafile=str(chain.pki.ca_cert))
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"https://127.0.0.1:{chain.public_port}/nothing", context=ctx,
+                               timeout=10)
+    assert info.value.code == 404
+    assert b"No tunnel serves the host 127.0.0.1" in info.value.read()
+
+
+def test_list_shows_tunnel_and_live_connections(chain) -> None:  # type: ignore[no-untyped-def]
+    out = tunnel_cli("list", "--config", str(chain.dir / "edge.yaml"), "--json", cwd=chain.dir)
+    assert out.returncode == 0, out.stderr
+    tunnels = json.loads(out.stdout)
+    assert tunnels[0]["name"] == "demo" and tunnels[0]["hostnames"] == [TUNNEL_HOST]
+    conns = tunnels[0]["connections"]
+    assert sorted(c["conn_index"] for c in conns) == [0, 1]
+    assert {c["group"] for c in conns} == {"X25519MLKEM768"}
+
+
+def test_credentials_file_is_private(chain) -> None:  # type: ignore[no-untyped-def]
+    assert oct(os.stat(chain.dir / "creds.json").st_mode & 0o777) == "0o600"
+
+
+def test_logs_follow_the_reference_design_and_hold_no_secret(chain) -> None:  # type: ignore[no-untyped-def]
+    log = chain.connector.log()
+    for text in ["Settings: post-quantum:true", "Generated Connector ID:", "Initial protocol quic",
+                 "Using post-quantum key agreement X25519MLKEM768 for connIndex=0",
+                 "registered connIndex=0 edge=127.0.0.1:", "registered connIndex=1",
+                 "Starting metrics server on 127.0.0.1:"]:
+        assert text in log, text
+    secret = json.loads((chain.dir / "creds.json").read_text())["TunnelSecret"]
+    for proc in (chain.edge, chain.connector):
+        assert secret not in proc.log()
+    assert "Connection " in chain.edge.log() and "registered connIndex=0" in chain.edge.log()
+    del resource
