@@ -90,7 +90,10 @@ def hypercorn_pq(
     cmd = [sys.executable, "-m", "pq_quic_plugin.hypercorn_binding", *args]
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+            cmd,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             start_new_session=True,
         )
@@ -105,9 +108,14 @@ def hypercorn_pq(
         stop(proc)
 
 
-def run_cli(args: Sequence[str], cwd: Path = EXAMPLE_APP_DIR, timeout: float = 60.0) -> subprocess.CompletedProcess:
+def run_cli(
+    args: Sequence[str], cwd: Path = EXAMPLE_APP_DIR, timeout: float = 60.0
+) -> subprocess.CompletedProcess:
     """Run ``hypercorn-pq ARGS`` expecting it to exit by itself (help, errors)."""
     return subprocess.run(
         [sys.executable, "-m", "pq_quic_plugin.hypercorn_binding", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

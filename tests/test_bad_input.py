@@ -29,8 +29,7 @@ from pq_quic_plugin.groups.mlkem import MLKEMBasedGroup
 def _components(group: Any) -> list[tuple[Any, int, int]]:
     """(component, share offset, reply offset) for each part of a group."""
     if isinstance(group, HybridGroup):
-        return [(group.first, 0, 0), (group.second, group.first.share_size,
-                                      group.first.reply_size)]
+        return [(group.first, 0, 0), (group.second, group.first.share_size, group.first.reply_size)]
     return [(group, 0, 0)]
 
 
@@ -51,10 +50,10 @@ def _corrupt(group: Any, data: bytes, mode: str, reply: bool) -> bytes:
         at = reply_at if reply else share_at
         if mode == "point" and isinstance(component, (X25519Group, NistCurveGroup)):
             bad = _bad_point(component)
-            return data[:at] + bad + data[at + len(bad):]
+            return data[:at] + bad + data[at + len(bad) :]
         if mode == "modulus" and isinstance(component, MLKEMBasedGroup) and not reply:
             # First 12-bit coefficient := 0xFFF (>= q = 3329): fails the FIPS 203 check.
-            return data[:at] + b"\xff" + bytes([data[at + 1] | 0x0F]) + data[at + 2:]
+            return data[:at] + b"\xff" + bytes([data[at + 1] | 0x0F]) + data[at + 2 :]
     raise ValueError(f"{mode} does not apply to {group.name}")
 
 
@@ -95,8 +94,7 @@ CASES = [(g, mode) for g in available_groups() for mode in ("short", "long", "po
 def test_malformed_client_share_gets_illegal_parameter(pki, group, mode) -> None:
     async def scenario():  # type: ignore[no-untyped-def]
         server = configure(server_configuration(pki), "prefer")
-        client = configure(client_configuration(pki), "prefer",
-                           groups=[Corrupting(group, mode)])  # type: ignore[list-item]
+        client = configure(client_configuration(pki), "prefer", groups=[Corrupting(group, mode)])  # type: ignore[list-item]
         async with running_server(server, RecordingServerProtocol) as srv:
             event = await expect_handshake_failure(srv.port, client)
             return event, srv.results
@@ -113,8 +111,7 @@ def test_malformed_client_share_gets_illegal_parameter(pki, group, mode) -> None
 )
 def test_malformed_server_reply_gets_illegal_parameter(pki, group, mode) -> None:
     async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(server_configuration(pki), "prefer",
-                           groups=[Corrupting(group, mode)])  # type: ignore[list-item]
+        server = configure(server_configuration(pki), "prefer", groups=[Corrupting(group, mode)])  # type: ignore[list-item]
         client = configure(client_configuration(pki), "prefer", groups=[group.name])
         RecordingServerProtocol.terminations = []
         async with running_server(server, RecordingServerProtocol) as srv:
@@ -139,7 +136,11 @@ def test_unknown_and_grease_codepoints_are_ignored(pki) -> None:
         """A group the server has never heard of, offered first with a share."""
 
         def __init__(self, codepoint: int) -> None:
-            self.name, self.codepoint, self.post_quantum = f"opaque-{codepoint:04X}", codepoint, True
+            self.name, self.codepoint, self.post_quantum = (
+                f"opaque-{codepoint:04X}",
+                codepoint,
+                True,
+            )
 
         def generate(self):  # type: ignore[no-untyped-def]
             return None, b"\x01" * 17
@@ -155,7 +156,8 @@ def test_unknown_and_grease_codepoints_are_ignored(pki) -> None:
     async def scenario():  # type: ignore[no-untyped-def]
         server = configure(server_configuration(pki), "prefer")
         client = configure(
-            client_configuration(pki), "prefer",
+            client_configuration(pki),
+            "prefer",
             groups=[grease, unknown, "X25519MLKEM768", "x25519"],  # type: ignore[list-item]
             key_shares=[grease, unknown, "X25519MLKEM768"],  # type: ignore[list-item]
         )

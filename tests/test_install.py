@@ -14,7 +14,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 
-SCRIPT = '''
+SCRIPT = """
 import asyncio, gc, json, sys, types
 from pathlib import Path
 from aioquic import tls
@@ -22,7 +22,9 @@ from aioquic.quic.connection import QuicConnection
 from quic_util import client_configuration, echo_once, running_server, server_configuration
 import pq_quic_plugin
 
-pki = types.SimpleNamespace(cert=Path(sys.argv[1]), key=Path(sys.argv[2]), ca_cert=Path(sys.argv[3]))
+pki = types.SimpleNamespace(
+    cert=Path(sys.argv[1]), key=Path(sys.argv[2]), ca_cert=Path(sys.argv[3])
+)
 original = QuicConnection._initialize
 stock_groups = list(tls.Context(is_client=True)._supported_groups)
 
@@ -54,23 +56,31 @@ out["uninstalled"] = {"client": result.group, "server": server[0]["group"],
                       "restored": QuicConnection._initialize is original,
                       "class": seen["class"], "offers_stock_groups": seen["groups"] == stock_groups}
 print(json.dumps(out))
-'''
+"""
 
 
 def test_install_then_uninstall_leaves_aioquic_as_it_was(pki) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(TESTS.parent)]))
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(pki.cert), str(pki.key), str(pki.ca_cert)],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["installed"] == {
-        "client": "X25519MLKEM768", "server": "X25519MLKEM768", "patched": True
+        "client": "X25519MLKEM768",
+        "server": "X25519MLKEM768",
+        "patched": True,
     }
     assert out["uninstalled"] == {
-        "client": None, "server": None, "restored": True,
-        "class": "Context", "offers_stock_groups": True,
+        "client": None,
+        "server": None,
+        "restored": True,
+        "class": "Context",
+        "offers_stock_groups": True,
     }
 
 

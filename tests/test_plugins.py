@@ -31,7 +31,7 @@ def pq_quic_register_groups():
     return [HybridGroup("X25519MLKEM1024Example", 0xFE10, MLKEMGroup(ML_KEM_1024), X25519Group())]
 '''
 
-PLUGIN_PYPROJECT = '''
+PLUGIN_PYPROJECT = """
 [build-system]
 requires = ["setuptools>=61"]
 build-backend = "setuptools.build_meta"
@@ -43,16 +43,18 @@ dependencies = []
 
 [project.entry-points.pq_quic_plugin]
 example = "pq_quic_example_group"
-'''
+"""
 
-HANDSHAKE_SCRIPT = '''
+HANDSHAKE_SCRIPT = """
 import asyncio, json, sys, types
 from pathlib import Path
 from quic_util import client_configuration, echo_once, running_server, server_configuration
 import pq_quic_plugin
 from pq_quic_plugin import configure
 
-pki = types.SimpleNamespace(cert=Path(sys.argv[1]), key=Path(sys.argv[2]), ca_cert=Path(sys.argv[3]))
+pki = types.SimpleNamespace(
+    cert=Path(sys.argv[1]), key=Path(sys.argv[2]), ca_cert=Path(sys.argv[3])
+)
 
 async def main():
     server = configure(server_configuration(pki), "require")
@@ -64,7 +66,7 @@ async def main():
                 "echo": result.echo.decode()}
 
 print(json.dumps(asyncio.run(main())))
-'''
+"""
 
 
 def test_entry_point_plugin_installed_with_pip_negotiates_end_to_end(pki, tmp_path: Path) -> None:
@@ -74,8 +76,18 @@ def test_entry_point_plugin_installed_with_pip_negotiates_end_to_end(pki, tmp_pa
     (src / "pq_quic_example_group.py").write_text(textwrap.dedent(PLUGIN_MODULE))
     site = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(site), str(src)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(src),
+        ],
         check=True,
         timeout=180,
     )
@@ -84,7 +96,10 @@ def test_entry_point_plugin_installed_with_pip_negotiates_end_to_end(pki, tmp_pa
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(TESTS), str(ROOT)]))
     out = subprocess.run(
         [sys.executable, "-c", HANDSHAKE_SCRIPT, str(pki.cert), str(pki.key), str(pki.ca_cert)],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])

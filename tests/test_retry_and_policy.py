@@ -84,10 +84,14 @@ class RetryAgainContext(PostQuantumContext):
         if self._pq_retry_sent is not None:
             peer = tls.pull_client_hello(input_buf)
             sent = {cp for cp, _ in peer.key_share or []}
-            other = next(g for g in self.pq_policy.groups
-                         if g.codepoint in (peer.supported_groups or []) and g.codepoint not in sent)
-            self._pq_send_retry(input_buf, initial_buf, peer, other,
-                                self._pq_retry_sent[1], tls.TLS_VERSION_1_3)
+            other = next(
+                g
+                for g in self.pq_policy.groups
+                if g.codepoint in (peer.supported_groups or []) and g.codepoint not in sent
+            )
+            self._pq_send_retry(
+                input_buf, initial_buf, peer, other, self._pq_retry_sent[1], tls.TLS_VERSION_1_3
+            )
             return
         super()._server_handle_hello(input_buf, initial_buf, handshake_buf)
 
@@ -96,8 +100,9 @@ def test_second_hrr_in_one_handshake_is_an_error(pki, caplog: pytest.LogCaptureF
     async def scenario():  # type: ignore[no-untyped-def]
         server = configure(server_configuration(pki), "prefer")
         settings = settings_of(server)
-        setattr(server, _SETTINGS_ATTR,
-                dataclasses.replace(settings, context_class=RetryAgainContext))
+        setattr(
+            server, _SETTINGS_ATTR, dataclasses.replace(settings, context_class=RetryAgainContext)
+        )
         client = configure(
             client_configuration(pki),
             "prefer",

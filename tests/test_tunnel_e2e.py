@@ -6,10 +6,8 @@ import asyncio
 import hashlib
 import json
 import os
-import resource
 import ssl
 import urllib.request
-from pathlib import Path
 
 import pytest
 from peers.chromium import dump_dom
@@ -84,7 +82,7 @@ def test_large_bodies_both_ways_intact(chain) -> None:  # type: ignore[no-untype
                 left -= len(piece)
 
             async def upload():  # type: ignore[no-untyped-def]
-                for i in range(size // len(chunk)):
+                for _ in range(size // len(chunk)):
                     yield chunk
 
             up_status, _, echoed = await session.stream_request("POST", "/echo", [], upload())
@@ -169,4 +167,3 @@ def test_logs_follow_the_reference_design_and_hold_no_secret(chain) -> None:  # 
     for proc in (chain.edge, chain.connector):
         assert secret not in proc.log()
     assert "Connection " in chain.edge.log() and "registered connIndex=0" in chain.edge.log()
-    del resource

@@ -300,7 +300,9 @@ class PostQuantumContext(tls.Context):
         self._pq_client_states[group.codepoint] = (group, state)
         extra = []
         if hrr.cookie is not None:
-            extra.append((tls.ExtensionType.COOKIE, len(hrr.cookie).to_bytes(2, "big") + hrr.cookie))
+            extra.append(
+                (tls.ExtensionType.COOKIE, len(hrr.cookie).to_bytes(2, "big") + hrr.cookie)
+            )
         self._key_schedule_psk = None
         self._pq_push_client_hello(
             output_buf,
@@ -368,7 +370,11 @@ class PostQuantumContext(tls.Context):
             )
         if selection.group is None and selection.retry_group is not None:
             self._pq_send_retry(
-                input_buf, initial_buf, peer_hello, selection.retry_group, cipher_suite,
+                input_buf,
+                initial_buf,
+                peer_hello,
+                selection.retry_group,
+                cipher_suite,
                 supported_version,
             )
             return
@@ -583,7 +589,9 @@ class PostQuantumContext(tls.Context):
         if group.post_quantum:
             logger.info(
                 "%s negotiated %s (0x%04X), post-quantum%s [%s]",
-                side, group.name, group.codepoint,
+                side,
+                group.name,
+                group.codepoint,
                 " after HelloRetryRequest" if self.pq_hello_retry else "",
                 self.pq_policy.policy.value,
             )
@@ -591,5 +599,8 @@ class PostQuantumContext(tls.Context):
             logger.warning(
                 "%s negotiated %s (0x%04X): NOT post-quantum; the peer offered no post-quantum "
                 "group in common and policy '%s' allows classical key exchange",
-                side, group.name, group.codepoint, self.pq_policy.policy.value,
+                side,
+                group.name,
+                group.codepoint,
+                self.pq_policy.policy.value,
             )

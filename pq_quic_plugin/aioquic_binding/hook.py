@@ -55,9 +55,7 @@ class PostQuantumSettings:
         if pol is Policy.OFF:
             return cls(pol, None, None)
         names = list(groups) if groups is not None else None
-        client = (
-            GroupPolicy.build(pol, names, key_shares) if is_client in (None, True) else None
-        )
+        client = GroupPolicy.build(pol, names, key_shares) if is_client in (None, True) else None
         server = GroupPolicy.server_default(pol, names) if is_client in (None, False) else None
         return cls(pol, client, server)
 

@@ -48,7 +48,9 @@ def push_hello_retry_request(buf: Buffer, hrr: HelloRetryRequest) -> None:
         (tls.ExtensionType.KEY_SHARE, hrr.selected_group.to_bytes(2, "big"))
     ]
     if hrr.cookie is not None:
-        extensions.append((tls.ExtensionType.COOKIE, len(hrr.cookie).to_bytes(2, "big") + hrr.cookie))
+        extensions.append(
+            (tls.ExtensionType.COOKIE, len(hrr.cookie).to_bytes(2, "big") + hrr.cookie)
+        )
     tls.push_server_hello(
         buf,
         tls.ServerHello(
@@ -84,7 +86,9 @@ def _pull(buf: Buffer) -> HelloRetryRequest:
         raise tls.AlertIllegalParameter("HelloRetryRequest has a compression method")
     ext_length = buf.pull_uint16()
     ext_end = buf.tell() + ext_length
-    hrr = HelloRetryRequest(legacy_session_id=session_id, cipher_suite=cipher_suite, selected_group=-1)
+    hrr = HelloRetryRequest(
+        legacy_session_id=session_id, cipher_suite=cipher_suite, selected_group=-1
+    )
     seen: set[int] = set()
     while buf.tell() < ext_end:
         ext_type = buf.pull_uint16()

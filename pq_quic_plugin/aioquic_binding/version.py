@@ -52,8 +52,11 @@ def check_aioquic_version(version: str | None = None) -> None:
             f"Install a supported release: pip install 'aioquic{wanted}' "
             "(or set PQ_QUIC_SKIP_VERSION_CHECK=1 to try anyway, at your own risk)."
         )
-    missing = [f"{owner.__name__}.{name}" for owner, name in _REQUIRED_INTERNALS
-               if not hasattr(owner, name)]
+    missing = [
+        f"{owner.__name__}.{name}"
+        for owner, name in _REQUIRED_INTERNALS
+        if not hasattr(owner, name)
+    ]
     if missing:
         raise UnsupportedAioquicVersion(
             f"aioquic {found} lacks internals the binding needs: {', '.join(missing)}"

@@ -111,7 +111,9 @@ def _prepare(config: Config) -> PostQuantumConfig:
     cli_policy = getattr(args, "pq", None)
     cli_groups = getattr(args, "pq_groups", None)
     try:
-        policy = Policy.parse(cli_policy if cli_policy is not None else getattr(config, "pq", "off"))
+        policy = Policy.parse(
+            cli_policy if cli_policy is not None else getattr(config, "pq", "off")
+        )
     except ValueError as exc:
         _fail(f"config key 'pq': {exc}")
         raise

@@ -51,7 +51,9 @@ def post_quantum(
     Validates the policy and groups up front (an unknown group name raises with the list of
     valid names) so a mistake surfaces at start-up, not at the first handshake.
     """
-    pq_config = config if isinstance(config, PostQuantumConfig) else PostQuantumConfig.from_config(config)
+    pq_config = (
+        config if isinstance(config, PostQuantumConfig) else PostQuantumConfig.from_config(config)
+    )
     pol = Policy.parse(policy)
     pq_config.pq = pol.value
     pq_config.pq_groups = normalise_groups(groups)

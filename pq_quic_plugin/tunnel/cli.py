@@ -29,7 +29,9 @@ class _Formatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created))
-        text = f"{stamp} {self.LEVELS.get(record.levelname, record.levelname)} {record.getMessage()}"
+        text = (
+            f"{stamp} {self.LEVELS.get(record.levelname, record.levelname)} {record.getMessage()}"
+        )
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
@@ -112,10 +114,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     live = _live_connections(store_path)
     if args.json:
-        print(json.dumps([{
-            "id": r.id, "name": r.name, "hostnames": list(r.hostnames),
-            "connections": live.get(r.id, []),
-        } for r in records], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": r.id,
+                        "name": r.name,
+                        "hostnames": list(r.hostnames),
+                        "connections": live.get(r.id, []),
+                    }
+                    for r in records
+                ],
+                indent=2,
+            )
+        )
         return 0
     if not records:
         print("No tunnels. Create one with: pq-tunnel create NAME --hostname HOST")
@@ -186,8 +198,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ConfigError, CredentialsError, OSError, TypeError) as exc:
         return _fail(str(exc))
     if config.tunnel and config.tunnel not in (creds.tunnel_id, creds.tunnel_name):
-        return _fail(f"the credentials file is for tunnel {creds.tunnel_name} "
-                     f"({creds.tunnel_id}), not {config.tunnel}")
+        return _fail(
+            f"the credentials file is for tunnel {creds.tunnel_name} "
+            f"({creds.tunnel_id}), not {config.tunnel}"
+        )
     setup_logging(config.loglevel)
     for warning in creds.warnings:
         logger.warning("%s", warning)
@@ -236,20 +250,26 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--loglevel", choices=["debug", "info", "warning", "error"])
     edge.set_defaults(func=cmd_edge)
 
-    for name, func, text in [("create", cmd_create, "create a tunnel and its credentials"),
-                             ("list", cmd_list, "list tunnels and their live connections"),
-                             ("delete", cmd_delete, "delete a tunnel")]:
+    for name, func, text in [
+        ("create", cmd_create, "create a tunnel and its credentials"),
+        ("list", cmd_list, "list tunnels and their live connections"),
+        ("delete", cmd_delete, "delete a tunnel"),
+    ]:
         p = sub.add_parser(name, help=text)
         if name != "list":
             p.add_argument("name", help="tunnel name (or ID for delete)")
         p.add_argument("--config", help="edge.yaml (to find the tunnel store)")
-        p.add_argument("--store", help="the tunnel store (default: from --config, else "
-                       "./tunnels.db)")
+        p.add_argument(
+            "--store", help="the tunnel store (default: from --config, else ./tunnels.db)"
+        )
         if name == "create":
-            p.add_argument("--hostname", action="append",
-                           help="a public hostname for this tunnel (repeatable)")
-            p.add_argument("--credentials-file", help="where to write the credentials "
-                           "(default: ./TUNNEL_ID.json)")
+            p.add_argument(
+                "--hostname", action="append", help="a public hostname for this tunnel (repeatable)"
+            )
+            p.add_argument(
+                "--credentials-file",
+                help="where to write the credentials (default: ./TUNNEL_ID.json)",
+            )
             p.add_argument("--force", action="store_true", help="overwrite the credentials file")
         if name == "list":
             p.add_argument("--json", action="store_true")
@@ -258,8 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a connector next to the origin")
     run.add_argument("name", nargs="?", help="tunnel name or ID (optional with credentials)")
     run.add_argument("--config", help="config.yml")
-    run.add_argument("--post-quantum", action="store_true", default=None,
-                     help="post-quantum key exchange only, never a classical fallback")
+    run.add_argument(
+        "--post-quantum",
+        action="store_true",
+        default=None,
+        help="post-quantum key exchange only, never a classical fallback",
+    )
     run.add_argument("--url", help="quick tunnel: send every request to this origin URL")
     run.add_argument("--credentials-file")
     run.add_argument("--edge", action="append", help="edge HOST:PORT (repeatable)")
