@@ -23,6 +23,8 @@ from .aioquic_binding import configure, negotiated_group
 from .groups.base import Group
 from .policy import Policy
 
+SEND_BUFFER_HIGH = 512 * 1024  # bytes queued per stream before an upload waits
+
 
 @dataclass
 class Response:
@@ -46,6 +48,8 @@ class _Pending:
     body: bytearray = field(default_factory=bytearray)
     done: asyncio.Future[None] | None = None
     queue: asyncio.Queue[bytes | None] | None = None
+    upload: asyncio.Task[None] | None = None
+    ended: bool = False
 
 
 class HTTP3Error(ConnectionError):
@@ -85,6 +89,7 @@ class _Protocol(QuicConnectionProtocol):
             else:
                 pending.body += event.data
         if getattr(event, "stream_ended", False):
+            pending.ended = True
             if pending.queue is not None:
                 pending.queue.put_nowait(None)
             if pending.done is not None and not pending.done.done():
@@ -124,20 +129,32 @@ class HTTP3Session:
         return self._protocol.terminated is not None
 
     def _send_request(
-        self, method: str, path: str, headers: Sequence[tuple[bytes, bytes]], body: bytes | None
+        self,
+        method: str,
+        path: str,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes | None,
+        more_body: bool = False,
     ) -> int:
         quic = self._protocol._quic
         stream_id = quic.get_next_available_stream_id()
+        authority = self.authority.encode()
+        rest = []
+        for k, v in headers:  # HTTP/3 carries the host in :authority
+            if k.lower() == b"host":
+                authority = v
+            else:
+                rest.append((k, v))
         self._protocol.h3.send_headers(
             stream_id,
             [
                 (b":method", method.encode()),
                 (b":scheme", b"https"),
-                (b":authority", self.authority.encode()),
+                (b":authority", authority),
                 (b":path", path.encode()),
-                *headers,
+                *rest,
             ],
-            end_stream=not body,
+            end_stream=not body and not more_body,
         )
         if body:
             self._protocol.h3.send_data(stream_id, body, end_stream=True)
@@ -169,23 +186,78 @@ class HTTP3Session:
         self, method: str, path: str, headers: Sequence[tuple[bytes, bytes]] = ()
     ) -> tuple[int, list[tuple[bytes, bytes]], AsyncIterator[bytes]]:
         """Start a request and return the response head plus an iterator over the body."""
+        return await self.stream_request(method, path, headers, None)
+
+    async def stream_request(
+        self,
+        method: str,
+        path: str,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: AsyncIterator[bytes] | None,
+        timeout: float = 60.0,
+    ) -> tuple[int, list[tuple[bytes, bytes]], AsyncIterator[bytes]]:
+        """Stream a request body (with backpressure) and the response body, concurrently.
+
+        The upload runs in its own task so an origin that answers while still reading (an
+        echo) cannot deadlock against us.
+        """
         loop = asyncio.get_running_loop()
         pending = _Pending(done=loop.create_future(), queue=asyncio.Queue())
-        stream_id = self._send_request(method, path, headers, None)
+        stream_id = self._send_request(method, path, headers, None, more_body=body is not None)
         self._protocol.pending[stream_id] = pending
+        upload: asyncio.Task[None] | None = None
+        if body is not None:
+            upload = asyncio.ensure_future(self._upload(stream_id, body))
+            pending.upload = upload
         assert pending.done is not None
-        await pending.done
+        try:
+            await asyncio.wait_for(asyncio.shield(pending.done), timeout)
+        except BaseException:
+            if upload is not None:
+                upload.cancel()
+            self._protocol.pending.pop(stream_id, None)
+            raise
 
         async def chunks() -> AsyncIterator[bytes]:
             assert pending.queue is not None
             try:
                 while (chunk := await pending.queue.get()) is not None:
                     yield chunk
+                if self._protocol.terminated is not None and not pending.ended:
+                    raise HTTP3Error("connection closed before the response ended")
             finally:
                 self._protocol.pending.pop(stream_id, None)
+                if upload is not None and not upload.done():
+                    upload.cancel()
 
         status = int(dict(pending.headers).get(b":status", b"0"))
         return status, [(k, v) for k, v in pending.headers if not k.startswith(b":")], chunks()
+
+
+    async def _upload(self, stream_id: int, body: AsyncIterator[bytes]) -> None:
+        quic = self._protocol._quic
+        async for chunk in body:
+            if not chunk:
+                continue
+            self._protocol.h3.send_data(stream_id, chunk, end_stream=False)
+            self._protocol.transmit()
+            stream = quic._streams.get(stream_id)
+            while stream is not None and len(stream.sender._buffer) > SEND_BUFFER_HIGH:
+                if self._protocol.terminated is not None:
+                    return
+                await asyncio.sleep(0.002)
+        self._protocol.h3.send_data(stream_id, b"", end_stream=True)
+        self._protocol.transmit()
+
+    def cancel(self, stream_id: int) -> None:
+        """Abort a request in both directions."""
+        quic = self._protocol._quic
+        for action in (quic.reset_stream, quic.stop_stream):
+            try:
+                action(stream_id, 0x10C)  # H3_REQUEST_CANCELLED
+            except Exception:  # noqa: BLE001 - already finished
+                pass
+        self._protocol.transmit()
 
 
 class open_session:  # noqa: N801 - used as ``async with open_session(...)``

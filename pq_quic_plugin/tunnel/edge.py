@@ -42,8 +42,8 @@ class Edge:
     def _hypercorn_config(self) -> Config:
         public = self.config.public
         config = Config()
-        config.bind = [public.bind]
-        config.quic_bind = [public.bind]
+        config.bind = [str(public.bind)]
+        config.quic_bind = [str(public.bind)]
         config.certfile = str(public.certfile)
         config.keyfile = str(public.keyfile)
         config.graceful_timeout = float(self.config.grace_period)
@@ -73,7 +73,8 @@ class Edge:
         host, port = connectors.bind
         self.connector_port = await self.listener.start(
             host, port, str(connectors.certfile), str(connectors.keyfile),
-            policy=connectors.post_quantum, groups=connectors.groups,
+            policy=connectors.post_quantum,
+            groups=list(connectors.groups) if connectors.groups else None,
         )
         logger.info("edge %s (location %s) starting; tunnels in %s", self.config.edge_id,
                     self.config.location, self.config.store)
