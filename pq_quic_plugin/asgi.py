@@ -1,10 +1,34 @@
-"""``PostQuantumMiddleware``: show and enforce the key exchange a request arrived over.
+"""``PostQuantumMiddleware``: label and enforce the key exchange a request arrived over.
 
-Pure ASGI (in the style of Starlette's small middlewares), so it wraps any ASGI app. It reads
-the facts hypercorn-pq puts in ``scope["extensions"]["pq_quic"]`` (see
-:mod:`pq_quic_plugin.scope`), optionally adds a response header naming the group, and with
-``require=True`` refuses requests that did not arrive over post-quantum key exchange — over
-every hop, behind the tunnel — without ever calling the app for them.
+Pure ASGI, in the style of Starlette's small middlewares but without importing Starlette, so it
+wraps any ASGI application. It reads the facts hypercorn-pq puts in
+``scope["extensions"]["pq_quic"]`` (see :mod:`pq_quic_plugin.scope`; read them yourself with
+:func:`connection_facts`), optionally adds a response header naming the group, and with
+``require=True`` refuses requests that did not arrive over post-quantum key exchange (on every
+hop, behind pq-tunnel) without ever calling the application for them.
+
+Status codes chosen for refusals (``require=True``):
+
+- **TCP (HTTP/1.1, HTTP/2), or a server that reports nothing: 403 Forbidden**, an HTML page
+  explaining what to do, ``Alt-Svc: h3=":PORT"; ma=3600`` and ``Cache-Control: no-store``.
+  Not 421 Misdirected Request: Chromium answers a 421 by silently re-sending the request with
+  alternative services *disabled* (so never over HTTP/3) and only processes ``Alt-Svc`` on the
+  second 421, so 421 costs a round trip and steers away from the very protocol we want. Not 426
+  Upgrade Required: it MUST carry an ``Upgrade`` header, which has no token for HTTP/3 and is a
+  connection-specific header that HTTP/2 forbids. 403 is rendered by every browser, is never
+  retried automatically, and the ``Alt-Svc`` it carries makes the browser's next request (a
+  reload) go over HTTP/3.
+- **Classical QUIC, or a classical tunnel hop: 403 Forbidden** naming the group negotiated:
+  retrying elsewhere does not help, the client itself has to offer X25519MLKEM768.
+- **WebSocket**: refused before ``websocket.accept``; with the ``websocket.http.response``
+  extension a 403 denial response, otherwise ``websocket.close`` with code 1008 (policy
+  violation), which servers turn into an HTTP 403 on the handshake.
+
+Request bodies of refused requests are drained, but only up to ``DRAIN_LIMIT`` bytes (256 KiB,
+as Go's net/http does): a small form post is read and discarded so the connection closes (or is
+reused) cleanly, while a large upload is not read any further, since reading an upload nobody wants
+would cost bandwidth and time. If the limit is reached, an HTTP/1.x refusal also carries
+``Connection: close``. A client that disconnects while its body is being drained gets no answer.
 """
 
 from __future__ import annotations
@@ -13,41 +37,72 @@ import html
 import ipaddress
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+import re
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from .scope import ConnectionFacts, connection_facts
 
-__all__ = ["PostQuantumMiddleware", "connection_facts", "ConnectionFacts", "HOPS_HEADER"]
+__all__ = [
+    "HOPS_HEADER",
+    "ConnectionFacts",
+    "PostQuantumMiddleware",
+    "connection_facts",
+    "header_value",
+]
 
 logger = logging.getLogger("pq_quic_plugin.asgi")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# Deliberately loose: servers, Starlette, FastAPI and plain functions spell the ASGI callables
+# differently (dict vs MutableMapping messages), and the middleware must accept all of them.
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Any]]
+Send = Callable[[Any], Awaitable[Any]]
+ASGIApp = Callable[[Any, Any, Any], Awaitable[Any]]
 
-#: Set by the tunnel's connector; the edge strips it from visitors' requests.
+#: Set by pq-tunnel's connector towards the origin (JSON list of hops); the edge strips it from
+#: visitors' requests, and this middleware believes it only from ``trust_hops_from``.
 HOPS_HEADER = "pq-tunnel-hops"
+_HOPS_HEADER = HOPS_HEADER.encode()
 LOOPBACK = ("127.0.0.1", "::1")
+#: How much of a refused request's body is read and discarded (see the module docstring).
+DRAIN_LIMIT = 256 * 1024
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+
+
+def header_value(facts: ConnectionFacts) -> str:
+    """The ``pq-key-exchange`` value: ``X25519MLKEM768; post-quantum``, ``x25519; classical``,
+    ``unknown; tcp`` and, behind the tunnel, ``; all-hops=post-quantum`` (or ``classical``)."""
+    if facts.group:
+        value = f"{facts.group}; {'post-quantum' if facts.post_quantum else 'classical'}"
+    else:
+        value = f"unknown; {facts.transport}"
+    if facts.hops:
+        value += "; all-hops=" + ("post-quantum" if facts.all_hops_post_quantum else "classical")
+    return _printable(value)
 
 
 class PostQuantumMiddleware:
-    """Expose, label and (optionally) enforce post-quantum key exchange.
+    """Label every HTTP response with the key exchange used and, optionally, refuse anything
+    that was not post-quantum end to end.
 
-    ``require``: refuse anything not post-quantum end to end. Over TCP (HTTP/1.1, HTTP/2, never
-    post-quantum here) the answer is **421 Misdirected Request** with an explanation page and an
-    ``Alt-Svc`` header: 421 tells a browser this connection cannot serve the request and that a
-    retry on another connection may work, and Alt-Svc names the HTTP/3 endpoint to retry on.
-    Over classical QUIC, or behind a tunnel hop that was classical, the answer is **403**
-    naming the group used: retrying elsewhere would not help, the client must change.
-
-    ``header``: add ``pq-key-exchange: X25519MLKEM768; post-quantum`` (or ``x25519; classical``,
-    ``unknown; tcp``) to every HTTP response.
-
-    ``trust_hops_from``: addresses whose ``pq-tunnel-hops`` header is believed (the connector's);
-    the header from anyone else is dropped, so it cannot be spoofed by talking to the origin
-    directly.
+    :param app: any ASGI application.
+    :param require: refuse requests (and WebSockets) not over post-quantum key exchange; when
+        the scope lists tunnel hops, every hop must be post-quantum too. The app is never
+        called for a refused request. Status codes: see the module docstring (403 throughout,
+        with ``Alt-Svc`` and an explanation page over TCP).
+    :param header: add ``header_name: <group>; post-quantum|classical`` (or ``unknown;
+        <transport>``) to every HTTP response, refusals included.
+    :param header_name: the response header's name.
+    :param alt_svc: the ``Alt-Svc`` value sent with the TCP refusal; default
+        ``h3=":PORT"; ma=3600`` with the port the request arrived on (set it when a proxy or NAT
+        changes the public port).
+    :param trust_hops_from: client addresses (pq-tunnel connectors) whose ``pq-tunnel-hops``
+        header is turned into ``scope["extensions"]["pq_quic"]["hops"]``; from anyone else the
+        header is removed from the scope and logged, so it cannot be spoofed by talking to the
+        origin directly. Hops the server already put in the scope always win.
     """
 
     def __init__(
@@ -59,18 +114,22 @@ class PostQuantumMiddleware:
         alt_svc: str | None = None,
         trust_hops_from: Iterable[str] = LOOPBACK,
     ) -> None:
+        if not _TOKEN.fullmatch(header_name):
+            raise ValueError(f"not a valid header name: {header_name!r}")
+        if alt_svc is not None and _UNPRINTABLE.search(alt_svc):
+            raise ValueError(f"Alt-Svc value must be printable ASCII: {alt_svc!r}")
         self.app = app
         self.require = require
         self.header = header
-        self.header_name = header_name.lower().encode()
+        self.header_name = header_name.lower().encode("ascii")
         self.alt_svc = alt_svc
-        self.trusted = {ipaddress.ip_address(a) for a in trust_hops_from}
+        self.trusted = frozenset(ipaddress.ip_address(a) for a in trust_hops_from)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope.get("type") not in ("http", "websocket"):  # lifespan and anything else
             await self.app(scope, receive, send)
             return
-        self._take_hops(scope)
+        scope = self._take_hops(scope)
         facts = connection_facts(scope)
         if self.require and not facts.all_hops_post_quantum:
             await self._refuse(scope, receive, send, facts)
@@ -81,110 +140,236 @@ class PostQuantumMiddleware:
 
     # ------------------------------------------------------------------ hops
 
-    def _take_hops(self, scope: Scope) -> None:
-        """Move the connector's hop list from its header into the scope (if we trust it)."""
-        headers = scope.get("headers") or []
-        raw = [v for k, v in headers if k.lower() == HOPS_HEADER.encode()]
+    def _take_hops(self, scope: Scope) -> Scope:
+        """Turn a trusted connector's ``pq-tunnel-hops`` header into ``pq_quic["hops"]``.
+
+        Returns the scope unchanged when there is no such header, else a shallow copy (the
+        server's own ``extensions`` dicts are never mutated: they may be shared).
+        """
+        headers = list(scope.get("headers") or ())
+        raw = [bytes(v) for k, v in headers if bytes(k).lower() == _HOPS_HEADER]
         if not raw:
-            return
-        scope["headers"] = [(k, v) for k, v in headers if k.lower() != HOPS_HEADER.encode()]
-        client = (scope.get("client") or ("",))[0]
+            return scope
+        client = _client(scope)
+        hops: list[dict[str, Any]] | None = None
+        if not self._is_trusted(scope):
+            logger.warning("dropped %s header from untrusted client %s", HOPS_HEADER, client)
+        elif len(raw) != 1:
+            logger.warning("dropped %d %s headers from %s", len(raw), HOPS_HEADER, client)
+        else:
+            hops = _parse_hops(raw[0])
+            if hops is None:
+                logger.warning("dropped malformed %s header from %s", HOPS_HEADER, client)
+        scope = dict(scope)
+        if hops is None:  # never let an unbelieved hop list reach the app
+            scope["headers"] = [(k, v) for k, v in headers if bytes(k).lower() != _HOPS_HEADER]
+            return scope
+        extensions = dict(scope.get("extensions") or {})
+        pq = dict(extensions.get("pq_quic") or {})
+        if not isinstance(pq.get("hops"), list):  # hops the server reported itself win
+            pq["hops"] = hops
+        extensions["pq_quic"] = pq
+        scope["extensions"] = extensions
+        return scope
+
+    def _is_trusted(self, scope: Scope) -> bool:
+        client = scope.get("client")
+        if not isinstance(client, (list, tuple)) or not client:
+            return False  # e.g. a unix socket: no address to check
         try:
-            trusted = ipaddress.ip_address(client) in self.trusted
+            return ipaddress.ip_address(str(client[0])) in self.trusted
         except ValueError:
-            trusted = False
-        if not trusted:
-            logger.warning("ignored %s header from untrusted client %s", HOPS_HEADER, client)
-            return
-        try:
-            hops = json.loads(raw[-1])
-        except ValueError:
-            logger.warning("ignored malformed %s header from %s", HOPS_HEADER, client)
-            return
-        if not isinstance(hops, list):
-            return
-        pq = scope.setdefault("extensions", {}).setdefault("pq_quic", {})
-        pq["hops"] = [h for h in hops if isinstance(h, dict)]
+            return False
 
     # ------------------------------------------------------------------ header
 
     def _labelled(self, send: Send, facts: ConnectionFacts) -> Send:
-        if facts.group:
-            kind = "post-quantum" if facts.post_quantum else "classical"
-            value = f"{facts.group}; {kind}"
-        else:
-            value = f"unknown; {facts.transport}"
-        if facts.hops:
-            value += "; all-hops=" + ("post-quantum" if facts.all_hops_post_quantum else "no")
-        encoded = value.encode()
+        name = self.header_name
+        value = header_value(facts).encode("ascii")
 
-        async def wrapped(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                message = dict(message)
-                message["headers"] = [*message.get("headers", []), (self.header_name, encoded)]
+        async def labelled_send(message: Message) -> None:
+            if message.get("type") == "http.response.start":
+                headers = [
+                    (k, v) for k, v in message.get("headers", ()) if bytes(k).lower() != name
+                ]
+                message = {**message, "headers": [*headers, (name, value)]}
             await send(message)
 
-        return wrapped
+        return labelled_send
 
     # ------------------------------------------------------------------ refusal
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send,
                       facts: ConnectionFacts) -> None:
-        client = (scope.get("client") or ("?",))[0]
-        classical_hops = [h for h in facts.hops if not h.get("post_quantum")]
-        logger.warning(
-            "refused %s %s from %s: transport=%s group=%s%s (post-quantum required)",
-            scope["type"], scope.get("path"), client, facts.transport, facts.group,
-            f" classical hops={[h.get('hop') for h in classical_hops]}" if classical_hops else "",
+        hops = facts.classical_hops
+        logger.info(
+            "refused %s from %s: not post-quantum (transport=%s http=%s group=%s%s)",
+            scope["type"], _client(scope), _printable(facts.transport),
+            _printable(facts.http_version), _printable(str(facts.group)),
+            f" classical hops={[_printable(str(h.get('hop'))) for h in hops]}" if hops else "",
         )
+        extra: list[tuple[bytes, bytes]] = []
+        if self.header:
+            extra.append((self.header_name, header_value(facts).encode("ascii")))
         if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
+            if "websocket.http.response" in (scope.get("extensions") or {}):
+                body = (_reason(facts) + "\n").encode()
+                await send({"type": "websocket.http.response.start", "status": 403,
+                            "headers": [*_body_headers(body, b"text/plain; charset=utf-8"),
+                                        *extra]})
+                await send({"type": "websocket.http.response.body", "body": body})
+            else:
+                await send({"type": "websocket.close", "code": 1008})
             return
-        if facts.transport == "tcp" or (facts.transport == "unknown" and not facts.group):
-            await self._explain_tcp(scope, send)
-            return
-        if facts.post_quantum and classical_hops:
-            hop = classical_hops[0]
-            text = (f"This site requires post-quantum key exchange on every hop, but the "
-                    f"{hop.get('hop')} hop negotiated {hop.get('group') or 'an unknown group'}, "
-                    "which is not post-quantum.")
+        drained = await _drain(receive, DRAIN_LIMIT)
+        if drained is None:
+            return  # the client went away
+        if not drained and facts.http_version in ("1.0", "1.1"):
+            extra.append((b"connection", b"close"))  # HTTP/2 and /3 forbid this header
+        if facts.hops or facts.transport == "quic":
+            title = "Post-quantum key exchange required"
+            page = _page(title, f"<p>{html.escape(_reason(facts))}</p>{_ADVICE}")
         else:
-            text = (f"This site requires post-quantum key exchange. Your connection negotiated "
-                    f"{facts.group or 'an unknown group'}, which is not post-quantum. Use a "
-                    "client that supports X25519MLKEM768.")
-        await _respond(send, 403, text.encode() + b"\n", b"text/plain; charset=utf-8")
-
-    async def _explain_tcp(self, scope: Scope, send: Send) -> None:
-        server = scope.get("server") or ("", 443)
-        alt_svc = self.alt_svc or f'h3=":{server[1]}"; ma=3600'
-        body = f"""<!doctype html><html><head><meta charset=utf-8>
-<title>Post-quantum connection required</title></head>
-<body style="font-family:system-ui,sans-serif;max-width:40em;margin:3em auto">
-<h1>Post-quantum connection required</h1>
-<p>This site only answers over HTTP/3 with post-quantum key exchange
-(X25519MLKEM768). This request came over {html.escape(_protocol(scope))} on TCP, whose key
-exchange is not post-quantum here.</p>
-<p>Reload the page: browsers that support HTTP/3 (current Chrome, Edge, Firefox, Safari) switch
-to it by themselves after this answer, which names the HTTP/3 endpoint
-(<code>Alt-Svc: {html.escape(alt_svc)}</code>). If it keeps failing, UDP may be blocked on
-your network.</p></body></html>
-""".encode()
-        await _respond(send, 421, body, b"text/html; charset=utf-8",
-                       [(b"alt-svc", alt_svc.encode())])
+            alt_svc = self.alt_svc or f'h3=":{_port(scope)}"; ma=3600'
+            extra.append((b"alt-svc", alt_svc.encode("ascii")))
+            title = "Post-quantum connection required"
+            page = _page(title, _tcp_explanation(facts, alt_svc))
+        body = page.encode()
+        try:
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [*_body_headers(body, b"text/html; charset=utf-8"), *extra]})
+            await send({"type": "http.response.body",
+                        "body": b"" if scope.get("method") == "HEAD" else body})
+        except OSError as exc:  # e.g. the connection closed under an undrained upload
+            logger.debug("refusal to %s not delivered: %s", _client(scope), exc)
 
 
-def _protocol(scope: Scope) -> str:
-    return {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1", "2": "HTTP/2", "3": "HTTP/3"}.get(
-        str(scope.get("http_version")), "HTTP"
+# ---------------------------------------------------------------------- helpers
+
+
+def _parse_hops(raw: bytes) -> list[dict[str, Any]] | None:
+    try:
+        hops = json.loads(raw.decode("latin-1"))
+    except ValueError:
+        return None
+    if not isinstance(hops, list) or not all(isinstance(h, dict) for h in hops):
+        return None
+    return hops
+
+
+def _printable(text: str) -> str:
+    return _UNPRINTABLE.sub("?", text)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    if isinstance(client, (list, tuple)) and client:
+        host = _printable(str(client[0]))
+        if len(client) > 1 and client[1] is not None:
+            return f"[{host}]:{client[1]}" if ":" in host else f"{host}:{client[1]}"
+        return host
+    return "unknown"
+
+
+def _port(scope: Scope) -> int:
+    """The port the request arrived on: the server's socket, else the Host header, else 443."""
+    server = scope.get("server")
+    if isinstance(server, (list, tuple)) and len(server) > 1 and isinstance(server[1], int):
+        return server[1]
+    for key, value in scope.get("headers") or ():
+        if bytes(key).lower() in (b"host", b":authority"):
+            match = re.search(rb":(\d{1,5})$", bytes(value))
+            if match:
+                return int(match.group(1))
+    return 443
+
+
+async def _drain(receive: Receive, limit: int) -> bool | None:
+    """Read and discard the request body: True when all of it was read, False when it is
+    longer than ``limit`` (the rest stays unread), None when the client disconnected."""
+    seen = 0
+    while True:
+        message = await receive()
+        if message.get("type") == "http.disconnect":
+            return None
+        if message.get("type") != "http.request":
+            continue
+        seen += len(message.get("body") or b"")
+        if not message.get("more_body", False):
+            return True
+        if seen >= limit:
+            return False
+
+
+def _body_headers(body: bytes, content_type: bytes) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),  # the answer depends on the connection, not the URL
+    ]
+
+
+def _reason(facts: ConnectionFacts) -> str:
+    """One sentence naming what was not post-quantum."""
+    hops = facts.classical_hops
+    if hops:
+        hop = hops[0]
+        group = hop.get("group") or "an unknown group"
+        return (f"This site requires post-quantum key exchange on every hop, but the "
+                f"{hop.get('hop') or 'unnamed'} hop negotiated {group}, which is not "
+                "post-quantum.")
+    if facts.hops:
+        return (f"This site requires post-quantum key exchange on every hop, but the "
+                f"connection into this server negotiated {facts.group or 'an unknown group'} "
+                f"over {facts.transport}, which is not post-quantum.")
+    if facts.group:
+        return (f"This site requires post-quantum key exchange. Your connection negotiated "
+                f"{facts.group}, which is not post-quantum.")
+    if facts.transport == "quic":
+        return ("This site requires post-quantum key exchange. The key-exchange group of "
+                "your HTTP/3 connection is unknown to this server, so it cannot be confirmed "
+                "post-quantum.")
+    return ("This site requires post-quantum key exchange (HTTP/3 with X25519MLKEM768). Your "
+            f"request came over {facts.protocol} on {facts.transport}, which is not "
+            "post-quantum here.")
+
+
+_ADVICE = (
+    "<p>Use a client that offers the hybrid key exchange <b>X25519MLKEM768</b> over HTTP/3: "
+    "current Chrome, Edge and Firefox do by default.</p>"
+)
+
+_STYLE = (
+    "body{font-family:system-ui,-apple-system,sans-serif;background:#f4f6fb;color:#1c2230;"
+    "margin:0;line-height:1.5}main{max-width:40em;margin:3em auto;background:#fff;"
+    "border-radius:14px;padding:1.5em 2.2em;box-shadow:0 6px 24px rgba(20,30,60,.08)}"
+    "h1{font-size:1.4em;color:#b3261e}code{background:#eef1f7;padding:.1em .35em;"
+    "border-radius:4px}li{margin:.3em 0}"
+)
+
+
+def _page(title: str, content: str) -> str:
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width,initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body><main><h1>{html.escape(title)}</h1>{content}</main></body></html>\n"
     )
 
 
-async def _respond(send: Send, status: int, body: bytes, content_type: bytes,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", content_type),
-                    (b"content-length", str(len(body)).encode()), *(extra or [])],
-    })
-    await send({"type": "http.response.body", "body": body})
+def _tcp_explanation(facts: ConnectionFacts, alt_svc: str) -> str:
+    how = f"{facts.protocol} over TCP" + ("" if facts.secure else " without TLS")
+    e = html.escape
+    return (
+        "<p>This site only answers over <b>HTTP/3</b> (QUIC) with the post-quantum hybrid key "
+        f"exchange <b>X25519MLKEM768</b>. Your browser connected with {e(how)}, whose key "
+        "exchange is not post-quantum here.</p>"
+        "<p>What to do:</p><ul>"
+        "<li>Use a current browser with HTTP/3 and X25519MLKEM768, such as current Chrome, "
+        "Edge or Firefox.</li>"
+        '<li><a href="">Reload this page</a>. This answer tells your browser where HTTP/3 is '
+        f"(<code>Alt-Svc: {e(alt_svc)}</code>), so it switches by itself.</li>"
+        "<li>If this page keeps coming back, HTTP/3 is blocked on the way: a firewall, VPN or "
+        "proxy that lets only TCP through (HTTP/3 runs over UDP), or HTTP/3 switched off in "
+        "the browser's settings.</li></ul>"
+    )

@@ -1,79 +1,119 @@
-"""The example app: shows the visitor which key exchange protected their connection.
+"""The example app: shows visitors which key exchange protected their own connection.
 
-Run from this directory: ``hypercorn-pq --pq --certfile cert.pem --keyfile key.pem app:app``.
-Behind pq-tunnel it also shows every hop. ``PQ_DEMO_REQUIRE=1`` turns on the middleware's
-require mode (classical visitors get an explanation instead of the page).
+Run from this directory (see README.md)::
+
+    python -m pq_quic_plugin.devcert /tmp/pq-demo
+    hypercorn-pq --pq --certfile /tmp/pq-demo/cert.pem --keyfile /tmp/pq-demo/key.pem app:app
+
+Routes: ``/`` (HTML, rendered on the server), ``/api/connection`` (the same as JSON), ``/ws``
+(WebSocket echo), ``/echo`` (POST: streams the body back), ``/bytes/{n}`` (streams n bytes),
+``/pid`` (this worker's process id), ``/headers`` (the request headers as JSON).
+Behind pq-tunnel the page also shows every hop. ``PQ_DEMO_REQUIRE=1`` turns on the middleware's
+require mode: visitors without post-quantum key exchange get an explanation instead.
 """
 
 from __future__ import annotations
 
 import html
 import os
+from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from pq_quic_plugin.asgi import PostQuantumMiddleware, connection_facts
+from pq_quic_plugin.asgi import ConnectionFacts, PostQuantumMiddleware, connection_facts
+
+#: /bytes/{n} serves at most this much (the tunnel tests move 100 MiB).
+MAX_BYTES = 1 << 30
+_CHUNK = bytes(range(256)) * 256  # 64 KiB of deterministic content, for checksums
 
 STYLE = """
-body{font-family:system-ui,-apple-system,sans-serif;background:#f4f6fb;color:#1c2230;margin:0}
-main{max-width:46em;margin:3em auto;background:#fff;border-radius:14px;padding:2em 2.5em;
-box-shadow:0 6px 24px rgba(20,30,60,.08)}
-h1{font-size:1.4em;margin-top:0} .verdict{font-size:2em;font-weight:700;margin:.4em 0}
-.pq{color:#0a7d32} .classic{color:#b3261e} table{border-collapse:collapse;width:100%}
-td,th{padding:.45em .6em;border-bottom:1px solid #e3e6ef;text-align:left} th{color:#556}
-code{background:#eef1f7;padding:.1em .35em;border-radius:4px} small{color:#667}
+:root{--bg:#f4f6fb;--card:#fff;--fg:#1c2230;--muted:#5b6475;--line:#e3e6ef;--code:#eef1f7;
+--ok:#0a7d32;--okbg:#e6f6ec;--bad:#b3261e;--badbg:#fdecea}
+@media (prefers-color-scheme:dark){:root{--bg:#11141b;--card:#1a1e27;--fg:#e6e9f0;
+--muted:#9aa3b5;--line:#2a303d;--code:#252b37;--ok:#5fd38a;--okbg:#15301f;--bad:#ff8a80;
+--badbg:#3a1c1a}}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;background:var(--bg);
+color:var(--fg);margin:0;line-height:1.5}
+main{max-width:46em;margin:3em auto;background:var(--card);border-radius:16px;
+padding:2em 2.5em;box-shadow:0 6px 24px rgba(20,30,60,.08)}
+h1{font-size:1.25em;margin:0 0 .8em;color:var(--muted);font-weight:600}
+h2{font-size:1.05em;margin:1.8em 0 .4em}
+.verdict{font-size:2.2em;font-weight:750;padding:.35em .6em;border-radius:12px;
+margin:0 0 .8em;letter-spacing:-.01em}
+.verdict.long{font-size:1.6em}
+.pq{color:var(--ok)} .classic{color:var(--bad)}
+.verdict.pq{background:var(--okbg)} .verdict.classic{background:var(--badbg)}
+table{border-collapse:collapse;width:100%}
+td,th{padding:.5em .6em;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+th{color:var(--muted);font-weight:500;width:13em}
+thead th{width:auto}
+code{background:var(--code);padding:.1em .35em;border-radius:4px;font-size:.95em}
+small,.note{color:var(--muted)} .note{font-size:.9em;margin-top:1.2em}
 """
 
 
-def _verdict(facts) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    if facts.hops:
-        ok = facts.all_hops_post_quantum
-        return ("post-quantum on every hop", "pq") if ok else ("not post-quantum", "classic")
-    if facts.post_quantum:
-        return "post-quantum", "pq"
-    if facts.transport == "tcp":
-        return "not post-quantum (group unknown on TCP)", "classic"
-    return "not post-quantum", "classic"
+def _css(post_quantum: bool) -> str:
+    return "pq" if post_quantum else "classic"
 
 
-async def homepage(request: Request) -> HTMLResponse:
-    facts = connection_facts(request.scope)
-    verdict, css = _verdict(facts)
+def _hop_table(facts: ConnectionFacts) -> str:
     e = html.escape
-    hops = ""
-    if facts.hops:
-        rows = "".join(
-            f"<tr><td>{e(str(h.get('hop')))}</td><td>{e(str(h.get('transport')))}</td>"
-            f"<td><code>{e(str(h.get('group')))}</code></td>"
-            f"<td class={'pq' if h.get('post_quantum') else 'classic'}>"
-            f"{'post-quantum' if h.get('post_quantum') else 'not post-quantum'}</td></tr>"
-            for h in facts.hops
-        )
-        rows += (f"<tr><td>tunnel-origin (this server)</td><td>{e(facts.transport)}</td>"
-                 f"<td><code>{e(str(facts.group))}</code></td><td class="
-                 f"{'pq' if facts.post_quantum else 'classic'}>"
-                 f"{'post-quantum' if facts.post_quantum else 'not post-quantum'}</td></tr>")
-        hops = ("<h2>Every hop</h2><table><tr><th>hop</th><th>transport</th><th>group</th>"
-                f"<th></th></tr>{rows}</table>")
-    page = f"""<!doctype html><html lang=en><head><meta charset=utf-8>
+    rows = "".join(
+        f"<tr><td>{e(str(h.get('hop') or '?'))}</td>"
+        f"<td>{e(str(h.get('transport') or '?'))}</td>"
+        f"<td><code>{e(str(h.get('group') or 'unknown'))}</code></td>"
+        f"<td class={_css(h['post_quantum'])}>"
+        f"{'post-quantum' if h['post_quantum'] else 'not post-quantum'}</td></tr>"
+        for h in facts.hops
+    )
+    return ("<h2>Every hop</h2><table><thead><tr><th>hop</th><th>transport</th>"
+            f"<th>key exchange</th><th>verdict</th></tr></thead><tbody>{rows}</tbody></table>")
+
+
+def render_page(facts: ConnectionFacts) -> str:
+    """The whole HTML page for one visitor's connection (no JavaScript needed)."""
+    e = html.escape
+    verdict = facts.verdict
+    if facts.hops and not facts.all_hops_post_quantum:
+        verdict = "not post-quantum"  # which hop failed is in the table below
+    css = _css(facts.all_hops_post_quantum) + (" long" if len(verdict) > 24 else "")
+    codepoint = f" <small>(0x{facts.codepoint:04X})</small>" if facts.codepoint else ""
+    tls = " ".join(x for x in (facts.tls_version, facts.cipher_suite_name) if x)
+    if not tls:
+        tls = "not reported" if facts.secure else "none (plain HTTP)"
+    note = f"<p class=note>{e(facts.note)}</p>" if facts.note else ""
+    return f"""<!doctype html>
+<html lang=en><head><meta charset=utf-8>
 <meta name=viewport content="width=device-width,initial-scale=1">
-<title>Your connection: {e(verdict)}</title><style>{STYLE}</style></head><body><main>
-<h1>How was your connection protected?</h1>
+<meta name=color-scheme content="light dark">
+<title>Your connection: {e(verdict)}</title><style>{STYLE}</style></head>
+<body><main>
+<h1>How was your connection to this site protected?</h1>
 <div class="verdict {css}" id=verdict>{e(verdict)}</div>
 <table>
 <tr><th>Protocol</th><td id=protocol>{e(facts.protocol)}</td></tr>
-<tr><th>Key exchange group</th><td id=group><code>{e(facts.group or 'unknown')}</code>
-{f'<small>(0x{facts.codepoint:04X})</small>' if facts.codepoint else ''}</td></tr>
-<tr><th>TLS</th><td>{e(facts.tls_version or 'none')} {e(facts.cipher_suite_name or '')}</td></tr>
-</table>{hops}
-<p><small>{e(facts.note or '')}</small></p>
-<p><small>Served by pq-quic-plugin's example app. JSON: <code>/api/connection</code>.</small></p>
-</main></body></html>"""
-    return HTMLResponse(page)
+<tr><th>Transport</th><td id=transport>{e(facts.transport)}</td></tr>
+<tr><th>Key-exchange group</th><td id=group><code>{e(facts.group or 'unknown')}</code>{codepoint}
+</td></tr>
+<tr><th>TLS</th><td id=tls>{e(tls)}</td></tr>
+</table>
+{_hop_table(facts) if facts.hops else ''}
+{note}
+<p class=note>Post-quantum means the key exchange would resist a future quantum computer
+(hybrid ML-KEM, such as <code>X25519MLKEM768</code>). Here that is HTTP/3: the HTTP/1.1 and
+HTTP/2 listener cannot choose or report its group. JSON: <code>/api/connection</code>.</p>
+</main></body></html>
+"""
+
+
+async def homepage(request: Request) -> HTMLResponse:
+    return HTMLResponse(render_page(connection_facts(request.scope)))
 
 
 async def api_connection(request: Request) -> JSONResponse:
@@ -84,18 +124,42 @@ async def pid(request: Request) -> JSONResponse:
     return JSONResponse({"pid": os.getpid()})
 
 
-async def echo(request: Request) -> StreamingResponse:
-    return StreamingResponse(request.stream(), media_type="application/octet-stream")
+class Echo:
+    """Streams the request body back chunk by chunk as it arrives (never holds all of it).
+
+    Plain ASGI on purpose: ``StreamingResponse(request.stream())`` is wrong under servers that
+    speak ASGI spec < 2.4 (hypercorn says 2.1), because Starlette then runs a disconnect
+    listener that calls ``receive()`` concurrently and swallows body chunks.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            if message["type"] != "http.request":
+                continue
+            if not started:
+                await send({"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"application/octet-stream")]})
+                started = True
+            body, more = message.get("body", b""), bool(message.get("more_body", False))
+            if body or not more:
+                await send({"type": "http.response.body", "body": body, "more_body": more})
+            if not more:
+                return
 
 
 async def some_bytes(request: Request) -> Response:
     total = int(request.path_params["n"])
-    chunk = bytes(range(256)) * 256  # 64 KiB, deterministic content for checksums
+    if total > MAX_BYTES:
+        return JSONResponse({"error": f"at most {MAX_BYTES} bytes"}, status_code=400)
 
-    async def body():  # type: ignore[no-untyped-def]
+    async def body() -> AsyncIterator[bytes]:
         left = total
         while left > 0:
-            piece = chunk[: min(left, len(chunk))]
+            piece = _CHUNK[: min(left, len(_CHUNK))]
             left -= len(piece)
             yield piece
 
@@ -104,7 +168,7 @@ async def some_bytes(request: Request) -> Response:
 
 
 async def headers(request: Request) -> JSONResponse:
-    return JSONResponse({k: v for k, v in request.headers.items()})
+    return JSONResponse(dict(request.headers.items()))
 
 
 async def ws_echo(websocket: WebSocket) -> None:
@@ -126,14 +190,15 @@ routes = [
     Route("/", homepage),
     Route("/api/connection", api_connection),
     Route("/pid", pid),
-    Route("/echo", echo, methods=["POST", "PUT"]),
+    Route("/echo", Echo(), methods=["POST", "PUT"]),
     Route("/bytes/{n:int}", some_bytes),
     Route("/headers", headers),
     WebSocketRoute("/ws", ws_echo),
 ]
 
-app = PostQuantumMiddleware(
-    Starlette(routes=routes),
-    require=os.environ.get("PQ_DEMO_REQUIRE") == "1",
-    header=True,
-)
+
+def require_from_env() -> bool:
+    return os.environ.get("PQ_DEMO_REQUIRE", "").strip().lower() in ("1", "true", "yes")
+
+
+app = PostQuantumMiddleware(Starlette(routes=routes), require=require_from_env(), header=True)
