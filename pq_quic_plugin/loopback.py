@@ -185,7 +185,7 @@ class Chain:
             "ha-connections": 2,
             "ca-file": str(self.pki.ca_cert),
             "edge-server-name": "localhost",
-            "metrics": f"127.0.0.1:{self.connector_metrics}",
+            "metrics": f"127.0.0.1:{self.connector_metrics if name == 'config.yml' else 0}",
             "grace-period": "10s",
             "ingress": [
                 {

@@ -70,7 +70,10 @@ def cmd_edge(args: argparse.Namespace) -> int:
         edge.install_signal_handlers()
         return await edge.run()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except OSError as exc:
+        return _fail(f"cannot listen: {exc}")
 
 
 # ---------------------------------------------------------------------------------- create
@@ -226,7 +229,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         connector = Connector(settings, config, origin)
-        await attach_connector_operations(connector, config)
+        try:
+            await attach_connector_operations(connector, config)
+        except OSError as exc:
+            return _fail(f"cannot serve metrics on {config.metrics}: {exc.strerror or exc}")
         connector.install_signal_handlers()
         return await connector.run()
 

@@ -1,0 +1,138 @@
+"""What the tunnel refuses: wrong secrets, unknown tunnels, foreign hostnames, classical edges
+under --post-quantum, and broken configs. Real edge and connector processes on loopback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from servers import free_port, stop
+from tunnel_chain import running_chain, start, tunnel_cli, write_edge_config
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):  # type: ignore[no-untyped-def]
+    with running_chain(tmp_path_factory.mktemp("refusals")) as c:
+        yield c
+
+
+def _run_connector(chain, config: Path, *extra: str):  # type: ignore[no-untyped-def]
+    proc = start([sys.executable, "-m", "pq_quic_plugin.tunnel", "run", "--config", str(config),
+                  *extra], chain.dir / f"{config.stem}.log", cwd=chain.dir)
+    chain.extra.append(proc)
+    return proc
+
+
+def test_wrong_secret_is_refused_and_logged(chain) -> None:  # type: ignore[no-untyped-def]
+    creds = json.loads((chain.dir / "creds.json").read_text())
+    creds["TunnelSecret"] = "A" * len(creds["TunnelSecret"])
+    bad = chain.dir / "bad-creds.json"
+    bad.write_text(json.dumps(creds))
+    bad.chmod(0o600)
+    proc = _run_connector(chain, chain.connector_config("wrong.yml",
+                                                        credentials_file=str(bad)))
+    proc.wait_for_log("wrong secret for tunnel demo", 30)
+    chain.edge.wait_for_log("refused connector from 127.0.0.1")
+    assert "registered connIndex" not in proc.log()
+    assert creds["TunnelSecret"] not in chain.edge.log() + proc.log()
+    stop(proc.proc)
+
+
+def test_unknown_tunnel_is_refused(chain) -> None:  # type: ignore[no-untyped-def]
+    creds = json.loads((chain.dir / "creds.json").read_text())
+    creds["TunnelID"] = "00000000-0000-4000-8000-000000000000"
+    creds["TunnelName"] = "ghost"
+    ghost = chain.dir / "ghost-creds.json"
+    ghost.write_text(json.dumps(creds))
+    ghost.chmod(0o600)
+    proc = _run_connector(chain, chain.connector_config("ghost.yml", credentials_file=str(ghost),
+                                                        tunnel="ghost"))
+    proc.wait_for_log("unknown tunnel 00000000-0000-4000-8000-000000000000", 30)
+    assert "registered connIndex" not in proc.log()
+    stop(proc.proc)
+
+
+def test_a_tunnel_claiming_another_tunnels_hostname_is_refused(chain) -> None:  # type: ignore[no-untyped-def]
+    made = tunnel_cli("create", "intruder", "--hostname", "intruder.localhost", "--config",
+                      str(chain.dir / "edge.yaml"), "--credentials-file", "intruder.json",
+                      cwd=chain.dir)
+    assert made.returncode == 0, made.stderr
+    config = chain.connector_config("intruder.yml", tunnel="intruder",
+                                    credentials_file="intruder.json")
+    proc = _run_connector(chain, config)  # its ingress claims "localhost", tunnel demo's
+    proc.wait_for_log("claims hostname localhost, which belongs to tunnel demo", 30)
+    assert "registered connIndex" not in proc.log()
+    stop(proc.proc)
+    # creating a second tunnel for an owned hostname is refused too
+    again = tunnel_cli("create", "thief", "--hostname", "localhost", "--config",
+                       str(chain.dir / "edge.yaml"), "--credentials-file", "thief.json",
+                       cwd=chain.dir)
+    assert again.returncode == 2 and "demo" in again.stderr
+
+
+def test_post_quantum_connector_against_classical_edge(tmp_path: Path) -> None:
+    """--post-quantum: banner, report, no connection. Without it: classical plus a warning."""
+    with running_chain(tmp_path, connector=False, connector_policy="prefer") as chain:
+        # a second edge listener that accepts only classical groups, sharing the store
+        ports = [free_port() for _ in range(3)]
+        classical_yaml = write_edge_config(chain.dir, chain.pki, *ports,
+                                           connector_policy="prefer",
+                                           groups=["x25519", "secp256r1"],
+                                           name="classical-edge.yaml")
+        edge2 = start([sys.executable, "-m", "pq_quic_plugin.tunnel", "edge", "--config",
+                       str(classical_yaml)], chain.dir / "edge2.log", cwd=chain.dir)
+        chain.extra.append(edge2)
+        edge2.wait_for_log("Running on", 30)
+        report_url = f"https://127.0.0.1:{ports[0]}/pq-report"
+        strict = _run_connector(chain, chain.connector_config(
+            "strict.yml", edge=[f"127.0.0.1:{ports[1]}"], ha_connections=1,
+            pq_report_url=report_url))
+        strict.wait_for_log("POST-QUANTUM TUNNEL CONNECTION FAILED", 30)
+        strict.wait_for_log("post-quantum failure report sent", 30)
+        log = strict.log()
+        assert "group tried=X25519MLKEM768" in log
+        assert "registered connIndex" not in log
+        stop(strict.proc)
+        ctx = __import__("ssl").create_default_context(cafile=str(chain.pki.ca_cert))
+        with urllib.request.urlopen(report_url, context=ctx, timeout=10) as resp:
+            reports = json.loads(resp.read())
+        assert reports and reports[0]["group"] == "X25519MLKEM768"
+        assert "pq-quic-plugin/" in reports[0]["version"]
+
+        relaxed = _run_connector(chain, chain.connector_config(
+            "relaxed.yml", edge=[f"127.0.0.1:{ports[1]}"], ha_connections=1,
+            post_quantum=False))
+        relaxed.wait_for_log("registered connIndex=0", 30)
+        log = relaxed.log()
+        assert "NOT post-quantum" in log and "group=x25519" in log
+        stop(relaxed.proc)
+
+
+@pytest.mark.parametrize("ingress,expect", [
+    ([{"hostname": "a.localhost", "service": "http://127.0.0.1:1"}],
+     "last ingress rule must be a catch-all"),
+    ([{"service": "htp://127.0.0.1:1"}], "ingress[0].service"),
+])
+def test_config_mistakes_name_the_rule_and_key(tmp_path: Path, ingress, expect: str) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "config.yml"
+    config.write_text(json.dumps({"tunnel": "x", "edge": "127.0.0.1:7844",
+                                  "credentials-file": "c.json", "ingress": ingress}, indent=1))
+    out = subprocess.run([sys.executable, "-m", "pq_quic_plugin.tunnel", "run", "--config",
+                          str(config)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert expect in out.stderr and "config.yml:" in out.stderr
+
+
+def test_unknown_key_is_named_with_its_line(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text("tunnel: x\nedge: 127.0.0.1:7844\npost-quantom: true\n"
+                      "ingress:\n  - service: http_status:404\n")
+    out = subprocess.run([sys.executable, "-m", "pq_quic_plugin.tunnel", "run", "--config",
+                          str(config)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "config.yml:3" in out.stderr and "post-quantom" in out.stderr
+    assert "post-quantum" in out.stderr  # the suggestion
