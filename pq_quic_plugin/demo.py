@@ -1,67 +1,29 @@
-"""``make demo``: the example app under ``hypercorn-pq --pq`` on loopback, visited by real clients.
+"""``make demo``: the whole chain on loopback, visited by real clients, every hop printed.
 
-Every line it prints comes from a real handshake: our aioquic client under each policy, stock
-aioquic (classical), niquests over qh3 (an independent TLS stack) and plain HTTPS over TCP. The
-group shown for each is what the *server* recorded for that connection (the example app's
-``/api/connection``), next to what our client itself negotiated where it can tell.
+The origin is the example app under ``hypercorn-pq --pq``; in front of it run a pq-tunnel edge
+and a connector with ``--post-quantum``. Every line printed comes from a real handshake: our
+aioquic client under each policy, stock aioquic (classical), niquests over qh3 (an independent
+TLS stack) and plain HTTPS over TCP, first straight to the origin, then through the tunnel. The
+groups shown are what the *servers* recorded (the example app's ``/api/connection``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import os
-import signal
-import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-from .devcert import DevPKI, make_dev_pki
+from .devcert import DevPKI
 from .http3_client import fetch
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_APP = ROOT / "examples" / "asgi_app"
-
-
-def _free_port() -> int:
-    with socket.socket() as tcp:
-        tcp.bind(("127.0.0.1", 0))
-        return int(tcp.getsockname()[1])
-
-
-@contextlib.contextmanager
-def _hypercorn(pki: DevPKI, port: int, log: Path) -> Iterator[subprocess.Popen]:
-    cmd = [
-        sys.executable, "-m", "pq_quic_plugin.hypercorn_binding", "--pq",
-        "--certfile", str(pki.cert), "--keyfile", str(pki.key),
-        "-b", f"127.0.0.1:{port}", "app:app",
-    ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=EXAMPLE_APP, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while "(QUIC)" not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"hypercorn-pq did not start:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _row(client: str, transport: str, group: str | None, pq: bool | None, note: str = "") -> str:
@@ -103,33 +65,60 @@ def _tcp_row(base: str, pki: DevPKI) -> str:
                 "(Python's ssl: group unknown)")
 
 
+def _hop_rows(facts: dict) -> list[str]:
+    rows = []
+    for hop in facts.get("hops", []):
+        rows.append(_row(f"  hop {hop['hop']}", str(hop.get("transport", "?")).upper()[:7],
+                         hop.get("group"), hop.get("post_quantum")))
+    return rows
+
+
+async def _tunnel_rows(url: str, pki: DevPKI) -> list[str]:
+    rows = []
+    for label, policy in [("pq-quic-plugin client (require)", "require"),
+                          ("stock aioquic client (classical)", "off")]:
+        resp = await fetch(url + "/api/connection", policy, cafile=str(pki.ca_cert))
+        facts = json.loads(resp.body)
+        verdict = "every hop post-quantum" if facts["all_hops_post_quantum"] else \
+            "NOT post-quantum end to end"
+        rows.append(f"  {label}: {verdict}")
+        rows.extend(_hop_rows(facts))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
     parser.add_argument("--once", action="store_true", help="exit after the check")
-    parser.add_argument("--port", type=int, default=0, help="TCP and UDP port (default: free)")
     args = parser.parse_args(argv)
 
+    from .loopback import TUNNEL_HOST, running_chain
+
     work = Path(tempfile.mkdtemp(prefix="pq-demo-"))
-    pki = make_dev_pki(work / "pki", hostnames=("localhost",))
-    port = args.port or _free_port()
-    base = f"https://127.0.0.1:{port}"
-    log = work / "hypercorn-pq.log"
-    print(f"Starting hypercorn-pq --pq with examples/asgi_app on 127.0.0.1:{port} (TCP + UDP)")
-    with _hypercorn(pki, port, log):
-        for line in log.read_text().splitlines():
-            if line.startswith("hypercorn-pq:"):
-                print("  " + line)
-        print("\nWho negotiated what (as recorded by the server for each connection):")
+    print("Starting on loopback: origin (hypercorn-pq --pq, examples/asgi_app), "
+          "pq-tunnel edge, pq-tunnel connector --post-quantum ...")
+    with running_chain(work) as chain:
+        pki = chain.pki
+        origin = f"https://127.0.0.1:{chain.origin_port}"
+        print(f"  origin    https://127.0.0.1:{chain.origin_port}  (HTTP/3 + TCP)")
+        print(f"  edge      https://{TUNNEL_HOST}:{chain.public_port}  (public, HTTP/3 + TCP); "
+              f"connectors on udp {chain.connector_port}")
+        print(f"  connector 2 HA connections, --post-quantum; metrics "
+              f"http://127.0.0.1:{chain.connector_metrics}/metrics")
+        print("\n1. Direct to the origin (what each client negotiated, as the server saw it):")
         print(f"  {'client':<34} {'via':<7} {'group':<16} {'verdict':<17}")
-        for row in asyncio.run(_quic_rows(base, pki)):
+        for row in asyncio.run(_quic_rows(origin, pki)):
             print(row)
-        print(_niquests_row(base, pki))
-        print(_tcp_row(base, pki))
+        print(_niquests_row(origin, pki))
+        print(_tcp_row(origin, pki))
+        print("\n2. Through the tunnel (visitor -> edge -> connector -> origin), every hop:")
+        for row in asyncio.run(_tunnel_rows(chain.url, pki)):
+            print(row)
         print(
-            f"\nOpen it in Chromium over HTTP/3:\n  chromium --enable-quic "
-            f"--origin-to-force-quic-on=127.0.0.1:{port} "
-            f"--ignore-certificate-errors-spki-list={pki.spki_sha256_b64} {base}/\n"
-            f"Server log: {log}"
+            f"\nOpen it in Chromium over HTTP/3 (through the tunnel):\n  chromium --enable-quic "
+            f"--origin-to-force-quic-on={TUNNEL_HOST}:{chain.public_port} "
+            f"--host-resolver-rules='MAP {TUNNEL_HOST} 127.0.0.1' "
+            f"--ignore-certificate-errors-spki-list={pki.spki_sha256_b64} {chain.url}/\n"
+            f"Edge status page: http://127.0.0.1:{chain.edge_metrics}/  Logs: {work}"
         )
         if args.once:
             return 0

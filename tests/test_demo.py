@@ -14,3 +14,8 @@ def test_demo_once_prints_every_negotiated_group() -> None:
     assert "pq-quic-plugin client (require)    HTTP/3  X25519MLKEM768   post-quantum" in text
     assert "niquests over qh3 (independent)    HTTP/3  X25519MLKEM768   post-quantum" in text
     assert "stock aioquic client (classical)   HTTP/3  x25519           NOT post-quantum" in text
+    tunnel = text.split("2. Through the tunnel", 1)[1]
+    assert "pq-quic-plugin client (require): every hop post-quantum" in tunnel
+    for hop in ("visitor-edge", "edge-connector", "connector-origin"):
+        assert f"hop {hop}" in tunnel
+    assert tunnel.count("X25519MLKEM768   post-quantum") >= 5
