@@ -167,6 +167,15 @@ async def some_bytes(request: Request) -> Response:
                              headers={"content-length": str(total)})
 
 
+async def slow(request: Request) -> JSONResponse:
+    """Answers after ``?seconds=N`` (at most 60): lets tests catch a request in flight."""
+    import asyncio
+
+    seconds = min(float(request.query_params.get("seconds", "2")), 60.0)
+    await asyncio.sleep(seconds)
+    return JSONResponse({"slept": seconds, "pid": os.getpid()})
+
+
 async def headers(request: Request) -> JSONResponse:
     return JSONResponse(dict(request.headers.items()))
 
@@ -193,6 +202,7 @@ routes = [
     Route("/echo", Echo(), methods=["POST", "PUT"]),
     Route("/bytes/{n:int}", some_bytes),
     Route("/headers", headers),
+    Route("/slow", slow),
     WebSocketRoute("/ws", ws_echo),
 ]
 

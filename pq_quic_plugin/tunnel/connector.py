@@ -360,6 +360,8 @@ class Connector:
         self._in_flight += 1
         self._idle.clear()
         started = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.request_started()
         status = 502
         try:
             status = await self._serve(channel)
@@ -391,9 +393,13 @@ class Connector:
         if head.get("websocket"):
             return await self._serve_websocket(channel, head, headers, path, rule, hops)
 
+        metrics = self.metrics
+
         async def body() -> Any:
             while (frame := await channel.read()) is not None:
                 if frame[0] == FrameType.DATA:
+                    if metrics is not None:
+                        metrics.relayed("to_origin", len(frame[1]))
                     yield frame[1]
 
         try:
@@ -414,6 +420,8 @@ class Connector:
                 "status": response.status, "headers": [[k, v] for k, v in response.headers]
             })
             async for chunk in response.body:
+                if metrics is not None:
+                    metrics.relayed("from_origin", len(chunk))
                 await channel.send_data(chunk)
             await channel.end()
         except StreamReset:

@@ -26,7 +26,7 @@ logger = logging.getLogger("pq_quic_plugin.tunnel")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
-Handler = Callable[[], Awaitable[tuple[int, str, bytes]]]
+Handler = Callable[..., Awaitable[tuple[int, str, bytes]]]
 
 
 class Metrics:
@@ -101,13 +101,22 @@ class OpsServer:
         try:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             line = request.split(b"\r\n", 1)[0].decode("latin-1").split()
-            path = line[1].split("?", 1)[0] if len(line) > 1 else "/"
+            method = line[0] if line else "GET"
+            target = line[1] if len(line) > 1 else "/"
+            path, _, query = target.partition("?")
             handler = self.routes.get(path)
             if handler is None:
                 status, ctype, body = 404, "text/plain", b"not found\n"
+            elif path.startswith("/debug/"):
+                if method != "POST":
+                    status, ctype, body = 405, "text/plain", b"POST only\n"
+                else:
+                    status, ctype, body = await handler(dict(
+                        p.split("=", 1) for p in query.split("&") if "=" in p))
             else:
                 status, ctype, body = await handler()
-            reason = {200: "OK", 404: "Not Found", 503: "Service Unavailable"}.get(status, "")
+            reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed",
+                      503: "Service Unavailable"}.get(status, "")
             writer.write(
                 f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
@@ -231,9 +240,24 @@ def attach_edge_operations(edge: Any, config: Any) -> None:
     async def status_json() -> tuple[int, str, bytes]:
         return _json(200, status_data(edge, stats))
 
+    async def close_connection(query: dict[str, str]) -> tuple[int, str, bytes]:
+        """Operator tool (POST, metrics address only): drop one tunnel connection, e.g. to
+        move a connector to another edge; the connector reconnects with backoff."""
+        index = int(query.get("conn_index", "-1"))
+        for live in list(edge.registry):
+            if live.conn_index == index and query.get("tunnel") in (None, live.tunnel_name,
+                                                                    live.tunnel_id):
+                logger.warning("closing connection %s connIndex=%d on operator request",
+                               live.connector_id, index)
+                live.connection.close(error_code=0x11, reason_phrase="closed by operator")
+                live.connection.transmit()
+                return _json(200, {"closed": live.describe()})
+        return _json(404, {"error": f"no live connection with conn_index={index}"})
+
     server = OpsServer(config.metrics.host, config.metrics.port, {
         "/metrics": prom, "/ready": ready, "/healthcheck": health,
         "/": status_page, "/status": status_page, "/status.json": status_json,
+        "/debug/close-connection": close_connection,
     }, "edge")
 
     class _Extra:
