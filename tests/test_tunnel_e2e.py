@@ -66,7 +66,7 @@ def test_large_bodies_both_ways_intact(chain) -> None:  # type: ignore[no-untype
     # 100 MB each way by default; the tunnel relays about 1 MB/s per direction on the 2-core
     # CI machine (three Python QUIC hops, see docs/benchmarks.md), so this takes minutes.
     size = int(os.environ.get("PQ_BULK_MB", "100")) * 1024 * 1024
-    before = {p: _rss_mb(p.proc.pid) for p in (chain.edge, chain.connector)}
+    before = {p.proc.pid: _rss_mb(p.proc.pid) for p in (chain.edge, chain.connector)}
 
     async def scenario():  # type: ignore[no-untyped-def]
         config = client_configuration("require", cafile=str(chain.pki.ca_cert))
@@ -102,9 +102,9 @@ def test_large_bodies_both_ways_intact(chain) -> None:  # type: ignore[no-untype
     assert (status, count, got) == (200, size, want)
     assert (up_status, up_count, up_hash) == (200, size, want)
     # bounded memory: neither the edge nor the connector ever held a whole body
-    for proc, start in before.items():
-        grown = _rss_mb(proc.proc.pid) - start
-        assert grown < size / 2**20 / 2, f"peak RSS of {proc.proc.pid} grew by {grown:.0f} MB"
+    for pid, start in before.items():
+        grown = _rss_mb(pid) - start
+        assert grown < size / 2**20 / 2, f"peak RSS of {pid} grew by {grown:.0f} MB"
 
 
 def _rss_mb(pid: int) -> float:
