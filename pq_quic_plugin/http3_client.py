@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aioquic.asyncio import QuicConnectionProtocol, connect
-from aioquic.h3.connection import H3_ALPN, H3Connection
+from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
@@ -50,6 +50,14 @@ class _Pending:
     queue: asyncio.Queue[bytes | None] | None = None
     upload: asyncio.Task[None] | None = None
     ended: bool = False
+    # Streaming requests (stream_request) only: a reset stream or a closed connection ends the
+    # body with ``error`` rather than silently, 1xx heads are skipped, and ``queued`` (bytes
+    # received but not yet taken by the reader) bounds the receive window to ``window``.
+    strict: bool = False
+    error: BaseException | None = None
+    stop_sending: bool = False
+    queued: int = 0
+    window: int = 0
 
 
 class HTTP3Error(ConnectionError):
@@ -62,38 +70,164 @@ class _Protocol(QuicConnectionProtocol):
         self.h3 = H3Connection(self._quic)
         self.pending: dict[int, _Pending] = {}
         self.terminated: events.ConnectionTerminated | None = None
+        self._progress: list[asyncio.Future[None]] = []
+        self._bound_receive_windows()
+
+    # -- flow control for streamed bodies
+
+    def _bound_receive_windows(self) -> None:
+        """Grant the server credit on a streamed response only for what the reader has taken.
+
+        aioquic doubles a stream's receive window whenever half of it has arrived, whether or
+        not the application read anything, so a slow reader of a fast response would end up
+        holding the whole body. For streams of :meth:`HTTP3Session.stream_request` the limit
+        is kept at (offset delivered - bytes still queued) + the initial window instead, so the
+        server can be at most one window (1 MiB by default) ahead of the reader. Other streams
+        keep aioquic's behaviour.
+        """
+        quic = self._quic
+        original = quic._write_stream_limits
+
+        def write_stream_limits(builder: Any, space: Any, stream: Any) -> None:
+            pending = self.pending.get(stream.stream_id)
+            if pending is None or not pending.window or not stream.max_stream_data_local:
+                original(builder=builder, space=space, stream=stream)
+                return
+            receiver = stream.receiver
+            target = receiver._buffer_start - pending.queued + pending.window
+            # Raise in steps of a quarter window: one MAX_STREAM_DATA per step, not per packet
+            # (a frame in every packet makes every packet ack-eliciting).
+            if target - stream.max_stream_data_local >= pending.window // 4:
+                stream.max_stream_data_local = target
+            highest = receiver.highest_offset
+            receiver.highest_offset = 0  # switches off aioquic's own "double it" rule
+            try:
+                original(builder=builder, space=space, stream=stream)
+            finally:
+                receiver.highest_offset = highest
+
+        quic._write_stream_limits = write_stream_limits  # type: ignore[method-assign]
+
+    def consumed(self, stream_id: int, pending: _Pending, size: int) -> None:
+        """The reader took ``size`` bytes: send more credit once half a window is free."""
+        pending.queued -= size
+        stream = self._quic._streams.get(stream_id)
+        if stream is None or not pending.window or self.terminated is not None:
+            return
+        target = stream.receiver._buffer_start - pending.queued + pending.window
+        if target - stream.max_stream_data_local >= pending.window // 4:
+            self.transmit()  # writes MAX_STREAM_DATA (see _bound_receive_windows)
+
+    def send_buffered(self, stream_id: int) -> int:
+        """Bytes written to ``stream_id`` that the peer has not acknowledged yet."""
+        stream = self._quic._streams.get(stream_id)
+        return len(stream.sender._buffer) if stream is not None else 0
+
+    async def wait_progress(self, timeout: float = 0.05) -> None:
+        """Wait until a datagram arrives (acknowledgements, credit) or ``timeout`` passes."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._progress.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            if waiter in self._progress:
+                self._progress.remove(waiter)
+
+    def _wake(self) -> None:
+        waiters, self._progress = self._progress, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        super().datagram_received(data, addr)
+        if self._progress:
+            self._wake()
+
+    async def wait_connected(self) -> None:
+        try:
+            await super().wait_connected()
+        except asyncio.CancelledError:
+            # A handshake abandoned (say by a timeout) fails its waiter later, when nobody
+            # listens any more: mark that failure as seen so asyncio does not report it.
+            waiter = self._connected_waiter
+            if waiter is not None:
+                waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
+            raise
+
+    # -- events
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         if isinstance(event, events.ConnectionTerminated):
             self.terminated = event
+            reason = event.reason_phrase or "connection closed"
             for p in self.pending.values():
+                if p.strict and p.error is None and not p.ended:
+                    p.error = HTTP3Error(f"connection closed before the response ended: {reason}")
                 if p.done is not None and not p.done.done():
-                    p.done.set_exception(HTTP3Error(event.reason_phrase or "connection closed"))
+                    p.done.set_exception(HTTP3Error(reason))
                 if p.queue is not None:
                     p.queue.put_nowait(None)
+            self._wake()
+        elif isinstance(event, events.StreamReset):
+            reset = self.pending.get(event.stream_id)
+            if reset is not None and reset.strict:
+                self.fail(reset, HTTP3Error(
+                    f"the server reset the stream (HTTP/3 error 0x{event.error_code:x})"))
+        elif isinstance(event, events.StopSendingReceived):
+            stopped = self.pending.get(event.stream_id)
+            if stopped is not None:
+                stopped.stop_sending = True  # the server wants no more request body
         for h3_event in self.h3.handle_event(event):
             self._h3_event(h3_event)
+
+    def fail(self, pending: _Pending, error: BaseException) -> None:
+        """End a streaming request with ``error`` (raised by the head wait or the body)."""
+        if pending.ended or pending.error is not None:
+            return
+        pending.error = error
+        if pending.done is not None and not pending.done.done():
+            pending.done.set_exception(error)
+            pending.done.exception()  # retrieved: no "never retrieved" warning if unused
+        if pending.queue is not None:
+            pending.queue.put_nowait(None)
 
     def _h3_event(self, event: H3Event) -> None:
         pending = self.pending.get(getattr(event, "stream_id", -1))
         if pending is None:
             return
+        if pending.strict and (pending.error is not None or pending.ended):
+            return
         if isinstance(event, HeadersReceived):
+            if pending.strict and not pending.headers and _informational(event.headers):
+                return  # 1xx: the final head follows
             if not pending.headers:
                 pending.headers = list(event.headers)
                 if pending.done is not None and pending.queue is not None:
                     pending.done.set_result(None)  # streaming: headers are enough
         elif isinstance(event, DataReceived):
             if pending.queue is not None:
-                pending.queue.put_nowait(event.data)
+                if event.data or not pending.strict:
+                    pending.queued += len(event.data)
+                    pending.queue.put_nowait(event.data)
             else:
                 pending.body += event.data
         if getattr(event, "stream_ended", False):
+            if pending.strict and not pending.headers:
+                self.fail(pending, HTTP3Error("the stream ended without a response head"))
+                return
             pending.ended = True
             if pending.queue is not None:
                 pending.queue.put_nowait(None)
             if pending.done is not None and not pending.done.done():
                 pending.done.set_result(None)
+
+
+def _informational(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    status = dict(headers).get(b":status", b"")
+    return len(status) == 3 and status.startswith(b"1")
 
 
 def client_configuration(
@@ -198,66 +332,152 @@ class HTTP3Session:
     ) -> tuple[int, list[tuple[bytes, bytes]], AsyncIterator[bytes]]:
         """Stream a request body (with backpressure) and the response body, concurrently.
 
-        The upload runs in its own task so an origin that answers while still reading (an
-        echo) cannot deadlock against us.
+        ``body`` None sends the head with END_STREAM (no body). Otherwise the upload runs in its
+        own task so an origin that answers while still reading (an echo) cannot deadlock
+        against us; it stops taking chunks from ``body`` while more than
+        :data:`SEND_BUFFER_HIGH` bytes wait unacknowledged. A ``host`` header becomes
+        ``:authority``. ``timeout`` bounds the wait for the response head once the request
+        body has been sent (a long upload does not count) and any stall of the upload (the
+        server taking no body bytes); on timeout (``asyncio.TimeoutError``) or any other
+        failure the stream is cancelled.
+
+        The returned iterator is a :class:`ResponseBody`: it raises :class:`HTTP3Error` when
+        the server resets the stream or the connection closes before the body ended (a silent
+        end always means a complete body), grants the server credit only as chunks are taken
+        (bounded memory for a slow reader), and ``await body.aclose()`` cancels the request.
+        If ``body`` raises, the stream is cancelled and that exception is raised here or from
+        the response body iterator.
         """
         loop = asyncio.get_running_loop()
-        pending = _Pending(done=loop.create_future(), queue=asyncio.Queue())
+        pending = _Pending(done=loop.create_future(), queue=asyncio.Queue(), strict=True)
         stream_id = self._send_request(method, path, headers, None, more_body=body is not None)
         self._protocol.pending[stream_id] = pending
-        upload: asyncio.Task[None] | None = None
+        stream = self._protocol._quic._streams.get(stream_id)
+        if stream is not None:
+            pending.window = stream.max_stream_data_local
         if body is not None:
-            upload = asyncio.ensure_future(self._upload(stream_id, body))
-            pending.upload = upload
+            pending.upload = asyncio.ensure_future(
+                self._upload(stream_id, body, pending, timeout)
+            )
         assert pending.done is not None
         try:
+            if pending.upload is not None:  # the clock starts when the body is sent
+                await asyncio.wait(
+                    {pending.done, pending.upload}, return_when=asyncio.FIRST_COMPLETED
+                )
             await asyncio.wait_for(asyncio.shield(pending.done), timeout)
         except BaseException:
-            if upload is not None:
-                upload.cancel()
-            self._protocol.pending.pop(stream_id, None)
+            self._abandon(stream_id, pending)
             raise
-
-        async def chunks() -> AsyncIterator[bytes]:
-            assert pending.queue is not None
-            try:
-                while (chunk := await pending.queue.get()) is not None:
-                    yield chunk
-                if self._protocol.terminated is not None and not pending.ended:
-                    raise HTTP3Error("connection closed before the response ended")
-            finally:
-                self._protocol.pending.pop(stream_id, None)
-                if upload is not None and not upload.done():
-                    upload.cancel()
-
         status = int(dict(pending.headers).get(b":status", b"0"))
-        return status, [(k, v) for k, v in pending.headers if not k.startswith(b":")], chunks()
+        headers_out = [(k, v) for k, v in pending.headers if not k.startswith(b":")]
+        return status, headers_out, ResponseBody(self, stream_id, pending)
 
+    async def _upload(
+        self, stream_id: int, body: AsyncIterator[bytes], pending: _Pending, timeout: float
+    ) -> None:
+        protocol = self._protocol
+        loop = asyncio.get_running_loop()
 
-    async def _upload(self, stream_id: int, body: AsyncIterator[bytes]) -> None:
-        quic = self._protocol._quic
-        async for chunk in body:
-            if not chunk:
-                continue
-            self._protocol.h3.send_data(stream_id, chunk, end_stream=False)
-            self._protocol.transmit()
-            stream = quic._streams.get(stream_id)
-            while stream is not None and len(stream.sender._buffer) > SEND_BUFFER_HIGH:
-                if self._protocol.terminated is not None:
+        def stopped() -> bool:
+            return (
+                protocol.terminated is not None
+                or pending.error is not None
+                or pending.stop_sending
+            )
+
+        try:
+            async for chunk in body:
+                if stopped():
                     return
-                await asyncio.sleep(0.002)
-        self._protocol.h3.send_data(stream_id, b"", end_stream=True)
-        self._protocol.transmit()
+                if not chunk:
+                    continue
+                protocol.h3.send_data(stream_id, bytes(chunk), end_stream=False)
+                protocol.transmit()
+                buffered, since = protocol.send_buffered(stream_id), loop.time()
+                while buffered > SEND_BUFFER_HIGH and not stopped():
+                    await protocol.wait_progress()
+                    now = protocol.send_buffered(stream_id)
+                    if now < buffered:
+                        buffered, since = now, loop.time()
+                    elif loop.time() - since > timeout:
+                        self.cancel(stream_id)
+                        protocol.fail(pending, asyncio.TimeoutError(
+                            f"the server took no request body for {timeout:g}s"))
+                        return
+            if not stopped():
+                protocol.h3.send_data(stream_id, b"", end_stream=True)
+                protocol.transmit()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the caller's body failed: cancel the request
+            if stopped():
+                return  # the stream was already over; nothing to report
+            self.cancel(stream_id)
+            protocol.fail(pending, exc)
+
+    def _abandon(self, stream_id: int, pending: _Pending) -> None:
+        """Forget a streaming request; cancel it on the wire unless it completed."""
+        self._protocol.pending.pop(stream_id, None)
+        upload = pending.upload
+        if upload is not None and not upload.done():
+            upload.cancel()
+        if not pending.ended or (upload is not None and not upload.done()):
+            if self._protocol.terminated is None:
+                self.cancel(stream_id)
 
     def cancel(self, stream_id: int) -> None:
         """Abort a request in both directions."""
         quic = self._protocol._quic
         for action in (quic.reset_stream, quic.stop_stream):
             try:
-                action(stream_id, 0x10C)  # H3_REQUEST_CANCELLED
+                action(stream_id, ErrorCode.H3_REQUEST_CANCELLED)
             except Exception:  # noqa: BLE001 - already finished
                 pass
         self._protocol.transmit()
+
+
+class ResponseBody(AsyncIterator[bytes]):
+    """The body of a :meth:`HTTP3Session.stream_request` response, chunk by chunk.
+
+    Ends quietly only when the server ended the stream; a reset or a closed connection raises
+    :class:`HTTP3Error`. ``aclose()`` before the end cancels the request (RESET_STREAM and
+    STOP_SENDING), so the server stops producing.
+    """
+
+    def __init__(self, session: HTTP3Session, stream_id: int, pending: _Pending) -> None:
+        self._session = session
+        self._protocol = session._protocol
+        self.stream_id = stream_id
+        self._pending = pending
+        self._finished = False
+
+    def __aiter__(self) -> ResponseBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        pending = self._pending
+        if self._finished:
+            raise StopAsyncIteration
+        assert pending.queue is not None
+        chunk = await pending.queue.get()
+        if chunk is None:
+            self._finish()
+            if pending.error is not None:
+                raise pending.error
+            if not pending.ended:
+                raise HTTP3Error("connection closed before the response ended")
+            raise StopAsyncIteration
+        self._protocol.consumed(self.stream_id, pending, len(chunk))
+        return chunk
+
+    def _finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._session._abandon(self.stream_id, self._pending)
+
+    async def aclose(self) -> None:
+        self._finish()
 
 
 class open_session:  # noqa: N801 - used as ``async with open_session(...)``
@@ -276,10 +496,27 @@ class open_session:  # noqa: N801 - used as ``async with open_session(...)``
         self._cm: Any = None
 
     async def __aenter__(self) -> HTTP3Session:
+        created: list[_Protocol] = []
+
+        def create_protocol(*args: Any, **kwargs: Any) -> _Protocol:
+            created.append(_Protocol(*args, **kwargs))
+            return created[-1]
+
         self._cm = connect(
-            self._host, self._port, configuration=self._configuration, create_protocol=_Protocol
+            self._host, self._port, configuration=self._configuration,
+            create_protocol=create_protocol,
         )
-        protocol = await self._cm.__aenter__()
+        try:
+            protocol = await self._cm.__aenter__()
+        except ConnectionError as exc:
+            # aioquic raises a bare ConnectionError; the reason (e.g. the post-quantum
+            # binding's explanation of a refused handshake) is on the terminated event.
+            terminated = created[0].terminated if created else None
+            if terminated is not None and not isinstance(exc, HTTP3Error):
+                raise HTTP3Error(
+                    terminated.reason_phrase or f"handshake failed (error {terminated.error_code})"
+                ) from exc
+            raise
         return HTTP3Session(protocol, self._authority)
 
     async def __aexit__(self, *exc: Any) -> None:
