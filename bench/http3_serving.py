@@ -52,25 +52,12 @@ It splits the PQ/stock difference into key exchange (PQ vs x25519 on the same se
 everything else (hypercorn-pq's binding, and stock aioquic's secp256r1 choice)."""
 NEW = "new connection per request"
 REUSED = "reused connections"
+from pq_quic_plugin.loopback import free_port  # noqa: E402
+
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 # --- server processes ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (HTTP/3 shares the TCP port number)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return int(port)
-    raise RuntimeError("no free port")
 
 
 class Server:

@@ -305,6 +305,16 @@ def running_chain(
         )
         if connector:
             chain.connector = chain.start_connector()
-            stack.callback(lambda: chain.connector and stop(chain.connector.proc))
-        stack.callback(lambda: [stop(p.proc) for p in chain.extra])
+            stack.callback(_stop_connector, chain)
+        stack.callback(_stop_all, chain.extra)
         yield chain
+
+
+def _stop_connector(chain: Chain) -> None:
+    if chain.connector is not None:
+        stop(chain.connector.proc)
+
+
+def _stop_all(processes: list[Process]) -> None:
+    for process in processes:
+        stop(process.proc)

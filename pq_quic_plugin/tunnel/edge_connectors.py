@@ -201,7 +201,7 @@ class ConnectorListener:
 
     async def _refuse(
         self, connection: TunnelConnection, channel: Channel, remote: str, reason: str
-    ) -> None:
+    ) -> LiveConnection | None:
         logger.warning("refused connector from %s: %s", remote, reason)
         self.on_event("refused", {"remote": remote, "reason": reason})
         try:
