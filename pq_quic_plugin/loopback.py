@@ -95,19 +95,11 @@ def hypercorn_pq(
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"hypercorn-{time.monotonic_ns()}.log"
     cmd = [sys.executable, "-m", "pq_quic_plugin.hypercorn_binding", *args]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            start_new_session=True,
-        )
+    handle = start(cmd, log, cwd=cwd, env=env)
+    proc = handle.proc
     try:
         if port is not None:
             _wait_tcp(port, proc, log, timeout)
-        handle = Process(proc, log)
         if wait_quic:
             handle.wait_for_log("(QUIC)", timeout)
         yield handle
