@@ -5,4 +5,4 @@ Each module compares variants side by side in one run, prints ratios, writes
 tiny iteration counts that writes to a temporary directory instead. Nothing here is a test.
 """
 
-BENCHMARKS = ("handshake_cpu", "wire", "http3_serving")
+BENCHMARKS = ("handshake_cpu", "wire", "http3_serving", "tunnel")

@@ -9,6 +9,7 @@ deterministically. It works with aioquic and with qh3, whose sans-IO classes sha
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import gc
 import importlib.metadata
@@ -19,7 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,114 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# --- load and processes --------------------------------------------------------------------
+
+
+async def closed_loop(
+    workers: Sequence[Callable[[], Awaitable[bool]]], duration: float, limit: int
+) -> tuple[list[float], int, float]:
+    """Run each worker's request back to back until ``duration`` s or ``limit`` requests.
+
+    A closed loop: as many requests in flight as there are workers, a new one as soon as one
+    finishes. A request that returns False or raises is an error, the run goes on. Returns the
+    latencies in ms of the successful requests, the error count and the elapsed seconds.
+    """
+    latencies: list[float] = []
+    errors = issued = 0
+    deadline = time.perf_counter() + duration
+
+    async def worker(request: Callable[[], Awaitable[bool]]) -> None:
+        nonlocal errors, issued
+        while time.perf_counter() < deadline and issued < limit:
+            issued += 1
+            t0 = time.perf_counter()
+            try:
+                ok = await request()
+            except Exception:  # noqa: BLE001 - counted, the run goes on
+                ok = False
+            if ok:
+                latencies.append((time.perf_counter() - t0) * 1000)
+            else:
+                errors += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in workers))
+    return latencies, errors, time.perf_counter() - started
+
+
+def load_summary(slices: Sequence[dict[str, Any]], cpu: Sequence[str]) -> dict[str, Any]:
+    """Totals of closed-loop slices (``latencies``, ``errors``, ``elapsed``, CPU seconds under
+    each key in ``cpu``): requests/s, latency percentiles, CPU ms per request."""
+    latencies = [x for s in slices for x in s["latencies"]]
+    n = len(latencies)
+    elapsed = sum(s["elapsed"] for s in slices)
+    return {
+        "slices": len(slices),
+        "requests_ok": n,
+        "errors": sum(s["errors"] for s in slices),
+        "seconds": round(elapsed, 2),
+        "requests_per_s": round(n / elapsed, 1) if elapsed else 0.0,
+        "requests_per_s_each_slice": [round(len(s["latencies"]) / s["elapsed"], 1)
+                                      for s in slices if s["elapsed"]],
+        "latency_ms": summarize(latencies, 2),
+        **{f"{key}_ms_per_request": round(sum(s[key] for s in slices) * 1000 / n, 3)
+           if n else None for key in cpu},
+    }
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def proc_table() -> dict[int, tuple[int, int, int]]:
+    """pid -> (parent pid, session id, utime + stime in clock ticks) of every process."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        # fields[0] is field 3 (state): ppid is field 4, session 6, utime 14, stime 15
+        table[int(entry)] = (int(fields[1]), int(fields[3]), int(fields[11]) + int(fields[12]))
+    return table
+
+
+def process_tree(roots: Iterable[int], table: dict[int, tuple[int, int, int]] | None = None,
+                 ) -> list[int]:
+    """The ``roots`` and all their living descendants (workers, sshd's per-connection child)."""
+    table = proc_table() if table is None else table
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = [], [r for r in roots if r in table]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, ()))
+    return found
+
+
+def tree_cpu_seconds(roots: Iterable[int]) -> float:
+    """CPU seconds used so far by the processes below ``roots`` (exited children not counted)."""
+    table = proc_table()
+    return sum(table[pid][2] for pid in process_tree(roots, table)) / CLK_TCK
+
+
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of one process in MB (``VmHWM`` for the peak), from /proc/PID/status."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith(field + ":"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return float("nan")
 
 
 # --- certificates --------------------------------------------------------------------------

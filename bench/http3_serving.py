@@ -25,14 +25,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from .common import (
+    CLK_TCK,
     ROOT,
     banner,
+    closed_loop,
+    load_summary,
     machine_caption,
     machine_info,
+    proc_table,
     pyplot,
     ratio,
     save_figure,
@@ -53,9 +58,6 @@ everything else (hypercorn-pq's binding, and stock aioquic's secp256r1 choice)."
 NEW = "new connection per request"
 REUSED = "reused connections"
 from pq_quic_plugin.loopback import free_port  # noqa: E402
-
-CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
 
 # --- server processes ----------------------------------------------------------------------
 
@@ -90,20 +92,8 @@ class Server:
     def cpu_seconds(self) -> float:
         """utime + stime of every process in the server's session (hypercorn forks workers)."""
         assert self.proc is not None
-        total = 0
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            fields = stat[stat.rfind(")") + 2 :].split()
-            # fields[0] is field 3 (state): session is field 6, utime 14, stime 15
-            if int(fields[3]) == self.proc.pid:
-                total += int(fields[11]) + int(fields[12])
-        return total / CLK_TCK
+        sid = self.proc.pid
+        return sum(cpu for _, session, cpu in proc_table().values() if session == sid) / CLK_TCK
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -151,78 +141,46 @@ async def _new_connection_per_request(
 ) -> tuple[list[float], int, float]:
     from pq_quic_plugin.http3_client import open_session
 
-    latencies: list[float] = []
-    errors = 0
-    issued = 0
     closing: set[asyncio.Task[Any]] = set()
-    deadline = time.perf_counter() + duration
 
-    async def worker() -> None:
-        nonlocal errors, issued
-        while time.perf_counter() < deadline and issued < limit:
-            issued += 1
-            t0 = time.perf_counter()
-            cm = open_session(url, config)
-            try:
-                session = await cm.__aenter__()
-            except Exception:  # noqa: BLE001 - counted, the run goes on
-                errors += 1
-                continue
-            try:
-                response = await session.request("GET", "/", timeout=10)
-                if response.status == 200:
-                    latencies.append((time.perf_counter() - t0) * 1000)
-                else:
-                    errors += 1
-            except Exception:  # noqa: BLE001
-                errors += 1
-            finally:
-                # aioquic lingers 3 PTOs in "closing"; a browser would not wait for it either
-                task = asyncio.create_task(cm.__aexit__(None, None, None))
-                closing.add(task)
-                task.add_done_callback(closing.discard)
+    async def one() -> bool:
+        cm = open_session(url, config)
+        session = await cm.__aenter__()
+        try:
+            return (await session.request("GET", "/", timeout=10)).status == 200
+        finally:
+            # aioquic lingers 3 PTOs in "closing"; a browser would not wait for it either
+            task = asyncio.create_task(cm.__aexit__(None, None, None))
+            closing.add(task)
+            task.add_done_callback(closing.discard)
 
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(workers)))
-    elapsed = time.perf_counter() - started
+    result = await closed_loop([one] * workers, duration, limit)
     if closing:
         await asyncio.wait(closing, timeout=10)
-    return latencies, errors, elapsed
+    return result
 
 
-async def _reused_connections(
-    url: str, config: Any, connections: int, streams: int, duration: float, limit: int
+async def reused_connections(
+    url: str, config: Any, connections: int, streams: int, duration: float, limit: int,
+    path: str = "/",
 ) -> tuple[list[float], int, float]:
+    """``connections`` HTTP/3 connections with ``streams`` requests for ``path`` in flight on
+    each; the first request on each connection (its warm-up) is not measured."""
     from pq_quic_plugin.http3_client import open_session
 
-    latencies: list[float] = []
-    errors = 0
-    issued = 0
     async with contextlib.AsyncExitStack() as stack:
         sessions = [await stack.enter_async_context(open_session(url, config))
                     for _ in range(connections)]
-        for s in sessions:  # the first request on each connection is not measured
-            await s.request("GET", "/")
-        deadline = time.perf_counter() + duration
+        for s in sessions:
+            await s.request("GET", path)
 
-        async def worker(session: Any) -> None:
-            nonlocal errors, issued
-            while time.perf_counter() < deadline and issued < limit:
-                issued += 1
-                t0 = time.perf_counter()
-                try:
-                    response = await session.request("GET", "/", timeout=10)
-                    if response.status == 200:
-                        latencies.append((time.perf_counter() - t0) * 1000)
-                    else:
-                        errors += 1
-                except Exception:  # noqa: BLE001
-                    errors += 1
+        def request(session: Any) -> Callable[[], Awaitable[bool]]:
+            async def one() -> bool:
+                return (await session.request("GET", path, timeout=10)).status == 200
+            return one
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(s) for s in sessions for _ in range(streams)))
-        elapsed = time.perf_counter() - started
-    return latencies, errors, elapsed
+        return await closed_loop([request(s) for s in sessions for _ in range(streams)],
+                                 duration, limit)
 
 
 # --- run -----------------------------------------------------------------------------------
@@ -240,7 +198,7 @@ def _slice(server: Server, mode: str, params: dict[str, Any], url: str, config: 
         lat, err, el = asyncio.run(_new_connection_per_request(
             url, config, params["workers"], params["duration"], params["limit"]))
     else:
-        lat, err, el = asyncio.run(_reused_connections(
+        lat, err, el = asyncio.run(reused_connections(
             url, config, params["connections"], params["streams"], params["duration"],
             params["limit"]))
     server_cpu = server.cpu_seconds() - cpu0
@@ -260,22 +218,7 @@ def _slice(server: Server, mode: str, params: dict[str, Any], url: str, config: 
 
 
 def _aggregate(slices: list[dict[str, Any]]) -> dict[str, Any]:
-    latencies = [x for s in slices for x in s["latencies"]]
-    n = len(latencies)
-    elapsed = sum(s["elapsed"] for s in slices)
-    return {
-        "slices": len(slices),
-        "requests_ok": n,
-        "errors": sum(s["errors"] for s in slices),
-        "seconds": round(elapsed, 2),
-        "requests_per_s": round(n / elapsed, 1) if elapsed else 0.0,
-        "requests_per_s_each_slice": [round(len(s["latencies"]) / s["elapsed"], 1)
-                                      for s in slices if s["elapsed"]],
-        "latency_ms": summarize(latencies, 2),
-        "server_cpu_ms_per_request": round(sum(s["server_cpu"] for s in slices) * 1000 / n, 3)
-        if n else None,
-        "client_cpu_ms_per_request": round(sum(s["client_cpu"] for s in slices) * 1000 / n, 3)
-        if n else None,
+    return load_summary(slices, ("server_cpu", "client_cpu")) | {
         "udp_buffer_drops_system_wide": sum(s["udp_drops"] for s in slices),
         "other_processes_cpu_share": round(
             sum(s["other_share"] * s["wall"] for s in slices) / sum(s["wall"] for s in slices),

@@ -102,6 +102,10 @@ def sniff(sniffer: Sniffer) -> Callable[[Any], None]:
 # --- variants ------------------------------------------------------------------------------
 
 
+def _first(sizes: list[int]) -> int | None:
+    return sizes[0] if sizes else None
+
+
 def _size_variants() -> list[dict[str, Any]]:
     import pq_quic_plugin
 
@@ -167,8 +171,8 @@ def sizes(chain: Chain) -> list[dict[str, Any]]:
             "negotiated": _negotiated(trace),
             "client_hello_bytes": hellos[0],
             "client_hello_retry_bytes": hellos[1] if len(hellos) > 1 else None,
-            "server_hello_bytes": (ss.sizes("ServerHello") or [None])[0],
-            "hello_retry_request_bytes": (ss.sizes("HelloRetryRequest") or [None])[0],
+            "server_hello_bytes": _first(ss.sizes("ServerHello")),
+            "hello_retry_request_bytes": _first(ss.sizes("HelloRetryRequest")),
             "client_initial_datagrams_first_flight": first.client_initials,
             "client_initial_datagrams_total": sum(r.client_initials for r in trace.rounds),
             "client_first_flight_bytes": sum(first.client_datagrams),
@@ -205,9 +209,9 @@ def amplification(chains: list[Chain]) -> list[dict[str, Any]]:
                 "chain_der_bytes": chain_der_bytes(chain),
                 "variant": v["label"],
                 "negotiated": _negotiated(trace),
-                "certificate_message_bytes": (ss.sizes("Certificate") or [None])[0],
-                "certificate_verify_bytes": (ss.sizes("CertificateVerify") or [None])[0],
-                "server_hello_bytes": (ss.sizes("ServerHello") or [None])[0],
+                "certificate_message_bytes": _first(ss.sizes("Certificate")),
+                "certificate_verify_bytes": _first(ss.sizes("CertificateVerify")),
+                "server_hello_bytes": _first(ss.sizes("ServerHello")),
                 "client_bytes_before_server_flight": received,
                 "limit_3x": 3 * received,
                 "server_bytes_sent": sent_before + flight,
@@ -292,6 +296,7 @@ async def _ttfb(chains: dict[str, Chain], samples: int, delay: float) -> dict[st
     for chain_key, v in variants:
         client_cfg, server_cfg = _configs(chains[chain_key], v)
         server = await serve("127.0.0.1", 0, configuration=server_cfg, create_protocol=Echo)
+        assert server._transport is not None
         port = server._transport.get_extra_info("sockname")[1]
         relay = DelayRelay(("127.0.0.1", port), delay)
         setups.append(dict(label=f"{v['label']} [{chain_key}]", chain=chain_key,
