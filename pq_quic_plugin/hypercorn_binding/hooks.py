@@ -8,7 +8,8 @@ when this module is imported (the spawned workers import it when they unpickle a
   config's ``pq`` policy with :func:`pq_quic_plugin.configure`.
 * ``H3Protocol.__init__``: wrap the app of each HTTP/3 connection so every request's scope gets
   ``extensions["tls"]`` and ``extensions["pq_quic"]`` from that connection's handshake (the
-  group is read per request: the H3 protocol exists before the key exchange finishes).
+  group is read per request: the H3 protocol exists before the key exchange finishes), and give
+  the connection the guarded event loop and flow control of :mod:`.h3_streams`.
 * ``ProtocolWrapper.__init__``: the same for the TCP listener, from Python's ``ssl`` object.
 
 A config without ``pq`` (or with ``pq = "off"``) leaves the QUIC listener stock; the scope facts
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hypercorn.protocol import ProtocolWrapper
@@ -28,6 +29,7 @@ from hypercorn.protocol.quic import QuicProtocol
 
 from ..aioquic_binding import configure
 from ..policy import Policy
+from .h3_streams import consumer, harden
 from .tls_facts import add_to_scope, quic_facts, tcp_facts
 
 logger = logging.getLogger("pq_quic_plugin.hypercorn")
@@ -43,17 +45,24 @@ class _ScopeFactsApp:
     """
 
     def __init__(
-        self, app: Any, facts: Callable[[], tuple[dict | None, dict]], config: Any
+        self,
+        app: Any,
+        facts: Callable[[], tuple[dict | None, dict]],
+        config: Any,
+        consumed: Callable[[int, int], Awaitable[None]] | None = None,
     ) -> None:
         self.app = app
         self._facts = facts
         self._require = Policy.parse(getattr(config, "pq", None) or "off") is Policy.REQUIRE
+        self._consumed = consumed
 
     async def __call__(self, scope: dict, receive: Any, send: Any, *args: Any) -> Any:
         if scope.get("type") not in ("http", "websocket"):
             return await self.app(scope, receive, send, *args)
         tls_ext, pq = self._facts()
         add_to_scope(scope, tls_ext, pq)
+        if self._consumed is not None and scope["type"] == "http":
+            receive = self._pacing(receive, send)
         if not self._require:
             return await self.app(scope, receive, send, *args)
         from ..asgi import PostQuantumMiddleware
@@ -62,6 +71,24 @@ class _ScopeFactsApp:
             return await self.app(scope, receive, send, *args)
 
         return await PostQuantumMiddleware(inner, require=True, header=False)(scope, receive, send)
+
+    def _pacing(self, receive: Any, send: Any) -> Any:
+        """``receive`` that reports each body chunk taken, so the stream's QUIC receive window
+        opens at the application's pace (see :mod:`.h3_streams`)."""
+        # hypercorn hands the app its HTTPStream's bound app_send: that names the stream.
+        stream_id = getattr(getattr(send, "__self__", None), "stream_id", None)
+        consumed = self._consumed
+        if stream_id is None or consumed is None:
+            return receive
+
+        async def paced_receive() -> Any:
+            message = await receive()
+            body = message.get("body")
+            if body:
+                await consumed(stream_id, len(body))
+            return message
+
+        return paced_receive
 
 
 def _wrap(cls: type, wrapper: Callable) -> None:
@@ -91,7 +118,10 @@ def _h3_protocol_init(original: Callable) -> Callable:
     def __init__(self: H3Protocol, app: Any, *args: Any, **kwargs: Any) -> None:
         original(self, app, *args, **kwargs)
         quic = self.connection._quic
-        self.app = _ScopeFactsApp(app, lambda: quic_facts(quic), self.config)  # type: ignore[assignment]
+        harden(self)
+        self.app = _ScopeFactsApp(  # type: ignore[assignment]
+            app, lambda: quic_facts(quic), self.config, consumer(self)
+        )
 
     return __init__
 

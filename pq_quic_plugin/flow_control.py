@@ -1,0 +1,116 @@
+"""Receive windows that open as the application reads, not as the network delivers.
+
+aioquic doubles a stream's receive window (MAX_STREAM_DATA) whenever half of it has arrived,
+whether or not anybody read the data. A fast sender facing a slow reader therefore makes the
+receiver hold an ever larger part of the body in memory: a 100 MB upload to a server whose
+application reads slowly ends up mostly in RAM. HTTP/2 and TCP servers avoid this by granting
+credit only for what the application consumed; :class:`ReceiveCredit` does the same for the
+streams a caller chooses to track, and leaves every other stream to aioquic.
+
+How it works: for a tracked stream the limit advertised to the peer is ``consumed + window``,
+where ``consumed`` is what the stream handed upwards (``receiver._buffer_start``) minus what
+the caller reported as delivered but not yet consumed. Credit is raised in quarter-window steps
+so that a MAX_STREAM_DATA frame goes out once per step, not in every packet. aioquic's own
+doubling is switched off for tracked streams only for the duration of the limit write.
+
+This leans on two private names of ``QuicConnection`` (``_write_stream_limits``, the stream's
+``receiver``); :func:`pq_quic_plugin.aioquic_binding.version.check_aioquic` pins the versions
+they were verified against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aioquic.quic.connection import QuicConnection
+
+#: HTTP/3's H3_NO_ERROR: the code for STOP_SENDING when a response completed before the request
+#: body was read (RFC 9114, section 4.1).
+H3_NO_ERROR = 0x100
+
+
+class ReceiveCredit:
+    """Bounded, reader-paced receive windows for chosen streams of one QUIC connection."""
+
+    def __init__(self, quic: QuicConnection, window: int | None = None) -> None:
+        self.window = window or quic.configuration.max_stream_data
+        self._quic = quic
+        self._unread: dict[int, int] = {}
+        original = quic._write_stream_limits
+
+        def write_stream_limits(builder: Any, space: Any, stream: Any) -> None:
+            unread = self._unread.get(stream.stream_id)
+            if unread is None or not stream.max_stream_data_local:
+                original(builder=builder, space=space, stream=stream)
+                return
+            target = stream.receiver._buffer_start - unread + self.window
+            if target - stream.max_stream_data_local >= self.window // 4:
+                stream.max_stream_data_local = target
+            receiver = stream.receiver
+            highest = receiver.highest_offset
+            receiver.highest_offset = 0  # switches off aioquic's "double it" rule for this call
+            try:
+                original(builder=builder, space=space, stream=stream)
+            finally:
+                receiver.highest_offset = highest
+
+        quic._write_stream_limits = write_stream_limits  # type: ignore[method-assign]
+
+    @classmethod
+    def of(cls, quic: QuicConnection, window: int | None = None) -> ReceiveCredit:
+        """The connection's one ReceiveCredit, made on first use (wrapping twice would nest)."""
+        credit = getattr(quic, "_pq_receive_credit", None)
+        if credit is None:
+            credit = cls(quic, window)
+            quic._pq_receive_credit = credit  # type: ignore[attr-defined]
+        return credit
+
+    def track(self, stream_id: int) -> None:
+        """Start pacing ``stream_id`` by :meth:`consumed` (idempotent)."""
+        self._unread.setdefault(stream_id, 0)
+
+    def tracked(self, stream_id: int) -> bool:
+        return stream_id in self._unread
+
+    def unread(self, stream_id: int) -> int:
+        """Bytes handed to the application layer that it has not consumed yet."""
+        return self._unread.get(stream_id, 0)
+
+    def delivered(self, stream_id: int, size: int) -> None:
+        """``size`` bytes of the stream were queued for the reader."""
+        if stream_id in self._unread:
+            self._unread[stream_id] += size
+
+    def consumed(self, stream_id: int, size: int) -> bool:
+        """The reader took ``size`` bytes; True when new credit is due (the caller transmits)."""
+        unread = self._unread.get(stream_id)
+        if unread is None:
+            return False
+        unread = max(0, unread - size)
+        self._unread[stream_id] = unread
+        stream = self._quic._streams.get(stream_id)
+        if stream is None or not stream.max_stream_data_local or stream.receiver.is_finished:
+            return False
+        target = stream.receiver._buffer_start - unread + self.window
+        return target - stream.max_stream_data_local >= self.window // 4
+
+    def release(self, stream_id: int, stop_code: int | None = None) -> None:
+        """Stop pacing the stream; with ``stop_code``, ask the peer to stop sending if it was
+        still sending (nobody will read the rest)."""
+        if self._unread.pop(stream_id, None) is None or stop_code is None:
+            return
+        stream = self._quic._streams.get(stream_id)
+        if stream is None or stream.receiver.is_finished or stream.receiver._stop_error_code is not None:
+            return
+        try:
+            self._quic.stop_stream(stream_id, stop_code)
+        except ValueError:  # a send-only stream, or one the peer already finished
+            pass
+
+
+def send_buffered(quic: QuicConnection, stream_id: int) -> int:
+    """Bytes written to ``stream_id`` and not yet acknowledged by the peer (0 if gone)."""
+    stream = quic._streams.get(stream_id)
+    if stream is None:
+        return 0
+    return len(stream.sender._buffer)
