@@ -100,7 +100,8 @@ class ReceiveCredit:
         if self._unread.pop(stream_id, None) is None or stop_code is None:
             return
         stream = self._quic._streams.get(stream_id)
-        if stream is None or stream.receiver.is_finished or stream.receiver._stop_error_code is not None:
+        receiver = stream.receiver if stream is not None else None
+        if receiver is None or receiver.is_finished or receiver._stop_error_code is not None:
             return
         try:
             self._quic.stop_stream(stream_id, stop_code)

@@ -14,6 +14,7 @@ require mode: visitors without post-quantum key exchange get an explanation inst
 
 from __future__ import annotations
 
+import hashlib
 import html
 import os
 from collections.abc import AsyncIterator
@@ -151,6 +152,15 @@ class Echo:
                 return
 
 
+async def digest(request: Request) -> JSONResponse:
+    """SHA-256 and length of the request body, read as it streams in (uploads of any size)."""
+    sha, size = hashlib.sha256(), 0
+    async for chunk in request.stream():
+        sha.update(chunk)
+        size += len(chunk)
+    return JSONResponse({"bytes": size, "sha256": sha.hexdigest()})
+
+
 async def some_bytes(request: Request) -> Response:
     total = int(request.path_params["n"])
     if total > MAX_BYTES:
@@ -201,6 +211,7 @@ routes = [
     Route("/pid", pid),
     Route("/echo", Echo(), methods=["POST", "PUT"]),
     Route("/bytes/{n:int}", some_bytes),
+    Route("/sha256", digest, methods=["POST", "PUT"]),
     Route("/headers", headers),
     Route("/slow", slow),
     WebSocketRoute("/ws", ws_echo),

@@ -19,6 +19,8 @@ from aioquic.asyncio import QuicConnectionProtocol
 from aioquic.buffer import Buffer, BufferReadError, encode_uint_var
 from aioquic.quic import events
 
+from ..flow_control import ReceiveCredit
+
 ALPN = "pq-tunnel/1"
 PROTOCOL_VERSION = 1
 CONTROL_STREAM_ID = 0  # the connector's first bidirectional stream
@@ -105,11 +107,17 @@ class FrameParser:
 
 
 class Channel:
-    """One bidirectional QUIC stream as an async reader and writer of frames."""
+    """One bidirectional QUIC stream as an async reader and writer of frames.
+
+    The stream's receive window opens as :meth:`read` takes frames (not as they arrive), so a
+    peer can be at most one window ahead of the reader: frames waiting here are bounded.
+    """
 
     def __init__(self, connection: TunnelConnection, stream_id: int) -> None:
         self.connection = connection
         self.stream_id = stream_id
+        self._credit = ReceiveCredit.of(connection._quic)
+        self._credit.track(stream_id)
         self._parser = FrameParser()
         self._frames: asyncio.Queue[tuple[FrameType, bytes] | None] = asyncio.Queue()
         self._error: StreamReset | None = None
@@ -118,6 +126,7 @@ class Channel:
 
     # -- receiving (called by the connection)
     def _feed(self, data: bytes, end: bool) -> None:
+        self._credit.delivered(self.stream_id, len(data))
         try:
             for frame in self._parser.feed(data):
                 if frame[0] == FrameType.DATA:
@@ -151,6 +160,9 @@ class Channel:
             return None
         if frame[0] == FrameType.DATA:
             self.queued_bytes -= len(frame[1])
+        wire_size = 1 + len(encode_uint_var(len(frame[1]))) + len(frame[1])
+        if self._credit.consumed(self.stream_id, wire_size) and not self.connection.closed:
+            self.connection.transmit()  # carries the MAX_STREAM_DATA
         return frame
 
     async def read_json(self, expect: FrameType) -> dict[str, Any]:
@@ -242,6 +254,7 @@ class TunnelConnection(QuicConnectionProtocol):
         self.closed_event = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self.on_close: list[Callable[[TunnelConnection], None]] = []
+        self._last_peer_stream = -1
 
     def open_channel(self) -> Channel:
         if self.closed:
@@ -255,6 +268,8 @@ class TunnelConnection(QuicConnectionProtocol):
         if isinstance(event, events.StreamDataReceived):
             channel = self.channels.get(event.stream_id)
             if channel is None:
+                if not self._is_new_peer_stream(event.stream_id):
+                    return  # late data for a stream already done with: nobody reads it
                 channel = Channel(self, event.stream_id)
                 self.channels[event.stream_id] = channel
                 self._spawn(channel)
@@ -276,6 +291,14 @@ class TunnelConnection(QuicConnectionProtocol):
             for callback in list(self.on_close):
                 callback(self)
 
+    def _is_new_peer_stream(self, stream_id: int) -> bool:
+        """Peers open streams in increasing order, so a new one is above all seen before."""
+        peer_bit = 1 if self._quic.configuration.is_client else 0
+        if stream_id & 1 != peer_bit or stream_id <= self._last_peer_stream:
+            return False
+        self._last_peer_stream = stream_id
+        return True
+
     def _spawn(self, channel: Channel) -> None:
         handler = self.stream_handler
         if handler is None:
@@ -292,11 +315,13 @@ class TunnelConnection(QuicConnectionProtocol):
                 logger.exception("stream %d handler failed", channel.stream_id)
                 channel.reset()
             finally:
-                self.channels.pop(channel.stream_id, None)
+                self.forget(channel)
 
         task = asyncio.ensure_future(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def forget(self, channel: Channel) -> None:
+        """The stream is done with: drop it and its flow-control state."""
         self.channels.pop(channel.stream_id, None)
+        channel._credit.release(channel.stream_id)
