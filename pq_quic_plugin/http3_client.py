@@ -20,6 +20,7 @@ from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 
 from .aioquic_binding import configure, negotiated_group
+from .flow_control import ReceiveCredit, send_buffered
 from .groups.base import Group
 from .policy import Policy
 
@@ -51,13 +52,10 @@ class _Pending:
     upload: asyncio.Task[None] | None = None
     ended: bool = False
     # Streaming requests (stream_request) only: a reset stream or a closed connection ends the
-    # body with ``error`` rather than silently, 1xx heads are skipped, and ``queued`` (bytes
-    # received but not yet taken by the reader) bounds the receive window to ``window``.
+    # body with ``error`` rather than silently, and 1xx heads are skipped.
     strict: bool = False
     error: BaseException | None = None
     stop_sending: bool = False
-    queued: int = 0
-    window: int = 0
 
 
 class HTTP3Error(ConnectionError):
@@ -71,57 +69,20 @@ class _Protocol(QuicConnectionProtocol):
         self.pending: dict[int, _Pending] = {}
         self.terminated: events.ConnectionTerminated | None = None
         self._progress: list[asyncio.Future[None]] = []
-        self._bound_receive_windows()
+        # Streamed responses (stream_request) get a window that opens as the reader takes
+        # chunks, so a slow reader of a fast response holds at most one window.
+        self.credit = ReceiveCredit.of(self._quic)
 
-    # -- flow control for streamed bodies
+    # -- flow control for streamed bodies (see pq_quic_plugin.flow_control)
 
-    def _bound_receive_windows(self) -> None:
-        """Grant the server credit on a streamed response only for what the reader has taken.
-
-        aioquic doubles a stream's receive window whenever half of it has arrived, whether or
-        not the application read anything, so a slow reader of a fast response would end up
-        holding the whole body. For streams of :meth:`HTTP3Session.stream_request` the limit
-        is kept at (offset delivered - bytes still queued) + the initial window instead, so the
-        server can be at most one window (1 MiB by default) ahead of the reader. Other streams
-        keep aioquic's behaviour.
-        """
-        quic = self._quic
-        original = quic._write_stream_limits
-
-        def write_stream_limits(builder: Any, space: Any, stream: Any) -> None:
-            pending = self.pending.get(stream.stream_id)
-            if pending is None or not pending.window or not stream.max_stream_data_local:
-                original(builder=builder, space=space, stream=stream)
-                return
-            receiver = stream.receiver
-            target = receiver._buffer_start - pending.queued + pending.window
-            # Raise in steps of a quarter window: one MAX_STREAM_DATA per step, not per packet
-            # (a frame in every packet makes every packet ack-eliciting).
-            if target - stream.max_stream_data_local >= pending.window // 4:
-                stream.max_stream_data_local = target
-            highest = receiver.highest_offset
-            receiver.highest_offset = 0  # switches off aioquic's own "double it" rule
-            try:
-                original(builder=builder, space=space, stream=stream)
-            finally:
-                receiver.highest_offset = highest
-
-        quic._write_stream_limits = write_stream_limits  # type: ignore[method-assign]
-
-    def consumed(self, stream_id: int, pending: _Pending, size: int) -> None:
-        """The reader took ``size`` bytes: send more credit once half a window is free."""
-        pending.queued -= size
-        stream = self._quic._streams.get(stream_id)
-        if stream is None or not pending.window or self.terminated is not None:
-            return
-        target = stream.receiver._buffer_start - pending.queued + pending.window
-        if target - stream.max_stream_data_local >= pending.window // 4:
-            self.transmit()  # writes MAX_STREAM_DATA (see _bound_receive_windows)
+    def consumed(self, stream_id: int, size: int) -> None:
+        """The reader took ``size`` bytes of a streamed response: grant credit when due."""
+        if self.credit.consumed(stream_id, size) and self.terminated is None:
+            self.transmit()  # writes MAX_STREAM_DATA
 
     def send_buffered(self, stream_id: int) -> int:
         """Bytes written to ``stream_id`` that the peer has not acknowledged yet."""
-        stream = self._quic._streams.get(stream_id)
-        return len(stream.sender._buffer) if stream is not None else 0
+        return send_buffered(self._quic, stream_id)
 
     async def wait_progress(self, timeout: float = 0.05) -> None:
         """Wait until a datagram arrives (acknowledgements, credit) or ``timeout`` passes."""
@@ -210,7 +171,7 @@ class _Protocol(QuicConnectionProtocol):
         elif isinstance(event, DataReceived):
             if pending.queue is not None:
                 if event.data or not pending.strict:
-                    pending.queued += len(event.data)
+                    self.credit.delivered(event.stream_id, len(event.data))
                     pending.queue.put_nowait(event.data)
             else:
                 pending.body += event.data
@@ -352,9 +313,7 @@ class HTTP3Session:
         pending = _Pending(done=loop.create_future(), queue=asyncio.Queue(), strict=True)
         stream_id = self._send_request(method, path, headers, None, more_body=body is not None)
         self._protocol.pending[stream_id] = pending
-        stream = self._protocol._quic._streams.get(stream_id)
-        if stream is not None:
-            pending.window = stream.max_stream_data_local
+        self._protocol.credit.track(stream_id)
         if body is not None:
             pending.upload = asyncio.ensure_future(
                 self._upload(stream_id, body, pending, timeout)
@@ -419,6 +378,7 @@ class HTTP3Session:
     def _abandon(self, stream_id: int, pending: _Pending) -> None:
         """Forget a streaming request; cancel it on the wire unless it completed."""
         self._protocol.pending.pop(stream_id, None)
+        self._protocol.credit.release(stream_id)
         upload = pending.upload
         if upload is not None and not upload.done():
             upload.cancel()
@@ -468,7 +428,7 @@ class ResponseBody(AsyncIterator[bytes]):
             if not pending.ended:
                 raise HTTP3Error("connection closed before the response ended")
             raise StopAsyncIteration
-        self._protocol.consumed(self.stream_id, pending, len(chunk))
+        self._protocol.consumed(self.stream_id, len(chunk))
         return chunk
 
     def _finish(self) -> None:

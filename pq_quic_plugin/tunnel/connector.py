@@ -427,6 +427,14 @@ class Connector:
         except StreamReset:
             await response.aclose()  # the visitor went away: stop reading from the origin
             raise
+        except OriginError as exc:
+            # The head already went out, so no error page is possible: cancel the visitor's
+            # stream (a reset, never a silently truncated body) and say why.
+            logger.warning("origin %s: %s (response cancelled after the head)",
+                           rule.service.text, exc.reason)
+            await response.aclose()
+            channel.reset()
+            return exc.status
         return response.status
 
     async def _serve_websocket(self, channel: Channel, head: dict, headers: list,

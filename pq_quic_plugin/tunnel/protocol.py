@@ -19,7 +19,7 @@ from aioquic.asyncio import QuicConnectionProtocol
 from aioquic.buffer import Buffer, BufferReadError, encode_uint_var
 from aioquic.quic import events
 
-from ..flow_control import ReceiveCredit
+from ..flow_control import ReceiveCredit, send_buffered
 
 ALPN = "pq-tunnel/1"
 PROTOCOL_VERSION = 1
@@ -208,10 +208,9 @@ class Channel:
 
     async def drain(self) -> None:
         """Wait while too much is queued for this stream: bounded memory for big bodies."""
-        stream = self.connection._quic._streams.get(self.stream_id)
+        quic = self.connection._quic
         while (
-            stream is not None
-            and len(stream.sender._buffer) > SEND_BUFFER_HIGH
+            send_buffered(quic, self.stream_id) > SEND_BUFFER_HIGH
             and self._error is None
             and not self.connection.closed
         ):
