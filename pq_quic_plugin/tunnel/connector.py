@@ -444,6 +444,7 @@ class Connector:
                 rule.service.text, path, _with_hops(headers, hops, None),
                 list(head.get("subprotocols", [])),
                 origin_ca_file=_s(rule.origin_ca_file), origin_server_name=rule.origin_server_name,
+                hops_callback=lambda hop: _with_hops(headers, hops, hop),
             )
         except OriginError as exc:
             await channel.send_json(FrameType.ERROR, {"status": exc.status, "reason": exc.reason},
