@@ -13,9 +13,9 @@ the caller reported as delivered but not yet consumed. Credit is raised in quart
 so that a MAX_STREAM_DATA frame goes out once per step, not in every packet. aioquic's own
 doubling is switched off for tracked streams only for the duration of the limit write.
 
-This leans on two private names of ``QuicConnection`` (``_write_stream_limits``, the stream's
-``receiver``); :func:`pq_quic_plugin.aioquic_binding.version.check_aioquic` pins the versions
-they were verified against.
+This leans on private names of ``QuicConnection`` (``_write_stream_limits``, the stream's
+``receiver`` and ``sender``); :func:`~pq_quic_plugin.aioquic_binding.version.check_aioquic_version`
+pins the aioquic versions they were verified against.
 """
 
 from __future__ import annotations
@@ -94,19 +94,21 @@ class ReceiveCredit:
         target = stream.receiver._buffer_start - unread + self.window
         return target - stream.max_stream_data_local >= self.window // 4
 
-    def release(self, stream_id: int, stop_code: int | None = None) -> None:
+    def release(self, stream_id: int, stop_code: int | None = None) -> bool:
         """Stop pacing the stream; with ``stop_code``, ask the peer to stop sending if it was
-        still sending (nobody will read the rest)."""
+        still sending (nobody will read the rest). True when a STOP_SENDING was queued (the
+        caller transmits)."""
         if self._unread.pop(stream_id, None) is None or stop_code is None:
-            return
+            return False
         stream = self._quic._streams.get(stream_id)
         receiver = stream.receiver if stream is not None else None
         if receiver is None or receiver.is_finished or receiver._stop_error_code is not None:
-            return
+            return False
         try:
             self._quic.stop_stream(stream_id, stop_code)
         except ValueError:  # a send-only stream, or one the peer already finished
-            pass
+            return False
+        return True
 
 
 def send_buffered(quic: QuicConnection, stream_id: int) -> int:

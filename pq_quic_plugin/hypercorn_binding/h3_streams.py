@@ -76,9 +76,10 @@ def harden(protocol: H3Protocol) -> None:
     async def stream_send(event: Any) -> None:
         if isinstance(event, StreamClosed):
             # The response is complete: nobody reads the rest of the request body any more.
-            credit.release(event.stream_id, stop_code=H3_NO_ERROR)
+            stopped = credit.release(event.stream_id, stop_code=H3_NO_ERROR)
             await stock_stream_send(event)
-            await protocol.send()  # carries the STOP_SENDING, if any
+            if stopped:
+                await protocol.send()  # carries the STOP_SENDING
             return
         await stock_stream_send(event)
         if isinstance(event, (Body, Data)):
