@@ -22,7 +22,9 @@ connection by :mod:`.hooks`, hypercorn itself is not edited):
    :data:`SEND_BUFFER_HIGH` bytes of the stream are unacknowledged.
 
 It also tells the application when the client resets its request or the connection ends
-(``http.disconnect``), which stock hypercorn does not do for HTTP/3.
+(``http.disconnect``), and resets a response stream the application left unfinished (it
+returned or raised mid-body), which stock hypercorn does not do for HTTP/3: its client waits
+for the rest of the body until the connection times out.
 """
 
 from __future__ import annotations
@@ -75,11 +77,14 @@ def harden(protocol: H3Protocol) -> None:
 
     async def stream_send(event: Any) -> None:
         if isinstance(event, StreamClosed):
-            # The response is complete: nobody reads the rest of the request body any more.
-            stopped = credit.release(event.stream_id, stop_code=H3_NO_ERROR)
+            # The app is done: nobody reads the rest of the request body any more.
+            is_http = credit.tracked(event.stream_id)
+            flush = credit.release(event.stream_id, stop_code=H3_NO_ERROR)
+            if is_http:
+                flush = _reset_if_unfinished(quic, event.stream_id) or flush
             await stock_stream_send(event)
-            if stopped:
-                await protocol.send()  # carries the STOP_SENDING
+            if flush:
+                await protocol.send()  # carries the STOP_SENDING / RESET_STREAM
             return
         await stock_stream_send(event)
         if isinstance(event, (Body, Data)):
@@ -160,6 +165,22 @@ async def _close_stream(protocol: H3Protocol, credit: ReceiveCredit, stream_id: 
     stream = protocol.streams.pop(stream_id, None)
     if stream is not None:
         await stream.handle(StreamClosed(stream_id=stream_id))
+
+
+def _reset_if_unfinished(quic: QuicConnection, stream_id: int) -> bool:
+    """An app that ended (or failed) in the middle of its response: reset the stream.
+
+    hypercorn then just forgets the stream, so the client would wait for the rest of the body
+    until the connection times out, or, worse, take a body cut short for a complete one.
+    """
+    stream = quic._streams.get(stream_id)
+    if stream is None or quic._state in _CLOSED_STATES:
+        return False
+    sender = stream.sender
+    if sender.is_finished or sender._buffer_fin is not None or sender._reset_error_code is not None:
+        return False
+    quic.reset_stream(stream_id, _H3_INTERNAL_ERROR)
+    return True
 
 
 async def _drain(protocol: H3Protocol, quic: QuicConnection, stream_id: int) -> None:

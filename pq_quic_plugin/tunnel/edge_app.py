@@ -139,7 +139,11 @@ class EdgeApp:
                 await _plain(send, status, f"The tunnel could not complete the request: {exc}",
                              scope)
             else:
-                raise  # a started response cannot change its status: abort the stream
+                # A started response cannot change its status. Returning mid-body makes the
+                # server abort the visitor's response (HTTP/3: RESET_STREAM; HTTP/1.1: the
+                # connection closes), so a cut body is never taken for a complete one.
+                logger.warning("tunnel %s: response aborted after the head: %s",
+                               live.tunnel_name, exc)
         finally:
             live.in_flight -= 1
             upload.cancel()
