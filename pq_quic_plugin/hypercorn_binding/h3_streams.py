@@ -72,8 +72,11 @@ def harden(protocol: H3Protocol) -> None:
             await _handle(protocol, credit, quic_event)
         except Exception:  # noqa: BLE001 - one broken connection must not end the listener
             logger.exception("HTTP/3 connection failed; closing it (the listener carries on)")
-            quic.close(error_code=_H3_INTERNAL_ERROR, reason_phrase="internal error")
-            await protocol.send()
+            try:
+                quic.close(error_code=_H3_INTERNAL_ERROR, reason_phrase="internal error")
+                await protocol.send()
+            except Exception:  # noqa: BLE001 - the connection is beyond saving; the listener is not
+                logger.debug("could not send CONNECTION_CLOSE", exc_info=True)
 
     async def stream_send(event: Any) -> None:
         if isinstance(event, StreamClosed):
