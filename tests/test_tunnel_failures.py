@@ -1,19 +1,23 @@
 """An origin that breaks off mid-body: the visitor must see an error, never a short body.
 
 Real processes on loopback (edge, connector, and an origin that is a raw TCP server sending a
-response head and part of the body, then closing). Over HTTP/3 the visitor's stream must be
-reset (stock hypercorn would leave it open until the idle timeout); the logs must say what
-happened without a traceback.
+response head and part of the body, then closing). Whatever the visitor speaks to the edge, it
+must learn at once that the body is incomplete: HTTP/3 and HTTP/2 streams are reset (stock
+hypercorn leaves both open, so the visitor waits until a timeout), HTTP/1.1 closes the
+connection short of the content-length. The logs say what happened without a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from tunnel_chain import TUNNEL_HOST, running_chain
 
@@ -81,6 +85,28 @@ def test_origin_breaking_off_resets_the_visitor_stream(tmp_path: Path, broken_or
         assert status == 200
         assert received <= len(SENT)
         assert isinstance(error, HTTP3Error) and "reset" in str(error)
+
+        context = ssl.create_default_context(cafile=str(chain.pki.ca_cert))
+        url = f"https://{TUNNEL_HOST}:{chain.public_port}/file"
+        transport = httpx.HTTPTransport(verify=context, http2=True, retries=0)
+        with httpx.Client(transport=transport, timeout=20) as h2_client:
+            with pytest.raises(httpx.RemoteProtocolError) as h2_error, \
+                    h2_client.stream("GET", url) as resp:
+                assert resp.http_version == "HTTP/2" and resp.status_code == 200
+                for _ in resp.iter_bytes():
+                    pass
+        # A reset at once, not "Server disconnected" after hypercorn's keep-alive timeout.
+        assert "StreamReset" in str(h2_error.value), h2_error.value
+
+        context11 = ssl.create_default_context(cafile=str(chain.pki.ca_cert))  # no h2 ALPN
+        conn = http.client.HTTPSConnection("127.0.0.1", chain.public_port, context=context11,
+                                           timeout=20)
+        conn.request("GET", "/file", headers={"Host": TUNNEL_HOST})
+        resp11 = conn.getresponse()
+        assert resp11.status == 200
+        with pytest.raises(http.client.IncompleteRead):
+            resp11.read()
+        conn.close()
         connector_log = chain.connector.log()
         assert "response cancelled after the head" in connector_log
         assert "broke off" in connector_log

@@ -10,7 +10,9 @@ when this module is imported (the spawned workers import it when they unpickle a
   ``extensions["tls"]`` and ``extensions["pq_quic"]`` from that connection's handshake (the
   group is read per request: the H3 protocol exists before the key exchange finishes), and give
   the connection the guarded event loop and flow control of :mod:`.h3_streams`.
-* ``ProtocolWrapper.__init__``: the same for the TCP listener, from Python's ``ssl`` object.
+* ``H2Protocol.__init__``: reset HTTP/2 responses an app leaves unfinished (:mod:`.h2_streams`).
+* ``ProtocolWrapper.__init__``: the same scope facts for the TCP listener, from Python's ``ssl``
+  object.
 
 A config without ``pq`` (or with ``pq = "off"``) leaves the QUIC listener stock; the scope facts
 are still added, since they only describe.
@@ -24,11 +26,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hypercorn.protocol import ProtocolWrapper
+from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.protocol.quic import QuicProtocol
 
 from ..aioquic_binding import configure
 from ..policy import Policy
+from .h2_streams import harden_h2
 from .h3_streams import consumer, harden
 from .tls_facts import add_to_scope, quic_facts, tcp_facts
 
@@ -126,6 +130,14 @@ def _h3_protocol_init(original: Callable) -> Callable:
     return __init__
 
 
+def _h2_protocol_init(original: Callable) -> Callable:
+    def __init__(self: H2Protocol, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        harden_h2(self)
+
+    return __init__
+
+
 def _protocol_wrapper_init(original: Callable) -> Callable:
     def __init__(self: ProtocolWrapper, app: Any, config: Any, *args: Any, **kwargs: Any) -> None:
         # hypercorn passes its TCPServer's bound ``protocol_send``; the server holds the stream.
@@ -168,4 +180,5 @@ def install_hooks() -> None:
     """Idempotent: wrap hypercorn's constructors once per process."""
     _wrap(QuicProtocol, _quic_protocol_init)
     _wrap(H3Protocol, _h3_protocol_init)
+    _wrap(H2Protocol, _h2_protocol_init)
     _wrap(ProtocolWrapper, _protocol_wrapper_init)
