@@ -22,10 +22,11 @@ from servers import free_port, hypercorn_pq
 from pq_quic_plugin.http3_client import client_configuration, fetch, open_session
 
 
-@pytest.fixture(scope="module")
-def server(pki, tmp_path_factory):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module", params=["asyncio", "trio"])
+def server(request, pki, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """hypercorn-pq under both of hypercorn's worker classes (the hooks serve both)."""
     port = free_port()
-    args = ["--pq", "--certfile", str(pki.cert), "--keyfile", str(pki.key),
+    args = ["--pq", "-k", request.param, "--certfile", str(pki.cert), "--keyfile", str(pki.key),
             "-b", f"127.0.0.1:{port}", "app:app"]
     with hypercorn_pq(args, tmp_path_factory.mktemp("logs"), port) as proc:
         yield port, proc
