@@ -516,19 +516,7 @@ class OriginClient:
         pool.append(c)
 
     async def _h1_connect(self, service: _Service, timeout: float) -> _H1Connection:
-        limit = min(timeout, self.connect_timeout)
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(service.host, service.port, limit=READ_CHUNK), limit)
-        except asyncio.TimeoutError:
-            raise OriginError(504, f"origin {service.text}: no TCP connection to "
-                                   f"{service.hostport} within {limit:g}s") from None
-        except OSError as exc:
-            if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
-                reason = f"{service.hostport} refused the connection (is the origin running?)"
-            else:
-                reason = f"cannot connect to {service.hostport}: {_plain(exc)}"
-            raise OriginError(502, f"origin {service.text}: {reason}") from None
+        reader, writer = await _open_tcp(service, min(timeout, self.connect_timeout))
         return _H1Connection((service.host, service.port), reader, writer)
 
     async def _h1(self, service: _Service, method: str, target: str,
@@ -712,23 +700,8 @@ class OriginClient:
                 raise OriginError(502, f"origin {service.text}: cannot load the origin CA "
                                        f"file {origin_ca_file}: {_plain(exc)}") from None
             context.set_alpn_protocols(["http/1.1"])
-        try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(
-                service.host, service.port, ssl=context, limit=READ_CHUNK,
-                server_hostname=(origin_server_name or service.host) if tls else None), limit)
-        except asyncio.TimeoutError:
-            raise OriginError(504, f"origin {service.text}: no {'TLS ' if tls else ''}"
-                                   f"connection to {service.hostport} within {limit:g}s") \
-                from None
-        except ssl.SSLError as exc:
-            raise OriginError(502, f"origin {service.text}: TLS with {service.hostport} "
-                                   f"failed: {exc.reason or exc}") from None
-        except OSError as exc:
-            if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
-                reason = f"{service.hostport} refused the connection (is the origin running?)"
-            else:
-                reason = f"cannot connect to {service.hostport}: {_plain(exc)}"
-            raise OriginError(502, f"origin {service.text}: {reason}") from None
+        reader, writer = await _open_tcp(service, limit, context,
+                                         (origin_server_name or service.host) if tls else None)
         hop = Hop(HOP_NAME, "http/1.1", None, False, tls=tls)
         chosen = hops_callback(hop) if hops_callback is not None else headers
         host = host_header or _find(chosen, "host") or service.hostport
@@ -753,6 +726,32 @@ class OriginClient:
             raise OriginError(502, f"origin {service.text}: WebSocket handshake failed: "
                                    f"{_plain(exc)}") from None
         return origin
+
+
+async def _open_tcp(
+    service: _Service,
+    limit: float,
+    context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP (or TLS) connection to the origin; failures become an :class:`OriginError` that
+    names the origin and says what to check."""
+    try:
+        return await asyncio.wait_for(asyncio.open_connection(
+            service.host, service.port, ssl=context, limit=READ_CHUNK,
+            server_hostname=server_hostname), limit)
+    except asyncio.TimeoutError:
+        raise OriginError(504, f"origin {service.text}: no {'TLS ' if context else 'TCP '}"
+                               f"connection to {service.hostport} within {limit:g}s") from None
+    except ssl.SSLError as exc:
+        raise OriginError(502, f"origin {service.text}: TLS with {service.hostport} "
+                               f"failed: {exc.reason or exc}") from None
+    except OSError as exc:
+        if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+            reason = f"{service.hostport} refused the connection (is the origin running?)"
+        else:
+            reason = f"cannot connect to {service.hostport}: {_plain(exc)}"
+        raise OriginError(502, f"origin {service.text}: {reason}") from None
 
 
 class _H3Body(AsyncIterator[bytes]):
