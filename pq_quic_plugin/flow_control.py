@@ -24,10 +24,6 @@ from typing import Any
 
 from aioquic.quic.connection import QuicConnection
 
-#: HTTP/3's H3_NO_ERROR: the code for STOP_SENDING when a response completed before the request
-#: body was read (RFC 9114, section 4.1).
-H3_NO_ERROR = 0x100
-
 
 class ReceiveCredit:
     """Bounded, reader-paced receive windows for chosen streams of one QUIC connection."""
@@ -43,9 +39,9 @@ class ReceiveCredit:
             if unread is None or not stream.max_stream_data_local:
                 original(builder=builder, space=space, stream=stream)
                 return
-            target = stream.receiver._buffer_start - unread + self.window
-            if target - stream.max_stream_data_local >= self.window // 4:
-                stream.max_stream_data_local = target
+            raised = self._raised_limit(stream, unread)
+            if raised is not None:
+                stream.max_stream_data_local = raised
             receiver = stream.receiver
             highest = receiver.highest_offset
             receiver.highest_offset = 0  # switches off aioquic's "double it" rule for this call
@@ -72,10 +68,6 @@ class ReceiveCredit:
     def tracked(self, stream_id: int) -> bool:
         return stream_id in self._unread
 
-    def unread(self, stream_id: int) -> int:
-        """Bytes handed to the application layer that it has not consumed yet."""
-        return self._unread.get(stream_id, 0)
-
     def delivered(self, stream_id: int, size: int) -> None:
         """``size`` bytes of the stream were queued for the reader."""
         if stream_id in self._unread:
@@ -91,8 +83,13 @@ class ReceiveCredit:
         stream = self._quic._streams.get(stream_id)
         if stream is None or not stream.max_stream_data_local or stream.receiver.is_finished:
             return False
+        return self._raised_limit(stream, unread) is not None
+
+    def _raised_limit(self, stream: Any, unread: int) -> int | None:
+        """The new limit, ``consumed + window``, once it is a quarter window above the current
+        one (so MAX_STREAM_DATA goes out once per step, not in every packet); else None."""
         target = stream.receiver._buffer_start - unread + self.window
-        return target - stream.max_stream_data_local >= self.window // 4
+        return target if target - stream.max_stream_data_local >= self.window // 4 else None
 
     def release(self, stream_id: int, stop_code: int | None = None) -> bool:
         """Stop pacing the stream; with ``stop_code``, ask the peer to stop sending if it was

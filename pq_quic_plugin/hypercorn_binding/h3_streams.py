@@ -34,6 +34,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aioquic.h3.connection import ErrorCode
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic import events as quic_events
 from aioquic.quic.connection import QuicConnection, QuicConnectionState
@@ -41,7 +42,7 @@ from hypercorn.protocol.events import Body, Data, EndBody, StreamClosed
 from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 
-from ..flow_control import H3_NO_ERROR, ReceiveCredit, send_buffered
+from ..flow_control import ReceiveCredit, send_buffered
 
 logger = logging.getLogger("pq_quic_plugin.hypercorn")
 
@@ -50,7 +51,6 @@ SEND_BUFFER_HIGH = 1 << 20
 #: hypercorn's app queues hold messages, not bytes; flow control bounds the bytes instead, so
 #: the queue itself must never make the datagram loop wait.
 _UNBOUNDED_QUEUE = 1 << 30
-_H3_INTERNAL_ERROR = 0x102
 _CLOSED_STATES = (
     QuicConnectionState.CLOSING,
     QuicConnectionState.DRAINING,
@@ -73,16 +73,17 @@ def harden(protocol: H3Protocol) -> None:
         except Exception:  # noqa: BLE001 - one broken connection must not end the listener
             logger.exception("HTTP/3 connection failed; closing it (the listener carries on)")
             try:
-                quic.close(error_code=_H3_INTERNAL_ERROR, reason_phrase="internal error")
+                quic.close(error_code=ErrorCode.H3_INTERNAL_ERROR, reason_phrase="internal error")
                 await protocol.send()
             except Exception:  # noqa: BLE001 - the connection is beyond saving; the listener is not
                 logger.debug("could not send CONNECTION_CLOSE", exc_info=True)
 
     async def stream_send(event: Any) -> None:
         if isinstance(event, StreamClosed):
-            # The app is done: nobody reads the rest of the request body any more.
+            # The app is done: nobody reads the rest of the request body any more. H3_NO_ERROR
+            # is the code RFC 9114 (section 4.1.2) asks for in that STOP_SENDING.
             is_http = credit.tracked(event.stream_id)
-            flush = credit.release(event.stream_id, stop_code=H3_NO_ERROR)
+            flush = credit.release(event.stream_id, stop_code=ErrorCode.H3_NO_ERROR)
             if is_http:
                 flush = _reset_if_unfinished(quic, event.stream_id) or flush
             await stock_stream_send(event)
@@ -182,7 +183,7 @@ def _reset_if_unfinished(quic: QuicConnection, stream_id: int) -> bool:
     sender = stream.sender
     if sender.is_finished or sender._buffer_fin is not None or sender._reset_error_code is not None:
         return False
-    quic.reset_stream(stream_id, _H3_INTERNAL_ERROR)
+    quic.reset_stream(stream_id, ErrorCode.H3_INTERNAL_ERROR)
     return True
 
 

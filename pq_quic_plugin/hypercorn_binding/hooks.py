@@ -66,7 +66,7 @@ class _ScopeFactsApp:
         tls_ext, pq = self._facts()
         add_to_scope(scope, tls_ext, pq)
         if self._consumed is not None and scope["type"] == "http":
-            receive = self._pacing(receive, send)
+            receive = _paced(receive, send, self._consumed)
         if not self._require:
             return await self.app(scope, receive, send, *args)
         from ..asgi import PostQuantumMiddleware
@@ -76,23 +76,23 @@ class _ScopeFactsApp:
 
         return await PostQuantumMiddleware(inner, require=True, header=False)(scope, receive, send)
 
-    def _pacing(self, receive: Any, send: Any) -> Any:
-        """``receive`` that reports each body chunk taken, so the stream's QUIC receive window
-        opens at the application's pace (see :mod:`.h3_streams`)."""
-        # hypercorn hands the app its HTTPStream's bound app_send: that names the stream.
-        stream_id = getattr(getattr(send, "__self__", None), "stream_id", None)
-        consumed = self._consumed
-        if stream_id is None or consumed is None:
-            return receive
 
-        async def paced_receive() -> Any:
-            message = await receive()
-            body = message.get("body")
-            if body:
-                await consumed(stream_id, len(body))
-            return message
+def _paced(receive: Any, send: Any, consumed: Callable[[int, int], Awaitable[None]]) -> Any:
+    """``receive`` that reports each body chunk taken, so the stream's QUIC receive window opens
+    at the application's pace (see :mod:`.h3_streams`)."""
+    # hypercorn hands the app its HTTPStream's bound app_send: that names the stream.
+    stream_id = getattr(getattr(send, "__self__", None), "stream_id", None)
+    if stream_id is None:
+        return receive
 
-        return paced_receive
+    async def paced_receive() -> Any:
+        message = await receive()
+        body = message.get("body")
+        if body:
+            await consumed(stream_id, len(body))
+        return message
+
+    return paced_receive
 
 
 def _wrap(cls: type, wrapper: Callable) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aioquic.asyncio import QuicConnectionProtocol
-from aioquic.buffer import Buffer, BufferReadError, encode_uint_var
+from aioquic.buffer import Buffer, BufferReadError, encode_uint_var, size_uint_var
 from aioquic.quic import events
 
 from ..flow_control import ReceiveCredit, send_buffered
@@ -122,15 +122,12 @@ class Channel:
         self._frames: asyncio.Queue[tuple[FrameType, bytes] | None] = asyncio.Queue()
         self._error: StreamReset | None = None
         self._ended = False
-        self.queued_bytes = 0
 
     # -- receiving (called by the connection)
     def _feed(self, data: bytes, end: bool) -> None:
         self._credit.delivered(self.stream_id, len(data))
         try:
             for frame in self._parser.feed(data):
-                if frame[0] == FrameType.DATA:
-                    self.queued_bytes += len(frame[1])
                 self._frames.put_nowait(frame)
         except ProtocolError as exc:
             self._fail(StreamReset(f"protocol error: {exc}"))
@@ -158,9 +155,7 @@ class Channel:
                 raise self._error
             self._frames.put_nowait(None)  # keep returning None
             return None
-        if frame[0] == FrameType.DATA:
-            self.queued_bytes -= len(frame[1])
-        wire_size = 1 + len(encode_uint_var(len(frame[1]))) + len(frame[1])
+        wire_size = 1 + size_uint_var(len(frame[1])) + len(frame[1])
         if self._credit.consumed(self.stream_id, wire_size) and not self.connection.closed:
             self.connection.transmit()  # carries the MAX_STREAM_DATA
         return frame
