@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m pq_quic_plugin.demo $(ARGS)
+	$(PY) -m tools.demo $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)

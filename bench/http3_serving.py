@@ -5,7 +5,7 @@ Two load shapes, each bounded in time and in request count:
 (a) a new QUIC connection (full handshake) for every request, several workers in parallel;
 (b) a few long-lived connections, each carrying several concurrent request streams.
 
-The client is ``pq_quic_plugin.http3_client`` in this process (policy ``prefer`` against
+The client is ``pq_quic_plugin.http3.client`` in this process (policy ``prefer`` against
 hypercorn-pq, so X25519MLKEM768; policy ``off`` against stock hypercorn, so stock aioquic on
 both ends). Phases alternate between the two servers (twice each) so drift hits both alike.
 Besides requests/s and latency the server's CPU time per request is read from /proc (the whole
@@ -57,7 +57,7 @@ It splits the PQ/stock difference into key exchange (PQ vs x25519 on the same se
 everything else (hypercorn-pq's binding, and stock aioquic's secp256r1 choice)."""
 NEW = "new connection per request"
 REUSED = "reused connections"
-from pq_quic_plugin.loopback import free_port  # noqa: E402
+from tools.loopback import free_port  # noqa: E402
 
 # --- server processes ----------------------------------------------------------------------
 
@@ -139,7 +139,7 @@ def udp_counters() -> dict[str, int]:
 async def _new_connection_per_request(
     url: str, config: Any, workers: int, duration: float, limit: int
 ) -> tuple[list[float], int, float]:
-    from pq_quic_plugin.http3_client import open_session
+    from pq_quic_plugin.http3.client import open_session
 
     closing: set[asyncio.Task[Any]] = set()
 
@@ -166,7 +166,7 @@ async def reused_connections(
 ) -> tuple[list[float], int, float]:
     """``connections`` HTTP/3 connections with ``streams`` requests for ``path`` in flight on
     each; the first request on each connection (its warm-up) is not measured."""
-    from pq_quic_plugin.http3_client import open_session
+    from pq_quic_plugin.http3.client import open_session
 
     async with contextlib.AsyncExitStack() as stack:
         sessions = [await stack.enter_async_context(open_session(url, config))
@@ -284,7 +284,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
     banner("HTTP/3 serving: hypercorn-pq --pq vs stock hypercorn")
     logging.getLogger("pq_quic_plugin").setLevel(logging.ERROR)
     from pq_quic_plugin.devcert import make_dev_pki
-    from pq_quic_plugin.http3_client import client_configuration, fetch
+    from pq_quic_plugin.http3.client import client_configuration, fetch
 
     reps = 1 if quick else 10
     modes = {
@@ -361,7 +361,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
             "series": {label: {"server": srv, "client_policy": pol, "client_groups": groups,
                                "modes": list(m)}
                        for label, (srv, pol, groups, m) in series.items()},
-            "client": "pq_quic_plugin.http3_client in one asyncio process; policy prefer "
+            "client": "pq_quic_plugin.http3.client in one asyncio process; policy prefer "
             "against hypercorn-pq, off against stock hypercorn",
             "modes": modes,
             "repetitions": reps,

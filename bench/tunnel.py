@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pq_quic_plugin.loopback import Chain, Process, free_port, running_chain, start, stop
+from tools.loopback import Chain, Process, free_port, running_chain, start, stop
 
 from .common import (
     ROOT,
@@ -108,7 +108,7 @@ async def _download(route: Route, size: int) -> float:
     """Seconds from request to last byte of ``/bytes/size`` on an already open connection."""
     path = f"/bytes/{size}"
     if route.transport == "h3":
-        from pq_quic_plugin.http3_client import open_session
+        from pq_quic_plugin.http3.client import open_session
 
         async with open_session(route.url, route.client) as session:
             await session.request("GET", SMALL)
@@ -294,7 +294,7 @@ def _source() -> dict[str, Any]:
 
 
 def _routes(chain: Chain, ssh: dict[str, Any] | None) -> list[Route]:
-    from pq_quic_plugin.http3_client import client_configuration
+    from pq_quic_plugin.http3.client import client_configuration
 
     ca = str(chain.pki.ca_cert)
     origin = [chain.origin.proc.pid] if chain.origin else []
@@ -376,7 +376,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
             "cpu": "utime+stime of the path's processes and their children (/proc), "
             "client excluded: origin; + edge + connector; + sshd + ssh",
             "memory": "VmRSS after every connection registered and 1 s idle",
-            "client": "this process: pq_quic_plugin.http3_client (policy require) and httpx",
+            "client": "this process: pq_quic_plugin.http3.client (policy require) and httpx",
         },
         "ssh": ssh,
         "ssh_skipped": skipped,

@@ -1,6 +1,6 @@
 """Test access to the loopback process helpers (they live in the package: the demo uses them)."""
 
-from pq_quic_plugin.loopback import (  # noqa: F401
+from tools.loopback import (  # noqa: F401
     EXAMPLE_APP_DIR,
     ROOT,
     Process,

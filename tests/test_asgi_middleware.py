@@ -19,8 +19,13 @@ from typing import Any
 
 import pytest
 
-from pq_quic_plugin.asgi import HOPS_HEADER, PostQuantumMiddleware, connection_facts, header_value
-from pq_quic_plugin.scope import ConnectionFacts
+from pq_quic_plugin.asgi.middleware import (
+    HOPS_HEADER,
+    PostQuantumMiddleware,
+    connection_facts,
+    header_value,
+)
+from pq_quic_plugin.asgi.scope import ConnectionFacts
 
 Message = dict[str, Any]
 App = Callable[[Any, Any, Any], Awaitable[None]]

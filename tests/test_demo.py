@@ -7,7 +7,7 @@ import sys
 
 
 def test_demo_once_prints_every_negotiated_group() -> None:
-    out = subprocess.run([sys.executable, "-m", "pq_quic_plugin.demo", "--once"],
+    out = subprocess.run([sys.executable, "-m", "tools.demo", "--once"],
                          capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr + out.stdout
     text = out.stdout

@@ -19,7 +19,7 @@ from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic import events
 from servers import free_port, hypercorn_pq
 
-from pq_quic_plugin.http3_client import client_configuration, fetch, open_session
+from pq_quic_plugin.http3.client import client_configuration, fetch, open_session
 
 
 @pytest.fixture(scope="module", params=["asyncio", "trio"])

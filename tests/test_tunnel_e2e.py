@@ -13,7 +13,7 @@ import pytest
 from peers.chromium import dump_dom
 from tunnel_chain import TUNNEL_HOST, running_chain, tunnel_cli
 
-from pq_quic_plugin.http3_client import client_configuration, fetch, open_session
+from pq_quic_plugin.http3.client import client_configuration, fetch, open_session
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +68,8 @@ def test_large_bodies_both_ways_intact(chain) -> None:  # type: ignore[no-untype
     Down: the origin's deterministic /bytes stream, hashed as it arrives. Up: a streamed body
     the origin hashes as it reads (/sha256). Then an echo, both directions at once. Every
     process on the way must hold a bounded amount, whatever the body size: receive windows open
-    only as each reader consumes (pq_quic_plugin.flow_control) and writers wait for their QUIC
-    send buffers to drain. PQ_BULK_MB changes the size (about 3 minutes for 100 here).
+    only as each reader consumes (aioquic_binding.flow_control) and writers wait for their
+    QUIC send buffers to drain. PQ_BULK_MB changes the size (about 3 minutes for 100 here).
     """
     size = int(os.environ.get("PQ_BULK_MB", "100")) * 1024 * 1024
     chunk = bytes(range(256)) * 256  # what /bytes serves, repeated

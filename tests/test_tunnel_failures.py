@@ -21,7 +21,7 @@ import httpx
 import pytest
 from tunnel_chain import TUNNEL_HOST, running_chain
 
-from pq_quic_plugin.http3_client import HTTP3Error, client_configuration, open_session
+from pq_quic_plugin.http3.client import HTTP3Error, client_configuration, open_session
 
 PROMISED = 1_000_000
 SENT = b"0123456789" * 1000

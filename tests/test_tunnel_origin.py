@@ -24,8 +24,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pq_quic_plugin.loopback import Process, free_port, hypercorn_pq, start, stop
-from pq_quic_plugin.tunnel.origin import (
+from pq_quic_plugin.tunnel.origin.client import (
     Hop,
     OriginClient,
     OriginError,
@@ -33,6 +32,7 @@ from pq_quic_plugin.tunnel.origin import (
     forwardable,
     join_path,
 )
+from tools.loopback import Process, free_port, hypercorn_pq, start, stop
 
 APPS = Path(__file__).resolve().parent / "apps"
 if str(APPS) not in sys.path:

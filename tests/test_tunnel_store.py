@@ -29,7 +29,7 @@ from pq_quic_plugin.tunnel.credentials import (
     verify_proof,
     write_credentials,
 )
-from pq_quic_plugin.tunnel.store import (
+from pq_quic_plugin.tunnel.edge.store import (
     TunnelConflictError,
     TunnelNotFoundError,
     TunnelRecord,
@@ -168,7 +168,7 @@ def test_db_mode_0600_and_secret_not_stored(tmp_path: Path) -> None:
 WRITER = textwrap.dedent(
     """
     import sys
-    from pq_quic_plugin.tunnel.store import TunnelStore
+    from pq_quic_plugin.tunnel.edge.store import TunnelStore
     path, prefix, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
     with TunnelStore(path) as store:
         for i in range(count):

@@ -1,6 +1,6 @@
 """Test access to the loopback tunnel chain (origin, edge, connector as real processes)."""
 
-from pq_quic_plugin.loopback import (  # noqa: F401
+from tools.loopback import (  # noqa: F401
     TUNNEL_HOST,
     Chain,
     running_chain,

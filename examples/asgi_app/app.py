@@ -26,7 +26,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from pq_quic_plugin.asgi import ConnectionFacts, PostQuantumMiddleware, connection_facts
+from pq_quic_plugin.asgi.middleware import ConnectionFacts, PostQuantumMiddleware, connection_facts
 
 #: /bytes/{n} serves at most this much (the tunnel tests move 100 MiB).
 MAX_BYTES = 1 << 30

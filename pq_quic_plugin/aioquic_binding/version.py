@@ -23,7 +23,7 @@ _REQUIRED_INTERNALS = (
     (tls.Context, "_server_handle_hello"),
     (tls.Context, "_setup_traffic_protection"),
     (QuicConnection, "_initialize"),
-    (QuicConnection, "_write_stream_limits"),  # pq_quic_plugin.flow_control
+    (QuicConnection, "_write_stream_limits"),  # pq_quic_plugin.aioquic_binding.flow_control
 )
 
 

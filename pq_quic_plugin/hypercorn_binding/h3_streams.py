@@ -14,9 +14,9 @@ connection by :mod:`.hooks`, hypercorn itself is not edited):
    queue with ``await``, from the one task that reads all datagrams of the listener, so an
    application that reads its body slowly blocks all other connections (and handshakes) until
    the UDP socket overflows. Here the queue never blocks; instead the QUIC receive window of
-   the request stream opens only as the application takes the body
-   (:class:`~pq_quic_plugin.flow_control.ReceiveCredit`), which bounds memory per request to
-   one window and pushes back on the client the way TCP does.
+   the request stream opens only as the application takes the body (``ReceiveCredit`` in
+   ``aioquic_binding.flow_control``), which bounds memory per request to one window and pushes
+   back on the client the way TCP does.
 3. **Downloads are buffered whole.** A response body written faster than the client reads it
    piles up in aioquic's send buffer. Here the application's ``send`` waits while more than
    :data:`SEND_BUFFER_HIGH` bytes of the stream are unacknowledged.
@@ -37,12 +37,13 @@ from typing import Any
 from aioquic.h3.connection import ErrorCode
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic import events as quic_events
-from aioquic.quic.connection import QuicConnection, QuicConnectionState
+from aioquic.quic.connection import QuicConnection
 from hypercorn.protocol.events import Body, Data, EndBody, StreamClosed
 from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 
-from ..flow_control import ReceiveCredit, send_buffered
+from ..aioquic_binding.facade import SendState, quic_of, send_buffered, send_state
+from ..aioquic_binding.flow_control import ReceiveCredit
 
 logger = logging.getLogger("pq_quic_plugin.hypercorn")
 
@@ -51,16 +52,10 @@ SEND_BUFFER_HIGH = 1 << 20
 #: hypercorn's app queues hold messages, not bytes; flow control bounds the bytes instead, so
 #: the queue itself must never make the datagram loop wait.
 _UNBOUNDED_QUEUE = 1 << 30
-_CLOSED_STATES = (
-    QuicConnectionState.CLOSING,
-    QuicConnectionState.DRAINING,
-    QuicConnectionState.TERMINATED,
-)
-
 
 def harden(protocol: H3Protocol) -> None:
     """Give one hypercorn ``H3Protocol`` the guarded event loop and flow control."""
-    quic = protocol.connection._quic
+    quic = quic_of(protocol.connection)
     credit = ReceiveCredit.of(quic)
     config = copy.copy(protocol.config)
     config.max_app_queue_size = _UNBOUNDED_QUEUE
@@ -100,7 +95,7 @@ def harden(protocol: H3Protocol) -> None:
 
 def consumer(protocol: H3Protocol) -> Callable[[int, int], Awaitable[None]]:
     """What the app wrapper calls when the application took ``size`` body bytes of a stream."""
-    credit = ReceiveCredit.of(protocol.connection._quic)
+    credit = ReceiveCredit.of(quic_of(protocol.connection))
 
     async def consumed(stream_id: int, size: int) -> None:
         if credit.consumed(stream_id, size):
@@ -177,11 +172,7 @@ def _reset_if_unfinished(quic: QuicConnection, stream_id: int) -> bool:
     hypercorn then just forgets the stream, so the client would wait for the rest of the body
     until the connection times out, or, worse, take a body cut short for a complete one.
     """
-    stream = quic._streams.get(stream_id)
-    if stream is None or quic._state in _CLOSED_STATES:
-        return False
-    sender = stream.sender
-    if sender.is_finished or sender._buffer_fin is not None or sender._reset_error_code is not None:
+    if send_state(quic, stream_id) is not SendState.OPEN:
         return False
     quic.reset_stream(stream_id, ErrorCode.H3_INTERNAL_ERROR)
     return True
@@ -195,12 +186,7 @@ async def _drain(protocol: H3Protocol, quic: QuicConnection, stream_id: int) -> 
     """
     delay = 0.001
     while send_buffered(quic, stream_id) > SEND_BUFFER_HIGH:
-        stream = quic._streams.get(stream_id)
-        if (
-            stream is None
-            or stream.sender._reset_error_code is not None
-            or quic._state in _CLOSED_STATES
-        ):
+        if send_state(quic, stream_id) in (SendState.GONE, SendState.RESET):
             return
         await protocol.context.sleep(delay)
         delay = min(delay * 2, 0.02)

@@ -30,7 +30,8 @@ from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.protocol.quic import QuicProtocol
 
-from ..aioquic_binding import configure
+from ..aioquic_binding import configure, settings_of
+from ..aioquic_binding.facade import quic_of
 from ..policy import Policy
 from .h2_streams import harden_h2
 from .h3_streams import consumer, harden
@@ -69,7 +70,7 @@ class _ScopeFactsApp:
             receive = _paced(receive, send, self._consumed)
         if not self._require:
             return await self.app(scope, receive, send, *args)
-        from ..asgi import PostQuantumMiddleware
+        from ..asgi.middleware import PostQuantumMiddleware
 
         async def inner(scope: dict, receive: Any, send: Any) -> Any:
             return await self.app(scope, receive, send, *args)
@@ -112,8 +113,10 @@ def _quic_protocol_init(original: Callable) -> Callable:
             logger.info("HTTP/3 listener: post-quantum policy off (stock aioquic key exchange)")
             return
         configure(self.quic_config, policy, groups=getattr(self.config, "pq_groups", None))
-        side = self.quic_config._pq_quic_settings.server  # type: ignore[attr-defined]
-        logger.info("HTTP/3 listener %s: post-quantum %s", self.server, side.describe())
+        settings = settings_of(self.quic_config)
+        side = settings.server if settings is not None else None
+        described = side.describe() if side is not None else "off"
+        logger.info("HTTP/3 listener %s: post-quantum %s", self.server, described)
 
     return __init__
 
@@ -121,7 +124,7 @@ def _quic_protocol_init(original: Callable) -> Callable:
 def _h3_protocol_init(original: Callable) -> Callable:
     def __init__(self: H3Protocol, app: Any, *args: Any, **kwargs: Any) -> None:
         original(self, app, *args, **kwargs)
-        quic = self.connection._quic
+        quic = quic_of(self.connection)
         harden(self)
         self.app = _ScopeFactsApp(  # type: ignore[assignment]
             app, lambda: quic_facts(quic), self.config, consumer(self)

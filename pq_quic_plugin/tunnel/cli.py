@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .config import ConfigError, ConnectorConfig, load_connector_config, load_edge_config
+from .config.connector_edge import (
+    ConfigError,
+    ConnectorConfig,
+    load_connector_config,
+    load_edge_config,
+)
 
 logger = logging.getLogger("pq_quic_plugin.tunnel")
 PROG = "pq-tunnel"
@@ -61,8 +66,8 @@ def cmd_edge(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as exc:
         return _fail(str(exc))
     setup_logging(args.loglevel or config.loglevel)
-    from .edge import Edge
-    from .ops import attach_edge_operations
+    from .edge.server import Edge
+    from .ops.server import attach_edge_operations
 
     async def main() -> int:
         edge = Edge(config)
@@ -89,7 +94,7 @@ def _store_path(args: argparse.Namespace) -> Path:
 
 def cmd_create(args: argparse.Namespace) -> int:
     from .credentials import write_credentials
-    from .store import StoreError, TunnelStore
+    from .edge.store import StoreError, TunnelStore
 
     try:
         store_path = _store_path(args)
@@ -107,7 +112,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .store import StoreError, TunnelStore
+    from .edge.store import StoreError, TunnelStore
 
     try:
         store_path = _store_path(args)
@@ -156,7 +161,7 @@ def _live_connections(store_path: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from .store import StoreError, TunnelStore
+    from .edge.store import StoreError, TunnelStore
 
     try:
         with TunnelStore(_store_path(args)) as store:
@@ -190,9 +195,9 @@ def build_connector_config(args: argparse.Namespace) -> ConnectorConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .connector import Connector, ConnectorSettings
+    from .connector.supervisor import Connector, ConnectorSettings
     from .credentials import CredentialsError, load_credentials
-    from .origin import OriginClient
+    from .origin.client import OriginClient
 
     try:
         config = build_connector_config(args)
@@ -225,7 +230,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         retries=config.retries,
     )
     origin = OriginClient(policy="require" if config.post_quantum else "prefer")
-    from .ops import attach_connector_operations
+    from .ops.server import attach_connector_operations
 
     async def main() -> int:
         connector = Connector(settings, config, origin)

@@ -107,10 +107,3 @@ class ReceiveCredit:
             return False
         return True
 
-
-def send_buffered(quic: QuicConnection, stream_id: int) -> int:
-    """Bytes written to ``stream_id`` and not yet acknowledged by the peer (0 if gone)."""
-    stream = quic._streams.get(stream_id)
-    if stream is None:
-        return 0
-    return len(stream.sender._buffer)

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import normalize_hostname, strip_port
-from .credentials import SECRET_BYTES, derive_auth_key
+from ..config.connector_edge import normalize_hostname, strip_port
+from ..credentials import SECRET_BYTES, derive_auth_key
 
 __all__ = [
     "TunnelRecord",

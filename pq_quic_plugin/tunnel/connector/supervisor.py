@@ -27,12 +27,13 @@ from typing import Any
 from aioquic.asyncio import connect
 from aioquic.quic.configuration import QuicConfiguration
 
-from .. import __version__
-from ..aioquic_binding import configure, negotiated_group
-from ..plugins import registry
-from .credentials import derive_auth_key, load_credentials, proof
-from .origin import OriginClient, OriginError
-from .protocol import (
+from ... import __version__
+from ...aioquic_binding import configure, negotiated_group
+from ...aioquic_binding.facade import quic_of
+from ...plugins import registry
+from ..credentials import derive_auth_key, load_credentials, proof
+from ..origin.client import OriginClient, OriginError
+from ..wire import (
     ALPN,
     HOPS_HEADER,
     PROTOCOL_VERSION,
@@ -289,7 +290,7 @@ class Connector:
     async def _keepalive(self, conn: TunnelConnection) -> None:
         while not conn.closed:
             await asyncio.sleep(self.settings.keepalive)
-            conn._quic.send_ping(0)
+            quic_of(conn).send_ping(0)
             conn.transmit()
 
     async def _register(self, conn: TunnelConnection, state: ConnectionState) -> None:

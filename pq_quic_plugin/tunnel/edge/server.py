@@ -15,9 +15,9 @@ from typing import Any
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
-from ..hypercorn_binding import post_quantum
-from .edge_app import EdgeApp
-from .edge_connectors import ConnectorListener
+from ...hypercorn_binding import post_quantum
+from .app import EdgeApp
+from .connectors import ConnectorListener
 from .registry import Registry
 from .store import TunnelStore
 

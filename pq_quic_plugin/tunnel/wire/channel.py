@@ -1,109 +1,33 @@
-"""The edge-connector wire protocol: frames on QUIC streams (see docs/protocol.md).
-
-Every stream carries frames ``type (1 byte) | length (QUIC varint) | payload``. The stream's FIN
-ends the body; a QUIC RESET_STREAM / STOP_SENDING cancels the request in either direction. One
-module holds the framing and the async stream wrapper so the edge and the connector cannot
-disagree about the format.
+"""One tunnel stream as an asyncio reader and writer of frames, and the QUIC connection that
+hands out those streams (docs/protocol.md). The framing itself is in :mod:`.frames`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aioquic.asyncio import QuicConnectionProtocol
-from aioquic.buffer import Buffer, BufferReadError, encode_uint_var, size_uint_var
+from aioquic.buffer import size_uint_var
 from aioquic.quic import events
 
-from ..flow_control import ReceiveCredit, send_buffered
-
-ALPN = "pq-tunnel/1"
-PROTOCOL_VERSION = 1
-CONTROL_STREAM_ID = 0  # the connector's first bidirectional stream
-MAX_FRAME = 1 << 20
-DATA_CHUNK = 64 * 1024
-SEND_BUFFER_HIGH = 512 * 1024  # pause writers above this many unsent bytes per stream
-
-#: Application error codes for RESET_STREAM / STOP_SENDING and CONNECTION_CLOSE.
-ERROR_CANCELLED = 0x10
-ERROR_SHUTDOWN = 0x11
-ERROR_AUTH = 0x12
-
-#: The header that tells the origin which groups each hop used; the edge strips it from
-#: visitors' requests so it cannot be spoofed.
-HOPS_HEADER = "pq-tunnel-hops"
+from ...aioquic_binding.facade import quic_of, send_buffered
+from ...aioquic_binding.flow_control import ReceiveCredit
+from .frames import (
+    DATA_CHUNK,
+    ERROR_CANCELLED,
+    SEND_BUFFER_HIGH,
+    FrameParser,
+    FrameType,
+    ProtocolError,
+    StreamReset,
+    encode_frame,
+)
 
 logger = logging.getLogger("pq_quic_plugin.tunnel")
-
-
-class FrameType(enum.IntEnum):
-    DATA = 0x00
-    HEADERS = 0x01
-    WS_TEXT = 0x02
-    WS_BINARY = 0x03
-    WS_CLOSE = 0x04
-    CONTROL = 0x05
-    ERROR = 0x06
-
-
-class ProtocolError(Exception):
-    """The peer broke the framing; the stream (or connection) is closed."""
-
-
-class StreamReset(ConnectionError):
-    """The peer reset or stopped the stream, or the connection went away."""
-
-    def __init__(self, reason: str, code: int | None = None) -> None:
-        super().__init__(reason)
-        self.code = code
-
-
-def encode_frame(frame_type: FrameType, payload: bytes) -> bytes:
-    if len(payload) > MAX_FRAME:
-        raise ValueError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME}")
-    return bytes([frame_type]) + encode_uint_var(len(payload)) + payload
-
-
-def encode_json(frame_type: FrameType, message: dict[str, Any]) -> bytes:
-    return encode_frame(frame_type, json.dumps(message, separators=(",", ":")).encode())
-
-
-class FrameParser:
-    """Incremental parser: feed bytes, get complete frames."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> list[tuple[FrameType, bytes]]:
-        self._buf += data
-        frames: list[tuple[FrameType, bytes]] = []
-        while self._buf:
-            buf = Buffer(data=bytes(self._buf[:9]))
-            try:
-                kind = buf.pull_uint8()
-                length = buf.pull_uint_var()
-            except BufferReadError:
-                break
-            if length > MAX_FRAME:
-                raise ProtocolError(f"frame of {length} bytes exceeds {MAX_FRAME}")
-            start = buf.tell()
-            if len(self._buf) < start + length:
-                break
-            try:
-                frame_type = FrameType(kind)
-            except ValueError:
-                raise ProtocolError(f"unknown frame type 0x{kind:02X}") from None
-            frames.append((frame_type, bytes(self._buf[start : start + length])))
-            del self._buf[: start + length]
-        return frames
-
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
 
 
 class Channel:
@@ -116,7 +40,7 @@ class Channel:
     def __init__(self, connection: TunnelConnection, stream_id: int) -> None:
         self.connection = connection
         self.stream_id = stream_id
-        self._credit = ReceiveCredit.of(connection._quic)
+        self._credit = ReceiveCredit.of(quic_of(connection))
         self._credit.track(stream_id)
         self._parser = FrameParser()
         self._frames: asyncio.Queue[tuple[FrameType, bytes] | None] = asyncio.Queue()
@@ -124,22 +48,26 @@ class Channel:
         self._ended = False
 
     # -- receiving (called by the connection)
-    def _feed(self, data: bytes, end: bool) -> None:
+    def release_credit(self) -> None:
+        """Stop pacing this stream's receive window (it is finished with)."""
+        self._credit.release(self.stream_id)
+
+    def feed(self, data: bytes, end: bool) -> None:
         self._credit.delivered(self.stream_id, len(data))
         try:
             for frame in self._parser.feed(data):
                 self._frames.put_nowait(frame)
         except ProtocolError as exc:
-            self._fail(StreamReset(f"protocol error: {exc}"))
+            self.fail(StreamReset(f"protocol error: {exc}"))
             self.reset(ERROR_CANCELLED)
             return
         if end:
             if self._parser.pending:
-                self._fail(StreamReset("stream ended inside a frame"))
+                self.fail(StreamReset("stream ended inside a frame"))
             else:
                 self._frames.put_nowait(None)
 
-    def _fail(self, error: StreamReset) -> None:
+    def fail(self, error: StreamReset) -> None:
         if self._error is None:
             self._error = error
             self._frames.put_nowait(None)
@@ -179,7 +107,7 @@ class Channel:
     async def send(self, frame_type: FrameType, payload: bytes = b"", end: bool = False) -> None:
         if self._error is not None:
             raise self._error
-        quic = self.connection._quic
+        quic = quic_of(self.connection)
         quic.send_stream_data(self.stream_id, encode_frame(frame_type, payload), end)
         self.connection.transmit()
         await self.drain()
@@ -198,12 +126,12 @@ class Channel:
         if self._ended or self._error is not None:
             return
         self._ended = True
-        self.connection._quic.send_stream_data(self.stream_id, b"", end_stream=True)
+        quic_of(self.connection).send_stream_data(self.stream_id, b"", end_stream=True)
         self.connection.transmit()
 
     async def drain(self) -> None:
         """Wait while too much is queued for this stream: bounded memory for big bodies."""
-        quic = self.connection._quic
+        quic = quic_of(self.connection)
         while (
             send_buffered(quic, self.stream_id) > SEND_BUFFER_HIGH
             and self._error is None
@@ -215,7 +143,7 @@ class Channel:
 
     def reset(self, code: int = ERROR_CANCELLED) -> None:
         """Cancel both directions (RESET_STREAM + STOP_SENDING)."""
-        quic = self.connection._quic
+        quic = quic_of(self.connection)
         try:
             quic.reset_stream(self.stream_id, code)
         except Exception:  # noqa: BLE001 - already finished or not writable: nothing to reset
@@ -225,7 +153,7 @@ class Channel:
         except Exception:  # noqa: BLE001
             pass
         self.connection.transmit()
-        self._fail(StreamReset("cancelled locally", code))
+        self.fail(StreamReset("cancelled locally", code))
 
 
 StreamHandler = Callable[[Channel], Awaitable[None]]
@@ -267,20 +195,20 @@ class TunnelConnection(QuicConnectionProtocol):
                 channel = Channel(self, event.stream_id)
                 self.channels[event.stream_id] = channel
                 self._spawn(channel)
-            channel._feed(event.data, event.end_stream)
+            channel.feed(event.data, event.end_stream)
         elif isinstance(event, events.StreamReset):
             channel = self.channels.get(event.stream_id)
             if channel is not None:
-                channel._fail(StreamReset("reset by peer", event.error_code))
+                channel.fail(StreamReset("reset by peer", event.error_code))
         elif isinstance(event, events.StopSendingReceived):
             channel = self.channels.get(event.stream_id)
             if channel is not None:
-                channel._fail(StreamReset("peer stopped reading", event.error_code))
+                channel.fail(StreamReset("peer stopped reading", event.error_code))
         elif isinstance(event, events.ConnectionTerminated):
             self.closed = True
             self.close_reason = event.reason_phrase or f"error 0x{event.error_code:X}"
             for channel in self.channels.values():
-                channel._fail(StreamReset(f"tunnel connection closed: {self.close_reason}"))
+                channel.fail(StreamReset(f"tunnel connection closed: {self.close_reason}"))
             self.closed_event.set()
             for callback in list(self.on_close):
                 callback(self)
@@ -318,4 +246,4 @@ class TunnelConnection(QuicConnectionProtocol):
     def forget(self, channel: Channel) -> None:
         """The stream is done with: drop it and its flow-control state."""
         self.channels.pop(channel.stream_id, None)
-        channel._credit.release(channel.stream_id)
+        channel.release_credit()

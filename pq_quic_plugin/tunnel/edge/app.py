@@ -15,8 +15,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..scope import connection_facts
-from .protocol import HOPS_HEADER, FrameType, StreamReset
+from ...asgi.scope import connection_facts
+from ..wire import HOPS_HEADER, FrameType, StreamReset
 from .registry import LiveConnection, Registry
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.edge")

@@ -19,8 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .devcert import DevPKI
-from .http3_client import fetch
+from pq_quic_plugin.devcert import DevPKI
+from pq_quic_plugin.http3.client import fetch
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_APP = ROOT / "examples" / "asgi_app"

@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 import yaml
 from yaml.constructor import SafeConstructor
 
-from ..plugins import UnknownGroupError, registry
-from ..policy import GroupPolicy, Policy
+from ...plugins import UnknownGroupError, registry
+from ...policy import GroupPolicy, Policy
 
 __all__ = [
     "ConfigError",

@@ -19,10 +19,11 @@ from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 
-from .aioquic_binding import configure, negotiated_group
-from .flow_control import ReceiveCredit, send_buffered
-from .groups.base import Group
-from .policy import Policy
+from ..aioquic_binding import configure, negotiated_group
+from ..aioquic_binding.facade import quic_of, send_buffered
+from ..aioquic_binding.flow_control import ReceiveCredit
+from ..groups.base import Group
+from ..policy import Policy
 
 SEND_BUFFER_HIGH = 512 * 1024  # bytes queued per stream before an upload waits
 
@@ -73,7 +74,7 @@ class _Protocol(QuicConnectionProtocol):
         # chunks, so a slow reader of a fast response holds at most one window.
         self.credit = ReceiveCredit.of(self._quic)
 
-    # -- flow control for streamed bodies (see pq_quic_plugin.flow_control)
+    # -- flow control for streamed bodies (see pq_quic_plugin.aioquic_binding.flow_control)
 
     def consumed(self, stream_id: int, size: int) -> None:
         """The reader took ``size`` bytes of a streamed response: grant credit when due."""
@@ -231,7 +232,7 @@ class HTTP3Session:
         body: bytes | None,
         more_body: bool = False,
     ) -> int:
-        quic = self._protocol._quic
+        quic = quic_of(self._protocol)
         stream_id = quic.get_next_available_stream_id()
         authority = self.authority.encode()
         rest = []
@@ -388,7 +389,7 @@ class HTTP3Session:
 
     def cancel(self, stream_id: int) -> None:
         """Abort a request in both directions."""
-        quic = self._protocol._quic
+        quic = quic_of(self._protocol)
         for action in (quic.reset_stream, quic.stop_stream):
             try:
                 action(stream_id, ErrorCode.H3_REQUEST_CANCELLED)

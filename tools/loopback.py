@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .devcert import DevPKI, make_dev_pki
+from pq_quic_plugin.devcert import DevPKI, make_dev_pki
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository (examples/ lives there)
 EXAMPLE_APP_DIR = ROOT / "examples" / "asgi_app"

@@ -18,9 +18,10 @@ from typing import Any
 from aioquic.asyncio import serve
 from aioquic.quic.configuration import QuicConfiguration
 
-from ..aioquic_binding import configure, negotiated_group
-from .credentials import verify_proof
-from .protocol import (
+from ...aioquic_binding import configure, negotiated_group
+from ...aioquic_binding.facade import peer_address, server_port
+from ..credentials import verify_proof
+from ..wire import (
     ALPN,
     ERROR_AUTH,
     PROTOCOL_VERSION,
@@ -78,7 +79,7 @@ class ConnectorListener:
                 self.stream_handler = listener._make_handler(self)
 
         self._server = await serve(host, port, configuration=config, create_protocol=_Protocol)
-        bound = self._server._transport.get_extra_info("sockname")[1]
+        bound = server_port(self._server)
         logger.info(
             "connector listener on udp %s:%d, key exchange policy %s%s",
             host, bound, policy, f" groups={groups}" if groups else "",
@@ -215,7 +216,7 @@ class ConnectorListener:
 
 def _remote(connection: TunnelConnection) -> str:
     try:
-        host, port = connection._quic._network_paths[0].addr[:2]
+        host, port = peer_address(connection)
         return f"{host}:{port}"
     except (AttributeError, IndexError):
         return "?"

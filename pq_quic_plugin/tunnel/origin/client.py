@@ -8,7 +8,7 @@ Bodies stream both ways and nothing holds a whole body:
   it. Connections are kept alive and reused per ``host:port``. This hop is plaintext inside the
   private network and is reported as classical.
 * ``https://HOST:PORT[/base]``: HTTP/3 with the connector's post-quantum policy
-  (:mod:`pq_quic_plugin.http3_client`), one QUIC connection per origin shared by all requests
+  (:mod:`pq_quic_plugin.http3.client`), one QUIC connection per origin shared by all requests
   and reopened when it closed. The hop reports the negotiated group, so it is post-quantum
   when the origin runs ``hypercorn-pq --pq``. Upload backpressure comes from the stream's send
   buffer, download backpressure from QUIC flow control granted as the caller reads.
@@ -49,8 +49,8 @@ from wsproto.events import (
     TextMessage,
 )
 
-from ..http3_client import HTTP3Error, HTTP3Session, client_configuration, open_session
-from ..policy import Policy
+from ...http3.client import HTTP3Error, HTTP3Session, client_configuration, open_session
+from ...policy import Policy
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.origin")
 

@@ -2,7 +2,8 @@
 
 Pure ASGI, in the style of Starlette's small middlewares but without importing Starlette, so it
 wraps any ASGI application. It reads the facts hypercorn-pq puts in
-``scope["extensions"]["pq_quic"]`` (see :mod:`pq_quic_plugin.scope`; read them yourself with
+``scope["extensions"]["pq_quic"]`` (see :mod:`pq_quic_plugin.asgi.scope`; read them
+yourself with
 :func:`connection_facts`), optionally adds a response header naming the group, and with
 ``require=True`` refuses requests that did not arrive over post-quantum key exchange (on every
 hop, behind pq-tunnel) without ever calling the application for them.
@@ -38,10 +39,11 @@ import ipaddress
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Iterable
 from typing import Any
 
 from .scope import ConnectionFacts, connection_facts
+from .types import HOPS_HEADER, ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "HOPS_HEADER",
@@ -53,17 +55,6 @@ __all__ = [
 
 logger = logging.getLogger("pq_quic_plugin.asgi")
 
-# Deliberately loose: servers, Starlette, FastAPI and plain functions spell the ASGI callables
-# differently (dict vs MutableMapping messages), and the middleware must accept all of them.
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Any]]
-Send = Callable[[Any], Awaitable[Any]]
-ASGIApp = Callable[[Any, Any, Any], Awaitable[Any]]
-
-#: Set by pq-tunnel's connector towards the origin (JSON list of hops); the edge strips it from
-#: visitors' requests, and this middleware believes it only from ``trust_hops_from``.
-HOPS_HEADER = "pq-tunnel-hops"
 _HOPS_HEADER = HOPS_HEADER.encode()
 LOOPBACK = ("127.0.0.1", "::1")
 #: How much of a refused request's body is read and discarded (see the module docstring).

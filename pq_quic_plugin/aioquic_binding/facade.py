@@ -1,0 +1,94 @@
+"""The few facts about a live aioquic connection that aioquic has no public API for.
+
+The HTTP/3 client, the tunnel and hypercorn-pq need to know how much of a stream is still
+unacknowledged (send backpressure), whether a stream can still be written, who the peer is and
+which port a server bound. aioquic keeps all of that in private attributes. Reading them here,
+and only here, means an aioquic release that renames one breaks this module and the import-time
+check in :mod:`.version`, not every caller; everything outside ``aioquic_binding/`` calls these
+functions instead.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+from aioquic.asyncio import QuicConnectionProtocol
+from aioquic.h3.connection import H3Connection
+from aioquic.quic.connection import QuicConnection, QuicConnectionState
+
+if TYPE_CHECKING:
+    from aioquic.asyncio.server import QuicServer
+
+__all__ = [
+    "SendState",
+    "peer_address",
+    "quic_of",
+    "send_buffered",
+    "send_state",
+    "server_port",
+]
+
+#: The private names read below, checked at import by :mod:`.version`.
+INTERNALS = (
+    (QuicConnectionProtocol, "_quic", "instance"),
+    (H3Connection, "_quic", "instance"),
+    (QuicConnection, "_streams", "instance"),
+    (QuicConnection, "_state", "instance"),
+    (QuicConnection, "_network_paths", "instance"),
+)
+
+_CLOSED_STATES = (
+    QuicConnectionState.CLOSING,
+    QuicConnectionState.DRAINING,
+    QuicConnectionState.TERMINATED,
+)
+
+
+class SendState(enum.Enum):
+    """Where the sending half of a stream is, as far as a writer needs to know."""
+
+    OPEN = "open"  # more data may be written
+    ENDED = "ended"  # FIN queued or sent: the writer finished normally
+    RESET = "reset"  # RESET_STREAM queued or sent
+    GONE = "gone"  # no such stream any more, or the connection is closing
+
+
+def quic_of(owner: QuicConnectionProtocol | H3Connection) -> QuicConnection:
+    """The :class:`QuicConnection` behind an asyncio protocol or an HTTP/3 connection."""
+    return owner._quic
+
+
+def send_buffered(quic: QuicConnection, stream_id: int) -> int:
+    """Bytes written to ``stream_id`` and not yet acknowledged by the peer (0 if gone)."""
+    stream = quic._streams.get(stream_id)
+    if stream is None:
+        return 0
+    return len(stream.sender._buffer)
+
+
+def send_state(quic: QuicConnection, stream_id: int) -> SendState:
+    """Whether ``stream_id`` can still be written to, and if not, why."""
+    stream = quic._streams.get(stream_id)
+    if stream is None or quic._state in _CLOSED_STATES:
+        return SendState.GONE
+    sender = stream.sender
+    if sender._reset_error_code is not None:
+        return SendState.RESET
+    if sender.is_finished or sender._buffer_fin is not None:
+        return SendState.ENDED
+    return SendState.OPEN
+
+
+def peer_address(protocol: QuicConnectionProtocol) -> tuple[str, int]:
+    """The peer's address on the connection's first network path (host, port)."""
+    host, port = protocol._quic._network_paths[0].addr[:2]
+    return str(host), int(port)
+
+
+def server_port(server: QuicServer) -> int:
+    """The UDP port an ``aioquic.asyncio.serve`` server is bound to (useful with port 0)."""
+    transport = server._transport
+    if transport is None:
+        raise RuntimeError("the QUIC server is not bound")
+    return int(transport.get_extra_info("sockname")[1])

@@ -1,0 +1,1 @@
+"""Configuration files and flags: ``config.yml`` (connector) and ``edge.yaml`` (edge)."""

@@ -1,0 +1,1 @@
+"""The edge: public listener, connector listener, live-connection registry, tunnel store."""

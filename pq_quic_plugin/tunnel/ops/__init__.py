@@ -1,0 +1,1 @@
+"""Operator endpoints: /metrics, /ready, /healthcheck and the status page (never public)."""
