@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...asgi.scope import connection_facts
-from ..wire import HOPS_HEADER, FrameType, StreamReset
+from ..headers import EDGE_REPLACES, forwardable
+from ..wire import FrameType, StreamReset
 from .registry import LiveConnection, Registry
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.edge")
@@ -24,11 +25,6 @@ logger = logging.getLogger("pq_quic_plugin.tunnel.edge")
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 
-HOP_BY_HOP = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "host", HOPS_HEADER,
-    "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host",
-}
 MAX_REPORT = 16 * 1024
 
 
@@ -65,11 +61,8 @@ class EdgeApp:
 
     def _head(self, scope: dict, live: LiveConnection) -> dict[str, Any]:
         facts = connection_facts(scope)
-        headers = [
-            [k.decode("latin-1"), v.decode("latin-1")]
-            for k, v in scope.get("headers", [])
-            if k.decode("latin-1").lower() not in HOP_BY_HOP
-        ]
+        visitor = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
+        headers = [[k, v] for k, v in forwardable(visitor, drop=EDGE_REPLACES)]
         host = _host(scope) or ""
         client = scope.get("client") or ("", 0)
         headers += [

@@ -31,7 +31,7 @@ import errno
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -51,15 +51,10 @@ from wsproto.events import (
 
 from ...http3.client import HTTP3Error, HTTP3Session, client_configuration, open_session
 from ...policy import Policy
+from ..headers import find, forwardable
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.origin")
 
-#: Headers that describe one connection, never forwarded (plus ``proxy-*`` and whatever the
-#: ``Connection`` header names). ``te: trailers`` is the one TE value that is passed on.
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization",
-    "te", "trailer", "transfer-encoding", "upgrade",
-})
 #: Headers the WebSocket handshake makes itself.
 WEBSOCKET_OWN = frozenset({
     "host", "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions",
@@ -164,41 +159,13 @@ def join_path(base: str, path: str) -> str:
     return base + path if base else path
 
 
-def _connection_tokens(headers: Sequence[tuple[str, str]]) -> set[str]:
-    return {token.strip().lower() for k, v in headers if k.lower() == "connection"
-            for token in v.split(",") if token.strip()}
-
-
-def forwardable(headers: Sequence[tuple[str, str]], *, drop: frozenset[str] = frozenset()
-                ) -> list[tuple[str, str]]:
-    """Without hop-by-hop headers, ``proxy-*``, pseudo-headers and the names in ``drop``."""
-    named = _connection_tokens(headers)
-    out = []
-    for k, v in headers:
-        name = k.strip().lower()
-        if not name or name.startswith(":") or name in drop:
-            continue
-        if name == "te":
-            if v.strip().lower() == "trailers":
-                out.append((k, v))
-            continue
-        if name in HOP_BY_HOP or name.startswith("proxy-") or name in named:
-            continue
-        out.append((k, v))
-    return out
-
-
-def _find(headers: Sequence[tuple[str, str]], name: str) -> str | None:
-    return next((v for k, v in headers if k.lower() == name), None)
-
-
 def _with_host(headers: list[tuple[str, str]], host_header: str | None,
                service: _Service) -> list[tuple[str, str]]:
     """Keep the visitor's Host; ``host_header`` replaces it; the service's when there is none."""
     if host_header is not None:
         headers = [(k, v) for k, v in headers if k.lower() != "host"]
         return [("host", host_header), *headers]
-    if _find(headers, "host") is None:
+    if find(headers, "host") is None:
         return [("host", service.hostport), *headers]
     return headers
 
@@ -526,7 +493,7 @@ class OriginClient:
         hop = Hop(HOP_NAME, "http/1.1", None, False)
         chosen = hops_callback(hop) if hops_callback is not None else headers
         out = _with_host(forwardable(chosen), host_header, service)
-        if _find(out, "content-length") is None:
+        if find(out, "content-length") is None:
             if first is not None:
                 out.append(("transfer-encoding", "chunked"))
             elif method.upper() in BODY_METHODS:
@@ -704,7 +671,7 @@ class OriginClient:
                                          (origin_server_name or service.host) if tls else None)
         hop = Hop(HOP_NAME, "http/1.1", None, False, tls=tls)
         chosen = hops_callback(hop) if hops_callback is not None else headers
-        host = host_header or _find(chosen, "host") or service.hostport
+        host = host_header or find(chosen, "host") or service.hostport
         extra = [(k.encode("latin-1", "replace"), v.encode("latin-1", "replace"))
                  for k, v in forwardable(chosen, drop=WEBSOCKET_OWN)]
         ws = WSConnection(ConnectionType.CLIENT)
