@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import ipaddress
 import math
 import re
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
@@ -31,6 +30,13 @@ from yaml.constructor import SafeConstructor
 
 from ...plugins import UnknownGroupError, registry
 from ...policy import GroupPolicy, Policy
+from ..hostnames import (
+    HostPort,
+    hostname_matches,
+    normalize_hostname,
+    parse_hostport,
+    strip_port,
+)
 
 __all__ = [
     "ConfigError",
@@ -82,62 +88,6 @@ class ConfigError(ValueError):
 # --------------------------------------------------------------------------------------------
 
 
-class HostPort(NamedTuple):
-    """A host and a port; ``str()`` gives ``host:port``, or ``[v6]:port`` for IPv6."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-_HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
-
-
-def parse_hostport(text: str, *, allow_port_zero: bool = False) -> HostPort:
-    """Split ``host:port`` or ``[v6addr]:port``; the port is required.
-
-    ``allow_port_zero`` is for listening addresses, where port 0 asks the OS for a free port.
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"expected HOST:PORT as a string, got {text!r}")
-    s = text.strip()
-    if "://" in s:
-        raise ValueError(f"{text!r} looks like a URL; give HOST:PORT without a scheme")
-    if s.startswith("["):
-        end = s.find("]")
-        if end < 0:
-            raise ValueError(f"{text!r}: missing ']' after the IPv6 address")
-        host, rest = s[1:end], s[end + 1 :]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"{text!r}: {host!r} is not an IPv6 address") from None
-        if not rest.startswith(":"):
-            raise ValueError(f"{text!r} has no port; write [{host}]:PORT")
-        port_text = rest[1:]
-    else:
-        if s.count(":") > 1:
-            raise ValueError(f"{text!r}: put IPv6 addresses in brackets, e.g. [::1]:443")
-        host, sep, port_text = s.partition(":")
-        if not sep:
-            raise ValueError(f"{text!r} has no port; write HOST:PORT, e.g. {s or 'localhost'}:443")
-        if not host:
-            raise ValueError(f"{text!r} has no host; write HOST:PORT, e.g. 127.0.0.1{s}")
-        labels = host.lower().rstrip(".").split(".")
-        if not all(_HOSTNAME_LABEL.match(label) for label in labels):
-            raise ValueError(f"{text!r}: {host!r} is not a valid host name or address")
-    if not port_text.isdigit():
-        raise ValueError(f"{text!r}: port {port_text!r} is not a number")
-    port = int(port_text)
-    low = 0 if allow_port_zero else 1
-    if not low <= port <= 65535:
-        raise ValueError(f"{text!r}: port must be from {low} to 65535")
-    return HostPort(host, port)
-
-
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -172,54 +122,6 @@ def parse_duration(value: str | int | float) -> float:
     if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
         raise ValueError(f"{value!r}: a duration must be a finite number of seconds >= 0")
     return seconds
-
-
-def strip_port(host: str) -> str:
-    """The host part of a ``Host`` header: drops ``:port`` and IPv6 brackets."""
-    h = host.strip()
-    if h.startswith("["):
-        end = h.find("]")
-        return h[1:end] if end > 0 else h
-    if h.count(":") == 1:
-        return h.partition(":")[0]
-    return h
-
-
-def normalize_hostname(text: str, *, allow_wildcard: bool = True) -> str:
-    """Lower-case, validate and return a host name, optionally ``*.``-prefixed.
-
-    The wildcard must be a whole leftmost label and stands for one or more labels, so
-    ``*.example.com`` covers ``a.example.com`` and ``a.b.example.com`` but not ``example.com``.
-    Non-ASCII names must be given in their ``xn--`` form.
-    """
-    if not isinstance(text, str):
-        raise ValueError(f"expected a host name, got {text!r}")
-    name = text.strip().lower().rstrip(".")
-    if name == "*":
-        raise ValueError("'*' alone is not a host name; leave hostname out for a catch-all rule")
-    labels = name.split(".")
-    if labels[0] == "*":
-        if not allow_wildcard:
-            raise ValueError(f"{text!r}: a wildcard is not allowed here")
-        labels = labels[1:]
-        if len(labels) < 2 and labels != ["localhost"]:
-            raise ValueError(f"{text!r}: a wildcard needs a domain, e.g. *.example.com")
-    if not labels or not all(_HOSTNAME_LABEL.match(label) for label in labels):
-        hint = " (a wildcard must be the whole leftmost label: *.example.com)"
-        hint = hint if "*" in name else ""
-        raise ValueError(f"{text!r} is not a valid host name{hint}")
-    if len(name) > 253:
-        raise ValueError(f"{text!r} is longer than 253 characters")
-    return name
-
-
-def hostname_matches(pattern: str, host: str) -> bool:
-    """Does a normalized pattern (maybe ``*.domain``) match a host (any case, any port)?"""
-    h = strip_port(host).lower().rstrip(".")
-    if pattern.startswith("*."):
-        suffix = pattern[1:]  # ".example.com"
-        return h.endswith(suffix) and len(h) > len(suffix)
-    return h == pattern
 
 
 # --------------------------------------------------------------------------------------------
