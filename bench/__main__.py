@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import BENCHMARKS
-from .common import output_dir
+from .results import output_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             path = out / f"{name}.json"
             if path.exists():
-                importlib.import_module(f"bench.{name}")._plot(json.loads(path.read_text()), out)
+                importlib.import_module(f"bench.{name}").plot(json.loads(path.read_text()), out)
             else:
                 print(f"  no {path}: run the benchmark first")
         return 0

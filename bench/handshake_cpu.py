@@ -15,30 +15,22 @@ wrapper's own cost is visible. Ratios are against the x25519 handshake on the sa
 
 from __future__ import annotations
 
-import logging
+import gc
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from .common import (
-    ALPN,
-    HandshakeFailed,
-    OtherLoad,
-    aioquic_configs,
-    banner,
-    dev_chain,
-    gc_paused,
-    machine_caption,
-    machine_info,
-    pyplot,
-    ratio,
-    run_pair,
-    save_figure,
-    summarize,
-    table,
-    write_json,
-)
+from .certs import CertChain, dev_chain
+from .configs import ALPN, aioquic_configs
+from .machine import machine_info
+from .plots import machine_caption, pyplot, save_figure
+from .processes import OtherLoad
+from .report import begin, table
+from .results import publish
+from .sansio_pump import HandshakeFailed, PairTrace, run_pair
+from .stack_internals import qh3_client_groups, qh3_server_group, stock_aioquic_group
+from .stats import ratio, summarize
 
 NAME = "handshake_cpu"
 HRR = "HRR X25519MLKEM768 (x25519 share first)"
@@ -48,10 +40,10 @@ QH3_X25519 = "qh3 x25519"
 BASELINE = "x25519"
 
 
-# --- qh3 -------------------------------------------------------------------------------------
+# --- the stacks ----------------------------------------------------------------------------
 
 
-def _qh3_configs(chain: Any) -> tuple[Any, Any]:
+def _qh3_configs(chain: CertChain) -> tuple[Any, Any]:
     from qh3.quic.configuration import QuicConfiguration
 
     client = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], server_name="localhost")
@@ -61,53 +53,36 @@ def _qh3_configs(chain: Any) -> tuple[Any, Any]:
     return client, server
 
 
-def _qh3_restrict(groups: list[int]) -> Any:
-    """A client hook that makes qh3 offer only ``groups`` (qh3 has no public option for it)."""
-
-    def hook(connection: Any) -> None:
-        original = connection._create_tls
-
-        def create_tls(remote_source_cid: bytes | None) -> Any:
-            bridge = original(remote_source_cid)
-            bridge.tls._supported_groups = list(groups)
-            return bridge
-
-        connection._create_tls = create_tls
-
-    return hook
-
-
-_QH3_SERVER_KEYS = {
-    "_x25519_kyber_768_private_key": "X25519MLKEM768",
-    "_x25519_private_key": "x25519",
-    "_ec_p256_private_key": "secp256r1",
-    "_ec_p384_private_key": "secp384r1",
-}
-
-
-def _qh3_group(server: Any) -> str | None:
-    names = [n for a, n in _QH3_SERVER_KEYS.items() if getattr(server.tls, a, None) is not None]
-    return names[0] if len(names) == 1 else (",".join(names) or None)
-
-
-def _aioquic_group(server: Any) -> str | None:
+def _negotiated(kind: str, server: Any) -> str | None:
+    """The group a server connection chose, asked the way its stack allows."""
     from pq_quic_plugin import negotiated_group
 
+    if kind == "qh3":
+        return qh3_server_group(server)
     group = negotiated_group(server)
-    if group is not None:
-        return group.name
-    tls = server.tls  # stock aioquic: the private key object it made tells which group
-    if getattr(tls, "_x25519_private_key", None) is not None:
-        return "x25519"
-    if getattr(tls, "_ec_private_keys", None):
-        return str(tls._ec_private_keys[0].curve.name)
-    return None
+    return group.name if group is not None else stock_aioquic_group(server)
+
+
+# --- timing --------------------------------------------------------------------------------
+
+
+class gc_paused:  # noqa: N801 - context manager
+    """Collect once, then keep the cyclic collector out of the timed region."""
+
+    def __enter__(self) -> None:
+        gc.collect()
+        self._was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._was:
+            gc.enable()
 
 
 # --- variants ------------------------------------------------------------------------------
 
 
-def _variants(chain: Any) -> list[dict[str, Any]]:
+def _variants(chain: CertChain) -> list[dict[str, Any]]:
     from aioquic.quic.connection import QuicConnection as AioquicConnection
 
     import pq_quic_plugin
@@ -139,14 +114,15 @@ def _variants(chain: Any) -> list[dict[str, Any]]:
     else:
         c, s = _qh3_configs(chain)
         variants.append(dict(label=QH3_PQ, kind="qh3", cls=Qh3Connection, client=c, server=s,
-                             on_client=_qh3_restrict([Qh3Group.X25519ML768, Qh3Group.X25519])))
+                             on_client=qh3_client_groups([Qh3Group.X25519ML768,
+                                                          Qh3Group.X25519])))
         c, s = _qh3_configs(chain)
         variants.append(dict(label=QH3_X25519, kind="qh3", cls=Qh3Connection, client=c, server=s,
-                             on_client=_qh3_restrict([Qh3Group.X25519])))
+                             on_client=qh3_client_groups([Qh3Group.X25519])))
     return variants
 
 
-def _one(variant: dict[str, Any]) -> Any:
+def _one(variant: dict[str, Any]) -> PairTrace:
     return run_pair(variant["cls"], variant["client"], variant["server"],
                     on_client=variant.get("on_client"))
 
@@ -231,8 +207,7 @@ def _raw_primitives(iterations: int) -> dict[str, dict[str, Any]]:
 
 
 def run(quick: bool, out_dir: Path) -> dict[str, Any]:
-    banner("handshake CPU (sans-IO, client + server in one process)")
-    logging.getLogger("pq_quic_plugin").setLevel(logging.ERROR)  # 'prefer' warns per handshake
+    begin("handshake CPU (sans-IO, client + server in one process)")
     rounds = 3 if quick else 300
     warmup = 1 if quick else 10
     math_iterations = 20 if quick else 1000
@@ -243,9 +218,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         # sanity: every variant completes and negotiates what it says
         for v in variants:
             trace = _one(v)
-            v["negotiated"] = (
-                _qh3_group(trace.server) if v["kind"] == "qh3" else _aioquic_group(trace.server)
-            )
+            v["negotiated"] = _negotiated(v["kind"], trace.server)
             v["retry"] = bool(getattr(trace.server.tls, "pq_hello_retry", False))
             v["rounds_to_client_complete"] = trace.client_complete_round
             if v.get("group") and v["negotiated"] != v["group"]:
@@ -324,10 +297,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         "elapsed_s": round(elapsed, 1),
         "other_processes_cpu_share": load.share,
     }
-    _print(result)
-    write_json(out_dir, NAME, result)
-    _plot(result, out_dir)
-    return result
+    return publish(result, out_dir, _print, plot)
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -349,7 +319,7 @@ def _print(result: dict[str, Any]) -> None:
                 [[k, v["median"], v["p90"]] for k, v in result["raw_primitives_ms"].items()]))
 
 
-def _plot(result: dict[str, Any], out_dir: Path) -> None:
+def plot(result: dict[str, Any], out_dir: Path) -> None:
     plt = pyplot()
     if plt is None:
         return

@@ -5,7 +5,7 @@ Two load shapes, each bounded in time and in request count:
 (a) a new QUIC connection (full handshake) for every request, several workers in parallel;
 (b) a few long-lived connections, each carrying several concurrent request streams.
 
-The client is ``pq_quic_plugin.http3.client`` in this process (policy ``prefer`` against
+The client is ``pq_quic_plugin.http3`` in this process (policy ``prefer`` against
 hypercorn-pq, so X25519MLKEM768; policy ``off`` against stock hypercorn, so stock aioquic on
 both ends). Phases alternate between the two servers (twice each) so drift hits both alike.
 Besides requests/s and latency the server's CPU time per request is read from /proc (the whole
@@ -16,36 +16,23 @@ limits requests/s as much as the server does.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import os
-import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from .common import (
-    CLK_TCK,
-    ROOT,
-    banner,
-    closed_loop,
-    load_summary,
-    machine_caption,
-    machine_info,
-    proc_table,
-    pyplot,
-    ratio,
-    save_figure,
-    summarize,
-    system_busy_seconds,
-    table,
-    write_json,
-)
+from tools import loopback
+
+from . import ROOT
+from .load import load_summary, new_connection_per_request, reused_connections
+from .machine import machine_info
+from .plots import machine_caption, pyplot, save_figure
+from .processes import other_share, session_cpu_seconds, system_busy_seconds
+from .report import begin, table
+from .results import publish
+from .stats import ratio, summarize
 
 NAME = "http3_serving"
 APP = "bench.asgi_app:app"
@@ -57,7 +44,6 @@ It splits the PQ/stock difference into key exchange (PQ vs x25519 on the same se
 everything else (hypercorn-pq's binding, and stock aioquic's secp256r1 choice)."""
 NEW = "new connection per request"
 REUSED = "reused connections"
-from tools.loopback import free_port  # noqa: E402
 
 # --- server processes ----------------------------------------------------------------------
 
@@ -67,22 +53,22 @@ class Server:
 
     def __init__(self, label: str, argv: list[str], port: int, log: Path) -> None:
         self.label, self.argv, self.port, self.log_path = label, argv, port, log
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.process: loopback.Process | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                self.argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
-            )
+        """Start it and wait until its port takes TCP connections.
+
+        Not its log: hypercorn-pq names "(QUIC)" before it serves. The UDP socket is bound
+        with the TCP one, so a QUIC client's first datagram waits in the kernel if it is early.
+        """
+        self.process = loopback.start(self.argv, self.log_path, cwd=ROOT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+            if self.process.proc.poll() is not None:
                 raise RuntimeError(f"{self.label} exited:\n{self.log()}")
-            if "(QUIC)" in self.log():
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                        return
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
             time.sleep(0.1)
         raise TimeoutError(f"{self.label} did not come up:\n{self.log()}")
 
@@ -91,29 +77,20 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """utime + stime of every process in the server's session (hypercorn forks workers)."""
-        assert self.proc is not None
-        sid = self.proc.pid
-        return sum(cpu for _, session, cpu in proc_table().values() if session == sid) / CLK_TCK
+        assert self.process is not None
+        return session_cpu_seconds(self.process.proc.pid)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGINT)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout)
+    def stop(self) -> None:
+        if self.process is not None:
+            loopback.stop(self.process.proc)
 
 
 def _servers(pki: Any, log_dir: Path) -> dict[str, Server]:
     py = sys.executable
     tls = ["--certfile", str(pki.cert), "--keyfile", str(pki.key)]
-    p1, p2 = free_port(), free_port()
+    p1, p2 = loopback.free_port(), loopback.free_port()
     while p2 == p1:
-        p2 = free_port()
+        p2 = loopback.free_port()
     return {
         PQ: Server(PQ, [py, "-m", "pq_quic_plugin.hypercorn_binding", "--pq", *tls,
                         "-b", f"127.0.0.1:{p1}", APP], p1, log_dir / "hypercorn-pq.log"),
@@ -133,56 +110,6 @@ def udp_counters() -> dict[str, int]:
         return {}
 
 
-# --- load ----------------------------------------------------------------------------------
-
-
-async def _new_connection_per_request(
-    url: str, config: Any, workers: int, duration: float, limit: int
-) -> tuple[list[float], int, float]:
-    from pq_quic_plugin.http3.client import open_session
-
-    closing: set[asyncio.Task[Any]] = set()
-
-    async def one() -> bool:
-        cm = open_session(url, config)
-        session = await cm.__aenter__()
-        try:
-            return (await session.request("GET", "/", timeout=10)).status == 200
-        finally:
-            # aioquic lingers 3 PTOs in "closing"; a browser would not wait for it either
-            task = asyncio.create_task(cm.__aexit__(None, None, None))
-            closing.add(task)
-            task.add_done_callback(closing.discard)
-
-    result = await closed_loop([one] * workers, duration, limit)
-    if closing:
-        await asyncio.wait(closing, timeout=10)
-    return result
-
-
-async def reused_connections(
-    url: str, config: Any, connections: int, streams: int, duration: float, limit: int,
-    path: str = "/",
-) -> tuple[list[float], int, float]:
-    """``connections`` HTTP/3 connections with ``streams`` requests for ``path`` in flight on
-    each; the first request on each connection (its warm-up) is not measured."""
-    from pq_quic_plugin.http3.client import open_session
-
-    async with contextlib.AsyncExitStack() as stack:
-        sessions = [await stack.enter_async_context(open_session(url, config))
-                    for _ in range(connections)]
-        for s in sessions:
-            await s.request("GET", path)
-
-        def request(session: Any) -> Callable[[], Awaitable[bool]]:
-            async def one() -> bool:
-                return (await session.request("GET", path, timeout=10)).status == 200
-            return one
-
-        return await closed_loop([request(s) for s in sessions for _ in range(streams)],
-                                 duration, limit)
-
-
 # --- run -----------------------------------------------------------------------------------
 
 
@@ -195,7 +122,7 @@ def _slice(server: Server, mode: str, params: dict[str, Any], url: str, config: 
     cpu0, ccpu0 = server.cpu_seconds(), time.process_time()
     udp0, busy0, wall0 = udp_counters(), system_busy_seconds(), time.perf_counter()
     if mode == NEW:
-        lat, err, el = asyncio.run(_new_connection_per_request(
+        lat, err, el = asyncio.run(new_connection_per_request(
             url, config, params["workers"], params["duration"], params["limit"]))
     else:
         lat, err, el = asyncio.run(reused_connections(
@@ -203,15 +130,15 @@ def _slice(server: Server, mode: str, params: dict[str, Any], url: str, config: 
             params["limit"]))
     server_cpu = server.cpu_seconds() - cpu0
     client_cpu = time.process_time() - ccpu0
-    # CPU that neither side of the benchmark used: another workload on the machine
-    other = max(system_busy_seconds() - busy0 - server_cpu - client_cpu, 0.0)
     wall = time.perf_counter() - wall0  # setup and teardown included, like the CPU counters
+    # CPU that neither side of the benchmark used: another workload on the machine
+    other = other_share(system_busy_seconds() - busy0, server_cpu + client_cpu, wall)
     udp1 = udp_counters()
     return {
         "server": series or server.label, "mode": mode, "repetition": rep, "latencies": lat,
         "errors": err, "elapsed": el, "server_cpu": server_cpu, "client_cpu": client_cpu,
         "wall": wall,
-        "other_share": other / (wall * (os.cpu_count() or 1)),
+        "other_share": other,
         "udp_drops": sum(udp1.get(k, 0) - udp0.get(k, 0)
                          for k in ("RcvbufErrors", "SndbufErrors")),
     }
@@ -281,10 +208,9 @@ def _paired(slices: list[dict[str, Any]], a_label: str = PQ, b_label: str = STOC
 
 
 def run(quick: bool, out_dir: Path) -> dict[str, Any]:
-    banner("HTTP/3 serving: hypercorn-pq --pq vs stock hypercorn")
-    logging.getLogger("pq_quic_plugin").setLevel(logging.ERROR)
+    begin("HTTP/3 serving: hypercorn-pq --pq vs stock hypercorn")
     from pq_quic_plugin.devcert import make_dev_pki
-    from pq_quic_plugin.http3.client import client_configuration, fetch
+    from pq_quic_plugin.http3 import client_configuration, fetch
 
     reps = 1 if quick else 10
     modes = {
@@ -361,7 +287,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
             "series": {label: {"server": srv, "client_policy": pol, "client_groups": groups,
                                "modes": list(m)}
                        for label, (srv, pol, groups, m) in series.items()},
-            "client": "pq_quic_plugin.http3.client in one asyncio process; policy prefer "
+            "client": "pq_quic_plugin.http3 in one asyncio process; policy prefer "
             "against hypercorn-pq, off against stock hypercorn",
             "modes": modes,
             "repetitions": reps,
@@ -395,10 +321,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
                    for s in slices],
         "server_log_tail": logs,
     }
-    _print(result)
-    write_json(out_dir, NAME, result)
-    _plot(result, out_dir)
-    return result
+    return publish(result, out_dir, _print, plot)
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -438,7 +361,7 @@ def _print(result: dict[str, Any]) -> None:
         for m, r in result["ratios_all_slices"].items()) + ")")
 
 
-def _plot(result: dict[str, Any], out_dir: Path) -> None:
+def plot(result: dict[str, Any], out_dir: Path) -> None:
     plt = pyplot()
     if plt is None:
         return

@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import functools
 import getpass
-import logging
 import os
 import re
 import shutil
@@ -42,24 +41,14 @@ from typing import Any
 
 from tools.loopback import Chain, Process, free_port, running_chain, start, stop
 
-from .common import (
-    ROOT,
-    banner,
-    closed_loop,
-    load_summary,
-    machine_caption,
-    machine_info,
-    process_tree,
-    pyplot,
-    ratio,
-    rss_mb,
-    save_figure,
-    system_busy_seconds,
-    table,
-    tree_cpu_seconds,
-    write_json,
-)
-from .http3_serving import reused_connections
+from . import ROOT
+from .load import closed_loop, load_summary, reused_connections
+from .machine import machine_info
+from .plots import machine_caption, pyplot, save_figure
+from .processes import other_share, process_tree, rss_mb, system_busy_seconds, tree_cpu_seconds
+from .report import begin, table
+from .results import publish
+from .stats import ratio
 
 NAME = "tunnel"
 DIRECT_H3, TUNNEL = "direct HTTP/3", "pq-tunnel"
@@ -108,12 +97,12 @@ async def _download(route: Route, size: int) -> float:
     """Seconds from request to last byte of ``/bytes/size`` on an already open connection."""
     path = f"/bytes/{size}"
     if route.transport == "h3":
-        from pq_quic_plugin.http3.client import open_session
+        from pq_quic_plugin.http3 import open_session
 
         async with open_session(route.url, route.client) as session:
             await session.request("GET", SMALL)
             t0 = time.perf_counter()
-            status, _, body = await session.stream("GET", path)
+            status, _, body = await session.stream_request("GET", path)
             got = sum([len(chunk) async for chunk in body])
             seconds = time.perf_counter() - t0
     else:
@@ -140,9 +129,9 @@ def _measured(route: Route, work: Callable[[], Coroutine[Any, Any, Any]]
     path_cpu = tree_cpu_seconds(route.pids) - cpu0
     client_cpu = time.process_time() - own0
     wall = time.perf_counter() - wall0
-    other = max(system_busy_seconds() - busy0 - path_cpu - client_cpu, 0.0)
+    other = other_share(system_busy_seconds() - busy0, path_cpu + client_cpu, wall)
     return value, {"path_cpu": path_cpu, "client_cpu": client_cpu, "wall": wall,
-                   "other_share": other / (wall * (os.cpu_count() or 1))}
+                   "other_share": other}
 
 
 def _small_slice(route: Route, inflight: int, duration: float, limit: int) -> dict[str, Any]:
@@ -294,7 +283,7 @@ def _source() -> dict[str, Any]:
 
 
 def _routes(chain: Chain, ssh: dict[str, Any] | None) -> list[Route]:
-    from pq_quic_plugin.http3.client import client_configuration
+    from pq_quic_plugin.http3 import client_configuration
 
     ca = str(chain.pki.ca_cert)
     origin = [chain.origin.proc.pid] if chain.origin else []
@@ -319,8 +308,7 @@ def _routes(chain: Chain, ssh: dict[str, Any] | None) -> list[Route]:
 
 
 def run(quick: bool, out_dir: Path) -> dict[str, Any]:
-    banner("Tunnel: direct vs pq-tunnel vs ssh -R (loopback)")
-    logging.getLogger("pq_quic_plugin").setLevel(logging.ERROR)
+    begin("Tunnel: direct vs pq-tunnel vs ssh -R (loopback)")
     reps = 1 if quick else 3
     inflight, duration, limit = 8, (0.5 if quick else 3.0), (50 if quick else 100000)
     size = (1 if quick else 20) << 20
@@ -376,7 +364,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
             "cpu": "utime+stime of the path's processes and their children (/proc), "
             "client excluded: origin; + edge + connector; + sshd + ssh",
             "memory": "VmRSS after every connection registered and 1 s idle",
-            "client": "this process: pq_quic_plugin.http3.client (policy require) and httpx",
+            "client": "this process: pq_quic_plugin.http3 (policy require) and httpx",
         },
         "ssh": ssh,
         "ssh_skipped": skipped,
@@ -387,10 +375,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
                             if ssh else None},
         "peak_rss_mb_by_path_pid": peak,
     }
-    _print(result)
-    write_json(out_dir, NAME, result)
-    _plot(result, out_dir)
-    return result
+    return publish(result, out_dir, _print, plot)
 
 
 def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -435,7 +420,7 @@ def _print(result: dict[str, Any]) -> None:
               f"connection {mem['ssh']['sshd_connection_rss_mb']} MB")
 
 
-def _plot(result: dict[str, Any], out_dir: Path) -> None:
+def plot(result: dict[str, Any], out_dir: Path) -> None:
     plt = pyplot()
     if plt is None:
         return

@@ -16,33 +16,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .common import (
-    Chain,
-    OtherLoad,
-    aioquic_configs,
-    banner,
-    chain_der_bytes,
-    dev_chain,
-    machine_caption,
-    machine_info,
-    pyplot,
-    ratio,
-    rsa_chain,
-    run_pair,
-    save_figure,
-    summarize,
-    table,
-    write_json,
-)
+from .certs import CertChain, chain_der_bytes, dev_chain, rsa_chain
+from .configs import aioquic_configs
+from .load import BackgroundCloses
+from .machine import machine_info
+from .plots import machine_caption, pyplot, save_figure
+from .processes import OtherLoad
+from .report import begin, table
+from .results import publish
+from .sansio_pump import PairTrace, run_pair
+from .stack_internals import aioquic_crypto_writes
+from .stats import ratio, summarize
 
 NAME = "wire"
 DELAY_MS = 25.0  # one way, so RTT = 50 ms
@@ -79,24 +70,6 @@ class Sniffer:
 
     def sizes(self, name: str) -> list[int]:
         return [size for n, size in self.messages if n == name]
-
-
-def sniff(sniffer: Sniffer) -> Callable[[Any], None]:
-    """A run_pair hook: tee what aioquic's TLS writes (private ``_push_crypto_data``)."""
-
-    def hook(connection: Any) -> None:
-        original = connection._push_crypto_data
-
-        def push() -> None:
-            for epoch, buf in connection._crypto_buffers.items():
-                data = buf.data
-                if data:
-                    sniffer.feed(epoch, data)
-            original()
-
-        connection._push_crypto_data = push
-
-    return hook
 
 
 # --- variants ------------------------------------------------------------------------------
@@ -136,31 +109,32 @@ PATH_VARIANTS: list[dict[str, Any]] = [
 ]
 
 
-def _configs(chain: Chain, v: dict[str, Any]) -> tuple[Any, Any]:
+def _configs(chain: CertChain, v: dict[str, Any]) -> tuple[Any, Any]:
     return aioquic_configs(
         chain, v["client_policy"], v["server_policy"], v.get("client_groups"),
         v.get("server_groups"), v.get("key_shares"),
     )
 
 
-def _trace(chain: Chain, v: dict[str, Any]) -> tuple[Any, Sniffer, Sniffer]:
+def _trace(chain: CertChain, v: dict[str, Any]) -> tuple[PairTrace, Sniffer, Sniffer]:
     from aioquic.quic.connection import QuicConnection
 
     client_cfg, server_cfg = _configs(chain, v)
     cs, ss = Sniffer(), Sniffer()
     trace = run_pair(QuicConnection, client_cfg, server_cfg, request=b"first request",
-                     on_client=sniff(cs), on_server=sniff(ss))
+                     on_client=aioquic_crypto_writes(cs.feed),
+                     on_server=aioquic_crypto_writes(ss.feed))
     return trace, cs, ss
 
 
-def _negotiated(trace: Any) -> str | None:
+def _negotiated(trace: PairTrace) -> str | None:
     from pq_quic_plugin import negotiated_group
 
     group = negotiated_group(trace.server)
     return group.name if group is not None else "(stock aioquic)"
 
 
-def sizes(chain: Chain) -> list[dict[str, Any]]:
+def sizes(chain: CertChain) -> list[dict[str, Any]]:
     rows = []
     for v in _size_variants():
         trace, cs, ss = _trace(chain, v)
@@ -187,7 +161,7 @@ def sizes(chain: Chain) -> list[dict[str, Any]]:
     return rows
 
 
-def amplification(chains: list[Chain]) -> list[dict[str, Any]]:
+def amplification(chains: list[CertChain]) -> list[dict[str, Any]]:
     """Did the server's first flight hit 3x what it had received (RFC 9000 8.1)?
 
     The server's answer to the client's hello (after the HelloRetryRequest, on the HRR path) is
@@ -281,9 +255,11 @@ class DelayRelay:
             sock.close()
 
 
-async def _ttfb(chains: dict[str, Chain], samples: int, delay: float) -> dict[str, Any]:
+async def _ttfb(chains: dict[str, CertChain], samples: int, delay: float) -> dict[str, Any]:
     from aioquic.asyncio import QuicConnectionProtocol, connect, serve
     from aioquic.quic import events
+
+    from pq_quic_plugin.aioquic_binding.facade import server_port
 
     class Echo(QuicConnectionProtocol):
         def quic_event_received(self, event: events.QuicEvent) -> None:
@@ -296,13 +272,11 @@ async def _ttfb(chains: dict[str, Chain], samples: int, delay: float) -> dict[st
     for chain_key, v in variants:
         client_cfg, server_cfg = _configs(chains[chain_key], v)
         server = await serve("127.0.0.1", 0, configuration=server_cfg, create_protocol=Echo)
-        assert server._transport is not None
-        port = server._transport.get_extra_info("sockname")[1]
-        relay = DelayRelay(("127.0.0.1", port), delay)
+        relay = DelayRelay(("127.0.0.1", server_port(server)), delay)
         setups.append(dict(label=f"{v['label']} [{chain_key}]", chain=chain_key,
                            variant=v["label"], client=client_cfg, server=server, relay=relay,
                            times=[]))
-    closing: set[asyncio.Task[Any]] = set()
+    closes = BackgroundCloses()
 
     async def once(setup: dict[str, Any]) -> float:
         t0 = time.perf_counter()
@@ -316,10 +290,7 @@ async def _ttfb(chains: dict[str, Chain], samples: int, delay: float) -> dict[st
             elapsed = time.perf_counter() - t0
             assert data == b"GET / first byte please"
         finally:
-            # aioquic's close lingers 3 PTOs in the closing state; do not wait for it here
-            task = asyncio.create_task(cm.__aexit__(None, None, None))
-            closing.add(task)
-            task.add_done_callback(closing.discard)
+            closes.close(cm)
         return elapsed * 1000
 
     try:
@@ -330,8 +301,7 @@ async def _ttfb(chains: dict[str, Chain], samples: int, delay: float) -> dict[st
             for s in order:
                 s["times"].append(await once(s))
                 await asyncio.sleep(0.005)
-        if closing:
-            await asyncio.wait(closing, timeout=10)
+        await closes.wait()
     finally:
         for s in setups:
             s["relay"].close()
@@ -347,8 +317,7 @@ async def _ttfb(chains: dict[str, Chain], samples: int, delay: float) -> dict[st
 
 
 def run(quick: bool, out_dir: Path) -> dict[str, Any]:
-    banner("wire: sizes, datagrams, amplification, round trips, TTFB under delay")
-    logging.getLogger("pq_quic_plugin").setLevel(logging.ERROR)
+    begin("wire: sizes, datagrams, amplification, round trips, TTFB under delay")
     samples = 2 if quick else 25
     with tempfile.TemporaryDirectory(prefix="pq-bench-") as tmp:
         small = dev_chain(Path(tmp))
@@ -397,10 +366,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         "one_way_delay_ms": DELAY_MS,
         "ttfb_other_processes_cpu_share": load.share,
     }
-    _print(result)
-    write_json(out_dir, NAME, result)
-    _plot(result, out_dir)
-    return result
+    return publish(result, out_dir, _print, plot)
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -431,7 +397,7 @@ def _print(result: dict[str, Any]) -> None:
     ))
 
 
-def _plot(result: dict[str, Any], out_dir: Path) -> None:
+def plot(result: dict[str, Any], out_dir: Path) -> None:
     plt = pyplot()
     if plt is None:
         return

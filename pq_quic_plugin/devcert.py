@@ -26,8 +26,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 class DevPKI:
     """Paths and digests of one generated PKI (all files live in the same directory)."""
 
-    __test__ = False  # tests import it as TestPKI; it is not a pytest class
-
     ca_cert: Path
     """PEM of the CA certificate: what clients trust (``cafile``/``verify``)."""
     cert: Path

@@ -1,8 +1,10 @@
 """pluggy hook specifications: the whole contract between pq-quic-plugin and its plugins.
 
-All hooks share the ``pq_quic_`` prefix so a plugin module can be scanned without clashes
-(the same convention as tox and llm). The built-in groups come through the same hook as
-third-party ones, so there is exactly one way a group enters the registry.
+All hooks share the ``pq_quic_`` prefix, as tox's hooks share ``tox_`` and pytest's
+``pytest_``: one module can implement hooks of several projects without two of them needing
+the same function name, and a reader sees at once which project a hook belongs to. The built-in
+groups come through the same hook as third-party ones, so there is exactly one way a group
+enters the registry.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Test access to the loopback process helpers (they live in the package: the demo uses them)."""
+"""Test access to the loopback process helpers (in tools/: the demo and benchmarks use them)."""
 
 from tools.loopback import (  # noqa: F401
     EXAMPLE_APP_DIR,

@@ -6,21 +6,12 @@ purpose (``Corrupting``); the side under test is our unmodified binding. Both ta
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
-from quic_util import (
-    ILLEGAL_PARAMETER,
-    RecordingServerProtocol,
-    client_configuration,
-    expect_handshake_failure,
-    run,
-    running_server,
-    server_configuration,
-)
+from quic_util import ILLEGAL_PARAMETER, Peer, handshake
 
-from pq_quic_plugin import available_groups, configure
+from pq_quic_plugin import available_groups
 from pq_quic_plugin.groups.ecdh import NistCurveGroup, X25519Group
 from pq_quic_plugin.groups.hybrid import HybridGroup
 from pq_quic_plugin.groups.mlkem import MLKEMBasedGroup
@@ -92,17 +83,11 @@ CASES = [(g, mode) for g in available_groups() for mode in ("short", "long", "po
     [pytest.param(g, m, id=f"{g.name}-{m}") for g, m in CASES if applies(g, m, reply=False)],
 )
 def test_malformed_client_share_gets_illegal_parameter(pki, group, mode) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(server_configuration(pki), "prefer")
-        client = configure(client_configuration(pki), "prefer", groups=[Corrupting(group, mode)])  # type: ignore[list-item]
-        async with running_server(server, RecordingServerProtocol) as srv:
-            event = await expect_handshake_failure(srv.port, client)
-            return event, srv.results
-
-    event, results = run(scenario)
-    assert event.error_code == ILLEGAL_PARAMETER, event
-    assert group.name in event.reason_phrase or "key share" in event.reason_phrase
-    assert results == []
+    client = Peer("prefer", groups=[Corrupting(group, mode)])
+    out = handshake(pki, server=Peer("prefer"), client=client, fails=True)
+    assert out.error is not None and out.error.error_code == ILLEGAL_PARAMETER, out.error
+    assert group.name in out.error.reason_phrase or "key share" in out.error.reason_phrase
+    assert out.server == []
 
 
 @pytest.mark.parametrize(
@@ -110,28 +95,15 @@ def test_malformed_client_share_gets_illegal_parameter(pki, group, mode) -> None
     [pytest.param(g, m, id=f"{g.name}-{m}") for g, m in CASES if applies(g, m, reply=True)],
 )
 def test_malformed_server_reply_gets_illegal_parameter(pki, group, mode) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(server_configuration(pki), "prefer", groups=[Corrupting(group, mode)])  # type: ignore[list-item]
-        client = configure(client_configuration(pki), "prefer", groups=[group.name])
-        RecordingServerProtocol.terminations = []
-        async with running_server(server, RecordingServerProtocol) as srv:
-            event = await expect_handshake_failure(srv.port, client)
-            for _ in range(50):
-                if RecordingServerProtocol.terminations:
-                    break
-                await asyncio.sleep(0.1)
-            return event, list(RecordingServerProtocol.terminations)
-
-    event, server_side = run(scenario)
+    out = handshake(pki, server=Peer("prefer", groups=[Corrupting(group, mode)]),
+                    client=Peer("prefer", groups=[group.name]), fails=True)
     # Our client raised the alert: its own close and the server's view both say so.
-    assert event.error_code == ILLEGAL_PARAMETER, event
-    assert "ServerHello key share" in event.reason_phrase
-    assert [t.error_code for t in server_side] == [ILLEGAL_PARAMETER]
+    assert out.error is not None and out.error.error_code == ILLEGAL_PARAMETER, out.error
+    assert "ServerHello key share" in out.error.reason_phrase
+    assert [t.error_code for t in out.server_closes] == [ILLEGAL_PARAMETER]
 
 
 def test_unknown_and_grease_codepoints_are_ignored(pki) -> None:
-    from quic_util import echo_once
-
     class Opaque:
         """A group the server has never heard of, offered first with a share."""
 
@@ -152,16 +124,6 @@ def test_unknown_and_grease_codepoints_are_ignored(pki) -> None:
             raise AssertionError("never selected")
 
     grease, unknown = Opaque(0x7A7A), Opaque(0xFEFE)
-
-    async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(server_configuration(pki), "prefer")
-        client = configure(
-            client_configuration(pki),
-            "prefer",
-            groups=[grease, unknown, "X25519MLKEM768", "x25519"],  # type: ignore[list-item]
-            key_shares=[grease, unknown, "X25519MLKEM768"],  # type: ignore[list-item]
-        )
-        async with running_server(server) as srv:
-            return await echo_once(srv.port, client)
-
-    assert run(scenario).group == "X25519MLKEM768"
+    client = Peer("prefer", groups=[grease, unknown, "X25519MLKEM768", "x25519"],
+                  key_shares=[grease, unknown, "X25519MLKEM768"])
+    assert handshake(pki, server=Peer("prefer"), client=client).group == "X25519MLKEM768"

@@ -18,8 +18,12 @@ from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic import events
 from servers import free_port, hypercorn_pq
+from waiting import wait_until_async, wait_until_steady_async
 
-from pq_quic_plugin.http3.client import client_configuration, fetch, open_session
+from pq_quic_plugin.aioquic_binding.facade import SendState, quic_of, send_state
+from pq_quic_plugin.http3 import client_configuration, fetch, open_session
+
+pytestmark = pytest.mark.slow  # hypercorn-pq processes under both worker classes
 
 
 @pytest.fixture(scope="module", params=["asyncio", "trio"])
@@ -38,14 +42,14 @@ class _LateFinClient(QuicConnectionProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self._quic)
+        self.h3 = H3Connection(quic_of(self))
         self.status = 0
         self.body = bytearray()
         self.done = asyncio.get_running_loop().create_future()
         self.stream_id = -1
 
     def get(self, authority: str, path: str) -> None:
-        self.stream_id = self._quic.get_next_available_stream_id()
+        self.stream_id = quic_of(self).get_next_available_stream_id()
         self.h3.send_headers(self.stream_id, [
             (b":method", b"GET"), (b":scheme", b"https"),
             (b":authority", authority.encode()), (b":path", path.encode()),
@@ -75,7 +79,10 @@ def test_a_late_fin_does_not_kill_the_listener(server, pki) -> None:  # type: ig
             assert isinstance(client, _LateFinClient)
             client.get(f"localhost:{port}", "/api/connection")
             await asyncio.wait_for(client.done, 15)
-            await asyncio.sleep(0.3)  # let the FIN reach the server and be handled
+            # The stream is discarded once the server has acknowledged the late FIN.
+            await wait_until_async(
+                lambda: send_state(quic_of(client), client.stream_id) is SendState.GONE, 10,
+                "the server to acknowledge the late FIN")
             first = client.status
         # A new connection afterwards: stock hypercorn's listener is dead by now.
         again = await fetch(f"https://localhost:{port}/api/connection", "require",
@@ -113,7 +120,9 @@ def test_a_slow_reader_stalls_nobody_and_memory_stays_bounded(server, pki) -> No
             status, _, _echo = await session.stream_request("POST", "/echo", [], upload(),
                                                             timeout=30)
             assert status == 200
-            await asyncio.sleep(3)  # the upload runs until flow control stops it
+            # The upload runs until flow control stops it: wait until it stops growing.
+            await wait_until_steady_async(lambda: taken, quiet=1.0, timeout=30,
+                                          what="flow control to stop the upload")
             # Another connection is served while that request is stuck.
             other = await fetch(url + "/api/connection", "require", cafile=str(pki.ca_cert),
                                 timeout=10)

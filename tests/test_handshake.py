@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from quic_util import client_configuration, echo_once, run, running_server, server_configuration
+from quic_util import PING, Peer, handshake
 
 import pq_quic_plugin
 from pq_quic_plugin import available_groups, configure
@@ -15,73 +15,47 @@ GROUP_NAMES = [g.name for g in available_groups()]
 
 @pytest.mark.parametrize("name", GROUP_NAMES)
 def test_every_group_completes_a_handshake(pki, name: str) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(server_configuration(pki), "prefer")
-        client = configure(client_configuration(pki), "prefer", groups=[name])
-        async with running_server(server) as srv:
-            result = await echo_once(srv.port, client)
-            return result, srv.results
-
-    result, server_results = run(scenario)
-    assert result.echo == b"ping over post-quantum QUIC"
-    assert result.group == name
-    assert server_results == [{"group": name, "retry": False}]
-    assert result.post_quantum == pq_quic_plugin.group_by_name(name).post_quantum
+    out = handshake(pki, server=Peer("prefer"), client=Peer("prefer", groups=[name]))
+    assert out.echo == PING
+    assert out.group == name
+    assert out.server == [{"group": name, "retry": False}]
+    assert out.post_quantum == pq_quic_plugin.group_by_name(name).post_quantum
 
 
 def test_default_prefer_negotiates_x25519mlkem768_in_one_round_trip(pki) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(server_configuration(pki))
-        client = configure(client_configuration(pki))
-        async with running_server(server) as srv:
-            return await echo_once(srv.port, client), srv.results
-
-    result, server_results = run(scenario)
-    assert (result.group, result.retry) == ("X25519MLKEM768", False)
-    assert server_results[0]["group"] == "X25519MLKEM768"
+    out = handshake(pki, server=Peer(), client=Peer())  # configure() with its defaults
+    assert (out.group, out.retry) == ("X25519MLKEM768", False)
+    assert out.server[0]["group"] == "X25519MLKEM768"
 
 
-def test_server_follows_its_own_preference_not_the_clients_share_order(pki) -> None:
-    # The client lists x25519 first and sends both shares; aioquic would take x25519.
-    async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(server_configuration(pki), "prefer")
-        client = configure(
-            client_configuration(pki),
-            "prefer",
-            groups=["x25519", "X25519MLKEM768"],
-            key_shares=["x25519", "X25519MLKEM768"],
-        )
-        async with running_server(server) as srv:
-            return await echo_once(srv.port, client)
-
-    assert run(scenario).group == "X25519MLKEM768"
-
-
-def test_server_group_list_orders_the_choice(pki) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(
-            server_configuration(pki), "prefer", groups=["SecP256r1MLKEM768", "X25519MLKEM768"]
-        )
-        client = configure(
-            client_configuration(pki),
-            "prefer",
-            groups=["X25519MLKEM768", "SecP256r1MLKEM768"],
-            key_shares=["X25519MLKEM768", "SecP256r1MLKEM768"],
-        )
-        async with running_server(server) as srv:
-            return await echo_once(srv.port, client)
-
-    assert run(scenario).group == "SecP256r1MLKEM768"
-
-
-def test_group_names_are_case_insensitive(pki) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(server_configuration(pki), "PREFER", groups=["x25519mlkem768"])
-        client = configure(client_configuration(pki), "Require", groups=["X25519MLKEM768"])
-        async with running_server(server) as srv:
-            return await echo_once(srv.port, client)
-
-    assert run(scenario).group == "X25519MLKEM768"
+@pytest.mark.parametrize(
+    "server,client,group",
+    [
+        pytest.param(
+            # The client lists x25519 first and sends both shares; aioquic would take x25519.
+            Peer("prefer"),
+            Peer("prefer", groups=["x25519", "X25519MLKEM768"],
+                 key_shares=["x25519", "X25519MLKEM768"]),
+            "X25519MLKEM768",
+            id="server-follows-its-own-preference-not-the-clients-share-order",
+        ),
+        pytest.param(
+            Peer("prefer", groups=["SecP256r1MLKEM768", "X25519MLKEM768"]),
+            Peer("prefer", groups=["X25519MLKEM768", "SecP256r1MLKEM768"],
+                 key_shares=["X25519MLKEM768", "SecP256r1MLKEM768"]),
+            "SecP256r1MLKEM768",
+            id="server-group-list-orders-the-choice",
+        ),
+        pytest.param(
+            Peer("PREFER", groups=["x25519mlkem768"]),
+            Peer("Require", groups=["X25519MLKEM768"]),
+            "X25519MLKEM768",
+            id="group-names-and-policies-are-case-insensitive",
+        ),
+    ],
+)
+def test_the_server_chooses_the_group(pki, server: Peer, client: Peer, group: str) -> None:
+    assert handshake(pki, server=server, client=client).group == group
 
 
 def test_unknown_group_name_lists_valid_names() -> None:

@@ -15,7 +15,7 @@ import pytest
 from peers.qh3_peer import niquests_h3_get
 from servers import free_port, hypercorn_pq, run_cli
 
-from pq_quic_plugin.http3.client import HTTP3Error, fetch
+from pq_quic_plugin.http3 import HTTP3Error, fetch
 
 
 def _tls_args(pki, port: int) -> list[str]:  # type: ignore[no-untyped-def]

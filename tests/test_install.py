@@ -19,7 +19,7 @@ import asyncio, gc, json, sys, types
 from pathlib import Path
 from aioquic import tls
 from aioquic.quic.connection import QuicConnection
-from quic_util import client_configuration, echo_once, running_server, server_configuration
+from quic_util import STOCK, client_configuration, handshake, running_server, server_configuration
 import pq_quic_plugin
 
 pki = types.SimpleNamespace(
@@ -28,11 +28,10 @@ pki = types.SimpleNamespace(
 original = QuicConnection._initialize
 stock_groups = list(tls.Context(is_client=True)._supported_groups)
 
-async def handshake():
+def stock_handshake():
     # Plain aioquic configurations: the program knows nothing about post-quantum.
-    async with running_server(server_configuration(pki)) as srv:
-        result = await echo_once(srv.port, client_configuration(pki))
-        return result, srv.results
+    out = handshake(pki, server=STOCK, client=STOCK)
+    return out, out.server
 
 seen = {}
 async def probe():
@@ -45,12 +44,12 @@ async def probe():
 
 out = {}
 pq_quic_plugin.install("prefer")
-result, server = asyncio.run(handshake())
+result, server = stock_handshake()
 out["installed"] = {"client": result.group, "server": server[0]["group"],
                     "patched": QuicConnection._initialize is not original}
 pq_quic_plugin.uninstall()
 gc.collect()
-result, server = asyncio.run(handshake())
+result, server = stock_handshake()
 asyncio.run(probe())
 out["uninstalled"] = {"client": result.group, "server": server[0]["group"],
                       "restored": QuicConnection._initialize is original,

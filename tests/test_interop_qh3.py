@@ -12,25 +12,28 @@ import pytest
 from peers.qh3_peer import ECHO_ALPN, Qh3HandshakeError, Qh3Server, qh3_handshake_async
 from quic_util import (
     HANDSHAKE_FAILURE,
+    PING,
+    Outcome,
+    Peer,
     client_configuration,
-    echo_once,
-    expect_handshake_failure,
+    connect_client,
     run,
     running_server,
     server_configuration,
 )
 
-from pq_quic_plugin import configure
+from pq_quic_plugin.devcert import DevPKI
 
 
-def _alpn(config):  # type: ignore[no-untyped-def]
-    config.alpn_protocols = [ECHO_ALPN]
-    return config
+def _our_client_against_qh3(pki: DevPKI, qh3: Qh3Server, client: Peer, fails: bool = False
+                            ) -> Outcome:
+    config = client.apply(client_configuration(pki, alpn=ECHO_ALPN))
+    return run(lambda: connect_client(qh3.port, config, fails))
 
 
 def test_qh3_client_to_our_server_negotiates_x25519mlkem768(pki) -> None:
     async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(_alpn(server_configuration(pki)), "prefer")
+        server = Peer("prefer").apply(server_configuration(pki, alpn=ECHO_ALPN))
         async with running_server(server) as srv:
             result = await qh3_handshake_async("127.0.0.1", srv.port, ECHO_ALPN, pki.ca_cert)
             return result, srv.results
@@ -43,51 +46,39 @@ def test_qh3_client_to_our_server_negotiates_x25519mlkem768(pki) -> None:
 
 def test_our_client_to_qh3_server_negotiates_x25519mlkem768(pki) -> None:
     with Qh3Server(pki.cert, pki.key) as qh3:
-        async def scenario():  # type: ignore[no-untyped-def]
-            client = configure(_alpn(client_configuration(pki)), "prefer")
-            return await echo_once(qh3.port, client)
-
-        result = run(scenario)
+        out = _our_client_against_qh3(pki, qh3, Peer("prefer"))
         record = qh3.next_record()
-    assert (result.group, result.post_quantum) == ("X25519MLKEM768", True)
+    assert (out.group, out.post_quantum) == ("X25519MLKEM768", True)
     assert record["event"] == "handshake"
     assert record["selected_group"] == "X25519MLKEM768"
-    assert result.echo == b"ping over post-quantum QUIC"
+    assert out.echo == PING
 
 
 @pytest.mark.parametrize("group", ["X25519MLKEM768", "x25519", "secp256r1"])
 def test_our_require_or_prefer_client_with_one_group_against_qh3(pki, group: str) -> None:
     policy = "require" if group == "X25519MLKEM768" else "prefer"
     with Qh3Server(pki.cert, pki.key) as qh3:
-        async def scenario():  # type: ignore[no-untyped-def]
-            client = configure(_alpn(client_configuration(pki)), policy, groups=[group])
-            return await echo_once(qh3.port, client)
-
-        result = run(scenario)
+        out = _our_client_against_qh3(pki, qh3, Peer(policy, groups=[group]))
         record = qh3.next_record()
-    assert result.group == record["selected_group"] == group
+    assert out.group == record["selected_group"] == group
 
 
 def test_our_require_client_against_classical_only_qh3_server_fails_clearly(
     pki, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with Qh3Server(pki.cert, pki.key, groups=["x25519", "secp256r1"]) as qh3:
-        async def scenario():  # type: ignore[no-untyped-def]
-            client = configure(_alpn(client_configuration(pki)), "require")
-            return await expect_handshake_failure(qh3.port, client)
-
-        with caplog.at_level(logging.ERROR, logger="pq_quic_plugin"):
-            event = run(scenario)
-    assert event.error_code == HANDSHAKE_FAILURE
-    assert "no post-quantum group in common" in event.reason_phrase
-    assert "X25519MLKEM768" in event.reason_phrase
+    with Qh3Server(pki.cert, pki.key, groups=["x25519", "secp256r1"]) as qh3, \
+            caplog.at_level(logging.ERROR, logger="pq_quic_plugin"):
+        out = _our_client_against_qh3(pki, qh3, Peer("require"), fails=True)
+    assert out.error is not None and out.error.error_code == HANDSHAKE_FAILURE
+    assert "no post-quantum group in common" in out.error.reason_phrase
+    assert "X25519MLKEM768" in out.error.reason_phrase
 
 
 def test_classical_only_qh3_client_refused_by_our_require_server(
     pki, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(_alpn(server_configuration(pki)), "require")
+        server = Peer("require").apply(server_configuration(pki, alpn=ECHO_ALPN))
         async with running_server(server) as srv:
             with pytest.raises(Qh3HandshakeError) as info:
                 await qh3_handshake_async(

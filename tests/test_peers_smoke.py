@@ -8,7 +8,6 @@ Real UDP on 127.0.0.1 only.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime
 import hashlib
@@ -17,10 +16,7 @@ import os
 
 import aioquic.tls
 import pytest
-from aioquic.asyncio import QuicConnectionProtocol, serve
 from aioquic.quic import events
-from aioquic.quic.configuration import QuicConfiguration
-from certs import TestPKI
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -33,11 +29,15 @@ from peers.qh3_peer import (
     qh3_handshake,
     qh3_handshake_async,
 )
+from quic_util import EchoServerProtocol, run, running_server, server_configuration
+
+from pq_quic_plugin.aioquic_binding.facade import quic_of
+from pq_quic_plugin.devcert import DevPKI
 
 PQ, CLASSICAL = "X25519MLKEM768", "x25519"
 
 
-def test_pki_is_a_ca_and_a_p256_server_leaf(pki: TestPKI) -> None:
+def test_pki_is_a_ca_and_a_p256_server_leaf(pki: DevPKI) -> None:
     ca = x509.load_pem_x509_certificate(pki.ca_pem)
     leaf = x509.load_pem_x509_certificate(pki.cert.read_bytes())
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
@@ -59,7 +59,7 @@ def test_pki_is_a_ca_and_a_p256_server_leaf(pki: TestPKI) -> None:
     assert pki.spki_sha256_b64 == base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
-def test_qh3_client_and_server_negotiate_x25519mlkem768(pki: TestPKI) -> None:
+def test_qh3_client_and_server_negotiate_x25519mlkem768(pki: DevPKI) -> None:
     with Qh3Server(pki.cert, pki.key) as server:
         result = qh3_handshake("127.0.0.1", server.port, ECHO_ALPN, pki.ca_cert)
         record = server.next_record()
@@ -70,7 +70,7 @@ def test_qh3_client_and_server_negotiate_x25519mlkem768(pki: TestPKI) -> None:
     assert record["qh3_key_exchange"] == [PQ]  # qh3's own state agrees with the wire
 
 
-def test_qh3_http3_get_reports_the_group_the_server_saw(pki: TestPKI) -> None:
+def test_qh3_http3_get_reports_the_group_the_server_saw(pki: DevPKI) -> None:
     with Qh3Server(pki.cert, pki.key) as server:
         result = qh3_handshake("localhost", server.port, "h3", pki.ca_cert)
     assert result.alpn == "h3" and result.status == 200
@@ -78,7 +78,7 @@ def test_qh3_http3_get_reports_the_group_the_server_saw(pki: TestPKI) -> None:
     assert body["selected_group"] == result.selected_group == PQ
 
 
-def test_restricted_qh3_server_selects_classical(pki: TestPKI) -> None:
+def test_restricted_qh3_server_selects_classical(pki: DevPKI) -> None:
     with Qh3Server(pki.cert, pki.key, groups=[CLASSICAL, "secp256r1"]) as server:
         default = qh3_handshake("127.0.0.1", server.port, ECHO_ALPN, pki.ca_cert)
         p256 = qh3_handshake("127.0.0.1", server.port, ECHO_ALPN, pki.ca_cert,
@@ -90,7 +90,7 @@ def test_restricted_qh3_server_selects_classical(pki: TestPKI) -> None:
     assert [r["qh3_key_exchange"] for r in records] == [[CLASSICAL], ["secp256r1"]]
 
 
-def test_no_common_group_fails_with_the_servers_reason(pki: TestPKI) -> None:
+def test_no_common_group_fails_with_the_servers_reason(pki: DevPKI) -> None:
     with Qh3Server(pki.cert, pki.key, groups=[PQ]) as server:
         with pytest.raises(Qh3HandshakeError, match="No supported key share") as failure:
             qh3_handshake("127.0.0.1", server.port, ECHO_ALPN, pki.ca_cert,
@@ -101,7 +101,7 @@ def test_no_common_group_fails_with_the_servers_reason(pki: TestPKI) -> None:
     assert record["event"] == "failed" and record["selected_group"] is None
 
 
-def test_server_child_process_is_reaped(pki: TestPKI) -> None:
+def test_server_child_process_is_reaped(pki: DevPKI) -> None:
     with Qh3Server(pki.cert, pki.key) as server:
         pid = server.pid
         assert pid is not None
@@ -110,34 +110,25 @@ def test_server_child_process_is_reaped(pki: TestPKI) -> None:
         os.kill(pid, 0)
 
 
-class _StockEchoProtocol(QuicConnectionProtocol):
+class _StockEchoProtocol(EchoServerProtocol):
     """Plain aioquic echo server; remembers its TLS contexts to check they are stock."""
 
     contexts: list[aioquic.tls.Context] = []
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         if isinstance(event, events.HandshakeCompleted):
-            self.contexts.append(self._quic.tls)
-        elif isinstance(event, events.StreamDataReceived):
-            self._quic.send_stream_data(event.stream_id, event.data, event.end_stream)
-            self.transmit()
+            self.contexts.append(quic_of(self).tls)
+        super().quic_event_received(event)
 
 
-def test_qh3_client_against_stock_aioquic_falls_back_to_classical(pki: TestPKI) -> None:
+def test_qh3_client_against_stock_aioquic_falls_back_to_classical(pki: DevPKI) -> None:
     async def main() -> Qh3Result:
-        configuration = QuicConfiguration(is_client=False, alpn_protocols=[ECHO_ALPN])
-        configuration.load_cert_chain(str(pki.cert), str(pki.key))
-        server = await serve("127.0.0.1", 0, configuration=configuration,
-                             create_protocol=_StockEchoProtocol)
-        try:
-            assert server._transport is not None
-            port = server._transport.get_extra_info("sockname")[1]
-            return await qh3_handshake_async("127.0.0.1", port, ECHO_ALPN, pki.ca_cert)
-        finally:
-            server.close()
+        stock = server_configuration(pki, alpn=ECHO_ALPN)
+        async with running_server(stock, _StockEchoProtocol) as server:
+            return await qh3_handshake_async("127.0.0.1", server.port, ECHO_ALPN, pki.ca_cert)
 
     _StockEchoProtocol.contexts = []
-    result = asyncio.run(main())
+    result = run(main)
     assert result.response == b"ping"
     assert PQ in result.offered_key_shares and result.selected_group == CLASSICAL
     (context,) = _StockEchoProtocol.contexts
@@ -145,7 +136,7 @@ def test_qh3_client_against_stock_aioquic_falls_back_to_classical(pki: TestPKI) 
     assert context._x25519_private_key is not None  # aioquic's own view: it chose X25519
 
 
-def test_niquests_forced_to_http3(pki: TestPKI) -> None:
+def test_niquests_forced_to_http3(pki: DevPKI) -> None:
     with Qh3Server(pki.cert, pki.key) as server:
         result = niquests_h3_get(f"https://127.0.0.1:{server.port}/", pki.ca_cert)
         record = server.next_record()

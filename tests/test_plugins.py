@@ -46,26 +46,19 @@ example = "pq_quic_example_group"
 """
 
 HANDSHAKE_SCRIPT = """
-import asyncio, json, sys, types
+import json, sys, types
 from pathlib import Path
-from quic_util import client_configuration, echo_once, running_server, server_configuration
+from quic_util import Peer, handshake
 import pq_quic_plugin
-from pq_quic_plugin import configure
 
 pki = types.SimpleNamespace(
     cert=Path(sys.argv[1]), key=Path(sys.argv[2]), ca_cert=Path(sys.argv[3])
 )
-
-async def main():
-    server = configure(server_configuration(pki), "require")
-    client = configure(client_configuration(pki), "require", groups=["x25519mlkem1024example"])
-    async with running_server(server) as srv:
-        result = await echo_once(srv.port, client)
-        return {"client": result.group, "server": srv.results[0]["group"],
-                "names": [g.name for g in pq_quic_plugin.available_groups()],
-                "echo": result.echo.decode()}
-
-print(json.dumps(asyncio.run(main())))
+out = handshake(pki, server=Peer("require"),
+                client=Peer("require", groups=["x25519mlkem1024example"]))
+print(json.dumps({"client": out.group, "server": out.server[0]["group"],
+                  "names": [g.name for g in pq_quic_plugin.available_groups()],
+                  "echo": out.echo.decode()}))
 """
 
 

@@ -2,79 +2,55 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 
 import pytest
 from aioquic import tls
+from aioquic.quic.configuration import QuicConfiguration
 from quic_util import (
     HANDSHAKE_FAILURE,
+    PING,
+    STOCK,
     UNEXPECTED_MESSAGE,
-    RecordingServerProtocol,
-    client_configuration,
-    echo_once,
-    expect_handshake_failure,
-    run,
-    running_server,
-    server_configuration,
+    Peer,
+    handshake,
 )
 
-from pq_quic_plugin import configure
 from pq_quic_plugin.aioquic_binding import PostQuantumContext, settings_of
 from pq_quic_plugin.aioquic_binding.hook import _SETTINGS_ATTR
 
 
-def test_hrr_client_with_only_x25519_share_ends_on_x25519mlkem768(pki) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(server_configuration(pki), "prefer")
-        client = configure(
-            client_configuration(pki),
-            "prefer",
-            groups=["X25519MLKEM768", "x25519"],
-            key_shares=["x25519"],
-        )
-        async with running_server(server) as srv:
-            return await echo_once(srv.port, client), srv.results
-
-    result, server_results = run(scenario)
-    assert result.group == "X25519MLKEM768" and result.retry is True
-    assert server_results == [{"group": "X25519MLKEM768", "retry": True}]
-    assert result.echo == b"ping over post-quantum QUIC"
-
-
-def test_hrr_under_require_too(pki) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(server_configuration(pki), "require", groups=["X25519MLKEM768"])
-        client = configure(
-            client_configuration(pki),
-            "require",
-            groups=["MLKEM768", "X25519MLKEM768"],
-            key_shares=["MLKEM768"],
-        )
-        async with running_server(server) as srv:
-            return await echo_once(srv.port, client)
-
-    result = run(scenario)
-    assert (result.group, result.retry) == ("X25519MLKEM768", True)
-
-
-def test_no_hrr_when_a_post_quantum_share_is_already_there(pki) -> None:
-    # The server prefers X25519MLKEM768 but the client only sent MLKEM768 (also post-quantum):
-    # a retry would cost a round trip and buy nothing, so the server takes MLKEM768.
-    async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(server_configuration(pki), "prefer")
-        client = configure(
-            client_configuration(pki),
-            "prefer",
-            groups=["X25519MLKEM768", "MLKEM768"],
-            key_shares=["MLKEM768"],
-        )
-        async with running_server(server) as srv:
-            return await echo_once(srv.port, client)
-
-    result = run(scenario)
-    assert (result.group, result.retry) == ("MLKEM768", False)
+@pytest.mark.parametrize(
+    "server,client,group,retry",
+    [
+        pytest.param(
+            Peer("prefer"),
+            Peer("prefer", groups=["X25519MLKEM768", "x25519"], key_shares=["x25519"]),
+            "X25519MLKEM768", True,
+            id="hrr-client-with-only-x25519-share-ends-on-x25519mlkem768",
+        ),
+        pytest.param(
+            Peer("require", groups=["X25519MLKEM768"]),
+            Peer("require", groups=["MLKEM768", "X25519MLKEM768"], key_shares=["MLKEM768"]),
+            "X25519MLKEM768", True,
+            id="hrr-under-require-too",
+        ),
+        pytest.param(
+            # The server prefers X25519MLKEM768 but the client only sent MLKEM768 (also
+            # post-quantum): a retry would cost a round trip and buy nothing.
+            Peer("prefer"),
+            Peer("prefer", groups=["X25519MLKEM768", "MLKEM768"], key_shares=["MLKEM768"]),
+            "MLKEM768", False,
+            id="no-hrr-when-a-post-quantum-share-is-already-there",
+        ),
+    ],
+)
+def test_hello_retry_request(pki, server: Peer, client: Peer, group: str, retry: bool) -> None:
+    out = handshake(pki, server=server, client=client)
+    assert (out.group, out.retry) == (group, retry)
+    assert out.server == [{"group": group, "retry": retry}]
+    assert out.echo == PING
 
 
 class RetryAgainContext(PostQuantumContext):
@@ -96,91 +72,63 @@ class RetryAgainContext(PostQuantumContext):
         super()._server_handle_hello(input_buf, initial_buf, handshake_buf)
 
 
-def test_second_hrr_in_one_handshake_is_an_error(pki, caplog: pytest.LogCaptureFixture) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(server_configuration(pki), "prefer")
-        settings = settings_of(server)
-        setattr(
-            server, _SETTINGS_ATTR, dataclasses.replace(settings, context_class=RetryAgainContext)
-        )
-        client = configure(
-            client_configuration(pki),
-            "prefer",
-            groups=["X25519MLKEM768", "x25519", "secp256r1"],
-            key_shares=["x25519"],
-        )
-        async with running_server(server, RecordingServerProtocol) as srv:
-            event = await expect_handshake_failure(srv.port, client)
-            await asyncio.sleep(0.2)
-            return event
+def _retry_again(config: QuicConfiguration) -> None:
+    """Swap the server's TLS context for :class:`RetryAgainContext`."""
+    replaced = dataclasses.replace(settings_of(config), context_class=RetryAgainContext)
+    setattr(config, _SETTINGS_ATTR, replaced)
 
-    RecordingServerProtocol.terminations = []
-    event = run(scenario)
+
+def test_second_hrr_in_one_handshake_is_an_error(pki) -> None:
+    out = handshake(
+        pki,
+        server=Peer("prefer", tweak=_retry_again),
+        client=Peer("prefer", groups=["X25519MLKEM768", "x25519", "secp256r1"],
+                    key_shares=["x25519"]),
+        fails=True,
+    )
     # Our client sent the alert itself, so its own close carries unexpected_message.
-    assert event.error_code == UNEXPECTED_MESSAGE, event
-    assert "second HelloRetryRequest" in event.reason_phrase
-    assert [t.error_code for t in RecordingServerProtocol.terminations] == [UNEXPECTED_MESSAGE]
+    assert out.error is not None
+    assert out.error.error_code == UNEXPECTED_MESSAGE, out.error
+    assert "second HelloRetryRequest" in out.error.reason_phrase
+    assert [t.error_code for t in out.server_closes] == [UNEXPECTED_MESSAGE]
 
 
 def test_require_client_against_classical_only_server_fails_clearly(
     pki, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
-        stock_server = server_configuration(pki)  # stock aioquic: P-256, P-384, X25519 only
-        client = configure(client_configuration(pki), "require")
-        async with running_server(stock_server) as srv:
-            event = await expect_handshake_failure(srv.port, client)
-            return event, srv.results
-
+    # A stock aioquic server offers P-256, P-384 and X25519 only.
     with caplog.at_level(logging.ERROR, logger="pq_quic_plugin"):
-        event, server_results = run(scenario)
-    assert event.error_code == HANDSHAKE_FAILURE
-    assert "X25519MLKEM768" in event.reason_phrase  # names the groups offered
-    assert "no post-quantum group" in event.reason_phrase
-    assert "No classical connection was made" in event.reason_phrase
-    assert server_results == []  # the server never completed a handshake
+        out = handshake(pki, server=STOCK, client=Peer("require"), fails=True)
+    assert out.error is not None and out.error.error_code == HANDSHAKE_FAILURE
+    assert "X25519MLKEM768" in out.error.reason_phrase  # names the groups offered
+    assert "no post-quantum group" in out.error.reason_phrase
+    assert "No classical connection was made" in out.error.reason_phrase
+    assert out.server == []  # the server never completed a handshake
     assert "no post-quantum group in common" in caplog.text
 
 
 def test_require_server_refuses_classical_only_client_with_alert_and_log(
     pki, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(server_configuration(pki), "require")
-        stock_client = client_configuration(pki)
-        async with running_server(server) as srv:
-            event = await expect_handshake_failure(srv.port, stock_client)
-            return event, srv.results
-
     with caplog.at_level(logging.WARNING, logger="pq_quic_plugin"):
-        event, server_results = run(scenario)
-    assert event.error_code == HANDSHAKE_FAILURE
-    assert "client offered no post-quantum key-exchange group" in event.reason_phrase
-    assert server_results == []
+        out = handshake(pki, server=Peer("require"), client=STOCK, fails=True)
+    assert out.error is not None and out.error.error_code == HANDSHAKE_FAILURE
+    assert "client offered no post-quantum key-exchange group" in out.error.reason_phrase
+    assert out.server == []
     assert "refusing handshake: client offered no post-quantum key-exchange group" in caplog.text
     assert "secp256r1" in caplog.text  # the log names what the client offered
 
 
 def test_prefer_server_gives_stock_client_a_classical_group(pki) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
-        server = configure(server_configuration(pki), "prefer")
-        async with running_server(server) as srv:
-            return await echo_once(srv.port, client_configuration(pki)), srv.results
-
-    result, server_results = run(scenario)
-    assert result.group is None  # stock aioquic records nothing
-    assert server_results[0]["group"] == "x25519"
+    out = handshake(pki, server=Peer("prefer"), client=STOCK)
+    assert out.group is None  # stock aioquic records nothing
+    assert out.server[0]["group"] == "x25519"
 
 
 def test_prefer_client_against_stock_server_falls_back_and_says_so(
     pki, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def scenario():  # type: ignore[no-untyped-def]
-        client = configure(client_configuration(pki), "prefer")
-        async with running_server(server_configuration(pki)) as srv:
-            return await echo_once(srv.port, client)
-
     with caplog.at_level(logging.WARNING, logger="pq_quic_plugin"):
-        result = run(scenario)
-    assert (result.group, result.post_quantum) == ("x25519", False)
+        out = handshake(pki, server=STOCK, client=Peer("prefer"))
+    assert (out.group, out.post_quantum) == ("x25519", False)
     assert "NOT post-quantum" in caplog.text and "policy 'prefer'" in caplog.text

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pq_quic_plugin.policy import Policy
-from pq_quic_plugin.tunnel.config.connector_edge import (
+from pq_quic_plugin.tunnel.config import (
     ConfigError,
     ConnectorConfig,
     HostPort,

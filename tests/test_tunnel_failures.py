@@ -21,7 +21,7 @@ import httpx
 import pytest
 from tunnel_chain import TUNNEL_HOST, running_chain
 
-from pq_quic_plugin.http3.client import HTTP3Error, client_configuration, open_session
+from pq_quic_plugin.http3 import HTTP3Error, client_configuration, open_session
 
 PROMISED = 1_000_000
 SENT = b"0123456789" * 1000
@@ -72,7 +72,7 @@ def test_origin_breaking_off_resets_the_visitor_stream(tmp_path: Path, broken_or
         async def visit() -> tuple[int, int, BaseException | None]:
             config = client_configuration("require", cafile=str(chain.pki.ca_cert))
             async with open_session(chain.url, config) as session:
-                status, _, body = await session.stream("GET", "/file")
+                status, _, body = await session.stream_request("GET", "/file")
                 received, error = 0, None
                 try:
                     async for chunk in body:

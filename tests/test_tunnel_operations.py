@@ -7,7 +7,6 @@ import json
 import signal
 import ssl
 import statistics
-import sys
 import threading
 import time
 import urllib.error
@@ -18,9 +17,12 @@ import pytest
 from peers.chromium import screenshot
 from prometheus_client.parser import text_string_to_metric_families
 from servers import stop
-from tunnel_chain import TUNNEL_HOST, running_chain, start
+from tunnel_chain import TUNNEL_HOST, running_chain, start_edge
+from waiting import wait_until
 
-BACKOFF_BOUND = 16.0  # the connector's maximum backoff (ConnectorSettings.backoff_max)
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+BACKOFF_BOUND = 16.0  # the connector's maximum backoff (connector.supervisor.BACKOFF_MAX)
 
 
 def _http(url: str, method: str = "GET", timeout: float = 10) -> tuple[int, bytes]:
@@ -62,15 +64,6 @@ def _ready(port: int) -> tuple[int, dict]:
     return status, json.loads(body)
 
 
-def _wait(predicate, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(0.25)
-    raise AssertionError(f"{what} did not happen within {timeout}s")
-
-
 class Load:
     """Visitors in threads, bounded in time; records every request's outcome and duration."""
 
@@ -93,6 +86,11 @@ class Load:
         self._stop.set()
         for t in self._threads:
             t.join(60)
+
+    def wait_for(self, count: int, timeout: float, what: str) -> float:
+        """Wait until ``count`` more requests have completed (whatever their outcome)."""
+        target = len(self.results) + count
+        return wait_until(lambda: len(self.results) >= target, timeout, what)
 
 
 @pytest.fixture(scope="module")
@@ -129,23 +127,24 @@ def test_ready_and_healthcheck(chain) -> None:  # type: ignore[no-untyped-def]
 
 def test_failover_when_one_connection_dies(chain) -> None:  # type: ignore[no-untyped-def]
     with Load(chain, clients=4, path="/slow?seconds=0.2") as load:
-        time.sleep(2)
+        load.wait_for(8, 30, "8 requests through both connections before the drop")
         status, body = _http(f"http://127.0.0.1:{chain.edge_metrics}/debug/close-connection"
                              "?conn_index=0", method="POST")
         assert status == 200, body
-        time.sleep(3)
+        load.wait_for(20, 60, "20 requests after connection 0 was dropped")
     outcomes = [r for r, _ in load.results]
     failed = [r for r in outcomes if r != 200]
     print(f"\nfailover: {len(outcomes)} requests, {len(failed)} failed: {failed}")
     assert set(failed) <= {502}
     assert len(failed) <= 4  # at most the requests in flight on the dropped connection
     assert max(d for _, d in load.results) < 10  # none hung
-    back = _wait(lambda: _ready(chain.connector_metrics)[1]["readyConnections"] == 2,
-                 BACKOFF_BOUND + 10, "reconnect to full HA")
+    back = wait_until(lambda: _ready(chain.connector_metrics)[1]["readyConnections"] == 2,
+                      BACKOFF_BOUND + 10, "the connector to reconnect to full HA")
     print(f"failover: back to 2 connections {back:.1f}s later")
     assert "reconnecting in" in chain.connector.log()
 
 
+@pytest.mark.browser
 def test_status_page_in_chromium(chain, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     _visit(chain, "/")
     url = f"http://127.0.0.1:{chain.edge_metrics}/"
@@ -163,14 +162,14 @@ def test_status_page_in_chromium(chain, tmp_path: Path) -> None:  # type: ignore
 
 
 def test_bounded_load(chain) -> None:  # type: ignore[no-untyped-def]
-    clients, seconds = 8, 5.0
+    clients, requests = 8, 200
     with Load(chain, clients=clients, path="/bytes/2048") as load:
-        time.sleep(seconds)
+        seconds = load.wait_for(requests, 60, f"{requests} requests from {clients} clients")
     codes = [r for r, _ in load.results]
     latencies = sorted(d for _, d in load.results)
     p = {q: latencies[min(len(latencies) - 1, int(len(latencies) * q / 100))]
          for q in (50, 90, 99)}
-    print(f"\nload: {clients} clients x {seconds:.0f}s: {len(codes)} requests, "
+    print(f"\nload: {clients} clients x {seconds:.1f}s: {len(codes)} requests, "
           f"{len(codes) / seconds:.1f} req/s, p50 {p[50] * 1000:.0f} ms, "
           f"p90 {p[90] * 1000:.0f} ms, p99 {p[99] * 1000:.0f} ms, "
           f"mean {statistics.mean(latencies) * 1000:.0f} ms")
@@ -183,7 +182,9 @@ def test_sigterm_lets_a_slow_request_finish_then_exits_0(tmp_path: Path) -> None
         visitor = threading.Thread(target=lambda: result.append(
             _visit(chain, "/slow?seconds=3", timeout=30)))
         visitor.start()
-        time.sleep(1)
+        in_flight = ("pq_tunnel_connector_concurrent_requests", ())
+        wait_until(lambda: _metrics(chain.connector_metrics).get(in_flight) == 1, 10,
+                   "the slow request to reach the connector")
         assert chain.connector is not None
         chain.connector.proc.send_signal(signal.SIGTERM)
         visitor.join(30)
@@ -198,16 +199,14 @@ def test_ready_flips_when_the_edge_goes_away_and_comes_back(tmp_path: Path) -> N
         assert _ready(chain.connector_metrics)[0] == 200
         with Load(chain, clients=2) as load:
             stop(chain.edge.proc)
-            gone = _wait(lambda: _ready(chain.connector_metrics)[0] == 503, 20,
-                         "/ready turning 503")
-            edge = start([sys.executable, "-m", "pq_quic_plugin.tunnel", "edge", "--config",
-                          str(chain.dir / "edge.yaml")], chain.dir / "edge-again.log",
-                         cwd=chain.dir)
+            gone = wait_until(lambda: _ready(chain.connector_metrics)[0] == 503, 20,
+                              "the connector's /ready to turn 503")
+            edge = start_edge(chain.dir / "edge.yaml", chain.dir / "edge-again.log", chain.dir)
             chain.extra.append(edge)
-            edge.wait_for_log("Running on", 30)
-            back = _wait(lambda: _ready(chain.connector_metrics)[1].get("readyConnections") == 2,
-                         BACKOFF_BOUND + 15, "full HA after the edge restart")
-            time.sleep(1)
+            back = wait_until(
+                lambda: _ready(chain.connector_metrics)[1].get("readyConnections") == 2,
+                BACKOFF_BOUND + 15, "full HA after the edge restart")
+            load.wait_for(4, 30, "4 requests after the connector is back")
         outcomes = [r for r, _ in load.results]
         failed = [r for r in outcomes if r != 200]
         print(f"\nedge restart: 503 after {gone:.1f}s, full HA {back:.1f}s after restart; "

@@ -24,12 +24,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from pq_quic_plugin.tunnel.origin.client import (
-    Hop,
+from pq_quic_plugin.tunnel.headers import forwardable
+from pq_quic_plugin.tunnel.origin import (
     OriginClient,
     OriginError,
+    OriginHop,
+    OriginRequest,
     OriginResponse,
-    forwardable,
     join_path,
 )
 from tools.loopback import Process, free_port, hypercorn_pq, start, stop
@@ -57,8 +58,7 @@ class Origins:
         return self.http if kind == "http" else self.https
 
     def kw(self, kind: str) -> dict[str, Any]:
-        return {"origin_ca_file": self.ca, "origin_server_name": "localhost"} \
-            if kind == "https" else {}
+        return {"ca_file": self.ca, "server_name": "localhost"} if kind == "https" else {}
 
 
 def _wait_tcp(port: int, process: Process, timeout: float = 30.0) -> None:
@@ -78,30 +78,58 @@ def origins(pki: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orig
     logs = tmp_path_factory.mktemp("origins")
     http_port, pq_port, classical_port = free_port(), free_port(), free_port()
     tls = ["--certfile", str(pki.cert), "--keyfile", str(pki.key)]
-    plain = start([sys.executable, "-m", "hypercorn", "-b", f"127.0.0.1:{http_port}",
-                   "origin_app:app"], logs / "plain.log", cwd=APPS)
+    plain = start(
+        [sys.executable, "-m", "hypercorn", "-b", f"127.0.0.1:{http_port}", "origin_app:app"],
+        logs / "plain.log",
+        cwd=APPS,
+    )
     try:
         _wait_tcp(http_port, plain)
-        with hypercorn_pq(["--pq", *tls, "-b", f"127.0.0.1:{pq_port}", "origin_app:app"],
-                          logs, port=pq_port, cwd=APPS), \
-             hypercorn_pq(["--pq", "--pq-groups", "x25519", *tls, "-b",
-                           f"127.0.0.1:{classical_port}", "origin_app:app"],
-                          logs, port=classical_port, cwd=APPS):
-            yield Origins(f"http://127.0.0.1:{http_port}", f"https://127.0.0.1:{pq_port}",
-                          f"https://127.0.0.1:{classical_port}", str(pki.ca_cert), logs)
+        with (
+            hypercorn_pq(
+                ["--pq", *tls, "-b", f"127.0.0.1:{pq_port}", "origin_app:app"],
+                logs,
+                port=pq_port,
+                cwd=APPS,
+            ),
+            hypercorn_pq(
+                [
+                    "--pq",
+                    "--pq-groups",
+                    "x25519",
+                    *tls,
+                    "-b",
+                    f"127.0.0.1:{classical_port}",
+                    "origin_app:app",
+                ],
+                logs,
+                port=classical_port,
+                cwd=APPS,
+            ),
+        ):
+            yield Origins(
+                f"http://127.0.0.1:{http_port}",
+                f"https://127.0.0.1:{pq_port}",
+                f"https://127.0.0.1:{classical_port}",
+                str(pki.ca_cert),
+                logs,
+            )
     finally:
         stop(plain.proc)
 
 
-def run(factory: Callable[[OriginClient], Awaitable[T]], policy: str = "prefer",
-        **options: Any) -> T:
+def run(
+    factory: Callable[[OriginClient], Awaitable[T]], policy: str = "prefer", **options: Any
+) -> T:
     """Run one coroutine with a fresh client (closed afterwards) on a fresh loop."""
+
     async def main() -> T:
         client = OriginClient(policy, **options)
         try:
             return await factory(client)
         finally:
             await client.aclose()
+
     return asyncio.run(main())
 
 
@@ -173,18 +201,32 @@ def test_join_path_keeps_the_query_and_the_base() -> None:
 
 
 def test_forwardable_drops_hop_by_hop_headers() -> None:
-    headers = [("Host", "a.example"), ("Connection", "keep-alive, X-Secret"),
-               ("Keep-Alive", "5"), ("X-Secret", "1"), ("Proxy-Authorization", "x"),
-               ("Proxy-Foo", "y"), ("TE", "trailers"), ("Trailer", "x"), ("Upgrade", "h2c"),
-               ("Transfer-Encoding", "chunked"), (":path", "/"), ("X-Kept", "2")]
+    headers = [
+        ("Host", "a.example"),
+        ("Connection", "keep-alive, X-Secret"),
+        ("Keep-Alive", "5"),
+        ("X-Secret", "1"),
+        ("Proxy-Authorization", "x"),
+        ("Proxy-Foo", "y"),
+        ("TE", "trailers"),
+        ("Trailer", "x"),
+        ("Upgrade", "h2c"),
+        ("Transfer-Encoding", "chunked"),
+        (":path", "/"),
+        ("X-Kept", "2"),
+    ]
     assert forwardable(headers) == [("Host", "a.example"), ("TE", "trailers"), ("X-Kept", "2")]
     assert forwardable([("te", "gzip")]) == []
 
 
 def test_hop_as_dict_is_what_the_origin_middleware_reads() -> None:
-    hop = Hop("connector-origin", "quic", "X25519MLKEM768", True)
-    assert hop.as_dict() == {"hop": "connector-origin", "transport": "quic",
-                             "group": "X25519MLKEM768", "post_quantum": True}
+    hop = OriginHop("connector-origin", "quic", "X25519MLKEM768", True)
+    assert hop.as_dict() == {
+        "hop": "connector-origin",
+        "transport": "quic",
+        "group": "X25519MLKEM768",
+        "post_quantum": True,
+    }
 
 
 # ---------------------------------------------------------------------------- requests
@@ -194,11 +236,23 @@ def test_hop_as_dict_is_what_the_origin_middleware_reads() -> None:
 def test_get_keeps_host_and_strips_hop_by_hop(origins: Origins, kind: str) -> None:
     async def go(client: OriginClient) -> tuple[OriginResponse, dict]:
         response = await client.request(
-            origins.url(kind) + "/base", "GET", "/headers?x=1&y=2",
-            [("Host", "visitor.example"), ("Connection", "X-Drop"), ("X-Drop", "1"),
-             ("Keep-Alive", "timeout=5"), ("Proxy-Authorization", "Basic eA=="),
-             ("Upgrade", "websocket"), ("X-Custom", "kept")],
-            nothing(), **origins.kw(kind))
+            OriginRequest(
+                origins.url(kind) + "/base",
+                "GET",
+                "/headers?x=1&y=2",
+                [
+                    ("Host", "visitor.example"),
+                    ("Connection", "X-Drop"),
+                    ("X-Drop", "1"),
+                    ("Keep-Alive", "timeout=5"),
+                    ("Proxy-Authorization", "Basic eA=="),
+                    ("Upgrade", "websocket"),
+                    ("X-Custom", "kept"),
+                ],
+                nothing(),
+                **origins.kw(kind),
+            )
+        )
         return response, json.loads(await read_all(response))
 
     response, seen = run(go)
@@ -215,10 +269,10 @@ def test_get_keeps_host_and_strips_hop_by_hop(origins: Origins, kind: str) -> No
     assert "transfer-encoding" not in received and "content-length" not in received
     if kind == "http":
         assert seen["http_version"] == "1.1"
-        assert response.hop == Hop("connector-origin", "http/1.1", None, False)
+        assert response.hop == OriginHop("connector-origin", "http/1.1", None, False)
     else:
         assert seen["http_version"] == "3"
-        assert response.hop == Hop("connector-origin", "quic", "X25519MLKEM768", True)
+        assert response.hop == OriginHop("connector-origin", "quic", "X25519MLKEM768", True)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -230,8 +284,11 @@ def test_post_bodies_with_and_without_length(origins: Origins, kind: str) -> Non
             ([("Host", "v"), ("Content-Length", "5")], chunks(b"he", b"llo")),
             ([("Host", "v")], nothing()),  # a POST without a body
         ]:
-            response = await client.request(origins.url(kind), "POST", "/headers", headers,
-                                            body, **origins.kw(kind))
+            response = await client.request(
+                OriginRequest(
+                    origins.url(kind), "POST", "/headers", headers, body, **origins.kw(kind)
+                )
+            )
             assert response.status == 200
             seen.append(json.loads(await read_all(response)))
         return seen
@@ -246,20 +303,40 @@ def test_post_bodies_with_and_without_length(origins: Origins, kind: str) -> Non
 
 
 def test_hops_callback_tells_the_origin_the_negotiated_group(origins: Origins) -> None:
-    def with_hops(hop: Hop) -> list[tuple[str, str]]:
-        hops = [{"hop": "edge-connector", "transport": "quic", "group": "X25519MLKEM768",
-                 "post_quantum": True}, hop.as_dict()]
+    def with_hops(hop: OriginHop) -> list[tuple[str, str]]:
+        hops = [
+            {
+                "hop": "edge-connector",
+                "transport": "quic",
+                "group": "X25519MLKEM768",
+                "post_quantum": True,
+            },
+            hop.as_dict(),
+        ]
         return [("Host", "v"), ("pq-tunnel-hops", json.dumps(hops))]
 
     async def go(client: OriginClient) -> dict:
-        response = await client.request(origins.https, "GET", "/headers", [("Host", "v")],
-                                        nothing(), hops_callback=with_hops, **origins.kw("https"))
+        response = await client.request(
+            OriginRequest(
+                origins.https,
+                "GET",
+                "/headers",
+                [("Host", "v")],
+                nothing(),
+                headers_for=with_hops,
+                **origins.kw("https"),
+            )
+        )
         return json.loads(await read_all(response))
 
     seen = run(go)
     hops = json.loads(dict(seen["headers"])["pq-tunnel-hops"])
-    assert hops[-1] == {"hop": "connector-origin", "transport": "quic",
-                        "group": "X25519MLKEM768", "post_quantum": True}
+    assert hops[-1] == {
+        "hop": "connector-origin",
+        "transport": "quic",
+        "group": "X25519MLKEM768",
+        "post_quantum": True,
+    }
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -268,8 +345,17 @@ def test_large_upload_streams_with_bounded_memory(origins: Origins, kind: str) -
 
     async def go(client: OriginClient) -> tuple[dict, int]:
         with Memory() as memory:
-            response = await client.request(origins.url(kind), "POST", "/sha256", [("Host", "v")],
-                                            body(), timeout=120, **origins.kw(kind))
+            response = await client.request(
+                OriginRequest(
+                    origins.url(kind),
+                    "POST",
+                    "/sha256",
+                    [("Host", "v")],
+                    body(),
+                    timeout=120,
+                    **origins.kw(kind),
+                )
+            )
             result = json.loads(await read_all(response))
         return result, memory.peak
 
@@ -283,8 +369,16 @@ def test_large_download_streams_with_bounded_memory(origins: Origins, kind: str)
     async def go(client: OriginClient) -> tuple[int, str, int]:
         digest, length = hashlib.sha256(), 0
         with Memory() as memory:
-            response = await client.request(origins.url(kind), "GET", f"/bytes/{BIG}",
-                                            [("Host", "v")], nothing(), **origins.kw(kind))
+            response = await client.request(
+                OriginRequest(
+                    origins.url(kind),
+                    "GET",
+                    f"/bytes/{BIG}",
+                    [("Host", "v")],
+                    nothing(),
+                    **origins.kw(kind),
+                )
+            )
             assert response.status == 200
             async for chunk in response.body:
                 digest.update(chunk)
@@ -306,8 +400,16 @@ def test_slow_reader_holds_back_the_origin(origins: Origins, kind: str) -> None:
 
     async def go(client: OriginClient) -> tuple[int, str, int]:
         digest, length = hashlib.sha256(), 0
-        response = await client.request(origins.url(kind), "GET", f"/bytes/{BIG}",
-                                        [("Host", "v")], nothing(), **origins.kw(kind))
+        response = await client.request(
+            OriginRequest(
+                origins.url(kind),
+                "GET",
+                f"/bytes/{BIG}",
+                [("Host", "v")],
+                nothing(),
+                **origins.kw(kind),
+            )
+        )
         with Memory() as memory:
             first = await response.body.__anext__()
             await asyncio.sleep(5)  # time enough for the origin to send a lot more
@@ -340,8 +442,11 @@ def test_echo_is_full_duplex(origins: Origins, kind: str) -> None:
                 if i == 0:
                     await asyncio.wait_for(echoed.wait(), 20)
 
-        response = await client.request(origins.url(kind), "POST", "/echo", [("Host", "v")],
-                                        body(), **origins.kw(kind))
+        response = await client.request(
+            OriginRequest(
+                origins.url(kind), "POST", "/echo", [("Host", "v")], body(), **origins.kw(kind)
+            )
+        )
         received = bytearray()
         async for chunk in response.body:
             received.extend(chunk)
@@ -356,17 +461,33 @@ def test_echo_is_full_duplex(origins: Origins, kind: str) -> None:
 def test_aclose_cancels_and_the_client_stays_usable(origins: Origins, kind: str) -> None:
     async def go(client: OriginClient) -> tuple[list[int], int]:
         statuses = []
-        response = await client.request(origins.url(kind), "GET", f"/bytes/{BIG}",
-                                        [("Host", "v")], nothing(), **origins.kw(kind))
+        response = await client.request(
+            OriginRequest(
+                origins.url(kind),
+                "GET",
+                f"/bytes/{BIG}",
+                [("Host", "v")],
+                nothing(),
+                **origins.kw(kind),
+            )
+        )
         await response.body.__anext__()
         await response.aclose()
         await response.aclose()  # twice is fine
         for _ in range(3):
-            again = await client.request(origins.url(kind), "GET", "/headers", [("Host", "v")],
-                                         nothing(), **origins.kw(kind))
+            again = await client.request(
+                OriginRequest(
+                    origins.url(kind),
+                    "GET",
+                    "/headers",
+                    [("Host", "v")],
+                    nothing(),
+                    **origins.kw(kind),
+                )
+            )
             statuses.append(again.status)
             await read_all(again)
-        return statuses, len(client._sessions)
+        return statuses, client.quic_sessions
 
     statuses, sessions = run(go)
     assert statuses == [200, 200, 200]
@@ -377,8 +498,9 @@ def test_http_keepalive_reuses_the_connection(origins: Origins) -> None:
     async def go(client: OriginClient) -> list[list]:
         ports = []
         for _ in range(3):
-            response = await client.request(origins.http, "GET", "/headers", [("Host", "v")],
-                                            nothing())
+            response = await client.request(
+                OriginRequest(origins.http, "GET", "/headers", [("Host", "v")], nothing())
+            )
             ports.append(json.loads(await read_all(response))["client"])
         return ports
 
@@ -390,14 +512,22 @@ def test_http_keepalive_reuses_the_connection(origins: Origins) -> None:
 def test_concurrent_requests_share_connections(origins: Origins, kind: str) -> None:
     async def go(client: OriginClient) -> tuple[list[int], int]:
         async def one(i: int) -> int:
-            response = await client.request(origins.url(kind), "GET", f"/bytes/{1000 + i}",
-                                            [("Host", "v")], nothing(), **origins.kw(kind))
+            response = await client.request(
+                OriginRequest(
+                    origins.url(kind),
+                    "GET",
+                    f"/bytes/{1000 + i}",
+                    [("Host", "v")],
+                    nothing(),
+                    **origins.kw(kind),
+                )
+            )
             body = await read_all(response)
             assert body == pattern(1000 + i)
             return response.status
 
         statuses = await asyncio.gather(*(one(i) for i in range(30)))
-        return list(statuses), len(client._sessions)
+        return list(statuses), client.quic_sessions
 
     statuses, sessions = run(go)
     assert statuses == [200] * 30
@@ -412,7 +542,7 @@ def test_refused_connection_is_502_naming_the_origin() -> None:
 
     async def go(client: OriginClient) -> OriginError:
         with pytest.raises(OriginError) as caught:
-            await client.request(url, "GET", "/", [("Host", "v")], nothing())
+            await client.request(OriginRequest(url, "GET", "/", [("Host", "v")], nothing()))
         return caught.value
 
     error = run(go)
@@ -425,7 +555,7 @@ def test_https_origin_not_answering_quic_is_504_naming_the_origin() -> None:
 
     async def go(client: OriginClient) -> OriginError:
         with pytest.raises(OriginError) as caught:
-            await client.request(url, "GET", "/", [("Host", "v")], nothing())
+            await client.request(OriginRequest(url, "GET", "/", [("Host", "v")], nothing()))
         return caught.value
 
     error = run(go, connect_timeout=1.0)
@@ -437,10 +567,22 @@ def test_https_origin_not_answering_quic_is_504_naming_the_origin() -> None:
 def test_slow_origin_is_504(origins: Origins, kind: str) -> None:
     async def go(client: OriginClient) -> tuple[OriginError, int]:
         with pytest.raises(OriginError) as caught:
-            await client.request(origins.url(kind), "GET", "/slow?delay=10", [("Host", "v")],
-                                 nothing(), timeout=1, **origins.kw(kind))
-        after = await client.request(origins.url(kind), "GET", "/headers", [("Host", "v")],
-                                     nothing(), **origins.kw(kind))
+            await client.request(
+                OriginRequest(
+                    origins.url(kind),
+                    "GET",
+                    "/slow?delay=10",
+                    [("Host", "v")],
+                    nothing(),
+                    timeout=1,
+                    **origins.kw(kind),
+                )
+            )
+        after = await client.request(
+            OriginRequest(
+                origins.url(kind), "GET", "/headers", [("Host", "v")], nothing(), **origins.kw(kind)
+            )
+        )
         await read_all(after)
         return caught.value, after.status
 
@@ -454,8 +596,9 @@ def test_origin_that_stops_reading_the_upload_holds_it_back(origins: Origins) ->
 
     async def go(client: OriginClient) -> OriginError:
         with pytest.raises(OriginError) as caught:
-            await client.request(origins.http, "POST", "/stall", [("Host", "v")], body(),
-                                 timeout=2)
+            await client.request(
+                OriginRequest(origins.http, "POST", "/stall", [("Host", "v")], body(), timeout=2)
+            )
         return caught.value
 
     error = run(go)
@@ -465,6 +608,7 @@ def test_origin_that_stops_reading_the_upload_holds_it_back(origins: Origins) ->
 
 async def raw_origin(reply: bytes) -> tuple[asyncio.AbstractServer, str]:
     """A TCP server on loopback that answers every request with ``reply`` and closes."""
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(reply)
@@ -480,7 +624,7 @@ def test_malformed_response_is_502_naming_the_origin() -> None:
         server, url = await raw_origin(b"HELLO THERE\r\n\r\n")
         async with server:
             with pytest.raises(OriginError) as caught:
-                await client.request(url, "GET", "/x", [("Host", "v")], nothing())
+                await client.request(OriginRequest(url, "GET", "/x", [("Host", "v")], nothing()))
         return url, caught.value
 
     url, error = run(go)
@@ -492,7 +636,9 @@ def test_body_broken_off_by_the_origin_raises_from_the_iterator() -> None:
         server, url = await raw_origin(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
         received = b""
         async with server:
-            response = await client.request(url, "GET", "/x", [("Host", "v")], nothing())
+            response = await client.request(
+                OriginRequest(url, "GET", "/x", [("Host", "v")], nothing())
+            )
             with pytest.raises(OriginError) as caught:
                 async for chunk in response.body:
                     received += chunk
@@ -511,8 +657,16 @@ def test_unknown_policy_fails_at_once() -> None:
 def test_require_policy_refuses_a_classical_origin(origins: Origins) -> None:
     async def go(client: OriginClient) -> OriginError:
         with pytest.raises(OriginError) as caught:
-            await client.request(origins.classical, "GET", "/headers", [("Host", "v")],
-                                 nothing(), **origins.kw("https"))
+            await client.request(
+                OriginRequest(
+                    origins.classical,
+                    "GET",
+                    "/headers",
+                    [("Host", "v")],
+                    nothing(),
+                    **origins.kw("https"),
+                )
+            )
         return caught.value
 
     error = run(go, policy="require")
@@ -523,14 +677,22 @@ def test_require_policy_refuses_a_classical_origin(origins: Origins) -> None:
 
 def test_prefer_policy_reports_a_classical_origin_honestly(origins: Origins) -> None:
     async def go(client: OriginClient) -> OriginResponse:
-        response = await client.request(origins.classical, "GET", "/headers", [("Host", "v")],
-                                        nothing(), **origins.kw("https"))
+        response = await client.request(
+            OriginRequest(
+                origins.classical,
+                "GET",
+                "/headers",
+                [("Host", "v")],
+                nothing(),
+                **origins.kw("https"),
+            )
+        )
         await read_all(response)
         return response
 
     response = run(go)
     assert response.status == 200
-    assert response.hop == Hop("connector-origin", "quic", "x25519", False)
+    assert response.hop == OriginHop("connector-origin", "quic", "x25519", False)
 
 
 def test_body_failure_from_the_visitor_propagates_unchanged(origins: Origins) -> None:
@@ -543,11 +705,22 @@ def test_body_failure_from_the_visitor_propagates_unchanged(origins: Origins) ->
 
     async def go(client: OriginClient, kind: str) -> None:
         with pytest.raises(VisitorGone):
-            response = await client.request(origins.url(kind), "POST", "/sha256",
-                                            [("Host", "v")], broken(), **origins.kw(kind))
+            response = await client.request(
+                OriginRequest(
+                    origins.url(kind),
+                    "POST",
+                    "/sha256",
+                    [("Host", "v")],
+                    broken(),
+                    **origins.kw(kind),
+                )
+            )
             await read_all(response)
-        after = await client.request(origins.url(kind), "GET", "/headers", [("Host", "v")],
-                                     nothing(), **origins.kw(kind))
+        after = await client.request(
+            OriginRequest(
+                origins.url(kind), "GET", "/headers", [("Host", "v")], nothing(), **origins.kw(kind)
+            )
+        )
         await read_all(after)
         assert after.status == 200
 
@@ -561,10 +734,16 @@ def test_body_failure_from_the_visitor_propagates_unchanged(origins: Origins) ->
 @pytest.mark.parametrize("kind", KINDS)
 def test_websocket_echo(origins: Origins, kind: str) -> None:
     async def go(client: OriginClient) -> dict[str, Any]:
-        ws = await client.websocket(origins.url(kind), "/ws", [("Host", "visitor.example")],
-                                    ["chat", "other"], **origins.kw(kind))
-        out: dict[str, Any] = {"status": ws.status, "subprotocol": ws.subprotocol,
-                               "hop": ws.hop}
+        ws = await client.websocket(
+            OriginRequest(
+                origins.url(kind),
+                path="/ws",
+                headers=[("Host", "visitor.example")],
+                **origins.kw(kind),
+            ),
+            ["chat", "other"],
+        )
+        out: dict[str, Any] = {"status": ws.status, "subprotocol": ws.subprotocol, "hop": ws.hop}
         await ws.send("hello")
         out["text"] = await ws.receive()
         await ws.send(b"\x00\x01" * 50_000)
@@ -582,17 +761,21 @@ def test_websocket_echo(origins: Origins, kind: str) -> None:
     assert out["text"] == "hello" and out["bytes"] == b"\x00\x01" * 50_000
     assert out["after_close"] is None and out["again"] is None
     assert out["close_code"] == 4001
-    assert out["hop"] == Hop("connector-origin", "http/1.1", None, False, tls=kind == "https")
+    assert out["hop"] == OriginHop("connector-origin", "http/1.1", None, False, tls=kind == "https")
 
 
 def test_websocket_client_close_and_refusal(origins: Origins) -> None:
     async def go(client: OriginClient) -> tuple[int | None, Any, int, Any]:
-        ws = await client.websocket(origins.http, "/ws", [("Host", "v")], [])
+        ws = await client.websocket(
+            OriginRequest(origins.http, path="/ws", headers=[("Host", "v")])
+        )
         await ws.send("ping")
         assert await ws.receive() == "ping"
         await ws.close(1000)
         closed = (ws.close_code, await ws.receive())
-        refused = await client.websocket(origins.http, "/elsewhere", [("Host", "v")], [])
+        refused = await client.websocket(
+            OriginRequest(origins.http, path="/elsewhere", headers=[("Host", "v")])
+        )
         return closed[0], closed[1], refused.status, await refused.receive()
 
     code, after, refused_status, refused_message = run(go)
@@ -605,7 +788,7 @@ def test_websocket_refused_connection_is_502() -> None:
 
     async def go(client: OriginClient) -> OriginError:
         with pytest.raises(OriginError) as caught:
-            await client.websocket(url, "/ws", [("Host", "v")], [])
+            await client.websocket(OriginRequest(url, path="/ws", headers=[("Host", "v")]))
         return caught.value
 
     error = run(go)
@@ -614,6 +797,11 @@ def test_websocket_refused_connection_is_502() -> None:
 
 def test_the_app_is_importable_by_hypercorn() -> None:
     """Guard: hypercorn finds the test app from tests/apps (the fixture depends on it)."""
-    result = subprocess.run([sys.executable, "-c", "import origin_app; print(origin_app.app)"],
-                            cwd=APPS, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-c", "import origin_app; print(origin_app.app)"],
+        cwd=APPS,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from servers import free_port, stop
-from tunnel_chain import running_chain, start, tunnel_cli, write_edge_config
+from tunnel_chain import Chain, running_chain, start, start_edge, tunnel_cli, write_edge_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 @pytest.fixture(scope="module")
@@ -83,10 +85,8 @@ def test_post_quantum_connector_against_classical_edge(tmp_path: Path) -> None:
                                            connector_policy="prefer",
                                            groups=["x25519", "secp256r1"],
                                            name="classical-edge.yaml")
-        edge2 = start([sys.executable, "-m", "pq_quic_plugin.tunnel", "edge", "--config",
-                       str(classical_yaml)], chain.dir / "edge2.log", cwd=chain.dir)
+        edge2 = start_edge(classical_yaml, chain.dir / "edge2.log", chain.dir)
         chain.extra.append(edge2)
-        edge2.wait_for_log("Running on", 30)
         report_url = f"https://127.0.0.1:{ports[0]}/pq-report"
         strict = _run_connector(chain, chain.connector_config(
             "strict.yml", edge=[f"127.0.0.1:{ports[1]}"], ha_connections=1,
@@ -103,10 +103,10 @@ def test_post_quantum_connector_against_classical_edge(tmp_path: Path) -> None:
         assert reports and reports[0]["group"] == "X25519MLKEM768"
         assert "pq-quic-plugin/" in reports[0]["version"]
 
-        relaxed = _run_connector(chain, chain.connector_config(
-            "relaxed.yml", edge=[f"127.0.0.1:{ports[1]}"], ha_connections=1,
-            post_quantum=False))
-        relaxed.wait_for_log("registered connIndex=0", 30)
+        relaxed_yml = chain.connector_config("relaxed.yml", edge=[f"127.0.0.1:{ports[1]}"],
+                                             ha_connections=1, post_quantum=False)
+        relaxed = _run_connector(chain, relaxed_yml)
+        Chain.wait_connector(relaxed, relaxed_yml)
         log = relaxed.log()
         assert "NOT post-quantum" in log and "group=x25519" in log
         stop(relaxed.proc)

@@ -5,6 +5,7 @@ from tools.loopback import (  # noqa: F401
     Chain,
     running_chain,
     start,
+    start_edge,
     tunnel_cli,
     write_edge_config,
 )

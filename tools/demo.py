@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from pq_quic_plugin.devcert import DevPKI
-from pq_quic_plugin.http3.client import fetch
+from pq_quic_plugin.http3 import fetch
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_APP = ROOT / "examples" / "asgi_app"

@@ -1,115 +1,80 @@
 """Real processes on loopback: hypercorn-pq, and a whole pq-tunnel chain.
 
 The demo, the tests and the benchmarks start exactly the same processes through this module, so
-what ``make demo`` shows is what the tests check.
+what ``make demo`` shows is what the tests check. A process counts as started when its sockets
+answer (:mod:`tools.readiness`), never when a line shows up in its log.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from pq_quic_plugin.devcert import DevPKI, make_dev_pki
 
+from .processes import Process, free_port, start, stop
+from .readiness import quic_answers, ready_connections, wait_listening, wait_ready
+
+__all__ = [
+    "EXAMPLE_APP_DIR",
+    "ROOT",
+    "TUNNEL_HOST",
+    "Chain",
+    "Process",
+    "free_port",
+    "hypercorn_pq",
+    "run_cli",
+    "running_chain",
+    "start",
+    "start_edge",
+    "stop",
+    "tunnel_cli",
+    "write_edge_config",
+]
+
 ROOT = Path(__file__).resolve().parent.parent  # the repository (examples/ lives there)
 EXAMPLE_APP_DIR = ROOT / "examples" / "asgi_app"
-
-
-def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (HTTP/3 shares the TCP port)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
-
-
-@dataclass
-class Process:
-    proc: subprocess.Popen
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_log(self, text: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log():
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"process exited ({self.proc.returncode}):\n{self.log()}")
-            time.sleep(0.1)
-        raise TimeoutError(f"{text!r} not seen in log:\n{self.log()}")
-
-
-def _wait_tcp(port: int, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited ({proc.returncode}):\n{log.read_text()}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on {port}:\n{log.read_text()}")
-
-
-def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
+TUNNEL = [sys.executable, "-m", "pq_quic_plugin.tunnel"]
 
 
 @contextlib.contextmanager
 def hypercorn_pq(
     args: Sequence[str],
     log_dir: Path,
-    port: int | None = None,
+    port: int,
     cwd: Path = EXAMPLE_APP_DIR,
     env: dict[str, str] | None = None,
     wait_quic: bool = True,
     timeout: float = 30.0,
 ) -> Iterator[Process]:
-    """Run ``hypercorn-pq ARGS`` (as ``python -m``), wait for TCP (and the QUIC log line)."""
+    """Run ``hypercorn-pq ARGS`` (as ``python -m``) until the block ends.
+
+    Ready once 127.0.0.1:``port`` accepts TCP and, with ``wait_quic``, answers QUIC there too
+    (hypercorn-pq serves HTTP/3 on the TCP port unless told otherwise).
+    """
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"hypercorn-{time.monotonic_ns()}.log"
     cmd = [sys.executable, "-m", "pq_quic_plugin.hypercorn_binding", *args]
     handle = start(cmd, log, cwd=cwd, env=env)
-    proc = handle.proc
     try:
-        if port is not None:
-            _wait_tcp(port, proc, log, timeout)
-        if wait_quic:
-            handle.wait_for_log("(QUIC)", timeout)
+        wait_listening(handle, "127.0.0.1", port, quic=wait_quic, timeout=timeout)
         yield handle
     finally:
-        stop(proc)
+        stop(handle.proc)
 
 
 def run_cli(
     args: Sequence[str], cwd: Path = EXAMPLE_APP_DIR, timeout: float = 60.0
-) -> subprocess.CompletedProcess:
+) -> subprocess.CompletedProcess[str]:
     """Run ``hypercorn-pq ARGS`` expecting it to exit by itself (help, errors)."""
     return subprocess.run(
         [sys.executable, "-m", "pq_quic_plugin.hypercorn_binding", *args],
@@ -125,33 +90,51 @@ def run_cli(
 TUNNEL_HOST = "localhost"  # the tunnel's public hostname; the edge's own pages use 127.0.0.1
 
 
-def start(
-    cmd: list[str], log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> Process:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-            start_new_session=True,
-        )
-    return Process(proc, log)
+def tunnel_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``pq-tunnel ARGS`` expecting it to exit by itself (create, list, errors)."""
+    return subprocess.run([*TUNNEL, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
-def tunnel_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pq_quic_plugin.tunnel", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def _host_port(value: str) -> tuple[str, int]:
+    host, _, port = str(value).rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _flag(args: Sequence[str], name: str) -> str | None:
+    """The value of ``--name VALUE`` or ``--name=VALUE`` in ``args`` (the last one wins)."""
+    found = None
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            found = args[i + 1]
+        elif arg.startswith(name + "="):
+            found = arg.split("=", 1)[1]
+    return found
+
+
+def start_edge(config: Path, log: Path, cwd: Path, timeout: float = 30.0) -> Process:
+    """Start ``pq-tunnel edge --config CONFIG``; return once both listeners answer.
+
+    Ready means: the public port accepts TCP and answers QUIC, and the connector listener answers
+    QUIC (the addresses are read from the config file).
+    """
+    conf: dict[str, Any] = yaml.safe_load(config.read_text())
+    public = _host_port(conf["public"]["bind"])
+    connectors = _host_port(conf["connectors"]["bind"])
+    edge = start([*TUNNEL, "edge", "--config", str(config)], log, cwd=cwd)
+    try:
+        wait_listening(edge, *public, timeout=timeout)
+        wait_ready(edge, lambda: quic_answers(*connectors),
+                   f"the connector listener on udp {connectors[0]}:{connectors[1]}", timeout)
+    except BaseException:
+        stop(edge.proc)
+        raise
+    return edge
 
 
 @dataclass
 class Chain:
+    """A running origin, edge and (usually) connector, and the ports to reach them."""
+
     dir: Path
     pki: DevPKI
     origin_port: int
@@ -169,6 +152,12 @@ class Chain:
         return f"https://{TUNNEL_HOST}:{self.public_port}"
 
     def connector_config(self, name: str = "config.yml", **overrides: object) -> Path:
+        """Write a connector config for this chain; ``overrides`` replace keys (``_`` = ``-``).
+
+        ``config.yml`` serves metrics on ``connector_metrics``; every other name gets a port of
+        its own, so two connectors can run at once and each one's ``/ready`` can be probed.
+        """
+        metrics = self.connector_metrics if name == "config.yml" else free_port()
         lines = {
             "tunnel": "demo",
             "credentials-file": "creds.json",
@@ -177,7 +166,7 @@ class Chain:
             "ha-connections": 2,
             "ca-file": str(self.pki.ca_cert),
             "edge-server-name": "localhost",
-            "metrics": f"127.0.0.1:{self.connector_metrics if name == 'config.yml' else 0}",
+            "metrics": f"127.0.0.1:{metrics}",
             "grace-period": "10s",
             "ingress": [
                 {
@@ -195,17 +184,53 @@ class Chain:
         return path
 
     def start_connector(
-        self, *extra: str, config: Path | None = None, wait: str | None = "registered connIndex=0"
+        self,
+        *extra: str,
+        config: Path | None = None,
+        wait: bool | None = True,
+        connections: int | None = None,
+        timeout: float = 30.0,
     ) -> Process:
+        """Start ``pq-tunnel run --config CONFIG EXTRA``.
+
+        With ``wait``, return once the connector's ``/ready`` reports ``connections`` registered
+        tunnel connections (default: every one of its ``ha-connections``).
+        """
         config = config or self.connector_config()
         proc = start(
-            [sys.executable, "-m", "pq_quic_plugin.tunnel", "run", "--config", str(config), *extra],
+            [*TUNNEL, "run", "--config", str(config), *extra],
             self.dir / f"connector-{time.monotonic_ns()}.log",
             cwd=self.dir,
         )
         if wait:
-            proc.wait_for_log(wait, 30)
+            try:
+                self.wait_connector(proc, config, extra, connections, timeout)
+            except BaseException:
+                stop(proc.proc)
+                raise
         return proc
+
+    @staticmethod
+    def wait_connector(
+        proc: Process,
+        config: Path,
+        extra: Sequence[str] = (),
+        connections: int | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        """Wait until ``/ready`` of the connector started with ``config`` and ``extra`` flags
+        reports ``connections`` registered connections (default: all its ``ha-connections``)."""
+        conf: dict[str, Any] = yaml.safe_load(config.read_text()) or {}
+        metrics = _flag(extra, "--metrics") or conf.get("metrics")
+        if not metrics or _host_port(metrics)[1] == 0:
+            raise ValueError(f"{config}: readiness is probed on /ready, so the connector needs a "
+                             "fixed metrics port (`metrics: 127.0.0.1:PORT`)")
+        host, port = _host_port(metrics)
+        if connections is None:
+            connections = int(_flag(extra, "--ha-connections") or conf.get("ha-connections", 4))
+        wait_ready(proc, lambda: ready_connections(host, port) >= connections,
+                   f"{connections} registered tunnel connection(s) on http://{host}:{port}/ready",
+                   timeout)
 
 
 def write_edge_config(
@@ -218,6 +243,13 @@ def write_edge_config(
     groups: list[str] | None = None,
     name: str = "edge.yaml",
 ) -> Path:
+    """Write an edge config listening on loopback; the tunnel store is ``tunnels.db``."""
+    connector_listener: dict[str, object] = {
+        "bind": f"127.0.0.1:{connectors}",
+        "post-quantum": connector_policy,
+    }
+    if groups:
+        connector_listener["groups"] = groups
     conf: dict[str, object] = {
         "public": {
             "bind": f"127.0.0.1:{public}",
@@ -225,14 +257,12 @@ def write_edge_config(
             "keyfile": str(pki.key),
             "pq": "prefer",
         },
-        "connectors": {"bind": f"127.0.0.1:{connectors}", "post-quantum": connector_policy},
+        "connectors": connector_listener,
         "store": "tunnels.db",
         "metrics": f"127.0.0.1:{metrics}",
         "grace-period": "5s",
         "location": "test-loopback",
     }
-    if groups:
-        conf["connectors"]["groups"] = groups  # type: ignore[index]
     path = directory / name
     path.write_text(json.dumps(conf, indent=2))
     return path
@@ -242,63 +272,27 @@ def write_edge_config(
 def running_chain(
     directory: Path, connector: bool = True, connector_policy: str = "prefer"
 ) -> Iterator[Chain]:
+    """Origin (the example app under ``hypercorn-pq --pq``), edge and connector, all ready."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = make_dev_pki(directory / "pki", hostnames=("localhost",))
-    ports = [free_port() for _ in range(5)]
-    origin_port, public, conn_port, edge_metrics, conn_metrics = ports
+    origin_port, public, conn_port, edge_metrics, conn_metrics = (free_port() for _ in range(5))
     edge_yaml = write_edge_config(directory, pki, public, conn_port, edge_metrics, connector_policy)
-    created = tunnel_cli(
-        "create",
-        "demo",
-        "--hostname",
-        TUNNEL_HOST,
-        "--config",
-        str(edge_yaml),
-        "--credentials-file",
-        "creds.json",
-        cwd=directory,
-    )
+    created = tunnel_cli("create", "demo", "--hostname", TUNNEL_HOST, "--config", str(edge_yaml),
+                         "--credentials-file", "creds.json", cwd=directory)
     assert created.returncode == 0, created.stderr
+    tls = ["--certfile", str(pki.cert), "--keyfile", str(pki.key)]
     with contextlib.ExitStack() as stack:
-        origin = stack.enter_context(
-            hypercorn_pq(
-                [
-                    "--pq",
-                    "--certfile",
-                    str(pki.cert),
-                    "--keyfile",
-                    str(pki.key),
-                    "-b",
-                    f"127.0.0.1:{origin_port}",
-                    "app:app",
-                ],
-                directory,
-                origin_port,
-                cwd=EXAMPLE_APP_DIR,
-            )
-        )
-        edge = start(
-            [sys.executable, "-m", "pq_quic_plugin.tunnel", "edge", "--config", str(edge_yaml)],
-            directory / "edge.log",
-            cwd=directory,
-        )
+        origin = stack.enter_context(hypercorn_pq(
+            ["--pq", *tls, "-b", f"127.0.0.1:{origin_port}", "app:app"], directory, origin_port
+        ))
+        edge = start_edge(edge_yaml, directory / "edge.log", cwd=directory)
         stack.callback(stop, edge.proc)
-        edge.wait_for_log("Running on", 30)
-        chain = Chain(
-            directory,
-            pki,
-            origin_port,
-            public,
-            conn_port,
-            edge_metrics,
-            conn_metrics,
-            edge,
-            origin=origin,
-        )
+        chain = Chain(directory, pki, origin_port, public, conn_port, edge_metrics, conn_metrics,
+                      edge, origin=origin)
+        stack.callback(_stop_connector, chain)  # also one a test starts (connector=False)
+        stack.callback(_stop_all, chain.extra)
         if connector:
             chain.connector = chain.start_connector()
-            stack.callback(_stop_connector, chain)
-        stack.callback(_stop_all, chain.extra)
         yield chain
 
 

@@ -1,4 +1,9 @@
-"""The only package that knows aioquic's internals (version-checked at import)."""
+"""The only package that knows aioquic's internals.
+
+Every private aioquic name the project uses is here, listed in
+:data:`.version.REQUIRED_INTERNALS` and checked (with the aioquic release) before anything else
+is imported; other packages use :mod:`.facade` and :mod:`.flow_control`.
+"""
 
 from .version import check_aioquic_version
 

@@ -3,9 +3,9 @@
 The HTTP/3 client, the tunnel and hypercorn-pq need to know how much of a stream is still
 unacknowledged (send backpressure), whether a stream can still be written, who the peer is and
 which port a server bound. aioquic keeps all of that in private attributes. Reading them here,
-and only here, means an aioquic release that renames one breaks this module and the import-time
-check in :mod:`.version`, not every caller; everything outside ``aioquic_binding/`` calls these
-functions instead.
+and only here, means an aioquic release that renames one fails the import-time check in
+:mod:`.version` (whose ``REQUIRED_INTERNALS`` lists every name read below), not every caller;
+everything outside ``aioquic_binding/`` calls these functions instead.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING
 
-from aioquic.asyncio import QuicConnectionProtocol
-from aioquic.h3.connection import H3Connection
 from aioquic.quic.connection import QuicConnection, QuicConnectionState
 
 if TYPE_CHECKING:
+    from aioquic.asyncio import QuicConnectionProtocol
     from aioquic.asyncio.server import QuicServer
+    from aioquic.h3.connection import H3Connection
 
 __all__ = [
     "SendState",
@@ -28,15 +28,6 @@ __all__ = [
     "send_state",
     "server_port",
 ]
-
-#: The private names read below, checked at import by :mod:`.version`.
-INTERNALS = (
-    (QuicConnectionProtocol, "_quic", "instance"),
-    (H3Connection, "_quic", "instance"),
-    (QuicConnection, "_streams", "instance"),
-    (QuicConnection, "_state", "instance"),
-    (QuicConnection, "_network_paths", "instance"),
-)
 
 _CLOSED_STATES = (
     QuicConnectionState.CLOSING,

@@ -13,9 +13,9 @@ the caller reported as delivered but not yet consumed. Credit is raised in quart
 so that a MAX_STREAM_DATA frame goes out once per step, not in every packet. aioquic's own
 doubling is switched off for tracked streams only for the duration of the limit write.
 
-This leans on private names of ``QuicConnection`` (``_write_stream_limits``, the stream's
-``receiver`` and ``sender``); :func:`~pq_quic_plugin.aioquic_binding.version.check_aioquic_version`
-pins the aioquic versions they were verified against.
+This leans on private names of ``QuicConnection`` (``_write_stream_limits``, ``_streams``) and
+of its streams' receivers; all are listed in
+:data:`~pq_quic_plugin.aioquic_binding.version.REQUIRED_INTERNALS` and checked at import.
 """
 
 from __future__ import annotations
@@ -106,4 +106,3 @@ class ReceiveCredit:
         except ValueError:  # a send-only stream, or one the peer already finished
             return False
         return True
-

@@ -120,6 +120,8 @@ def _ensure_patched() -> None:
     global _original_initialize
     if _original_initialize is None:
         _original_initialize = QuicConnection._initialize
+        # Lets the internals check (and inspect) see aioquic's function behind the wrapper.
+        _wrapped_initialize.__wrapped__ = _original_initialize  # type: ignore[attr-defined]
         QuicConnection._initialize = _wrapped_initialize  # type: ignore[method-assign]
 
 

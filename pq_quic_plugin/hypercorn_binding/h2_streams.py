@@ -37,8 +37,10 @@ def harden_h2(protocol: H2Protocol) -> None:
 
 async def _reset_if_unfinished(protocol: H2Protocol, stream_id: int) -> None:
     buffer = protocol.stream_buffers.get(stream_id)
-    if buffer is None or buffer._complete or not isinstance(
-        protocol.streams.get(stream_id), HTTPStream
+    if (
+        buffer is None
+        or buffer._complete
+        or not isinstance(protocol.streams.get(stream_id), HTTPStream)
     ):
         return  # a complete response (its end is queued), or not an HTTP response at all
     try:

@@ -53,6 +53,7 @@ SEND_BUFFER_HIGH = 1 << 20
 #: the queue itself must never make the datagram loop wait.
 _UNBOUNDED_QUEUE = 1 << 30
 
+
 def harden(protocol: H3Protocol) -> None:
     """Give one hypercorn ``H3Protocol`` the guarded event loop and flow control."""
     quic = quic_of(protocol.connection)

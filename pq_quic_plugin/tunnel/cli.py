@@ -13,12 +13,14 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from .. import __version__
-from .config.connector_edge import (
+from .config import (
+    CONNECTOR_FIELDS,
+    EDGE_FIELDS,
     ConfigError,
     ConnectorConfig,
+    FieldTable,
     load_connector_config,
     load_edge_config,
 )
@@ -62,18 +64,24 @@ def _fail(message: str) -> int:
 
 def cmd_edge(args: argparse.Namespace) -> int:
     try:
-        config = load_edge_config(args.config)
+        config = load_edge_config(args.config).with_overrides(**flag_values(args, EDGE_FIELDS))
     except (ConfigError, OSError) as exc:
         return _fail(str(exc))
-    setup_logging(args.loglevel or config.loglevel)
+    setup_logging(config.loglevel)
     from .edge.server import Edge
-    from .ops.server import attach_edge_operations
+    from .ops.metrics import Metrics
+    from .ops.server import serve_edge_operations
 
     async def main() -> int:
-        edge = Edge(config)
-        attach_edge_operations(edge, config)
+        metrics = Metrics("edge")
+        edge = Edge(config, observer=metrics)
+        await edge.start()
+        ops = await serve_edge_operations(edge, metrics, config.metrics)
         edge.install_signal_handlers()
-        return await edge.run()
+        try:
+            return await edge.serve()
+        finally:
+            await ops.stop()
 
     try:
         return asyncio.run(main())
@@ -112,6 +120,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from .edge.live_file import read_live_connections
     from .edge.store import StoreError, TunnelStore
 
     try:
@@ -120,7 +129,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             records = store.list()
     except (ConfigError, StoreError, OSError) as exc:
         return _fail(str(exc))
-    live = _live_connections(store_path)
+    live = read_live_connections(store_path)
     if args.json:
         print(
             json.dumps(
@@ -148,18 +157,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _live_connections(store_path: Path) -> dict[str, list[dict[str, Any]]]:
-    """The running edge writes its live connections next to the store (see ops.LiveFile)."""
-    path = store_path.with_name(store_path.name + ".live.json")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if time.time() - float(data.get("updated", 0)) > 3600 * 24 * 365:
-        return {}
-    return {k: list(v) for k, v in data.get("tunnels", {}).items()}
-
-
 def cmd_delete(args: argparse.Namespace) -> int:
     from .edge.store import StoreError, TunnelStore
 
@@ -176,28 +173,19 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def build_connector_config(args: argparse.Namespace) -> ConnectorConfig:
+    """The file (if ``--config``) with every flag given on top, ready to run."""
     base = load_connector_config(args.config) if args.config else ConnectorConfig()
-    config = base.with_overrides(
-        tunnel=args.name,
-        credentials_file=args.credentials_file,
-        edge=args.edge,
-        post_quantum=True if args.post_quantum else None,
-        ha_connections=args.ha_connections,
-        metrics=args.metrics,
-        loglevel=args.loglevel,
-        grace_period=args.grace_period,
-        pq_report_url=args.pq_report_url,
-        ca_file=args.ca_file,
-        url=args.url,
-    )
+    config = base.with_overrides(**flag_values(args, CONNECTOR_FIELDS))
     config.check_runnable()
     return config
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .connector.supervisor import Connector, ConnectorSettings
+    from .connector import Connector
     from .credentials import CredentialsError, load_credentials
-    from .origin.client import OriginClient
+    from .ops.metrics import Metrics
+    from .ops.server import serve_connector_operations
+    from .origin import OriginClient
 
     try:
         config = build_connector_config(args)
@@ -213,38 +201,74 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(config.loglevel)
     for warning in creds.warnings:
         logger.warning("%s", warning)
-    hostnames = sorted({r.hostname for r in config.ingress if r.hostname})
-    settings = ConnectorSettings(
-        tunnel_id=creds.tunnel_id,
-        tunnel_name=creds.tunnel_name,
-        secret=creds.secret,
-        edges=[(e.host, e.port) for e in config.edge],
-        post_quantum=config.post_quantum,
-        pq_groups=tuple(config.groups) if config.groups else ("X25519MLKEM768",),
-        ha_connections=config.ha_connections,
-        ca_file=str(config.ca_file) if config.ca_file else None,
-        server_name=config.edge_server_name,
-        pq_report_url=config.pq_report_url,
-        grace_period=config.grace_period,
-        hostnames=hostnames,
-        retries=config.retries,
-    )
     origin = OriginClient(policy="require" if config.post_quantum else "prefer")
-    from .ops.server import attach_connector_operations
 
     async def main() -> int:
-        connector = Connector(settings, config, origin)
+        metrics = Metrics("connector")
+        connector = Connector(config, creds, origin, observer=metrics)
         try:
-            await attach_connector_operations(connector, config)
+            ops = await serve_connector_operations(connector, metrics, config.metrics)
         except OSError as exc:
             return _fail(f"cannot serve metrics on {config.metrics}: {exc.strerror or exc}")
         connector.install_signal_handlers()
-        return await connector.run()
+        try:
+            return await connector.run()
+        finally:
+            await ops.stop()
 
     return asyncio.run(main())
 
 
 # ---------------------------------------------------------------------------------- parser
+
+
+def add_table_flags(parser: argparse.ArgumentParser, table: FieldTable) -> None:
+    """One argparse argument per field of ``table`` that has a flag.
+
+    The flag's spelling, placeholder and help, and how its value is taken (repeatable, a
+    switch, a fixed choice) come from the table, so ``--help``, the docs and what
+    ``with_overrides`` accepts cannot drift apart. Values are validated by the table's rules
+    (not by argparse ``type=``), so a bad flag fails with the same words as a bad key.
+    """
+    for f in table.flagged():
+        assert f.flag is not None
+        kind = f.kind
+        if f.flag.positional:
+            parser.add_argument(f.attr, metavar=f.flag.name, nargs="?", help=f.flag.help)
+        elif kind.action == "store_true":
+            parser.add_argument(
+                f.flag.name, dest=f.attr, action="store_true", default=None, help=f.flag.help
+            )
+        elif kind.choices is not None:
+            parser.add_argument(
+                f.flag.name,
+                dest=f.attr,
+                action=kind.action,
+                choices=kind.choices,
+                help=f.flag.help,
+            )
+        else:
+            parser.add_argument(
+                f.flag.name,
+                dest=f.attr,
+                action=kind.action,
+                metavar=f.flag.metavar or kind.metavar,
+                help=f.flag.help,
+            )
+
+
+def flag_values(args: argparse.Namespace, table: FieldTable) -> dict[str, object]:
+    """The flags of ``table`` as ``with_overrides`` keywords (``None``: not given)."""
+    return {f.attr: getattr(args, f.attr) for f in table.flagged()}
+
+
+def _add_store_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="edge.yaml (to find the tunnel store)")
+    parser.add_argument(
+        "--store",
+        metavar="FILE",
+        help="the tunnel store (default: from --config, else ./tunnels.db)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,53 +281,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     edge = sub.add_parser("edge", help="run the edge (public listener + connector listener)")
-    edge.add_argument("--config", required=True, help="edge.yaml")
-    edge.add_argument("--loglevel", choices=["debug", "info", "warning", "error"])
+    edge.add_argument("--config", required=True, metavar="FILE", help="the edge's edge.yaml")
+    add_table_flags(edge, EDGE_FIELDS)
     edge.set_defaults(func=cmd_edge)
 
-    for name, func, text in [
-        ("create", cmd_create, "create a tunnel and its credentials"),
-        ("list", cmd_list, "list tunnels and their live connections"),
-        ("delete", cmd_delete, "delete a tunnel"),
-    ]:
-        p = sub.add_parser(name, help=text)
-        if name != "list":
-            p.add_argument("name", help="tunnel name (or ID for delete)")
-        p.add_argument("--config", help="edge.yaml (to find the tunnel store)")
-        p.add_argument(
-            "--store", help="the tunnel store (default: from --config, else ./tunnels.db)"
-        )
-        if name == "create":
-            p.add_argument(
-                "--hostname", action="append", help="a public hostname for this tunnel (repeatable)"
-            )
-            p.add_argument(
-                "--credentials-file",
-                help="where to write the credentials (default: ./TUNNEL_ID.json)",
-            )
-            p.add_argument("--force", action="store_true", help="overwrite the credentials file")
-        if name == "list":
-            p.add_argument("--json", action="store_true")
-        p.set_defaults(func=func)
+    create = sub.add_parser("create", help="create a tunnel and its credentials")
+    create.add_argument("name", help="a name for the new tunnel")
+    _add_store_options(create)
+    create.add_argument(
+        "--hostname",
+        action="append",
+        metavar="HOST",
+        help="a public hostname for this tunnel (repeatable)",
+    )
+    create.add_argument(
+        "--credentials-file",
+        metavar="FILE",
+        help="where to write the credentials (default: ./TUNNEL_ID.json)",
+    )
+    create.add_argument("--force", action="store_true", help="overwrite the credentials file")
+    create.set_defaults(func=cmd_create)
+
+    listing = sub.add_parser("list", help="list tunnels and their live connections")
+    _add_store_options(listing)
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(func=cmd_list)
+
+    delete = sub.add_parser("delete", help="delete a tunnel")
+    delete.add_argument("name", help="the tunnel's name or ID")
+    _add_store_options(delete)
+    delete.set_defaults(func=cmd_delete)
 
     run = sub.add_parser("run", help="run a connector next to the origin")
-    run.add_argument("name", nargs="?", help="tunnel name or ID (optional with credentials)")
-    run.add_argument("--config", help="config.yml")
-    run.add_argument(
-        "--post-quantum",
-        action="store_true",
-        default=None,
-        help="post-quantum key exchange only, never a classical fallback",
-    )
-    run.add_argument("--url", help="quick tunnel: send every request to this origin URL")
-    run.add_argument("--credentials-file")
-    run.add_argument("--edge", action="append", help="edge HOST:PORT (repeatable)")
-    run.add_argument("--ha-connections", type=int)
-    run.add_argument("--metrics", help="HOST:PORT for /metrics, /ready, /healthcheck")
-    run.add_argument("--loglevel", choices=["debug", "info", "warning", "error"])
-    run.add_argument("--grace-period", help="e.g. 30s")
-    run.add_argument("--pq-report-url", help="where to POST post-quantum failure reports")
-    run.add_argument("--ca-file", help="CA that issued the edge's certificate")
+    run.add_argument("--config", metavar="FILE", help="the connector's config.yml")
+    add_table_flags(run, CONNECTOR_FIELDS)
     run.set_defaults(func=cmd_run)
     return parser
 

@@ -18,6 +18,7 @@ __all__ = [
     "hostname_matches",
     "normalize_hostname",
     "parse_hostport",
+    "request_host",
     "strip_port",
 ]
 
@@ -93,6 +94,15 @@ def strip_port(host: str) -> str:
     return h
 
 
+def request_host(value: str) -> str:
+    """The host a request names in ``Host`` or ``:authority``, as routing compares it.
+
+    No port, no IPv6 brackets, lower case, no trailing dot: the form :func:`normalize_hostname`
+    gives configured names, so a visitor's ``Example.COM.:443`` finds ``example.com``.
+    """
+    return strip_port(value).strip().lower().rstrip(".")
+
+
 def normalize_hostname(text: str, *, allow_wildcard: bool = True) -> str:
     """Lower-case, validate and return a host name, optionally ``*.``-prefixed.
 
@@ -123,7 +133,7 @@ def normalize_hostname(text: str, *, allow_wildcard: bool = True) -> str:
 
 def hostname_matches(pattern: str, host: str) -> bool:
     """Does a normalized pattern (maybe ``*.domain``) match a host (any case, any port)?"""
-    h = strip_port(host).lower().rstrip(".")
+    h = request_host(host)
     if pattern.startswith("*."):
         suffix = pattern[1:]  # ".example.com"
         return h.endswith(suffix) and len(h) > len(suffix)

@@ -9,9 +9,12 @@ checks at every call site.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-__all__ = ["NO_OBSERVER", "Direction", "Observer"]
+if TYPE_CHECKING:
+    from .edge.registry import LiveConnection
+
+__all__ = ["NO_OBSERVER", "Direction", "Observer", "Observers"]
 
 Direction = Literal["to_origin", "from_origin"]
 
@@ -28,7 +31,7 @@ class Observer:
 
     # -- proxied requests (both sides)
     def request_started(self) -> None:
-        """A proxied request began."""
+        """A proxied request began; :meth:`request_done` follows exactly once."""
 
     def request_done(self, tunnel_id: str, status: int, seconds: float) -> None:
         """A proxied request ended with ``status`` after ``seconds``."""
@@ -37,9 +40,54 @@ class Observer:
         """``count`` body bytes went towards or came from the origin."""
 
     # -- the connector listener (edge side)
-    def connection_event(self, kind: str, data: dict[str, Any]) -> None:
-        """A connector ``registered``, ``unregistered`` or was ``refused`` (``data`` says who)."""
+    def connector_registered(self, live: LiveConnection) -> None:
+        """A connector's connection authenticated and is routable (already in the registry)."""
+
+    def connector_unregistered(self, live: LiveConnection) -> None:
+        """A registered connection closed (already out of the registry)."""
+
+    def connector_refused(self, remote: str, reason: str) -> None:
+        """A connector at ``remote`` was refused (wrong secret, unknown tunnel, ...)."""
 
 
 #: The shared do-nothing observer.
 NO_OBSERVER = Observer()
+
+
+class Observers(Observer):
+    """Several observers as one, called in order: what a part is given is always one object."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self.observers = tuple(o for o in observers if o is not NO_OBSERVER)
+
+    def handshake(self, group: str | None, ok: bool, seconds: float) -> None:
+        for o in self.observers:
+            o.handshake(group, ok, seconds)
+
+    def reconnect(self) -> None:
+        for o in self.observers:
+            o.reconnect()
+
+    def request_started(self) -> None:
+        for o in self.observers:
+            o.request_started()
+
+    def request_done(self, tunnel_id: str, status: int, seconds: float) -> None:
+        for o in self.observers:
+            o.request_done(tunnel_id, status, seconds)
+
+    def relayed(self, direction: Direction, count: int) -> None:
+        for o in self.observers:
+            o.relayed(direction, count)
+
+    def connector_registered(self, live: LiveConnection) -> None:
+        for o in self.observers:
+            o.connector_registered(live)
+
+    def connector_unregistered(self, live: LiveConnection) -> None:
+        for o in self.observers:
+            o.connector_unregistered(live)
+
+    def connector_refused(self, remote: str, reason: str) -> None:
+        for o in self.observers:
+            o.connector_refused(remote, reason)

@@ -48,6 +48,9 @@ from qh3.quic.connection import QuicConnection
 
 ECHO_ALPN = "pq-test"
 """Raw QUIC ALPN: the server echoes each stream's data back and closes the stream."""
+#: qh3 assumes 333 ms before its first RTT sample, so a handshake that fails waits out a 2 s
+#: closing period; loopback answers in microseconds (tests/quic_util.py does the same for aioquic).
+INITIAL_RTT = 0.01
 
 GROUP_CODES = {
     "secp256r1": 0x0017,
@@ -278,7 +281,7 @@ async def _serve_until_stdin_closes(args: argparse.Namespace) -> None:
     # qh3's H3Connection always announces H3_DATAGRAM, which RFC 9297 only allows together
     # with the max_datagram_frame_size transport parameter: without it clients close (0x109).
     configuration = QuicConfiguration(is_client=False, alpn_protocols=["h3", ECHO_ALPN],
-                                      max_datagram_frame_size=65536)
+                                      max_datagram_frame_size=65536, initial_rtt=INITIAL_RTT)
     configuration.load_cert_chain(args.cert, args.key)
     server = await serve(args.host, args.port, configuration=configuration,
                          create_protocol=_ServerProtocol)
@@ -498,6 +501,7 @@ async def qh3_handshake_async(host: str, port: int, alpn: str, cafile: str | Pat
     configuration = QuicConfiguration(
         is_client=True, alpn_protocols=[alpn], cafile=str(cafile), server_name=server_name,
         offer_ec_key_shares=any(g.startswith("secp") for g in groups or ()),
+        initial_rtt=INITIAL_RTT,
     )
     made: list[_ClientProtocol] = []
 

@@ -1,1 +1,10 @@
-"""The connector: keeps HA connections to the edges and proxies their requests to the origin."""
+"""The connector: keeps HA connections to the edges and proxies their requests to the origin.
+
+:mod:`.supervisor` (the :class:`Connector`: connection loop, backoff, drain, signals),
+:mod:`.registration` (handshake settings and the registration exchange), :mod:`.proxy` (one
+tunnelled request or WebSocket), :mod:`.report` (the post-quantum failure banner and report).
+"""
+
+from .supervisor import Connector
+
+__all__ = ["Connector"]

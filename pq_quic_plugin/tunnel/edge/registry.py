@@ -12,14 +12,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..wire import ERROR_SHUTDOWN, TunnelConnection
+
 
 @dataclass
 class LiveConnection:
+    """One registered connector connection and what the edge shows about it."""
+
     tunnel_id: str
     tunnel_name: str
     connector_id: str
     conn_index: int
-    connection: Any  # protocol.TunnelConnection
+    connection: TunnelConnection
     group: str | None
     post_quantum: bool
     remote: str
@@ -32,6 +36,11 @@ class LiveConnection:
     @property
     def usable(self) -> bool:
         return not self.draining and not self.connection.closed
+
+    def close(self, reason: str) -> None:
+        """Drop this connection now; the connector reconnects with backoff."""
+        self.connection.close(error_code=ERROR_SHUTDOWN, reason_phrase=reason)
+        self.connection.transmit()
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..config.connector_edge import normalize_hostname, strip_port
 from ..credentials import SECRET_BYTES, derive_auth_key
+from ..hostnames import normalize_hostname, request_host
 
 __all__ = [
     "TunnelRecord",
@@ -224,7 +224,7 @@ class TunnelStore:
         """The tunnel serving a request's host: an exact hostname first, then the most specific
         wildcard (``*.b.example.com`` before ``*.example.com``). Case and ``:port`` are ignored.
         """
-        h = strip_port(host).strip().lower().rstrip(".")
+        h = request_host(host)
         if not h:
             return None
         labels = h.split(".")

@@ -1,1 +1,3 @@
-"""Operator endpoints: /metrics, /ready, /healthcheck and the status page (never public)."""
+"""Operations on the metrics address, never on the public listener: ``metrics`` (the Prometheus
+observer), ``server`` (the small HTTP server and what each role serves), ``status`` (the edge's
+status page)."""

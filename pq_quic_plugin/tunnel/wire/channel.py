@@ -14,12 +14,12 @@ from aioquic.asyncio import QuicConnectionProtocol
 from aioquic.buffer import size_uint_var
 from aioquic.quic import events
 
-from ...aioquic_binding.facade import quic_of, send_buffered
+from ...aioquic_binding.facade import quic_of
 from ...aioquic_binding.flow_control import ReceiveCredit
+from ...aioquic_binding.send_backpressure import ProgressSignal, wait_for_send_room
 from .frames import (
     DATA_CHUNK,
     ERROR_CANCELLED,
-    SEND_BUFFER_HIGH,
     FrameParser,
     FrameType,
     ProtocolError,
@@ -131,13 +131,12 @@ class Channel:
 
     async def drain(self) -> None:
         """Wait while too much is queued for this stream: bounded memory for big bodies."""
-        quic = quic_of(self.connection)
-        while (
-            send_buffered(quic, self.stream_id) > SEND_BUFFER_HIGH
-            and self._error is None
-            and not self.connection.closed
-        ):
-            await asyncio.sleep(0.002)
+        await wait_for_send_room(
+            quic_of(self.connection),
+            self.stream_id,
+            self.connection.progress.wait,
+            stopped=lambda: self._error is not None or self.connection.closed,
+        )
         if self.connection.closed and self._error is None:
             raise StreamReset("tunnel connection closed")
 
@@ -177,6 +176,11 @@ class TunnelConnection(QuicConnectionProtocol):
         self._tasks: set[asyncio.Task] = set()
         self.on_close: list[Callable[[TunnelConnection], None]] = []
         self._last_peer_stream = -1
+        self.progress = ProgressSignal()  # wakes writers waiting in Channel.drain
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        super().datagram_received(data, addr)
+        self.progress.notify()
 
     def open_channel(self) -> Channel:
         if self.closed:

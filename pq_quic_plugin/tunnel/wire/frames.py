@@ -21,7 +21,6 @@ PROTOCOL_VERSION = 1
 CONTROL_STREAM_ID = 0  # the connector's first bidirectional stream
 MAX_FRAME = 1 << 20
 DATA_CHUNK = 64 * 1024
-SEND_BUFFER_HIGH = 512 * 1024  # pause writers above this many unsent bytes per stream
 
 #: Application error codes for RESET_STREAM / STOP_SENDING and CONNECTION_CLOSE.
 ERROR_CANCELLED = 0x10

@@ -1,0 +1,45 @@
+"""Drawing a benchmark's figure with matplotlib, which is optional (``pip install '.[bench]'``).
+
+Every figure carries a caption naming the machine and versions, because a PNG copied out of
+docs/bench/ loses the JSON that says where its numbers came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .results import display_path
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or None (with a note) when it is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("  matplotlib is not installed (pip install '.[bench]'): no plot drawn")
+        return None
+    return plt
+
+
+def save_figure(plt: Any, fig: Any, out_dir: Path, name: str, caption: str = "") -> Path:
+    path = out_dir / f"{name}.png"
+    if caption:
+        fig.text(0.5, 0.005, caption, ha="center", va="bottom", fontsize=8, color="#444444")
+    fig.tight_layout(rect=(0, 0.03 if caption else 0, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"  wrote {display_path(path)}")
+    return path
+
+
+def machine_caption(machine: dict[str, Any]) -> str:
+    """One line for a figure's foot from :func:`bench.machine.machine_info`'s record."""
+    v = machine["versions"]
+    return (
+        f"{machine['cpu_model']}, {machine['cores']} cores; Python {machine['python']}, "
+        f"aioquic {v['aioquic']}, cryptography {v['cryptography']}, qh3 {v['qh3']}"
+    )

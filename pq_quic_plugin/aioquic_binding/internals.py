@@ -1,0 +1,166 @@
+"""The import-time internals check both bindings run: is every host-library name we use there?
+
+aioquic and hypercorn have no API for what the bindings do (replace the TLS key exchange, pace
+a stream's receive window, harden hypercorn's HTTP/3 loop), so the bindings use private and
+undocumented names of theirs. A release that renames one would otherwise fail late: in the
+middle of a handshake or a request, or, worst of all for key exchange, quietly classical. Each
+binding therefore lists every such name once (``aioquic_binding/version.py`` and
+``hypercorn_binding/version.py``, ``REQUIRED_INTERNALS``) and checks the list at import.
+
+Many of the names are instance attributes that exist only after ``__init__`` ran, and building
+the instances needs sockets and event loops. So an instance attribute counts as present when a
+method of its class, or of a base class, stores it (``STORE_ATTR`` in the method's bytecode,
+following ``__wrapped__`` through wrappers such as the bindings' own). Reading bytecode rather
+than source keeps the check cheap and working for installs without ``.py`` files.
+"""
+
+from __future__ import annotations
+
+import dis
+import functools
+import inspect
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from types import CodeType, ModuleType
+from typing import Any
+
+__all__ = ["Internal", "evidence", "problem", "report"]
+
+
+@dataclass(frozen=True)
+class Internal:
+    """One name of a host library that a binding module relies on."""
+
+    owner: type | ModuleType
+    name: str
+    #: The binding module that uses it, named in the failure message.
+    used_by: str
+    #: Set on instances by a method (usually ``__init__``), so absent from the class itself.
+    instance: bool = False
+    #: For a callable the binding calls or wraps positionally: its leading parameter names.
+    params: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        owner = self.owner
+        if isinstance(owner, ModuleType):
+            return f"{owner.__name__}.{self.name}"
+        return f"{owner.__module__}.{owner.__qualname__}.{self.name}"
+
+    @property
+    def kind(self) -> str:
+        if isinstance(self.owner, ModuleType):
+            return "module global"
+        return "instance attribute" if self.instance else "class attribute"
+
+
+def _classes(owner: type) -> Iterator[type]:
+    """The owner's MRO without ``object`` (whose ``__init__`` would make every check pass)."""
+    return (cls for cls in owner.__mro__ if cls is not object)
+
+
+def _functions(value: Any) -> Iterator[Any]:
+    """The plain functions behind a class-dict entry, through wrappers and descriptors."""
+    if isinstance(value, (staticmethod, classmethod)):
+        value = value.__func__
+    if isinstance(value, property):
+        candidates = [value.fget, value.fset, value.fdel]
+    else:
+        candidates = [value]
+    for func in candidates:
+        while func is not None and hasattr(func, "__code__"):
+            yield func
+            func = getattr(func, "__wrapped__", None)
+
+
+@functools.cache
+def _stored_names(code: CodeType) -> frozenset[str]:
+    """Every attribute name this code (or a function nested in it) assigns: ``x.<name> = ...``."""
+    names = {ins.argval for ins in dis.get_instructions(code) if ins.opname == "STORE_ATTR"}
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _stored_names(const)
+    return frozenset(names)
+
+
+def _mentions(code: CodeType, name: str) -> bool:
+    """Cheap pre-test: attribute names a function stores are among its ``co_names``."""
+    return name in code.co_names or any(
+        _mentions(const, name) for const in code.co_consts if isinstance(const, CodeType)
+    )
+
+
+def _stores(value: Any, name: str) -> bool:
+    return any(
+        _mentions(func.__code__, name) and name in _stored_names(func.__code__)
+        for func in _functions(value)
+    )
+
+
+def _methods_first_init(cls: type) -> list[tuple[str, Any]]:
+    """A class's dict entries, ``__init__`` first: most instance attributes are set there."""
+    items = list(vars(cls).items())
+    items.sort(key=lambda item: item[0] != "__init__")
+    return items
+
+
+def _present(item: Internal) -> bool:
+    """:func:`evidence` is not empty; stops at the first hit, since this runs at every import."""
+    owner = item.owner
+    if isinstance(owner, ModuleType):
+        return item.name in vars(owner)
+    if any(item.name in vars(cls) for cls in _classes(owner)):
+        return True
+    return item.instance and any(
+        _stores(value, item.name)
+        for cls in _classes(owner)
+        for _, value in _methods_first_init(cls)
+    )
+
+
+def evidence(item: Internal) -> list[tuple[Any, str]]:
+    """Where the name was found, as ``(holder, attribute)`` pairs: class-dict entries named
+    ``item.name``, and (for instance attributes) the methods that store it. Removing all of them
+    removes the name, which is what the tests do."""
+    owner = item.owner
+    if isinstance(owner, ModuleType):
+        return [(owner, item.name)] if item.name in vars(owner) else []
+    found: list[tuple[Any, str]] = [
+        (cls, item.name) for cls in _classes(owner) if item.name in vars(cls)
+    ]
+    if item.instance:
+        found += [
+            (cls, attr)
+            for cls in _classes(owner)
+            for attr, value in vars(cls).items()
+            if _stores(value, item.name)
+        ]
+    return found
+
+
+def problem(item: Internal) -> str | None:
+    """Why ``item`` is unusable in the installed library, or None when it is fine."""
+    if not _present(item):
+        return "missing"
+    if item.params:
+        try:
+            signature = inspect.signature(getattr(item.owner, item.name))
+        except (TypeError, ValueError):
+            return "its signature cannot be read"
+        leading = tuple(signature.parameters)[: len(item.params)]
+        if leading != item.params:
+            return (
+                f"parameters changed: expected ({', '.join(item.params)}, ...), "
+                f"found ({', '.join(leading)}, ...)"
+            )
+    return None
+
+
+def report(internals: Iterable[Internal]) -> list[str]:
+    """One line per unusable name: what it is, why, and which binding module needs it."""
+    lines = []
+    for item in internals:
+        why = problem(item)
+        if why is not None:
+            lines.append(f"{item.label} ({item.kind}, used by {item.used_by}): {why}")
+    return lines

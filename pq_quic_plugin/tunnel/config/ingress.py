@@ -1,0 +1,153 @@
+"""Ingress: which service answers a request, by ``Host`` and path.
+
+A rule is plain data plus its matching; reading rules from YAML is the field table's job
+(``fields.RULE_FIELDS``), so this module knows nothing about files and is what the connector
+consults on every request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from ..hostnames import HostPort, hostname_matches
+
+__all__ = [
+    "SERVICE_HINT",
+    "IngressRule",
+    "Service",
+    "check_ingress",
+    "compile_path",
+    "parse_service",
+]
+
+SERVICE_HINT = "use http://HOST:PORT, https://HOST:PORT or http_status:NNN"
+
+
+@dataclass(frozen=True)
+class Service:
+    """Where an ingress rule sends requests.
+
+    ``kind`` is ``"http"`` (HTTP/1.1 to the origin), ``"https"`` (HTTP/3 over QUIC to an origin
+    that speaks it, post-quantum) or ``"http_status"`` (answer with ``status`` and no origin).
+    ``base_path`` is prefixed to the request path (``""`` or ``"/base"``, no trailing slash).
+    """
+
+    kind: Literal["http", "https", "http_status"]
+    text: str
+    host: str = ""
+    port: int = 0
+    base_path: str = ""
+    status: int = 0
+
+    @property
+    def address(self) -> HostPort:
+        return HostPort(self.host, self.port)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_service(text: str) -> Service:
+    """Parse an ingress ``service`` value; ``ValueError`` says what is wrong and what to write."""
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a valid service; {SERVICE_HINT}")
+    s = text.strip()
+
+    def bad(detail: str = "") -> ValueError:
+        extra = f" ({detail})" if detail else ""
+        return ValueError(f"{text!r} is not a valid service{extra}; {SERVICE_HINT}")
+
+    if s.lower().startswith("http_status:"):
+        code = s.partition(":")[2].strip()
+        if not code.isdigit() or not 100 <= int(code) <= 599:
+            raise bad("the status must be a number from 100 to 599")
+        return Service("http_status", s, status=int(code))
+    try:
+        parts = urlsplit(s)
+        port = parts.port
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not s.lower().startswith(scheme + "://"):
+        raise bad()
+    if not parts.hostname:
+        raise bad("no host")
+    if parts.username or parts.password:
+        raise bad("credentials in the URL are not supported")
+    if parts.query or parts.fragment:
+        raise bad("no query or fragment allowed")
+    if port is None:
+        port = 80 if scheme == "http" else 443
+    if port == 0:
+        raise bad("port 0")
+    kind: Literal["http", "https"] = "http" if scheme == "http" else "https"
+    return Service(kind, s, host=parts.hostname, port=port, base_path=parts.path.rstrip("/"))
+
+
+def compile_path(pattern: str) -> re.Pattern[str]:
+    """A rule's ``path`` regex, or ``ValueError`` with the compiler's complaint."""
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+
+
+@dataclass(frozen=True)
+class IngressRule:
+    """One ``ingress`` entry. A rule without ``hostname`` and ``path`` is the catch-all.
+
+    ``path_re`` is compiled from ``path`` once, here, so matching never recompiles it.
+    """
+
+    service: Service
+    hostname: str | None = None  # normalized, maybe "*.example.com"
+    path: str | None = None  # the regex as written
+    origin_ca_file: Path | None = None
+    origin_server_name: str | None = None
+    index: int = 0
+    line: int | None = None
+    path_re: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.path is not None and self.path_re is None:
+            object.__setattr__(self, "path_re", compile_path(self.path))
+
+    @property
+    def is_catch_all(self) -> bool:
+        return self.hostname is None and self.path is None
+
+    def matches(self, host: str, path: str) -> bool:
+        """Host is compared without case or port; the path regex is ``re.search``-ed."""
+        if self.hostname is not None and not hostname_matches(self.hostname, host):
+            return False
+        if self.path_re is not None and not self.path_re.search(path.partition("?")[0]):
+            return False
+        return True
+
+
+def check_ingress(
+    rules: Sequence[IngressRule], fail: Callable[[IngressRule, str], Exception]
+) -> None:
+    """The last rule must catch everything and no earlier rule may (later ones would be dead)."""
+    if not rules:
+        return
+    for rule in rules[:-1]:
+        if rule.is_catch_all:
+            raise fail(
+                rule,
+                f"this rule has no hostname and no path, so it matches every request, but it "
+                f"is not the last rule: ingress[{rule.index + 1}] and later would never be used; "
+                "move it to the end",
+            )
+    last = rules[-1]
+    if not last.is_catch_all:
+        raise fail(
+            last,
+            "the last ingress rule must be a catch-all (no hostname, no path) so every request "
+            "has a service; add a final rule such as `- service: http_status:404`",
+        )

@@ -1,0 +1,356 @@
+"""The kinds of value a field can hold, each readable from YAML and from a flag.
+
+Every kind pairs a YAML reading (which knows the node, hence the line) with a flag conversion
+(which knows only the text or a Python value) around one rule from ``values.py``, so both paths
+accept the same values and refuse the rest with the same words.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ...policy import Policy
+from ..hostnames import HostPort, normalize_hostname, parse_hostport
+from .ingress import IngressRule, check_ingress, compile_path, parse_service
+from .table import FieldTable, SectionRead, ValueKind, read_section
+from .values import (
+    LOG_LEVELS,
+    check_int,
+    check_loglevel,
+    check_url,
+    describe,
+    format_duration,
+    parse_duration,
+    policy_parser,
+    split_groups,
+)
+from .yaml_reader import YamlReader
+
+__all__ = [
+    "BoolValue",
+    "DurationValue",
+    "GroupsValue",
+    "HostPortListValue",
+    "HostPortValue",
+    "HostnameValue",
+    "IngressValue",
+    "IntValue",
+    "LogLevelValue",
+    "PathValue",
+    "PolicyValue",
+    "RegexValue",
+    "SectionValue",
+    "ServiceValue",
+    "TextValue",
+    "UrlValue",
+]
+
+
+class TextValue(ValueKind):
+    """A non-empty string, exactly as written (``NO`` stays ``NO``)."""
+
+    doc = "string"
+
+    def __init__(self, what: str = "a string", metavar: str = "TEXT") -> None:
+        self.what = what
+        self.metavar = metavar
+
+    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> str:
+        return r.text(node, key, self.what)
+
+    def convert(self, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"expected {self.what}")
+        return value.strip()
+
+
+class BoolValue(ValueKind):
+    """``true`` or ``false``; as a flag, present means true."""
+
+    doc = "`true`/`false`"
+    action = "store_true"
+
+    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> bool:
+        return r.boolean(node, key)
+
+    def convert(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value
+
+    def show(self, value: Any) -> str:
+        return "`true`" if value else "`false`"
+
+
+class IntValue(ValueKind):
+    """An integer in ``[low, high]`` (no upper bound when ``high`` is ``None``)."""
+
+    metavar = "N"
+
+    def __init__(self, low: int, high: int | None) -> None:
+        self.low, self.high = low, high
+        self.doc = f"integer {low}-{high}" if high is not None else f"integer >= {low}"
+
+    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> int:
+        return r.integer(node, key, self.low, self.high)
+
+    def convert(self, value: Any) -> int:
+        return check_int(value, self.low, self.high)
+
+
+class DurationValue(ValueKind):
+    """``30s``, ``1m30s``, ``500ms`` or a number of seconds."""
+
+    doc = "duration"
+    metavar = "DURATION"
+
+    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> float:
+        return r.duration(node, key)
+
+    def convert(self, value: Any) -> float:
+        return parse_duration(value)
+
+    def show(self, value: Any) -> str:
+        return f"`{format_duration(value)}`"
+
+
+class LogLevelValue(ValueKind):
+    """One of :data:`LOG_LEVELS`; the file also takes ``warn`` and any case."""
+
+    doc = "`debug`, `info`, `warning` (`warn`), `error`"
+    metavar = "LEVEL"
+    choices = LOG_LEVELS
+
+    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> str:
+        return r.convert(node, key, check_loglevel)
+
+    def convert(self, value: Any) -> str:
+        return check_loglevel(value)
+
+
+class PolicyValue(ValueKind):
+    """A post-quantum policy, limited to the ones that make sense for the key."""
+
+    metavar = "POLICY"
+
+    def __init__(self, allowed: Sequence[Policy]) -> None:
+        self.allowed = tuple(allowed)
+        self.choices = tuple(p.value for p in self.allowed)
+        self.doc = ", ".join(f"`{p.value}`" for p in self.allowed)
+        self.parse = policy_parser(self.allowed)
+
+    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> Policy:
+        return r.convert(node, key, self.parse)
+
+    def convert(self, value: Any) -> Policy:
+        return self.parse(value)
+
+    def show(self, value: Any) -> str:
+        return f"`{Policy(value).value}`"
+
+
+class UrlValue(ValueKind):
+    """An ``http://`` or ``https://`` URL."""
+
+    doc = "`http://` or `https://` URL"
+    metavar = "URL"
+
+    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> str:
+        return r.convert(node, key, check_url)
+
+    def convert(self, value: Any) -> str:
+        return check_url(value)
+
+
+class HostnameValue(ValueKind):
+    """A host name, normalised; maybe a ``*.domain`` wildcard."""
+
+    metavar = "HOST"
+
+    def __init__(self, wildcard: bool) -> None:
+        self.wildcard = wildcard
+        self.doc = "host name or `*.domain`" if wildcard else "host name"
+
+    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> str:
+        return r.convert(node, key, self.convert)
+
+    def convert(self, value: Any) -> str:
+        return normalize_hostname(value, allow_wildcard=self.wildcard)
+
+
+class HostPortValue(ValueKind):
+    """``HOST:PORT``; ``listen`` allows port 0 (the OS picks a free port)."""
+
+    doc = "HOST:PORT"
+    metavar = "HOST:PORT"
+
+    def __init__(self, listen: bool) -> None:
+        self.listen = listen
+
+    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> HostPort:
+        return r.convert(node, key, self.convert)
+
+    def convert(self, value: Any) -> HostPort:
+        if isinstance(value, HostPort):
+            return value
+        return parse_hostport(value, allow_port_zero=self.listen)
+
+
+class HostPortListValue(ValueKind):
+    """One ``HOST:PORT`` or a list of them; the flag is repeated for several."""
+
+    doc = "HOST:PORT or a list of them"
+    metavar = "HOST:PORT"
+    action = "append"
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def read(
+        self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None
+    ) -> tuple[HostPort, ...]:
+        items = r.sequence(node, key, allow_scalar=True)
+        if not items:
+            raise r.error(node, key, f"give at least one {self.what} (HOST:PORT)")
+        return tuple(
+            r.convert(
+                item,
+                f"{key}[{i}]" if len(items) > 1 or item is not node else key,
+                parse_hostport,
+            )
+            for i, item in enumerate(items)
+        )
+
+    def convert(self, value: Any) -> tuple[HostPort, ...]:
+        items = [value] if isinstance(value, (str, HostPort)) else list(value)
+        if not items:
+            raise ValueError(f"give at least one {self.what} (HOST:PORT)")
+        return tuple(v if isinstance(v, HostPort) else parse_hostport(v) for v in items)
+
+    def show(self, value: Any) -> str:
+        return ", ".join(f"`{v}`" for v in value) if value else "none"
+
+
+class PathValue(ValueKind):
+    """A file path; in a file, relative to the file's directory and maybe required to exist.
+
+    A flag's path is taken as given (relative to the current directory) and checked when used.
+    """
+
+    doc = "path"
+    metavar = "FILE"
+
+    def __init__(self, must_exist: bool) -> None:
+        self.must_exist = must_exist
+
+    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> Path:
+        return r.path_value(node, key, self.must_exist)
+
+    def convert(self, value: Any) -> Path:
+        if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+            raise ValueError(f"expected a file path, got {describe(value)}")
+        return Path(value)
+
+    def resolve_default(self, r: YamlReader, value: Any) -> Any:
+        return None if value is None else r.resolve(Path(value))
+
+
+class GroupsValue(ValueKind):
+    """Key-exchange group names; a flag gives them comma-separated."""
+
+    doc = "list of group names"
+    metavar = "NAME,NAME"
+
+    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> tuple[str, ...]:
+        return r.groups(node, key)
+
+    def convert(self, value: Any) -> tuple[str, ...]:
+        return split_groups(value)
+
+
+class ServiceValue(ValueKind):
+    """Where requests go: ``http://``, ``https://`` (HTTP/3) or ``http_status:NNN``."""
+
+    doc = "service"
+    metavar = "URL"
+
+    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> Any:
+        return r.convert(node, key, parse_service)
+
+    def convert(self, value: Any) -> Any:
+        return parse_service(value)
+
+
+class RegexValue(ValueKind):
+    """A Python regular expression, kept as written once it is known to compile."""
+
+    doc = "regular expression"
+    metavar = "REGEX"
+
+    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> str:
+        text = r.text(node, key, "a regular expression")
+        r.convert(node, key, compile_path)
+        return text
+
+    def convert(self, value: Any) -> str:
+        compile_path(value)
+        return str(value)
+
+
+class SectionValue(ValueKind):
+    """A nested mapping read with its own table (``public:``, ``connectors:``)."""
+
+    doc = "mapping"
+    overridable = False
+
+    def __init__(self, table: FieldTable) -> None:
+        self.table = table
+
+    def read(
+        self, r: YamlReader, node: yaml.Node, key: str, owner: yaml.Node | None = None
+    ) -> SectionRead:
+        return read_section(r, node, key, self.table, owner=owner)
+
+
+class IngressValue(ValueKind):
+    """The ``ingress`` list: each rule read with ``rules``, the last one a catch-all."""
+
+    doc = "list of rules"
+    overridable = False
+
+    def __init__(self, rules: FieldTable) -> None:
+        self.rules = rules
+
+    def show(self, value: Any) -> str:
+        return "none" if not value else f"{len(value)} rules"
+
+    def read(
+        self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None
+    ) -> tuple[IngressRule, ...]:
+        items = r.sequence(node, key, allow_scalar=False)
+        if not items:
+            raise r.error(
+                node,
+                key,
+                "the list is empty; end it with a catch-all rule such as "
+                "`- service: http_status:404`",
+            )
+        rules = [
+            IngressRule(
+                **read_section(r, item, f"{key}[{i}]", self.rules).values,
+                index=i,
+                line=item.start_mark.line + 1,
+            )
+            for i, item in enumerate(items)
+        ]
+
+        def fail(rule: IngressRule, message: str) -> Exception:
+            return r.error(items[rule.index], f"{key}[{rule.index}]", message)
+
+        check_ingress(rules, fail)
+        return tuple(rules)

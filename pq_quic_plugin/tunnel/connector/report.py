@@ -1,0 +1,94 @@
+"""What a failed post-quantum handshake tells the operator: a banner and, if asked, a report.
+
+As cloudflared does: with ``--post-quantum`` there is no classical fallback, so a failure must
+be loud and say what to check. When ``pq-report-url`` is set a JSON report goes there too, so
+whoever runs the edge learns which networks break post-quantum handshakes. Reporting must never
+break the connector: a report that cannot be sent is logged and forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+import sys
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from ... import __version__
+
+__all__ = ["TROUBLESHOOTING", "HandshakeFailure", "post_report", "print_banner"]
+
+logger = logging.getLogger("pq_quic_plugin.tunnel.connector")
+
+#: Where the known problems are written up. The docs are not installed with the package, so
+#: this names the file in the project's source rather than a URL that might not exist.
+TROUBLESHOOTING = (
+    "see docs/tunnel.md, section 'Post-quantum troubleshooting',",
+    "in the pq-quic-plugin source",
+)
+REPORT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class HandshakeFailure:
+    """One failed post-quantum tunnel handshake."""
+
+    conn_index: int
+    edge: str
+    group_tried: str | None
+    error: str
+    connector_id: str
+
+    def as_report(self) -> dict[str, Any]:
+        """The JSON body of the failure report."""
+        return {
+            "group": self.group_tried,
+            "version": f"pq-quic-plugin/{__version__}",
+            "error": self.error,
+            "conn_index": self.conn_index,
+            "edge": self.edge,
+            "connector_id": self.connector_id,
+        }
+
+
+def print_banner(failure: HandshakeFailure) -> None:
+    """Say it loudly on stderr, and say what to check next."""
+    lines = [
+        "=" * 78,
+        "POST-QUANTUM TUNNEL CONNECTION FAILED (no classical fallback: --post-quantum is set)",
+        f"  connIndex={failure.conn_index} edge={failure.edge} group tried={failure.group_tried}",
+        f"  error: {failure.error}",
+        "  What to check:",
+        "   - does the edge accept post-quantum key exchange? (edge.yaml: connectors:",
+        "     post-quantum: prefer|require, and the group above in connectors: groups)",
+        "   - does your network pass UDP and fragmented (multi-datagram) ClientHellos?",
+        "   - run without --post-quantum to see whether a classical connection works",
+        f"  Known problems: {TROUBLESHOOTING[0]}",
+        f"  {TROUBLESHOOTING[1]}",
+        "=" * 78,
+    ]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+async def post_report(url: str, failure: HandshakeFailure, ca_file: str | None) -> None:
+    """POST the failure report to ``url``; errors are logged, never raised."""
+
+    def post() -> None:
+        context = ssl.create_default_context(cafile=ca_file) if url.startswith("https") else None
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(failure.as_report()).encode(),
+            method="POST",
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=REPORT_TIMEOUT, context=context) as resp:
+            resp.read()
+
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, post)
+        logger.info("post-quantum failure report sent to %s", url)
+    except Exception as exc:  # noqa: BLE001 - reporting must not break the connector
+        logger.warning("could not send the post-quantum failure report to %s: %s", url, exc)

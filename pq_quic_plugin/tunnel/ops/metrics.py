@@ -1,0 +1,122 @@
+"""The Prometheus implementation of the tunnel's :class:`~..observer.Observer`.
+
+One class for both roles: the connector and the edge count the same things (handshakes,
+requests, latency, bytes), only the metric prefix differs (``pq_tunnel_connector_*``,
+``pq_tunnel_edge_*``), so dashboards can put the two sides of a tunnel next to each other.
+Each instance has a registry of its own rather than the process-global one, so two roles (or two
+tests) in one process never collide.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Literal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from ..observer import Direction, Observer
+
+if TYPE_CHECKING:
+    from ..edge.registry import LiveConnection
+
+__all__ = ["LATENCY_BUCKETS", "Metrics", "RecentRequests", "Role"]
+
+Role = Literal["connector", "edge"]
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class RecentRequests:
+    """The last few thousand requests, for per-tunnel rates on the status page.
+
+    Prometheus counters answer "how many in total"; the status page wants "how busy is this
+    tunnel now" without a Prometheus server, hence a bounded window kept in memory.
+    """
+
+    def __init__(self, maxlen: int = 5000) -> None:
+        self.recent: deque[tuple[float, str, int]] = deque(maxlen=maxlen)
+
+    def add(self, tunnel_id: str, status: int) -> None:
+        self.recent.append((time.time(), tunnel_id, status))
+
+    def rate(self, tunnel_id: str, window: float = 60.0) -> float:
+        """Requests per second for ``tunnel_id`` over the last ``window`` seconds."""
+        cutoff = time.time() - window
+        return sum(1 for t, tid, _ in self.recent if t >= cutoff and tid == tunnel_id) / window
+
+
+class Metrics(Observer):
+    """Every counter an operator needs, on a registry of its own (one per process and role)."""
+
+    def __init__(self, role: Role) -> None:
+        self.role = role
+        self.registry = CollectorRegistry()
+        self.recent = RecentRequests()
+        r = self.registry
+        p = f"pq_tunnel_{role}"
+        self.ha_connections = Gauge(
+            f"{p}_ha_connections", "Registered tunnel connections", registry=r
+        )
+        self.handshakes = Counter(
+            f"{p}_handshakes_total", "Tunnel QUIC handshakes", ["group", "result"], registry=r
+        )
+        self.requests = Counter(
+            f"{p}_requests_total", "Proxied requests by status code", ["status"], registry=r
+        )
+        self.errors = Counter(
+            f"{p}_request_errors_total",
+            "Proxied requests that failed (status >= 500)",
+            registry=r,
+        )
+        self.concurrent = Gauge(f"{p}_concurrent_requests", "Requests in flight", registry=r)
+        self.latency = Histogram(
+            f"{p}_request_duration_seconds",
+            "Request latency",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.connect_latency = Histogram(
+            f"{p}_connect_duration_seconds",
+            "Tunnel connection handshake time",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.bytes = Counter(f"{p}_bytes_total", "Body bytes relayed", ["direction"], registry=r)
+        self.reconnects = Counter(f"{p}_reconnects_total", "Tunnel reconnect attempts", registry=r)
+
+    # -- Observer
+    def handshake(self, group: str | None, ok: bool, seconds: float) -> None:
+        self.handshakes.labels(group=group or "none", result="ok" if ok else "failed").inc()
+        if ok:
+            self.connect_latency.observe(seconds)
+
+    def reconnect(self) -> None:
+        self.reconnects.inc()
+
+    def request_started(self) -> None:
+        self.concurrent.inc()
+
+    def request_done(self, tunnel_id: str, status: int, seconds: float) -> None:
+        self.concurrent.dec()
+        self.requests.labels(status=str(status)).inc()
+        if status >= 500:
+            self.errors.inc()
+        self.latency.observe(seconds)
+        self.recent.add(tunnel_id, status)
+
+    def relayed(self, direction: Direction, count: int) -> None:
+        self.bytes.labels(direction=direction).inc(count)
+
+    def connector_registered(self, live: LiveConnection) -> None:
+        # The edge learns of a handshake only once the connector has also authenticated.
+        self.handshakes.labels(group=live.group or "none", result="ok").inc()
+
+    def connector_refused(self, remote: str, reason: str) -> None:
+        self.handshakes.labels(group="none", result="refused").inc()
+
+    # -- exposition
+    def render(self, ha_connections: int) -> bytes:
+        """The Prometheus text format, with the connection gauge read at scrape time."""
+        self.ha_connections.set(ha_connections)
+        return generate_latest(self.registry)

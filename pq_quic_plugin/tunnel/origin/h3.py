@@ -1,0 +1,198 @@
+"""HTTP/3 to ``https://`` origins with the connector's post-quantum policy.
+
+One QUIC connection per origin (and verification settings), shared by all requests and reopened
+when it closed. The hop reports the negotiated group, so it is post-quantum when the origin runs
+``hypercorn-pq --pq``. Upload backpressure comes from the stream's send buffer, download
+backpressure from QUIC flow control granted as the caller reads (:mod:`pq_quic_plugin.http3`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from ...http3 import HTTP3Error, HTTP3Session, client_configuration, open_session
+from ..config import Service
+from ..headers import forwardable
+from ..hostnames import format_hostport
+from .request import (
+    HOP_NAME,
+    OriginError,
+    OriginHop,
+    OriginRequest,
+    OriginResponse,
+    PeekedBody,
+    join_path,
+    plain,
+    with_host,
+)
+
+__all__ = ["H3Client"]
+
+logger = logging.getLogger("pq_quic_plugin.tunnel.origin")
+
+#: What a pooled session is keyed by: host, port, CA file, server name.
+SessionKey = tuple[str, int, str | None, str | None]
+
+
+@dataclass
+class _Session:
+    cm: Any
+    session: HTTP3Session
+
+
+class H3Body(AsyncIterator[bytes]):
+    """Turns HTTP/3 stream failures into :class:`OriginError` for the caller."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], service: Service) -> None:
+        self._chunks, self._service = chunks, service
+
+    def __aiter__(self) -> H3Body:
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self._chunks.__anext__()
+        except HTTP3Error as exc:
+            raise OriginError(
+                502, f"origin {self._service.text} broke off the response body: {exc}"
+            ) from None
+
+    async def aclose(self) -> None:
+        close = getattr(self._chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class H3Client:
+    """Requests to ``https://`` services over pooled HTTP/3 sessions.
+
+    ``policy`` is ``"prefer"`` or ``"require"`` (only post-quantum groups are offered and a
+    classical-only origin is refused, never used).
+    """
+
+    def __init__(self, policy: str, connect_timeout: float) -> None:
+        self.policy = policy
+        self.connect_timeout = connect_timeout
+        self._sessions: dict[SessionKey, _Session] = {}
+        self._locks: dict[SessionKey, asyncio.Lock] = {}
+
+    @property
+    def sessions(self) -> int:
+        """How many QUIC connections to origins are pooled."""
+        return len(self._sessions)
+
+    async def aclose(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for entry in sessions:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(entry.cm.__aexit__(None, None, None), 5)
+
+    async def _session(self, service: Service, request: OriginRequest) -> HTTP3Session:
+        ca, sni = request.ca_file, request.server_name
+        key: SessionKey = (service.host, service.port, ca, sni)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one handshake per origin at a time; other origins do not wait
+            entry = self._sessions.get(key)
+            if entry is not None and not entry.session.closed:
+                return entry.session
+            if entry is not None:
+                self._sessions.pop(key, None)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(entry.cm.__aexit__(None, None, None), 1)
+            session = await self._open(service, request, key)
+            group = session.group
+            logger.info(
+                "origin %s: HTTP/3 connection up, key exchange %s (%s)",
+                service.text,
+                group.name if group else "unknown",
+                "post-quantum" if group is not None and group.post_quantum else "classical",
+            )
+            return session
+
+    async def _open(
+        self, service: Service, request: OriginRequest, key: SessionKey
+    ) -> HTTP3Session:
+        ca = request.ca_file
+        hostport = format_hostport(service.host, service.port)
+        limit = min(request.timeout, self.connect_timeout)
+        where = f"{hostport} (UDP)"
+        try:
+            config = client_configuration(
+                self.policy, cafile=ca, server_name=request.server_name or service.host
+            )
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise OriginError(
+                502, f"origin {service.text}: cannot use the origin CA file {ca}: {plain(exc)}"
+            ) from None
+        try:
+            cm = open_session(f"https://{hostport}", config)
+            session = await asyncio.wait_for(cm.__aenter__(), limit)
+        except asyncio.TimeoutError:
+            raise OriginError(
+                504,
+                f"origin {service.text}: no answer to the QUIC handshake from {where} within "
+                f"{limit:g}s (is it serving HTTP/3 there?)",
+            ) from None
+        except HTTP3Error as exc:
+            raise OriginError(
+                502, f"origin {service.text}: QUIC handshake with {where} failed: {exc}"
+            ) from None
+        except (ConnectionError, OSError, ssl.SSLError, ValueError) as exc:
+            raise OriginError(
+                502,
+                f"origin {service.text}: cannot open an HTTP/3 connection to {where}: {plain(exc)}",
+            ) from None
+        self._sessions[key] = _Session(cm, session)
+        return session
+
+    async def request(
+        self, service: Service, request: OriginRequest, body: PeekedBody
+    ) -> OriginResponse:
+        target = join_path(service.base_path, request.path)
+        timeout = request.timeout
+        for attempt in (1, 2):
+            session = await self._session(service, request)
+            group = session.group
+            hop = OriginHop(
+                HOP_NAME,
+                "quic",
+                group.name if group else None,
+                bool(group is not None and group.post_quantum),
+            )
+            out = with_host(forwardable(request.headers_with(hop)), request.host_header, service)
+            h3_headers = [
+                (k.strip().lower().encode("latin-1", "replace"), v.encode("latin-1", "replace"))
+                for k, v in out
+            ]
+            send_body = None if body.empty else body.chunks()
+            try:
+                response = await session.open_stream(
+                    request.method, target, h3_headers, send_body, timeout=timeout
+                )
+            except asyncio.TimeoutError:
+                raise OriginError(
+                    504,
+                    f"origin {service.text} did not answer {request.method} {target} within "
+                    f"{timeout:g}s",
+                ) from None
+            except HTTP3Error as exc:
+                if attempt == 1 and session.closed and send_body is None:
+                    continue  # the pooled connection died under us: one fresh try
+                raise OriginError(
+                    502, f"origin {service.text}: HTTP/3 request failed: {exc}"
+                ) from None
+            except ConnectionError as exc:
+                raise OriginError(
+                    502, f"origin {service.text}: HTTP/3 request failed: {plain(exc)}"
+                ) from None
+            headers = forwardable(
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers]
+            )
+            return OriginResponse(response.status, headers, H3Body(response.body, service), hop)
+        raise AssertionError("unreachable")

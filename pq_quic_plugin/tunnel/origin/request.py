@@ -1,0 +1,208 @@
+"""What crosses the origin client's boundary: the request, the response head, the hop, the error.
+
+These are shared by the HTTP/1.1, HTTP/3 and WebSocket paths, so they live apart from all
+three; the connector builds an :class:`OriginRequest` and gets an :class:`OriginResponse` (or an
+:class:`OriginError`) back whichever protocol the service speaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ...asgi.types import Hop
+from ..config import Service
+from ..headers import find
+from ..hostnames import format_hostport
+
+__all__ = [
+    "HOP_NAME",
+    "HeadersFor",
+    "OriginError",
+    "OriginHop",
+    "OriginRequest",
+    "OriginResponse",
+    "join_path",
+]
+
+HOP_NAME = "connector-origin"
+
+
+class OriginError(Exception):
+    """The origin could not be reached or answered badly.
+
+    ``status`` is what the visitor gets (502, or 504 for a timeout); ``reason`` is a plain
+    sentence that names the origin URL.
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class OriginHop:
+    """The connector-to-origin hop, as the origin learns it in ``pq-tunnel-hops``.
+
+    A dataclass rather than the :class:`~pq_quic_plugin.asgi.types.Hop` mapping so responses
+    can carry it and tests compare it; :meth:`as_dict` gives the wire form.
+    """
+
+    name: str
+    transport: str  # "http/1.1" or "quic"
+    group: str | None
+    post_quantum: bool
+    tls: bool = False  # HTTP/1.1 over TLS (a wss:// WebSocket to an https:// service)
+
+    def as_dict(self) -> Hop:
+        out: Hop = {
+            "hop": self.name,
+            "transport": self.transport,
+            "group": self.group,
+            "post_quantum": self.post_quantum,
+        }
+        if self.tls:
+            out["tls"] = True
+        return out
+
+
+#: Given the origin hop (known only once connected, so its group is known), the full header
+#: list to send; the connector uses it to append that hop to ``pq-tunnel-hops``.
+HeadersFor = Callable[[OriginHop], list[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class OriginRequest:
+    """One request for the origin: where the ingress rule sends it and what the visitor asked.
+
+    ``service`` is the rule's parsed service or its URL text (parsed once and cached).
+    ``path`` is the visitor's path with its query; it is appended to the service's base path.
+    ``headers`` keep the visitor's ``Host`` (``host_header`` replaces it); hop-by-hop headers
+    are dropped on the way. ``body`` None means no body. ``headers_for``, when given, replaces
+    ``headers`` with what it returns for the origin hop. ``ca_file`` and ``server_name``
+    verify an ``https://`` origin (system roots and the service's host when None).
+    ``timeout`` bounds connecting, the wait for the response head once the request body has
+    been sent, and any stall of the upload; the response body has no timeout.
+    """
+
+    service: Service | str
+    method: str = "GET"
+    path: str = "/"
+    headers: Sequence[tuple[str, str]] = ()
+    body: AsyncIterator[bytes] | None = None
+    ca_file: str | None = None
+    server_name: str | None = None
+    timeout: float = 30.0
+    headers_for: HeadersFor | None = None
+    host_header: str | None = None
+
+    def headers_with(self, hop: OriginHop) -> list[tuple[str, str]]:
+        """The headers to send once the hop is known (``headers_for``'s, else ``headers``)."""
+        if self.headers_for is not None:
+            return self.headers_for(hop)
+        return list(self.headers)
+
+
+@dataclass
+class OriginResponse:
+    """A response head from the origin; ``body`` yields the body as it arrives.
+
+    Iterating ``body`` to the end releases the connection (HTTP/1.1: back to the pool). A body
+    that breaks off raises :class:`OriginError` from the iterator. ``aclose()`` stops early and
+    cancels the origin request (HTTP/3: RESET_STREAM/STOP_SENDING; HTTP/1.1: the connection is
+    closed); it is safe to call at any time, also after the end.
+    """
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: AsyncIterator[bytes]
+    hop: OriginHop
+
+    async def aclose(self) -> None:
+        close = getattr(self.body, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def join_path(base: str, path: str) -> str:
+    """``/base`` + ``/x?y`` -> ``/base/x?y``; the request path keeps its query string."""
+    if not path:
+        path = "/"
+    elif not path.startswith("/"):
+        path = "/" + path
+    base = base.rstrip("/")
+    return base + path if base else path
+
+
+def with_host(
+    headers: list[tuple[str, str]], host_header: str | None, service: Service
+) -> list[tuple[str, str]]:
+    """Keep the visitor's Host; ``host_header`` replaces it; the service's when there is none."""
+    if host_header is not None:
+        headers = [(k, v) for k, v in headers if k.lower() != "host"]
+        return [("host", host_header), *headers]
+    if find(headers, "host") is None:
+        return [("host", format_hostport(service.host, service.port)), *headers]
+    return headers
+
+
+def plain(exc: BaseException) -> str:
+    """An exception as the tail of a sentence: ``connection refused``, not ``[Errno 111] ...``."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower() if exc.strerror[:1].isupper() else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class PeekedBody:
+    """A request body whose first chunk has been read.
+
+    Both paths must know before sending the head whether a body exists at all (HTTP/1.1 picks
+    ``Content-Length: 0`` or chunked, HTTP/3 ends the stream with the head), without holding
+    more than one chunk.
+    """
+
+    def __init__(self, first: bytes | None, rest: AsyncIterator[bytes]) -> None:
+        self.first = first
+        self.rest = rest
+
+    @classmethod
+    async def of(cls, body: AsyncIterator[bytes] | None) -> PeekedBody:
+        """Read up to the first non-empty chunk (``first`` None: no body at all)."""
+        if body is None:
+            return cls(None, _nothing())
+        it = body.__aiter__()
+        while True:
+            try:
+                chunk = await it.__anext__()
+            except StopAsyncIteration:
+                return cls(None, it)
+            if chunk:
+                return cls(bytes(chunk), it)
+
+    @property
+    def empty(self) -> bool:
+        return self.first is None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Every non-empty chunk, the peeked one first."""
+        if self.first is None:
+            return
+        yield self.first
+        async for chunk in self.rest:
+            if chunk:
+                yield chunk
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover - makes this an async generator
+
+
+def retrieve(task: asyncio.Task[Any] | None) -> BaseException | None:
+    """A finished task's exception (marking it retrieved), else None."""
+    if task is None or not task.done() or task.cancelled():
+        return None
+    return task.exception()

@@ -1,0 +1,296 @@
+"""WebSockets to the origin over HTTP/1.1 (wsproto).
+
+``http://`` services get ``ws://``; ``https://`` services get TLS over TCP (``wss://``) on the
+same host and port, verified against the rule's origin CA. WebSockets over HTTP/3 (RFC 9220,
+extended CONNECT) are out of scope: hypercorn's aioquic stack does not offer them. That hop's
+key exchange is whatever Python's OpenSSL negotiates; it cannot be read back, so it is reported
+with ``group=None, post_quantum=False``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+from wsproto import ConnectionState, ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+
+from ..config import Service
+from ..headers import find, forwardable
+from ..hostnames import format_hostport
+from .h1 import READ_CHUNK, open_tcp
+from .request import HOP_NAME, OriginError, OriginHop, OriginRequest, join_path, plain
+
+__all__ = ["OriginWebSocket", "WEBSOCKET_OWN", "open_websocket"]
+
+logger = logging.getLogger("pq_quic_plugin.tunnel.origin")
+
+#: Headers the WebSocket handshake makes itself.
+WEBSOCKET_OWN = frozenset(
+    {
+        "host",
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-accept",
+    }
+)
+#: The most of a refusal's body that is kept.
+REFUSAL_BODY = 65536
+
+
+async def open_websocket(
+    service: Service, request: OriginRequest, subprotocols: Sequence[str], connect_timeout: float
+) -> OriginWebSocket:
+    """Connect and run the opening handshake; see :meth:`OriginClient.websocket`."""
+    tls = service.kind == "https"
+    limit = min(request.timeout, connect_timeout)
+    context: ssl.SSLContext | None = None
+    if tls:
+        try:
+            context = ssl.create_default_context(cafile=request.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise OriginError(
+                502,
+                f"origin {service.text}: cannot load the origin CA file {request.ca_file}: "
+                f"{plain(exc)}",
+            ) from None
+        context.set_alpn_protocols(["http/1.1"])
+    server_hostname = (request.server_name or service.host) if tls else None
+    reader, writer = await open_tcp(service, limit, context, server_hostname)
+    hop = OriginHop(HOP_NAME, "http/1.1", None, False, tls=tls)
+    chosen = request.headers_with(hop)
+    host = (
+        request.host_header or find(chosen, "host") or format_hostport(service.host, service.port)
+    )
+    extra = [
+        (k.encode("latin-1", "replace"), v.encode("latin-1", "replace"))
+        for k, v in forwardable(chosen, drop=WEBSOCKET_OWN)
+    ]
+    opening = Request(
+        host=host,
+        target=join_path(service.base_path, request.path),
+        subprotocols=list(subprotocols),
+        extra_headers=extra,
+    )
+    origin = OriginWebSocket(WSConnection(ConnectionType.CLIENT), reader, writer, hop, service)
+    await origin.open(opening, request.timeout)
+    return origin
+
+
+class OriginWebSocket:
+    """A WebSocket to the origin: whole messages in, whole messages out.
+
+    ``receive()`` returns ``str`` or ``bytes`` messages and ``None`` once the connection is
+    closed (then ``close_code``/``close_reason`` say how; 1006 when it just dropped). At most
+    :attr:`QUEUE` messages wait unread: after that the socket is not read, so a slow consumer
+    slows the origin down instead of filling memory. Messages sent after the close are
+    dropped. Pings are answered automatically.
+    """
+
+    QUEUE = 16
+
+    def __init__(
+        self,
+        ws: WSConnection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        hop: OriginHop,
+        service: Service,
+    ) -> None:
+        self._ws, self._reader, self._writer = ws, reader, writer
+        self._service = service
+        self.hop = hop
+        self.status = 0
+        self.subprotocol: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.body = b""  # the refusal's body (status != 101), at most REFUSAL_BODY bytes
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(self.QUEUE)
+        self._text: list[str] = []
+        self._bytes: list[bytes] = []
+        self._pump: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self._finished = False  # None queued for the reader
+        self._eof = False  # the reader got None
+        self._rejecting = False  # reading a refusal's body
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def open(self, opening: Request, timeout: float) -> None:
+        """Send the opening handshake and read the answer (101, or a refusal and its body).
+
+        Any failure drops the connection and raises :class:`OriginError` (504 for a timeout).
+        """
+        name = self._service.text
+        try:
+            self._writer.write(self._ws.send(opening))
+            await asyncio.wait_for(self._handshake(), timeout)
+        except asyncio.TimeoutError:
+            self.abort()
+            raise OriginError(
+                504, f"origin {name} did not answer the WebSocket handshake within {timeout:g}s"
+            ) from None
+        except OriginError:
+            self.abort()
+            raise
+        except Exception as exc:  # noqa: BLE001 - OSError, wsproto protocol errors
+            self.abort()
+            raise OriginError(
+                502, f"origin {name}: WebSocket handshake failed: {plain(exc)}"
+            ) from None
+
+    async def _handshake(self) -> None:
+        await self._writer.drain()
+        pending: list[Any] = []
+        while self.status == 0 or (self.status != 101 and self._rejecting):
+            data = await self._reader.read(READ_CHUNK)
+            if not data:
+                if self.status:
+                    break  # a refusal whose body ends with the connection
+                raise OriginError(
+                    502,
+                    f"origin {self._service.text} closed the connection during the WebSocket "
+                    "handshake",
+                )
+            self._ws.receive_data(data)
+            for event in self._ws.events():
+                if isinstance(event, AcceptConnection):
+                    self.status, self.subprotocol = 101, event.subprotocol
+                    self.headers = _decoded(event.extra_headers)
+                elif isinstance(event, RejectConnection):
+                    self.status = event.status_code
+                    self.headers = _decoded(event.headers)
+                    self._rejecting = event.has_body
+                elif isinstance(event, RejectData):
+                    if len(self.body) < REFUSAL_BODY:
+                        self.body += bytes(event.data)[: REFUSAL_BODY - len(self.body)]
+                    if event.body_finished:
+                        self._rejecting = False
+                elif self.status == 101:
+                    pending.append(event)  # a message in the same read as the 101
+        if self.status != 101:
+            self._closed.set()
+            self._finish()
+            return
+        for event in pending:
+            await self._handle(event)
+        self._pump = asyncio.ensure_future(self._read_loop())
+
+    async def _handle(self, event: Any) -> None:
+        if isinstance(event, TextMessage):
+            self._text.append(event.data)
+            if event.message_finished:
+                await self._queue.put("".join(self._text))
+                self._text.clear()
+        elif isinstance(event, BytesMessage):
+            self._bytes.append(bytes(event.data))
+            if event.message_finished:
+                await self._queue.put(b"".join(self._bytes))
+                self._bytes.clear()
+        elif isinstance(event, Ping):
+            self._write(self._ws.send(event.response()))
+        elif isinstance(event, CloseConnection):
+            if self.close_code is None:
+                self.close_code, self.close_reason = event.code, event.reason or ""
+            if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                self._write(self._ws.send(event.response()))
+            self._closed.set()
+
+    async def _read_loop(self) -> None:
+        try:
+            while not self._closed.is_set():
+                data = await self._reader.read(READ_CHUNK)
+                if not data:
+                    break
+                self._ws.receive_data(data)
+                for event in self._ws.events():
+                    await self._handle(event)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        except Exception as exc:  # noqa: BLE001 - a protocol violation by the origin
+            logger.warning("origin %s: WebSocket error: %s", self._service.text, exc)
+            if self.close_code is None:
+                self.close_code = 1002
+        finally:
+            if self.close_code is None:
+                self.close_code = 1006  # closed without a close frame
+            self._closed.set()
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        try:
+            self._queue.put_nowait(None)
+        except asyncio.QueueFull:
+            # The reader is behind; it gets None after the queued messages.
+            asyncio.ensure_future(self._queue.put(None))
+
+    def _write(self, data: bytes) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(data)
+
+    def abort(self) -> None:
+        """Drop the connection without a close frame (the reader still gets what is queued)."""
+        if self._pump is not None and not self._pump.done():
+            self._pump.cancel()
+        with contextlib.suppress(Exception):
+            self._writer.close()
+
+    async def send(self, message: str | bytes) -> None:
+        """Send one message (waits while the origin is not reading: TCP backpressure)."""
+        if self._ws.state is not ConnectionState.OPEN or self._writer.is_closing():
+            return
+        event = TextMessage(message) if isinstance(message, str) else BytesMessage(message)
+        self._write(self._ws.send(event))
+        with contextlib.suppress(OSError):
+            await self._writer.drain()
+
+    async def receive(self) -> str | bytes | None:
+        """The next message, or None once the WebSocket is closed."""
+        if self._eof:
+            return None
+        message = await self._queue.get()
+        if message is None:
+            self._eof = True
+        return message
+
+    async def close(self, code: int = 1000, reason: str = "", timeout: float = 5.0) -> None:
+        """Close with ``code``; waits (up to ``timeout``) for the origin's close frame."""
+        if self._ws.state is ConnectionState.OPEN and not self._writer.is_closing():
+            self._write(self._ws.send(CloseConnection(code=code, reason=reason)))
+            with contextlib.suppress(OSError):
+                await self._writer.drain()
+            if self.close_code is None:
+                self.close_code, self.close_reason = code, reason
+            if self._pump is not None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), timeout)
+        self.abort()
+        self._closed.set()
+        self._finish()
+
+
+def _decoded(headers: Any) -> list[tuple[str, str]]:
+    return [(bytes(k).decode("latin-1"), bytes(v).decode("latin-1")) for k, v in headers or []]
