@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # the tunnel benchmark runs a whole chain
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -6,8 +6,11 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from peers.chromium import dump_dom, screenshot
 from servers import free_port, hypercorn_pq
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 
 def test_chromium_over_http3_gets_x25519mlkem768(pki, tmp_path: Path) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 
 def test_demo_once_prints_every_negotiated_group() -> None:
     out = subprocess.run([sys.executable, "-m", "tools.demo", "--once"],

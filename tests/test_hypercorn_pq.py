@@ -17,6 +17,8 @@ from servers import free_port, hypercorn_pq, run_cli
 
 from pq_quic_plugin.http3 import HTTP3Error, fetch
 
+pytestmark = pytest.mark.slow  # each test starts hypercorn-pq processes
+
 
 def _tls_args(pki, port: int) -> list[str]:  # type: ignore[no-untyped-def]
     return ["--certfile", str(pki.cert), "--keyfile", str(pki.key), "-b", f"127.0.0.1:{port}"]

@@ -23,6 +23,8 @@ from tunnel_chain import TUNNEL_HOST, running_chain
 
 from pq_quic_plugin.http3 import HTTP3Error, client_configuration, open_session
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 PROMISED = 1_000_000
 SENT = b"0123456789" * 1000
 

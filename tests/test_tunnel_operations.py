@@ -162,7 +162,7 @@ def test_status_page_in_chromium(chain, tmp_path: Path) -> None:  # type: ignore
 
 
 def test_bounded_load(chain) -> None:  # type: ignore[no-untyped-def]
-    clients, requests = 8, 200
+    clients, requests = 8, 400
     with Load(chain, clients=clients, path="/bytes/2048") as load:
         seconds = load.wait_for(requests, 60, f"{requests} requests from {clients} clients")
     codes = [r for r, _ in load.results]

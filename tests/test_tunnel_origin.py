@@ -41,6 +41,8 @@ if str(APPS) not in sys.path:
 
 from origin_app import CHUNK, pattern  # noqa: E402
 
+pytestmark = pytest.mark.slow  # three origin servers as processes
+
 MB = 1024 * 1024
 BIG = 20 * MB
 T = TypeVar("T")

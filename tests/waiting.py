@@ -39,31 +39,14 @@ async def wait_until_async(
     return time.monotonic() - started
 
 
-def wait_until_steady(
-    value: Callable[[], float], quiet: float, timeout: float, what: str, interval: float = 0.1
+async def wait_until_steady_async(
+    value: Callable[[], float], quiet: float, timeout: float, what: str, interval: float = 0.05
 ) -> float:
     """Wait until ``value()`` has not changed for ``quiet`` seconds; return its last value.
 
     For "it stops by itself" scenarios, e.g. an upload that flow control holds back: the
     condition is that the byte count stops growing, however long that takes on this machine.
     """
-    started = time.monotonic()
-    last, since = value(), time.monotonic()
-    while time.monotonic() - since < quiet:
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what} "
-                                 f"(still changing: {last})")
-        time.sleep(interval)
-        now = value()
-        if now != last:
-            last, since = now, time.monotonic()
-    return last
-
-
-async def wait_until_steady_async(
-    value: Callable[[], float], quiet: float, timeout: float, what: str, interval: float = 0.05
-) -> float:
-    """:func:`wait_until_steady` for a running event loop."""
     started = time.monotonic()
     last, since = value(), time.monotonic()
     while time.monotonic() - since < quiet:

@@ -260,7 +260,8 @@ def write_edge_config(
         "connectors": connector_listener,
         "store": "tunnels.db",
         "metrics": f"127.0.0.1:{metrics}",
-        "grace-period": "5s",
+        # Short: hypercorn waits out the whole grace period at every stop, even when idle.
+        "grace-period": "1s",
         "location": "test-loopback",
     }
     path = directory / name
@@ -281,10 +282,11 @@ def running_chain(
                          "--credentials-file", "creds.json", cwd=directory)
     assert created.returncode == 0, created.stderr
     tls = ["--certfile", str(pki.cert), "--keyfile", str(pki.key)]
+    origin_args = ["--pq", *tls, "-b", f"127.0.0.1:{origin_port}", "--graceful-timeout", "1"]
     with contextlib.ExitStack() as stack:
-        origin = stack.enter_context(hypercorn_pq(
-            ["--pq", *tls, "-b", f"127.0.0.1:{origin_port}", "app:app"], directory, origin_port
-        ))
+        origin = stack.enter_context(
+            hypercorn_pq([*origin_args, "app:app"], directory, origin_port)
+        )
         edge = start_edge(edge_yaml, directory / "edge.log", cwd=directory)
         stack.callback(stop, edge.proc)
         chain = Chain(directory, pki, origin_port, public, conn_port, edge_metrics, conn_metrics,

@@ -19,7 +19,7 @@ connection by :mod:`.hooks`, hypercorn itself is not edited):
    back on the client the way TCP does.
 3. **Downloads are buffered whole.** A response body written faster than the client reads it
    piles up in aioquic's send buffer. Here the application's ``send`` waits while more than
-   :data:`SEND_BUFFER_HIGH` bytes of the stream are unacknowledged.
+   ``send_backpressure.SEND_BUFFER_HIGH`` bytes of the stream are unacknowledged.
 
 It also tells the application when the client resets its request or the connection ends
 (``http.disconnect``), and resets a response stream the application left unfinished (it
@@ -42,13 +42,13 @@ from hypercorn.protocol.events import Body, Data, EndBody, StreamClosed
 from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 
-from ..aioquic_binding.facade import SendState, quic_of, send_buffered, send_state
+from ..aioquic_binding.facade import SendState, quic_of, send_state
 from ..aioquic_binding.flow_control import ReceiveCredit
+from ..aioquic_binding.send_backpressure import wait_for_send_room
 
 logger = logging.getLogger("pq_quic_plugin.hypercorn")
 
 #: Unacknowledged bytes per response stream above which the application's send() waits.
-SEND_BUFFER_HIGH = 1 << 20
 #: hypercorn's app queues hold messages, not bytes; flow control bounds the bytes instead, so
 #: the queue itself must never make the datagram loop wait.
 _UNBOUNDED_QUEUE = 1 << 30
@@ -182,12 +182,7 @@ def _reset_if_unfinished(quic: QuicConnection, stream_id: int) -> bool:
 async def _drain(protocol: H3Protocol, quic: QuicConnection, stream_id: int) -> None:
     """Wait while the stream has more than SEND_BUFFER_HIGH bytes unacknowledged.
 
-    Polls (with a short, growing sleep) because aioquic has no "acknowledged" callback an
-    application can hook; it works the same under asyncio and trio workers.
+    Waits with the worker's own sleep: hypercorn owns the datagram loop, so nothing wakes us
+    on an acknowledgement, and the same code must run under asyncio and trio workers.
     """
-    delay = 0.001
-    while send_buffered(quic, stream_id) > SEND_BUFFER_HIGH:
-        if send_state(quic, stream_id) in (SendState.GONE, SendState.RESET):
-            return
-        await protocol.context.sleep(delay)
-        delay = min(delay * 2, 0.02)
+    await wait_for_send_room(quic, stream_id, protocol.context.sleep)
