@@ -18,20 +18,30 @@ def main(argv: list[str] | None = None) -> int:
         description="pq-quic-plugin benchmarks. A full run writes docs/bench/*.json and *.png.",
     )
     parser.add_argument(
-        "--quick", action="store_true",
+        "--quick",
+        action="store_true",
         help="tiny iteration counts (a smoke check); results go to a temporary directory, "
         "never to docs/bench",
     )
     parser.add_argument(
-        "--only", action="append", default=None, metavar="NAME",
+        "--only",
+        action="append",
+        default=None,
+        metavar="NAME",
         help=f"run only these benchmarks (repeat or comma-separate): {', '.join(BENCHMARKS)}",
     )
-    parser.add_argument("--replot", action="store_true",
-                        help="only redraw the PNGs from the JSON results already in the output "
-                        "directory (default docs/bench); runs nothing")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="write results here instead (default: docs/bench, or a temp dir "
-                        "with --quick)")
+    parser.add_argument(
+        "--replot",
+        action="store_true",
+        help="only redraw the PNGs from the JSON results already in the output "
+        "directory (default docs/bench); runs nothing",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write results here instead (default: docs/bench, or a temp dir with --quick)",
+    )
     args = parser.parse_args(argv)
 
     names = list(BENCHMARKS)
@@ -39,8 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         names = [n.strip() for item in args.only for n in item.split(",") if n.strip()]
         unknown = [n for n in names if n not in BENCHMARKS]
         if unknown:
-            parser.error(f"unknown benchmark(s) {', '.join(unknown)}; "
-                         f"choose from {', '.join(BENCHMARKS)}")
+            parser.error(
+                f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}"
+            )
     if args.replot:
         import json
 
@@ -53,8 +64,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  no {path}: run the benchmark first")
         return 0
     out = output_dir(args.quick, args.out)
-    print(f"pq-quic-plugin benchmarks: {', '.join(names)}"
-          f"{' (quick)' if args.quick else ''}; output: {out}", flush=True)
+    print(
+        f"pq-quic-plugin benchmarks: {', '.join(names)}"
+        f"{' (quick)' if args.quick else ''}; output: {out}",
+        flush=True,
+    )
     started = time.monotonic()
     failed = []
     for name in names:

@@ -113,18 +113,34 @@ def _variants(chain: CertChain) -> list[dict[str, Any]]:
         print("  qh3 is not installed: no Rust-stack reference")
     else:
         c, s = _qh3_configs(chain)
-        variants.append(dict(label=QH3_PQ, kind="qh3", cls=Qh3Connection, client=c, server=s,
-                             on_client=qh3_client_groups([Qh3Group.X25519ML768,
-                                                          Qh3Group.X25519])))
+        variants.append(
+            dict(
+                label=QH3_PQ,
+                kind="qh3",
+                cls=Qh3Connection,
+                client=c,
+                server=s,
+                on_client=qh3_client_groups([Qh3Group.X25519ML768, Qh3Group.X25519]),
+            )
+        )
         c, s = _qh3_configs(chain)
-        variants.append(dict(label=QH3_X25519, kind="qh3", cls=Qh3Connection, client=c, server=s,
-                             on_client=qh3_client_groups([Qh3Group.X25519])))
+        variants.append(
+            dict(
+                label=QH3_X25519,
+                kind="qh3",
+                cls=Qh3Connection,
+                client=c,
+                server=s,
+                on_client=qh3_client_groups([Qh3Group.X25519]),
+            )
+        )
     return variants
 
 
 def _one(variant: dict[str, Any]) -> PairTrace:
-    return run_pair(variant["cls"], variant["client"], variant["server"],
-                    on_client=variant.get("on_client"))
+    return run_pair(
+        variant["cls"], variant["client"], variant["server"], on_client=variant.get("on_client")
+    )
 
 
 # --- group math ----------------------------------------------------------------------------
@@ -223,8 +239,10 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
             v["rounds_to_client_complete"] = trace.client_complete_round
             if v.get("group") and v["negotiated"] != v["group"]:
                 raise HandshakeFailed(f"{v['label']} negotiated {v['negotiated']}")
-        print(f"  {len(variants)} variants x {rounds} rounds (round-robin), "
-              f"{warmup} warm-up rounds", flush=True)
+        print(
+            f"  {len(variants)} variants x {rounds} rounds (round-robin), {warmup} warm-up rounds",
+            flush=True,
+        )
         samples: dict[str, dict[str, list[float]]] = {
             v["label"]: {"total": [], "client": [], "server": []} for v in variants
         }
@@ -235,7 +253,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         with OtherLoad() as load, gc_paused():
             for i in range(rounds):
                 # rotate the start so no variant always runs right after the same one
-                order = variants[i % len(variants):] + variants[: i % len(variants)]
+                order = variants[i % len(variants) :] + variants[: i % len(variants)]
                 for v in order:
                     trace = _one(v)
                     s = samples[v["label"]]
@@ -303,20 +321,44 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
 def _print(result: dict[str, Any]) -> None:
     rows = []
     for label, h in result["handshakes"].items():
-        rows.append([
-            label, h["negotiated"], h["total_ms"]["median"], h["total_ms"]["p90"],
-            h["client_ms"]["median"], h["server_ms"]["median"], h["ratio_vs_x25519"],
-            h.get("paired_delta_vs_x25519_ms", ""), h.get("group_math_ms", ""),
-            h.get("group_math_delta_vs_x25519_ms", ""),
-        ])
-    print(table(
-        ["variant", "negotiated", "median ms", "p90 ms", "client ms", "server ms",
-         "x vs x25519", "paired delta ms", "group math ms", "math delta ms"],
-        rows,
-    ))
+        rows.append(
+            [
+                label,
+                h["negotiated"],
+                h["total_ms"]["median"],
+                h["total_ms"]["p90"],
+                h["client_ms"]["median"],
+                h["server_ms"]["median"],
+                h["ratio_vs_x25519"],
+                h.get("paired_delta_vs_x25519_ms", ""),
+                h.get("group_math_ms", ""),
+                h.get("group_math_delta_vs_x25519_ms", ""),
+            ]
+        )
+    print(
+        table(
+            [
+                "variant",
+                "negotiated",
+                "median ms",
+                "p90 ms",
+                "client ms",
+                "server ms",
+                "x vs x25519",
+                "paired delta ms",
+                "group math ms",
+                "math delta ms",
+            ],
+            rows,
+        )
+    )
     print()
-    print(table(["raw primitive", "median ms", "p90 ms"],
-                [[k, v["median"], v["p90"]] for k, v in result["raw_primitives_ms"].items()]))
+    print(
+        table(
+            ["raw primitive", "median ms", "p90 ms"],
+            [[k, v["median"], v["p90"]] for k, v in result["raw_primitives_ms"].items()],
+        )
+    )
 
 
 def plot(result: dict[str, Any], out_dir: Path) -> None:
@@ -325,29 +367,57 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
         return
     hs = result["handshakes"]
     labels = list(hs)
-    colors = {"stock": "#888888", "classical": "#4c72b0", "post-quantum": "#2a9d55",
-              "hrr": "#e07b39", "qh3": "#8c5fb3"}
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 6.5), sharey=True,
-                                   gridspec_kw={"width_ratios": [3, 2]})
+    colors = {
+        "stock": "#888888",
+        "classical": "#4c72b0",
+        "post-quantum": "#2a9d55",
+        "hrr": "#e07b39",
+        "qh3": "#8c5fb3",
+    }
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(12, 6.5), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
+    )
     y = list(range(len(labels)))
     total = [hs[k]["total_ms"]["median"] for k in labels]
     # split each total median in the proportion of the client's and server's medians
-    share = [hs[k]["client_ms"]["median"]
-             / (hs[k]["client_ms"]["median"] + hs[k]["server_ms"]["median"]) for k in labels]
+    share = [
+        hs[k]["client_ms"]["median"] / (hs[k]["client_ms"]["median"] + hs[k]["server_ms"]["median"])
+        for k in labels
+    ]
     client = [t * f for t, f in zip(total, share, strict=True)]
     server = [t - c for t, c in zip(total, client, strict=True)]
     p90 = [hs[k]["total_ms"]["p90"] for k in labels]
-    ax1.barh(y, client, color=[colors[hs[k]["kind"]] for k in labels], alpha=0.95,
-             label="client share")
-    ax1.barh(y, server, left=client, color=[colors[hs[k]["kind"]] for k in labels], alpha=0.5,
-             label="server share")
-    ax1.errorbar(total, y, xerr=[[0] * len(y), [p - t for p, t in zip(p90, total, strict=True)]],
-                 fmt="none", ecolor="black", capsize=3, lw=1, label="median to p90 (total)")
+    ax1.barh(
+        y, client, color=[colors[hs[k]["kind"]] for k in labels], alpha=0.95, label="client share"
+    )
+    ax1.barh(
+        y,
+        server,
+        left=client,
+        color=[colors[hs[k]["kind"]] for k in labels],
+        alpha=0.5,
+        label="server share",
+    )
+    ax1.errorbar(
+        total,
+        y,
+        xerr=[[0] * len(y), [p - t for p, t in zip(p90, total, strict=True)]],
+        fmt="none",
+        ecolor="black",
+        capsize=3,
+        lw=1,
+        label="median to p90 (total)",
+    )
     base = hs[BASELINE]["total_ms"]["median"]
     ax1.axvline(base, color="#4c72b0", ls="--", lw=1)
     for yi, k in zip(y, labels, strict=True):
-        ax1.text(max(p90[yi], total[yi]) + 0.1, yi, f"{hs[k]['ratio_vs_x25519']:.2f}x",
-                 va="center", fontsize=8)
+        ax1.text(
+            max(p90[yi], total[yi]) + 0.1,
+            yi,
+            f"{hs[k]['ratio_vs_x25519']:.2f}x",
+            va="center",
+            fontsize=8,
+        )
     ax1.set_yticks(y, labels, fontsize=8)
     ax1.invert_yaxis()
     ax1.set_xlabel("CPU per full handshake, ms: median (client dark, server light), bar to p90")

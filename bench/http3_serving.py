@@ -92,11 +92,37 @@ def _servers(pki: Any, log_dir: Path) -> dict[str, Server]:
     while p2 == p1:
         p2 = loopback.free_port()
     return {
-        PQ: Server(PQ, [py, "-m", "pq_quic_plugin.hypercorn_binding", "--pq", *tls,
-                        "-b", f"127.0.0.1:{p1}", APP], p1, log_dir / "hypercorn-pq.log"),
-        STOCK: Server(STOCK, [py, "-m", "hypercorn", *tls, "-b", f"127.0.0.1:{p2}",
-                              "--quic-bind", f"127.0.0.1:{p2}", APP], p2,
-                      log_dir / "hypercorn.log"),
+        PQ: Server(
+            PQ,
+            [
+                py,
+                "-m",
+                "pq_quic_plugin.hypercorn_binding",
+                "--pq",
+                *tls,
+                "-b",
+                f"127.0.0.1:{p1}",
+                APP,
+            ],
+            p1,
+            log_dir / "hypercorn-pq.log",
+        ),
+        STOCK: Server(
+            STOCK,
+            [
+                py,
+                "-m",
+                "hypercorn",
+                *tls,
+                "-b",
+                f"127.0.0.1:{p2}",
+                "--quic-bind",
+                f"127.0.0.1:{p2}",
+                APP,
+            ],
+            p2,
+            log_dir / "hypercorn.log",
+        ),
     }
 
 
@@ -117,17 +143,34 @@ CLEAN_OTHER_LOAD = 0.15
 """A slice counts as clean when other processes used at most this share of all cores."""
 
 
-def _slice(server: Server, mode: str, params: dict[str, Any], url: str, config: Any,
-           rep: int, series: str | None = None) -> dict[str, Any]:
+def _slice(
+    server: Server,
+    mode: str,
+    params: dict[str, Any],
+    url: str,
+    config: Any,
+    rep: int,
+    series: str | None = None,
+) -> dict[str, Any]:
     cpu0, ccpu0 = server.cpu_seconds(), time.process_time()
     udp0, busy0, wall0 = udp_counters(), system_busy_seconds(), time.perf_counter()
     if mode == NEW:
-        lat, err, el = asyncio.run(new_connection_per_request(
-            url, config, params["workers"], params["duration"], params["limit"]))
+        lat, err, el = asyncio.run(
+            new_connection_per_request(
+                url, config, params["workers"], params["duration"], params["limit"]
+            )
+        )
     else:
-        lat, err, el = asyncio.run(reused_connections(
-            url, config, params["connections"], params["streams"], params["duration"],
-            params["limit"]))
+        lat, err, el = asyncio.run(
+            reused_connections(
+                url,
+                config,
+                params["connections"],
+                params["streams"],
+                params["duration"],
+                params["limit"],
+            )
+        )
     server_cpu = server.cpu_seconds() - cpu0
     client_cpu = time.process_time() - ccpu0
     wall = time.perf_counter() - wall0  # setup and teardown included, like the CPU counters
@@ -135,12 +178,17 @@ def _slice(server: Server, mode: str, params: dict[str, Any], url: str, config: 
     other = other_share(system_busy_seconds() - busy0, server_cpu + client_cpu, wall)
     udp1 = udp_counters()
     return {
-        "server": series or server.label, "mode": mode, "repetition": rep, "latencies": lat,
-        "errors": err, "elapsed": el, "server_cpu": server_cpu, "client_cpu": client_cpu,
+        "server": series or server.label,
+        "mode": mode,
+        "repetition": rep,
+        "latencies": lat,
+        "errors": err,
+        "elapsed": el,
+        "server_cpu": server_cpu,
+        "client_cpu": client_cpu,
         "wall": wall,
         "other_share": other,
-        "udp_drops": sum(udp1.get(k, 0) - udp0.get(k, 0)
-                         for k in ("RcvbufErrors", "SndbufErrors")),
+        "udp_drops": sum(udp1.get(k, 0) - udp0.get(k, 0) for k in ("RcvbufErrors", "SndbufErrors")),
     }
 
 
@@ -148,8 +196,10 @@ def _aggregate(slices: list[dict[str, Any]]) -> dict[str, Any]:
     return load_summary(slices, ("server_cpu", "client_cpu")) | {
         "udp_buffer_drops_system_wide": sum(s["udp_drops"] for s in slices),
         "other_processes_cpu_share": round(
-            sum(s["other_share"] * s["wall"] for s in slices) / sum(s["wall"] for s in slices),
-            3) if slices else None,
+            sum(s["other_share"] * s["wall"] for s in slices) / sum(s["wall"] for s in slices), 3
+        )
+        if slices
+        else None,
     }
 
 
@@ -163,13 +213,18 @@ def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "p90_pq_over_stock": ratio(pq["latency_ms"]["p90"], st["latency_ms"]["p90"]),
             "p99_pq_over_stock": ratio(pq["latency_ms"]["p99"], st["latency_ms"]["p99"]),
             "server_cpu_per_request_pq_over_stock": ratio(
-                pq["server_cpu_ms_per_request"] or 0, st["server_cpu_ms_per_request"] or 0),
+                pq["server_cpu_ms_per_request"] or 0, st["server_cpu_ms_per_request"] or 0
+            ),
         }
     return out
 
 
-def _paired(slices: list[dict[str, Any]], a_label: str = PQ, b_label: str = STOCK,
-            modes: tuple[str, ...] = (NEW, REUSED)) -> dict[str, Any]:
+def _paired(
+    slices: list[dict[str, Any]],
+    a_label: str = PQ,
+    b_label: str = STOCK,
+    modes: tuple[str, ...] = (NEW, REUSED),
+) -> dict[str, Any]:
     """a/b (default PQ/stock) ratios of back-to-back slices of the same repetition and mode.
 
     Adjacent slices see nearly the same background load, so the ratio of a pair is far less
@@ -188,8 +243,9 @@ def _paired(slices: list[dict[str, Any]], a_label: str = PQ, b_label: str = STOC
             if not (na and nb):
                 continue
             rps.append((na / a["elapsed"]) / (nb / b["elapsed"]))
-            cpu.append((a["server_cpu"] / na) / (b["server_cpu"] / nb) if b["server_cpu"]
-                       else float("nan"))
+            cpu.append(
+                (a["server_cpu"] / na) / (b["server_cpu"] / nb) if b["server_cpu"] else float("nan")
+            )
             loads.append(max(a["other_share"], b["other_share"]))
         clean = [i for i, x in enumerate(loads) if x <= CLEAN_OTHER_LOAD]
         out[mode] = {
@@ -199,9 +255,11 @@ def _paired(slices: list[dict[str, Any]], a_label: str = PQ, b_label: str = STOC
             "server_cpu_per_request_ratio": summarize(cpu, 3) if cpu else None,
             "clean_pairs": len(clean),
             "requests_per_s_ratio_clean_pairs": summarize([rps[i] for i in clean], 3)
-            if clean else None,
-            "server_cpu_per_request_ratio_clean_pairs": summarize(
-                [cpu[i] for i in clean], 3) if clean else None,
+            if clean
+            else None,
+            "server_cpu_per_request_ratio_clean_pairs": summarize([cpu[i] for i in clean], 3)
+            if clean
+            else None,
             "max_other_load_per_pair": [round(x, 3) for x in loads],
         }
     return out
@@ -215,13 +273,17 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
     reps = 1 if quick else 10
     modes = {
         NEW: dict(workers=4, duration=1.0 if quick else 2.0, limit=10 if quick else 1000),
-        REUSED: dict(connections=2, streams=8, duration=1.0 if quick else 1.5,
-                     limit=20 if quick else 10000),
+        REUSED: dict(
+            connections=2, streams=8, duration=1.0 if quick else 1.5, limit=20 if quick else 10000
+        ),
     }
     policies = {PQ: "prefer", STOCK: "off"}
     # series: label -> (server, client policy, client groups, modes it runs in)
-    series = {PQ: (PQ, "prefer", None, (NEW, REUSED)), STOCK: (STOCK, "off", None, (NEW, REUSED)),
-              CLASSICAL_ON_PQ: (PQ, "prefer", ["x25519"], (NEW,))}
+    series = {
+        PQ: (PQ, "prefer", None, (NEW, REUSED)),
+        STOCK: (STOCK, "off", None, (NEW, REUSED)),
+        CLASSICAL_ON_PQ: (PQ, "prefer", ["x25519"], (NEW,)),
+    }
     slices: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="pq-bench-") as tmp:
         pki = make_dev_pki(Path(tmp) / "pki")
@@ -239,42 +301,59 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
                     "post_quantum": bool(response.group and response.group.post_quantum),
                     "body": response.body.decode(errors="replace").strip(),
                 }
-                print(f"  {label} on udp 127.0.0.1:{server.port}: "
-                      f"{probe[label]['negotiated_client_view'] or 'stock aioquic key exchange'}",
-                      flush=True)
-            configs = {label: client_configuration(pol, groups=groups, cafile=str(pki.ca_cert),
-                                                   server_name="127.0.0.1")
-                       for label, (_, pol, groups, _m) in series.items()}
+                print(
+                    f"  {label} on udp 127.0.0.1:{server.port}: "
+                    f"{probe[label]['negotiated_client_view'] or 'stock aioquic key exchange'}",
+                    flush=True,
+                )
+            configs = {
+                label: client_configuration(
+                    pol, groups=groups, cafile=str(pki.ca_cert), server_name="127.0.0.1"
+                )
+                for label, (_, pol, groups, _m) in series.items()
+            }
             for rep in range(reps):
                 for mode, params in modes.items():
                     # the series of one mode run back to back; who goes first rotates
                     order = [label for label in series if mode in series[label][3]]
-                    order = order[rep % len(order):] + order[: rep % len(order)]
+                    order = order[rep % len(order) :] + order[: rep % len(order)]
                     for label in order:
                         server = servers[series[label][0]]
                         url = f"https://127.0.0.1:{server.port}/"
                         sl = _slice(server, mode, params, url, configs[label], rep, label)
                         slices.append(sl)
-                        print(f"  [{rep + 1}/{reps}] {label[:24]:24s} {mode:27s} "
-                              f"{len(sl['latencies']) / sl['elapsed']:7.1f} req/s  "
-                              f"({len(sl['latencies'])} ok, {sl['errors']} errors; other load "
-                              f"{100 * sl['other_share']:.0f}% of the cores)", flush=True)
+                        print(
+                            f"  [{rep + 1}/{reps}] {label[:24]:24s} {mode:27s} "
+                            f"{len(sl['latencies']) / sl['elapsed']:7.1f} req/s  "
+                            f"({len(sl['latencies'])} ok, {sl['errors']} errors; other load "
+                            f"{100 * sl['other_share']:.0f}% of the cores)",
+                            flush=True,
+                        )
         finally:
             for server in servers.values():
                 server.stop()
             logs = {label: s.log()[-2000:] for label, s in servers.items()}
 
     def cells(keep: Any) -> dict[str, dict[str, Any]]:
-        return {label: {mode: _aggregate([s for s in slices if s["server"] == label
-                                           and s["mode"] == mode and keep(s)])
-                        for mode in series[label][3]} for label in series}
+        return {
+            label: {
+                mode: _aggregate(
+                    [s for s in slices if s["server"] == label and s["mode"] == mode and keep(s)]
+                )
+                for mode in series[label][3]
+            }
+            for label in series
+        }
 
     every = cells(lambda s: True)
     clean = cells(lambda s: s["other_share"] <= CLEAN_OTHER_LOAD)
     enough = all(c["slices"] >= min(2, reps) for per in clean.values() for c in per.values())
     results = clean if enough else every
-    basis = (f"clean slices only (other load <= {CLEAN_OTHER_LOAD:.0%} of the cores)"
-             if enough else "all slices: too few clean ones, another workload competed")
+    basis = (
+        f"clean slices only (other load <= {CLEAN_OTHER_LOAD:.0%} of the cores)"
+        if enough
+        else "all slices: too few clean ones, another workload competed"
+    )
     if not enough:
         print(f"  WARNING: {basis}", flush=True)
     result = {
@@ -284,9 +363,15 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         "method": {
             "app": APP + " (fixed 29-byte text response)",
             "servers": {PQ: servers[PQ].argv[1:], STOCK: servers[STOCK].argv[1:]},
-            "series": {label: {"server": srv, "client_policy": pol, "client_groups": groups,
-                               "modes": list(m)}
-                       for label, (srv, pol, groups, m) in series.items()},
+            "series": {
+                label: {
+                    "server": srv,
+                    "client_policy": pol,
+                    "client_groups": groups,
+                    "modes": list(m),
+                }
+                for label, (srv, pol, groups, m) in series.items()
+            },
             "client": "pq_quic_plugin.http3 in one asyncio process; policy prefer "
             "against hypercorn-pq, off against stock hypercorn",
             "modes": modes,
@@ -310,15 +395,23 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         "paired_ratios": _paired(slices),
         "paired_breakdown_new_connections": {
             "key exchange: PQ client / x25519-only client, both on hypercorn-pq": _paired(
-                slices, PQ, CLASSICAL_ON_PQ, (NEW,))[NEW],
-            "rest: hypercorn-pq with x25519-only client / stock hypercorn with stock client":
-            _paired(slices, CLASSICAL_ON_PQ, STOCK, (NEW,))[NEW],
+                slices, PQ, CLASSICAL_ON_PQ, (NEW,)
+            )[NEW],
+            (
+                "rest: hypercorn-pq with x25519-only client / stock hypercorn with stock client"
+            ): _paired(slices, CLASSICAL_ON_PQ, STOCK, (NEW,))[NEW],
         },
         "results_all_slices": every,
         "ratios_all_slices": _ratios(every),
-        "slices": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()
-                    if k != "latencies"} | {"requests_ok": len(s["latencies"])}
-                   for s in slices],
+        "slices": [
+            {
+                k: (round(v, 4) if isinstance(v, float) else v)
+                for k, v in s.items()
+                if k != "latencies"
+            }
+            | {"requests_ok": len(s["latencies"])}
+            for s in slices
+        ],
         "server_log_tail": logs,
     }
     return publish(result, out_dir, _print, plot)
@@ -331,34 +424,80 @@ def _print(result: dict[str, Any]) -> None:
         for mode, r in modes.items():
             lat = r["latency_ms"]
             each = "/".join(f"{v:.0f}" for v in r["requests_per_s_each_slice"])
-            rows.append([label, mode, r["requests_per_s"], each, lat["median"], lat["p90"],
-                         lat["p99"],
-                         r["server_cpu_ms_per_request"], r["client_cpu_ms_per_request"],
-                         r["requests_ok"], r["errors"], r["udp_buffer_drops_system_wide"],
-                         r["other_processes_cpu_share"]])
-    print(table(["server", "mode", "req/s", "req/s each slice", "p50 ms", "p90 ms", "p99 ms",
-                 "server CPU ms/req", "client CPU ms/req", "requests", "errors", "UDP drops",
-                 "other load"],
-                rows))
+            rows.append(
+                [
+                    label,
+                    mode,
+                    r["requests_per_s"],
+                    each,
+                    lat["median"],
+                    lat["p90"],
+                    lat["p99"],
+                    r["server_cpu_ms_per_request"],
+                    r["client_cpu_ms_per_request"],
+                    r["requests_ok"],
+                    r["errors"],
+                    r["udp_buffer_drops_system_wide"],
+                    r["other_processes_cpu_share"],
+                ]
+            )
+    print(
+        table(
+            [
+                "server",
+                "mode",
+                "req/s",
+                "req/s each slice",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "server CPU ms/req",
+                "client CPU ms/req",
+                "requests",
+                "errors",
+                "UDP drops",
+                "other load",
+            ],
+            rows,
+        )
+    )
     print()
-    print(table(["mode", "req/s PQ/stock", "p50", "p90", "p99", "server CPU/req"],
-                [[m, r["requests_per_s_pq_over_stock"], r["p50_pq_over_stock"],
-                  r["p90_pq_over_stock"], r["p99_pq_over_stock"],
-                  r["server_cpu_per_request_pq_over_stock"]]
-                 for m, r in result["ratios"].items()]))
+    print(
+        table(
+            ["mode", "req/s PQ/stock", "p50", "p90", "p99", "server CPU/req"],
+            [
+                [
+                    m,
+                    r["requests_per_s_pq_over_stock"],
+                    r["p50_pq_over_stock"],
+                    r["p90_pq_over_stock"],
+                    r["p99_pq_over_stock"],
+                    r["server_cpu_per_request_pq_over_stock"],
+                ]
+                for m, r in result["ratios"].items()
+            ],
+        )
+    )
     paired = [(f"PQ/stock, {m}", r) for m, r in result["paired_ratios"].items()]
     paired += list(result["paired_breakdown_new_connections"].items())
     for what, r in paired:
         rps, cpu = r["requests_per_s_ratio"], r["server_cpu_per_request_ratio"]
         if rps and cpu:
-            print(f"  paired {what}: req/s median x{rps['median']} "
-                  f"[{rps['min']}..{rps['max']}], server CPU/req x{cpu['median']} "
-                  f"[{cpu['min']}..{cpu['max']}] over {r['pairs']} pairs "
-                  f"({r['clean_pairs']} clean)")
-    print("  (all slices, interference included: " + "; ".join(
-        f"{m}: req/s x{r['requests_per_s_pq_over_stock']}, server CPU/req "
-        f"x{r['server_cpu_per_request_pq_over_stock']}"
-        for m, r in result["ratios_all_slices"].items()) + ")")
+            print(
+                f"  paired {what}: req/s median x{rps['median']} "
+                f"[{rps['min']}..{rps['max']}], server CPU/req x{cpu['median']} "
+                f"[{cpu['min']}..{cpu['max']}] over {r['pairs']} pairs "
+                f"({r['clean_pairs']} clean)"
+            )
+    print(
+        "  (all slices, interference included: "
+        + "; ".join(
+            f"{m}: req/s x{r['requests_per_s_pq_over_stock']}, server CPU/req "
+            f"x{r['server_cpu_per_request_pq_over_stock']}"
+            for m, r in result["ratios_all_slices"].items()
+        )
+        + ")"
+    )
 
 
 def plot(result: dict[str, Any], out_dir: Path) -> None:
@@ -384,8 +523,14 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
             each = res[server][m]["requests_per_s_each_slice"]
             top = max([v, *each])
             axes[0].text(x, top * 1.02, f"{v:.0f}", ha="center", va="bottom", fontsize=8)
-            axes[0].scatter([x] * len(each), each, color="black", s=8, zorder=3,
-                            label="each slice" if (i, m) == (0, modes[0]) else None)
+            axes[0].scatter(
+                [x] * len(each),
+                each,
+                color="black",
+                s=8,
+                zorder=3,
+                label="each slice" if (i, m) == (0, modes[0]) else None,
+            )
         cpu = [res[server][m]["server_cpu_ms_per_request"] or 0 for _, m in present]
         axes[2].bar(xs, cpu, width, color=colors.get(server, "#dd8452"), label=server)
         for x, v in zip(xs, cpu, strict=True):
@@ -397,10 +542,22 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
         c = paired[m]["server_cpu_per_request_ratio"]
         if r and c:
             lines.append(f"{m}: req/s x{r['median']:.2f}, server CPU/req x{c['median']:.2f}")
-    axes[0].text(0.02, 0.78, "\n".join(lines), transform=axes[0].transAxes, fontsize=7,
-                 va="top", ha="left", bbox={"facecolor": "white", "edgecolor": "#cccccc"})
-    peak = max(v for srv in servers for m in res[srv]
-               for v in [res[srv][m]["requests_per_s"], *res[srv][m]["requests_per_s_each_slice"]])
+    axes[0].text(
+        0.02,
+        0.78,
+        "\n".join(lines),
+        transform=axes[0].transAxes,
+        fontsize=7,
+        va="top",
+        ha="left",
+        bbox={"facecolor": "white", "edgecolor": "#cccccc"},
+    )
+    peak = max(
+        v
+        for srv in servers
+        for m in res[srv]
+        for v in [res[srv][m]["requests_per_s"], *res[srv][m]["requests_per_s_each_slice"]]
+    )
     axes[0].set_ylim(0, peak * 1.9)
     axes[0].set_xticks(range(len(modes)), modes, fontsize=8)
     axes[0].set_ylabel("requests/s")
@@ -420,8 +577,9 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
             color = colors.get(server, "#dd8452")
             ax.plot([k] * 3, [lat[p] for p in pct], color=color, lw=6, alpha=0.35)
             for p, marker in zip(pct, ["o", "s", "^"], strict=True):
-                ax.scatter([k], [lat[p]], color=color, marker=marker, zorder=3,
-                           label=p if k == 0 else None)
+                ax.scatter(
+                    [k], [lat[p]], color=color, marker=marker, zorder=3, label=p if k == 0 else None
+                )
             labels.append(f"{short.get(server, server)}\n{m.split()[0]}")
             positions.append(k)
             k += 1

@@ -61,11 +61,14 @@ def load_summary(slices: Sequence[dict[str, Any]], cpu: Sequence[str]) -> dict[s
         "errors": sum(s["errors"] for s in slices),
         "seconds": round(elapsed, 2),
         "requests_per_s": round(n / elapsed, 1) if elapsed else 0.0,
-        "requests_per_s_each_slice": [round(len(s["latencies"]) / s["elapsed"], 1)
-                                      for s in slices if s["elapsed"]],
+        "requests_per_s_each_slice": [
+            round(len(s["latencies"]) / s["elapsed"], 1) for s in slices if s["elapsed"]
+        ],
         "latency_ms": summarize(latencies, 2),
-        **{f"{key}_ms_per_request": round(sum(s[key] for s in slices) * 1000 / n, 3)
-           if n else None for key in cpu},
+        **{
+            f"{key}_ms_per_request": round(sum(s[key] for s in slices) * 1000 / n, 3) if n else None
+            for key in cpu
+        },
     }
 
 
@@ -112,7 +115,12 @@ async def new_connection_per_request(
 
 
 async def reused_connections(
-    url: str, config: Any, connections: int, streams: int, duration: float, limit: int,
+    url: str,
+    config: Any,
+    connections: int,
+    streams: int,
+    duration: float,
+    limit: int,
     path: str = "/",
 ) -> tuple[list[float], int, float]:
     """``connections`` HTTP/3 connections with ``streams`` requests for ``path`` in flight on
@@ -120,15 +128,18 @@ async def reused_connections(
     from pq_quic_plugin.http3 import open_session
 
     async with contextlib.AsyncExitStack() as stack:
-        sessions = [await stack.enter_async_context(open_session(url, config))
-                    for _ in range(connections)]
+        sessions = [
+            await stack.enter_async_context(open_session(url, config)) for _ in range(connections)
+        ]
         for s in sessions:
             await s.request("GET", path)
 
         def request(session: Any) -> Callable[[], Awaitable[bool]]:
             async def one() -> bool:
                 return (await session.request("GET", path, timeout=10)).status == 200
+
             return one
 
-        return await closed_loop([request(s) for s in sessions for _ in range(streams)],
-                                 duration, limit)
+        return await closed_loop(
+            [request(s) for s in sessions for _ in range(streams)], duration, limit
+        )

@@ -32,8 +32,10 @@ def proc_table() -> dict[int, tuple[int, int, int]]:
     return table
 
 
-def process_tree(roots: Iterable[int], table: dict[int, tuple[int, int, int]] | None = None,
-                 ) -> list[int]:
+def process_tree(
+    roots: Iterable[int],
+    table: dict[int, tuple[int, int, int]] | None = None,
+) -> list[int]:
     """The ``roots`` and all their living descendants (workers, sshd's per-connection child)."""
     table = proc_table() if table is None else table
     children: dict[int, list[int]] = {}
@@ -102,7 +104,8 @@ class OtherLoad:
 
     def __exit__(self, *exc: Any) -> None:
         wall = time.perf_counter() - self._wall
-        self.share = round(other_share(system_busy_seconds() - self._busy,
-                                       time.process_time() - self._own, wall), 3)
-        print(f"  other processes used {100 * self.share:.0f}% of the cores meanwhile",
-              flush=True)
+        self.share = round(
+            other_share(system_busy_seconds() - self._busy, time.process_time() - self._own, wall),
+            3,
+        )
+        print(f"  other processes used {100 * self.share:.0f}% of the cores meanwhile", flush=True)

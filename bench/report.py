@@ -22,6 +22,7 @@ def begin(title: str) -> None:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A GitHub markdown table (printed to the console and pasted into docs/benchmarks.md)."""
+
     def cell(value: Any) -> str:
         if isinstance(value, float):
             return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"

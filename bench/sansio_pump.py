@@ -177,8 +177,10 @@ def run_pair(
     else:
         raise HandshakeFailed(f"no completion after {max_rounds} rounds")
     # drop the trailing empty round
-    while trace.rounds and not trace.rounds[-1].client_datagrams and not (
-        trace.rounds[-1].server_datagrams
+    while (
+        trace.rounds
+        and not trace.rounds[-1].client_datagrams
+        and not (trace.rounds[-1].server_datagrams)
     ):
         trace.rounds.pop()
     trace.client, trace.server = client, server

@@ -78,8 +78,9 @@ class Route:
 # --- load ----------------------------------------------------------------------------------
 
 
-async def _tcp_small(url: str, ctx: ssl.SSLContext, inflight: int, duration: float,
-                     limit: int) -> tuple[list[float], int, float]:
+async def _tcp_small(
+    url: str, ctx: ssl.SSLContext, inflight: int, duration: float, limit: int
+) -> tuple[list[float], int, float]:
     """``inflight`` HTTP/1.1 keep-alive connections, one request at a time on each."""
     import httpx
 
@@ -120,8 +121,9 @@ async def _download(route: Route, size: int) -> float:
     return seconds
 
 
-def _measured(route: Route, work: Callable[[], Coroutine[Any, Any, Any]]
-              ) -> tuple[Any, dict[str, float]]:
+def _measured(
+    route: Route, work: Callable[[], Coroutine[Any, Any, Any]]
+) -> tuple[Any, dict[str, float]]:
     """Run ``work`` and say what CPU the path's processes, this client and others used."""
     cpu0, own0 = tree_cpu_seconds(route.pids), time.process_time()
     busy0, wall0 = system_busy_seconds(), time.perf_counter()
@@ -130,29 +132,36 @@ def _measured(route: Route, work: Callable[[], Coroutine[Any, Any, Any]]
     client_cpu = time.process_time() - own0
     wall = time.perf_counter() - wall0
     other = other_share(system_busy_seconds() - busy0, path_cpu + client_cpu, wall)
-    return value, {"path_cpu": path_cpu, "client_cpu": client_cpu, "wall": wall,
-                   "other_share": other}
+    return value, {
+        "path_cpu": path_cpu,
+        "client_cpu": client_cpu,
+        "wall": wall,
+        "other_share": other,
+    }
 
 
 def _small_slice(route: Route, inflight: int, duration: float, limit: int) -> dict[str, Any]:
     def work() -> Coroutine[Any, Any, tuple[list[float], int, float]]:
         if route.transport == "h3":  # HTTP/3 multiplexes: one connection, streams in flight
-            return reused_connections(route.url, route.client, 1, inflight, duration, limit,
-                                      SMALL)
+            return reused_connections(route.url, route.client, 1, inflight, duration, limit, SMALL)
         return _tcp_small(route.url, route.client, inflight, duration, limit)
 
     (latencies, errors, elapsed), cost = _measured(route, work)
     return {"latencies": latencies, "errors": errors, "elapsed": elapsed, **cost}
 
 
-def _aggregate(slices: list[dict[str, Any]], bulk: list[dict[str, Any]], size: int
-               ) -> dict[str, Any]:
+def _aggregate(
+    slices: list[dict[str, Any]], bulk: list[dict[str, Any]], size: int
+) -> dict[str, Any]:
     mbps = [size / 1e6 / b["seconds"] for b in bulk]
     return load_summary(slices, ("path_cpu", "client_cpu")) | {
         "bulk_mb_per_s": round(statistics.median(mbps), 2) if mbps else None,
         "bulk_mb_per_s_each": [round(x, 2) for x in mbps],
-        "bulk_path_cpu_s_per_mb": round(statistics.median(
-            b["path_cpu"] / (size / 1e6) for b in bulk), 4) if bulk else None,
+        "bulk_path_cpu_s_per_mb": round(
+            statistics.median(b["path_cpu"] / (size / 1e6) for b in bulk), 4
+        )
+        if bulk
+        else None,
         "other_processes_cpu_share": round(max(s["other_share"] for s in slices + bulk), 3),
     }
 
@@ -162,8 +171,10 @@ def _aggregate(slices: list[dict[str, Any]], bulk: list[dict[str, Any]], size: i
 
 def _ssh_rss(sshd: Process, client: Process) -> dict[str, float]:
     sessions = [p for p in process_tree([sshd.proc.pid]) if p != sshd.proc.pid]
-    return {"ssh_client_rss_mb": rss_mb(client.proc.pid),
-            "sshd_connection_rss_mb": round(sum(rss_mb(p) for p in sessions), 1)}
+    return {
+        "ssh_client_rss_mb": rss_mb(client.proc.pid),
+        "sshd_connection_rss_mb": round(sum(rss_mb(p) for p in sessions), 1),
+    }
 
 
 @contextlib.contextmanager
@@ -173,14 +184,19 @@ def ssh_reverse_tunnel(directory: Path, target_port: int) -> Iterator[dict[str, 
     Yields what it ran (port, versions, the key exchange and cipher ``ssh -v`` reported, RSS).
     Raises :class:`Skipped` with the reason when OpenSSH is missing or does not come up.
     """
-    sshd, ssh, keygen = (shutil.which(n, path=f"{os.environ.get('PATH', '')}:/usr/sbin")
-                         for n in ("sshd", "ssh", "ssh-keygen"))
+    sshd, ssh, keygen = (
+        shutil.which(n, path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+        for n in ("sshd", "ssh", "ssh-keygen")
+    )
     if not (sshd and ssh and keygen):
         raise Skipped("OpenSSH not installed (apt-get install openssh-server openssh-client)")
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("host_key", "client_key"):
-        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(directory / name)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(directory / name)],
+            check=True,
+            capture_output=True,
+        )
     (directory / "authorized_keys").write_bytes((directory / "client_key.pub").read_bytes())
     offered = subprocess.run([ssh, "-Q", "kex"], capture_output=True, text=True).stdout.split()
     kex = [k for k in PQ_KEX if k in offered]
@@ -188,13 +204,25 @@ def ssh_reverse_tunnel(directory: Path, target_port: int) -> Iterator[dict[str, 
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation dir
     port, forwarded = free_port(), free_port()
     config = directory / "sshd_config"
-    config.write_text("\n".join([
-        f"ListenAddress 127.0.0.1:{port}", f"HostKey {directory / 'host_key'}",
-        f"AuthorizedKeysFile {directory / 'authorized_keys'}", "StrictModes no", "UsePAM no",
-        "PidFile none", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-        "PermitRootLogin prohibit-password", "AllowTcpForwarding yes", "PrintMotd no",
-        *([f"KexAlgorithms {','.join(kex)}"] if kex else []), "",
-    ]))
+    config.write_text(
+        "\n".join(
+            [
+                f"ListenAddress 127.0.0.1:{port}",
+                f"HostKey {directory / 'host_key'}",
+                f"AuthorizedKeysFile {directory / 'authorized_keys'}",
+                "StrictModes no",
+                "UsePAM no",
+                "PidFile none",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "PermitRootLogin prohibit-password",
+                "AllowTcpForwarding yes",
+                "PrintMotd no",
+                *([f"KexAlgorithms {','.join(kex)}"] if kex else []),
+                "",
+            ]
+        )
+    )
     server = start([sshd, "-D", "-e", "-f", str(config)], directory / "sshd.log")
     client: Process | None = None
     try:
@@ -202,14 +230,34 @@ def ssh_reverse_tunnel(directory: Path, target_port: int) -> Iterator[dict[str, 
             server.wait_for_log("Server listening on", 10)
         except (RuntimeError, TimeoutError) as exc:
             raise Skipped(f"sshd did not start: {server.log()[-500:].strip()}") from exc
-        client = start([
-            ssh, "-v", "-N", "-F", "/dev/null", "-i", str(directory / "client_key"),
-            "-p", str(port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ExitOnForwardFailure=yes",
-            *(["-o", f"KexAlgorithms={','.join(kex)}"] if kex else []),
-            "-R", f"127.0.0.1:{forwarded}:127.0.0.1:{target_port}",
-            f"{getpass.getuser()}@127.0.0.1",
-        ], directory / "ssh.log")
+        client = start(
+            [
+                ssh,
+                "-v",
+                "-N",
+                "-F",
+                "/dev/null",
+                "-i",
+                str(directory / "client_key"),
+                "-p",
+                str(port),
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                *(["-o", f"KexAlgorithms={','.join(kex)}"] if kex else []),
+                "-R",
+                f"127.0.0.1:{forwarded}:127.0.0.1:{target_port}",
+                f"{getpass.getuser()}@127.0.0.1",
+            ],
+            directory / "ssh.log",
+        )
         try:
             client.wait_for_log("remote forward success", 15)
         except (RuntimeError, TimeoutError) as exc:
@@ -219,7 +267,8 @@ def ssh_reverse_tunnel(directory: Path, target_port: int) -> Iterator[dict[str, 
         cipher = re.search(r"kex: server->client cipher: (\S+) MAC: (\S+)", log)
         time.sleep(0.5)  # let both settle before their memory is read
         yield {
-            "port": forwarded, "sshd_port": port,
+            "port": forwarded,
+            "sshd_port": port,
             "openssh": subprocess.run([ssh, "-V"], capture_output=True, text=True).stderr.strip(),
             "kex": used.group(1) if used else None,
             "post_quantum": bool(used and used.group(1) in PQ_KEX),
@@ -252,20 +301,32 @@ def _connector_memory(chain: Chain, counts: tuple[int, ...]) -> dict[str, Any]:
             for i in range(n):
                 connector.wait_for_log(f"registered connIndex={i} ", 30)
             time.sleep(1.0)  # registration traffic done, the event loop idle
-            rows.append({"ha_connections": n, "connector_rss_mb": rss_mb(connector.proc.pid),
-                         "edge_rss_mb": rss_mb(chain.edge.proc.pid),
-                         "edge_rss_growth_mb": round(rss_mb(chain.edge.proc.pid) - edge_before,
-                                                     1)})
+            rows.append(
+                {
+                    "ha_connections": n,
+                    "connector_rss_mb": rss_mb(connector.proc.pid),
+                    "edge_rss_mb": rss_mb(chain.edge.proc.pid),
+                    "edge_rss_growth_mb": round(rss_mb(chain.edge.proc.pid) - edge_before, 1),
+                }
+            )
         finally:
             stop(connector.proc)
-        print(f"  connector with ha-connections {n}: RSS {rows[-1]['connector_rss_mb']} MB; "
-              f"edge {rows[-1]['edge_rss_mb']} MB", flush=True)
+        print(
+            f"  connector with ha-connections {n}: RSS {rows[-1]['connector_rss_mb']} MB; "
+            f"edge {rows[-1]['edge_rss_mb']} MB",
+            flush=True,
+        )
     xs = [r["ha_connections"] for r in rows]
-    slope = statistics.linear_regression(xs, [r["connector_rss_mb"] for r in rows]) \
-        if len(set(xs)) > 1 else None
-    return {"rows": rows,
-            "connector_mb_per_connection": round(slope.slope, 2) if slope else None,
-            "connector_mb_fixed": round(slope.intercept, 1) if slope else None}
+    slope = (
+        statistics.linear_regression(xs, [r["connector_rss_mb"] for r in rows])
+        if len(set(xs)) > 1
+        else None
+    )
+    return {
+        "rows": rows,
+        "connector_mb_per_connection": round(slope.slope, 2) if slope else None,
+        "connector_mb_fixed": round(slope.intercept, 1) if slope else None,
+    }
 
 
 # --- run -----------------------------------------------------------------------------------
@@ -273,13 +334,16 @@ def _connector_memory(chain: Chain, counts: tuple[int, ...]) -> dict[str, Any]:
 
 def _source() -> dict[str, Any]:
     """The commit measured, and the files that differed from it (another engineer's work)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True
-                              ).stdout.strip()
 
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "uncommitted_package_files": git("status", "--porcelain", "pq_quic_plugin"
-                                             ).splitlines()}
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "uncommitted_package_files": git("status", "--porcelain", "pq_quic_plugin").splitlines(),
+    }
 
 
 def _routes(chain: Chain, ssh: dict[str, Any] | None) -> list[Route]:
@@ -287,23 +351,48 @@ def _routes(chain: Chain, ssh: dict[str, Any] | None) -> list[Route]:
 
     ca = str(chain.pki.ca_cert)
     origin = [chain.origin.proc.pid] if chain.origin else []
-    tunnel = [*origin, chain.edge.proc.pid] + ([chain.connector.proc.pid]
-                                                if chain.connector else [])
+    tunnel = [*origin, chain.edge.proc.pid] + (
+        [chain.connector.proc.pid] if chain.connector else []
+    )
     routes = [
-        Route(DIRECT_H3, "h3", f"https://127.0.0.1:{chain.origin_port}", origin,
-              "HTTP/3 to hypercorn-pq --pq, X25519MLKEM768"),
-        Route(TUNNEL, "h3", chain.url, tunnel,
-              "HTTP/3 to the edge, edge -> connector -> origin, X25519MLKEM768 on every hop"),
-        Route(DIRECT_TCP, "tcp", f"https://127.0.0.1:{chain.origin_port}", origin,
-              "HTTPS/1.1 keep-alive (httpx) to the origin's TCP listener"),
+        Route(
+            DIRECT_H3,
+            "h3",
+            f"https://127.0.0.1:{chain.origin_port}",
+            origin,
+            "HTTP/3 to hypercorn-pq --pq, X25519MLKEM768",
+        ),
+        Route(
+            TUNNEL,
+            "h3",
+            chain.url,
+            tunnel,
+            "HTTP/3 to the edge, edge -> connector -> origin, X25519MLKEM768 on every hop",
+        ),
+        Route(
+            DIRECT_TCP,
+            "tcp",
+            f"https://127.0.0.1:{chain.origin_port}",
+            origin,
+            "HTTPS/1.1 keep-alive (httpx) to the origin's TCP listener",
+        ),
     ]
     if ssh is not None:
-        routes.append(Route(SSH, "tcp", f"https://127.0.0.1:{ssh['port']}",
-                            [*origin, *ssh["pids"]],
-                            f"the same HTTPS/1.1 inside ssh -R ({ssh['kex']}, {ssh['cipher']})"))
+        routes.append(
+            Route(
+                SSH,
+                "tcp",
+                f"https://127.0.0.1:{ssh['port']}",
+                [*origin, *ssh["pids"]],
+                f"the same HTTPS/1.1 inside ssh -R ({ssh['kex']}, {ssh['cipher']})",
+            )
+        )
     for r in routes:
-        r.client = (client_configuration("require", cafile=ca) if r.transport == "h3"
-                    else ssl.create_default_context(cafile=ca))
+        r.client = (
+            client_configuration("require", cafile=ca)
+            if r.transport == "h3"
+            else ssl.create_default_context(cafile=ca)
+        )
     return routes
 
 
@@ -315,16 +404,23 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
     bulk_reps = 1 if quick else 2
     counts = (1, 2) if quick else (1, 2, 4, 8)
     import httpx  # noqa: F401 - imported here, not inside the first timed slice
+
     slices: dict[str, list[dict[str, Any]]] = {}
     bulk: dict[str, list[dict[str, Any]]] = {}
-    with tempfile.TemporaryDirectory(prefix="pq-bench-tunnel-") as tmp, \
-            running_chain(Path(tmp) / "chain") as chain, contextlib.ExitStack() as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="pq-bench-tunnel-") as tmp,
+        running_chain(Path(tmp) / "chain") as chain,
+        contextlib.ExitStack() as stack,
+    ):
         ssh: dict[str, Any] | None = None
         skipped = None
         try:
             ssh = stack.enter_context(ssh_reverse_tunnel(Path(tmp) / "ssh", chain.origin_port))
-            print(f"  ssh -R 127.0.0.1:{ssh['port']} -> origin: {ssh['openssh']}, kex "
-                  f"{ssh['kex']}, cipher {ssh['cipher']}", flush=True)
+            print(
+                f"  ssh -R 127.0.0.1:{ssh['port']} -> origin: {ssh['openssh']}, kex "
+                f"{ssh['kex']}, cipher {ssh['cipher']}",
+                flush=True,
+            )
         except Skipped as exc:
             skipped = str(exc)
             print(f"  SKIPPING the ssh -R rows: {skipped}", flush=True)
@@ -332,19 +428,25 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         for route in routes:  # warm-up, not recorded: first connections, imports, caches
             _small_slice(route, inflight, 0.2, 2 * inflight)
         for rep in range(reps):
-            order = routes[rep % len(routes):] + routes[: rep % len(routes)]
+            order = routes[rep % len(routes) :] + routes[: rep % len(routes)]
             for route in order:
                 sl = _small_slice(route, inflight, duration, limit)
                 slices.setdefault(route.label, []).append(sl)
-                print(f"  [{rep + 1}/{reps}] {route.label:12s} GET {SMALL}: "
-                      f"{len(sl['latencies']) / sl['elapsed']:7.1f} req/s ({sl['errors']} "
-                      f"errors; other load {100 * sl['other_share']:.0f}%)", flush=True)
+                print(
+                    f"  [{rep + 1}/{reps}] {route.label:12s} GET {SMALL}: "
+                    f"{len(sl['latencies']) / sl['elapsed']:7.1f} req/s ({sl['errors']} "
+                    f"errors; other load {100 * sl['other_share']:.0f}%)",
+                    flush=True,
+                )
         for rep in range(bulk_reps):
             for route in routes:
                 seconds, cost = _measured(route, functools.partial(_download, route, size))
                 bulk.setdefault(route.label, []).append({"seconds": seconds, **cost})
-                print(f"  [{rep + 1}/{bulk_reps}] {route.label:12s} {size >> 20} MB: "
-                      f"{size / 1e6 / seconds:7.2f} MB/s", flush=True)
+                print(
+                    f"  [{rep + 1}/{bulk_reps}] {route.label:12s} {size >> 20} MB: "
+                    f"{size / 1e6 / seconds:7.2f} MB/s",
+                    flush=True,
+                )
         memory = _connector_memory(chain, counts)
         memory["edge_connections_during_the_run"] = "the chain's own connector (2) as well"
         peak = {r.label: {str(p): rss_mb(p, "VmHWM") for p in r.pids} for r in routes}
@@ -370,9 +472,12 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         "ssh_skipped": skipped,
         "results": results,
         "ratios": _ratios(results),
-        "memory": memory | {"ssh": {k: ssh[k] for k in ("ssh_client_rss_mb",
-                                                        "sshd_connection_rss_mb")}
-                            if ssh else None},
+        "memory": memory
+        | {
+            "ssh": {k: ssh[k] for k in ("ssh_client_rss_mb", "sshd_connection_rss_mb")}
+            if ssh
+            else None
+        },
         "peak_rss_mb_by_path_pid": peak,
     }
     return publish(result, out_dir, _print, plot)
@@ -386,38 +491,95 @@ def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         ra, rb = results[a], results[b]
         out[f"{a} / {b}"] = {
             "requests_per_s": ratio(ra["requests_per_s"], rb["requests_per_s"]),
-            **{p: ratio(ra["latency_ms"][q], rb["latency_ms"][q])
-               for p, q in (("p50", "median"), ("p90", "p90"), ("p99", "p99"))},
+            **{
+                p: ratio(ra["latency_ms"][q], rb["latency_ms"][q])
+                for p, q in (("p50", "median"), ("p90", "p90"), ("p99", "p99"))
+            },
             "bulk_mb_per_s": ratio(ra["bulk_mb_per_s"] or 0, rb["bulk_mb_per_s"] or 0),
-            "path_cpu_per_request": ratio(ra["path_cpu_ms_per_request"] or 0,
-                                          rb["path_cpu_ms_per_request"] or 0),
+            "path_cpu_per_request": ratio(
+                ra["path_cpu_ms_per_request"] or 0, rb["path_cpu_ms_per_request"] or 0
+            ),
         }
     return out
 
 
 def _print(result: dict[str, Any]) -> None:
-    print(table(["path", "req/s", "p50 ms", "p90 ms", "p99 ms", "path CPU ms/req",
-                 "client CPU ms/req", "bulk MB/s", "errors", "other load"],
-                [[label, r["requests_per_s"], r["latency_ms"]["median"], r["latency_ms"]["p90"],
-                  r["latency_ms"]["p99"], r["path_cpu_ms_per_request"],
-                  r["client_cpu_ms_per_request"], r["bulk_mb_per_s"], r["errors"],
-                  r["other_processes_cpu_share"]] for label, r in result["results"].items()]))
+    print(
+        table(
+            [
+                "path",
+                "req/s",
+                "p50 ms",
+                "p90 ms",
+                "p99 ms",
+                "path CPU ms/req",
+                "client CPU ms/req",
+                "bulk MB/s",
+                "errors",
+                "other load",
+            ],
+            [
+                [
+                    label,
+                    r["requests_per_s"],
+                    r["latency_ms"]["median"],
+                    r["latency_ms"]["p90"],
+                    r["latency_ms"]["p99"],
+                    r["path_cpu_ms_per_request"],
+                    r["client_cpu_ms_per_request"],
+                    r["bulk_mb_per_s"],
+                    r["errors"],
+                    r["other_processes_cpu_share"],
+                ]
+                for label, r in result["results"].items()
+            ],
+        )
+    )
     print("\nratios:")
-    print(table(["ratio", "req/s", "p50", "p90", "p99", "bulk MB/s", "path CPU/req"],
-                [[name, r["requests_per_s"], r["p50"], r["p90"], r["p99"], r["bulk_mb_per_s"],
-                  r["path_cpu_per_request"]] for name, r in result["ratios"].items()]))
+    print(
+        table(
+            ["ratio", "req/s", "p50", "p90", "p99", "bulk MB/s", "path CPU/req"],
+            [
+                [
+                    name,
+                    r["requests_per_s"],
+                    r["p50"],
+                    r["p90"],
+                    r["p99"],
+                    r["bulk_mb_per_s"],
+                    r["path_cpu_per_request"],
+                ]
+                for name, r in result["ratios"].items()
+            ],
+        )
+    )
     if result["ssh_skipped"]:
         print(f"  (ssh -R ratios skipped: {result['ssh_skipped']})")
     mem = result["memory"]
     print()
-    print(table(["ha-connections", "connector RSS MB", "edge RSS MB", "edge growth MB"],
-                [[r["ha_connections"], r["connector_rss_mb"], r["edge_rss_mb"],
-                  r["edge_rss_growth_mb"]] for r in mem["rows"]]))
-    print(f"  connector: {mem['connector_mb_per_connection']} MB per connection on top of "
-          f"{mem['connector_mb_fixed']} MB")
+    print(
+        table(
+            ["ha-connections", "connector RSS MB", "edge RSS MB", "edge growth MB"],
+            [
+                [
+                    r["ha_connections"],
+                    r["connector_rss_mb"],
+                    r["edge_rss_mb"],
+                    r["edge_rss_growth_mb"],
+                ]
+                for r in mem["rows"]
+            ],
+        )
+    )
+    print(
+        f"  connector: {mem['connector_mb_per_connection']} MB per connection on top of "
+        f"{mem['connector_mb_fixed']} MB"
+    )
     if mem["ssh"]:
-        print(f"  ssh -R: ssh client {mem['ssh']['ssh_client_rss_mb']} MB, sshd for the "
-              f"connection {mem['ssh']['sshd_connection_rss_mb']} MB")
+        print(
+            f"  ssh -R: ssh client {mem['ssh']['ssh_client_rss_mb']} MB, sshd for the "
+            f"connection {mem['ssh']['sshd_connection_rss_mb']} MB"
+        )
 
 
 def plot(result: dict[str, Any], out_dir: Path) -> None:
@@ -445,18 +607,35 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
             ax.set_ylim(min(v for v in values if v) / 2, max(values) * 30)
         else:
             ax.set_ylim(0, max(values) * 1.45)
-        ax.text(0.5, 0.97, "\n".join(f"{k}: x{r[key]:.2f}"
-                                     for k, r in result["ratios"].items()),
-                transform=ax.transAxes, fontsize=7, ha="center", va="top",
-                bbox={"facecolor": "white", "edgecolor": "#cccccc"})
+        ax.text(
+            0.5,
+            0.97,
+            "\n".join(f"{k}: x{r[key]:.2f}" for k, r in result["ratios"].items()),
+            transform=ax.transAxes,
+            fontsize=7,
+            ha="center",
+            va="top",
+            bbox={"facecolor": "white", "edgecolor": "#cccccc"},
+        )
     ax = axes[1]
     for x, label in enumerate(labels):
         lat = res[label]["latency_ms"]
-        ax.plot([x] * 3, [lat["median"], lat["p90"], lat["p99"]],
-                color=colors.get(label, "#999999"), lw=6, alpha=0.35)
+        ax.plot(
+            [x] * 3,
+            [lat["median"], lat["p90"], lat["p99"]],
+            color=colors.get(label, "#999999"),
+            lw=6,
+            alpha=0.35,
+        )
         for q, marker in (("median", "o"), ("p90", "s"), ("p99", "^")):
-            ax.scatter([x], [lat[q]], color=colors.get(label, "#999999"), marker=marker,
-                       zorder=3, label=q if x == 0 else None)
+            ax.scatter(
+                [x],
+                [lat[q]],
+                color=colors.get(label, "#999999"),
+                marker=marker,
+                zorder=3,
+                label=q if x == 0 else None,
+            )
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
@@ -468,15 +647,33 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
     mem = result["memory"]
     ax = axes[3]
     xs = [r["ha_connections"] for r in mem["rows"]]
-    ax.plot(xs, [r["connector_rss_mb"] for r in mem["rows"]], "o-", color=colors[TUNNEL],
-            label=f"connector ({mem['connector_mb_per_connection']} MB/connection)")
-    ax.plot(xs, [r["edge_rss_mb"] for r in mem["rows"]], "s--", color="#4c72b0",
-            label="edge (after)")
+    ax.plot(
+        xs,
+        [r["connector_rss_mb"] for r in mem["rows"]],
+        "o-",
+        color=colors[TUNNEL],
+        label=f"connector ({mem['connector_mb_per_connection']} MB/connection)",
+    )
+    ax.plot(
+        xs, [r["edge_rss_mb"] for r in mem["rows"]], "s--", color="#4c72b0", label="edge (after)"
+    )
     if mem["ssh"]:
-        ax.scatter([1], [mem["ssh"]["ssh_client_rss_mb"]], color=colors[SSH], marker="D",
-                   zorder=3, label="ssh client, one -R")
-        ax.scatter([1], [mem["ssh"]["sshd_connection_rss_mb"]], color=colors[SSH],
-                   marker="v", zorder=3, label="sshd, that connection")
+        ax.scatter(
+            [1],
+            [mem["ssh"]["ssh_client_rss_mb"]],
+            color=colors[SSH],
+            marker="D",
+            zorder=3,
+            label="ssh client, one -R",
+        )
+        ax.scatter(
+            [1],
+            [mem["ssh"]["sshd_connection_rss_mb"]],
+            color=colors[SSH],
+            marker="v",
+            zorder=3,
+            label="sshd, that connection",
+        )
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs, [str(x) for x in xs])
     ax.set_ylim(bottom=0)

@@ -39,9 +39,15 @@ NAME = "wire"
 DELAY_MS = 25.0  # one way, so RTT = 50 ms
 SMALL, LARGE = "ECDSA leaf", "RSA-4096 leaf + 2 CAs"  # the TTFB's two chains
 HRR_RANDOM = bytes.fromhex("CF21AD74E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C")
-MESSAGE_NAMES = {1: "ClientHello", 2: "ServerHello", 4: "NewSessionTicket",
-                 8: "EncryptedExtensions", 11: "Certificate", 15: "CertificateVerify",
-                 20: "Finished"}
+MESSAGE_NAMES = {
+    1: "ClientHello",
+    2: "ServerHello",
+    4: "NewSessionTicket",
+    8: "EncryptedExtensions",
+    11: "Certificate",
+    15: "CertificateVerify",
+    20: "Finished",
+}
 
 
 # --- TLS message sniffing ------------------------------------------------------------------
@@ -85,34 +91,62 @@ def _size_variants() -> list[dict[str, Any]]:
     every = [g.name for g in pq_quic_plugin.available_groups()]
     variants: list[dict[str, Any]] = [
         dict(label="stock aioquic", client_policy=None, server_policy=None),
-        dict(label="prefer (default: X25519MLKEM768 + x25519 shares)",
-             client_policy="prefer", server_policy="prefer"),
+        dict(
+            label="prefer (default: X25519MLKEM768 + x25519 shares)",
+            client_policy="prefer",
+            server_policy="prefer",
+        ),
     ]
     for g in pq_quic_plugin.available_groups():
         if g.post_quantum:
-            variants.append(dict(label=f"{g.name} alone", client_policy="prefer",
-                                 server_policy="prefer", client_groups=[g.name]))
-    variants.append(dict(label=f"all {len(every)} groups, all with shares",
-                         client_policy="prefer", server_policy="prefer",
-                         client_groups=every, key_shares=every))
+            variants.append(
+                dict(
+                    label=f"{g.name} alone",
+                    client_policy="prefer",
+                    server_policy="prefer",
+                    client_groups=[g.name],
+                )
+            )
+    variants.append(
+        dict(
+            label=f"all {len(every)} groups, all with shares",
+            client_policy="prefer",
+            server_policy="prefer",
+            client_groups=every,
+            key_shares=every,
+        )
+    )
     return variants
 
 
 PATH_VARIANTS: list[dict[str, Any]] = [
     dict(label="stock aioquic", client_policy=None, server_policy=None),
-    dict(label="classical x25519", client_policy="prefer", server_policy="prefer",
-         client_groups=["x25519"], server_groups=["x25519"]),
-    dict(label="X25519MLKEM768 (prefer default)", client_policy="prefer",
-         server_policy="prefer"),
-    dict(label="HRR path", client_policy="prefer", server_policy="prefer",
-         client_groups=["X25519MLKEM768", "x25519"], key_shares=["x25519"]),
+    dict(
+        label="classical x25519",
+        client_policy="prefer",
+        server_policy="prefer",
+        client_groups=["x25519"],
+        server_groups=["x25519"],
+    ),
+    dict(label="X25519MLKEM768 (prefer default)", client_policy="prefer", server_policy="prefer"),
+    dict(
+        label="HRR path",
+        client_policy="prefer",
+        server_policy="prefer",
+        client_groups=["X25519MLKEM768", "x25519"],
+        key_shares=["x25519"],
+    ),
 ]
 
 
 def _configs(chain: CertChain, v: dict[str, Any]) -> tuple[Any, Any]:
     return aioquic_configs(
-        chain, v["client_policy"], v["server_policy"], v.get("client_groups"),
-        v.get("server_groups"), v.get("key_shares"),
+        chain,
+        v["client_policy"],
+        v["server_policy"],
+        v.get("client_groups"),
+        v.get("server_groups"),
+        v.get("key_shares"),
     )
 
 
@@ -121,9 +155,14 @@ def _trace(chain: CertChain, v: dict[str, Any]) -> tuple[PairTrace, Sniffer, Sni
 
     client_cfg, server_cfg = _configs(chain, v)
     cs, ss = Sniffer(), Sniffer()
-    trace = run_pair(QuicConnection, client_cfg, server_cfg, request=b"first request",
-                     on_client=aioquic_crypto_writes(cs.feed),
-                     on_server=aioquic_crypto_writes(ss.feed))
+    trace = run_pair(
+        QuicConnection,
+        client_cfg,
+        server_cfg,
+        request=b"first request",
+        on_client=aioquic_crypto_writes(cs.feed),
+        on_server=aioquic_crypto_writes(ss.feed),
+    )
     return trace, cs, ss
 
 
@@ -140,24 +179,28 @@ def sizes(chain: CertChain) -> list[dict[str, Any]]:
         trace, cs, ss = _trace(chain, v)
         first = trace.rounds[0]
         hellos = cs.sizes("ClientHello")
-        rows.append({
-            "variant": v["label"],
-            "negotiated": _negotiated(trace),
-            "client_hello_bytes": hellos[0],
-            "client_hello_retry_bytes": hellos[1] if len(hellos) > 1 else None,
-            "server_hello_bytes": _first(ss.sizes("ServerHello")),
-            "hello_retry_request_bytes": _first(ss.sizes("HelloRetryRequest")),
-            "client_initial_datagrams_first_flight": first.client_initials,
-            "client_initial_datagrams_total": sum(r.client_initials for r in trace.rounds),
-            "client_first_flight_bytes": sum(first.client_datagrams),
-            "server_initial_datagrams_total": sum(r.server_initials for r in trace.rounds),
-            "handshake_bytes_client_to_server": sum(
-                sum(r.client_datagrams) for r in trace.rounds),
-            "handshake_bytes_server_to_client": sum(
-                sum(r.server_datagrams) for r in trace.rounds),
-            "client_datagrams_total": sum(len(r.client_datagrams) for r in trace.rounds),
-            "server_datagrams_total": sum(len(r.server_datagrams) for r in trace.rounds),
-        })
+        rows.append(
+            {
+                "variant": v["label"],
+                "negotiated": _negotiated(trace),
+                "client_hello_bytes": hellos[0],
+                "client_hello_retry_bytes": hellos[1] if len(hellos) > 1 else None,
+                "server_hello_bytes": _first(ss.sizes("ServerHello")),
+                "hello_retry_request_bytes": _first(ss.sizes("HelloRetryRequest")),
+                "client_initial_datagrams_first_flight": first.client_initials,
+                "client_initial_datagrams_total": sum(r.client_initials for r in trace.rounds),
+                "client_first_flight_bytes": sum(first.client_datagrams),
+                "server_initial_datagrams_total": sum(r.server_initials for r in trace.rounds),
+                "handshake_bytes_client_to_server": sum(
+                    sum(r.client_datagrams) for r in trace.rounds
+                ),
+                "handshake_bytes_server_to_client": sum(
+                    sum(r.server_datagrams) for r in trace.rounds
+                ),
+                "client_datagrams_total": sum(len(r.client_datagrams) for r in trace.rounds),
+                "server_datagrams_total": sum(len(r.server_datagrams) for r in trace.rounds),
+            }
+        )
     return rows
 
 
@@ -178,23 +221,25 @@ def amplification(chains: list[CertChain]) -> list[dict[str, Any]]:
             sent_before = sum(sum(r.server_datagrams) for r in trace.rounds[: answer_round - 1])
             flight = sum(trace.rounds[answer_round - 1].server_datagrams)
             blocked = (trace.client_complete_round or 0) > answer_round
-            rows.append({
-                "chain": chain.label,
-                "chain_der_bytes": chain_der_bytes(chain),
-                "variant": v["label"],
-                "negotiated": _negotiated(trace),
-                "certificate_message_bytes": _first(ss.sizes("Certificate")),
-                "certificate_verify_bytes": _first(ss.sizes("CertificateVerify")),
-                "server_hello_bytes": _first(ss.sizes("ServerHello")),
-                "client_bytes_before_server_flight": received,
-                "limit_3x": 3 * received,
-                "server_bytes_sent": sent_before + flight,
-                "server_flight_bytes": flight,
-                "server_flight_datagrams": len(trace.rounds[answer_round - 1].server_datagrams),
-                "blocked_by_amplification_limit": blocked,
-                "rounds_to_client_handshake_complete": trace.client_complete_round,
-                "round_trips_to_first_app_byte": trace.first_app_byte_round,
-            })
+            rows.append(
+                {
+                    "chain": chain.label,
+                    "chain_der_bytes": chain_der_bytes(chain),
+                    "variant": v["label"],
+                    "negotiated": _negotiated(trace),
+                    "certificate_message_bytes": _first(ss.sizes("Certificate")),
+                    "certificate_verify_bytes": _first(ss.sizes("CertificateVerify")),
+                    "server_hello_bytes": _first(ss.sizes("ServerHello")),
+                    "client_bytes_before_server_flight": received,
+                    "limit_3x": 3 * received,
+                    "server_bytes_sent": sent_before + flight,
+                    "server_flight_bytes": flight,
+                    "server_flight_datagrams": len(trace.rounds[answer_round - 1].server_datagrams),
+                    "blocked_by_amplification_limit": blocked,
+                    "rounds_to_client_handshake_complete": trace.client_complete_round,
+                    "round_trips_to_first_app_byte": trace.first_app_byte_round,
+                }
+            )
     return rows
 
 
@@ -273,9 +318,17 @@ async def _ttfb(chains: dict[str, CertChain], samples: int, delay: float) -> dic
         client_cfg, server_cfg = _configs(chains[chain_key], v)
         server = await serve("127.0.0.1", 0, configuration=server_cfg, create_protocol=Echo)
         relay = DelayRelay(("127.0.0.1", server_port(server)), delay)
-        setups.append(dict(label=f"{v['label']} [{chain_key}]", chain=chain_key,
-                           variant=v["label"], client=client_cfg, server=server, relay=relay,
-                           times=[]))
+        setups.append(
+            dict(
+                label=f"{v['label']} [{chain_key}]",
+                chain=chain_key,
+                variant=v["label"],
+                client=client_cfg,
+                server=server,
+                relay=relay,
+                times=[],
+            )
+        )
     closes = BackgroundCloses()
 
     async def once(setup: dict[str, Any]) -> float:
@@ -297,7 +350,7 @@ async def _ttfb(chains: dict[str, CertChain], samples: int, delay: float) -> dic
         for s in setups:  # warm-up, one each
             await once(s)
         for i in range(samples):
-            order = setups[i % len(setups):] + setups[: i % len(setups)]
+            order = setups[i % len(setups) :] + setups[: i % len(setups)]
             for s in order:
                 s["times"].append(await once(s))
                 await asyncio.sleep(0.005)
@@ -307,8 +360,11 @@ async def _ttfb(chains: dict[str, CertChain], samples: int, delay: float) -> dic
             s["relay"].close()
             s["server"].close()
     return {
-        s["label"]: {"chain": s["chain"], "variant": s["variant"],
-                     "ttfb_ms": summarize(s["times"], 2)}
+        s["label"]: {
+            "chain": s["chain"],
+            "variant": s["variant"],
+            "ttfb_ms": summarize(s["times"], 2),
+        }
         for s in setups
     }
 
@@ -326,24 +382,34 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         larger = rsa_chain(Path(tmp), 4096, intermediates=2)
         size_rows = sizes(small)
         amp_rows = amplification([small, large, larger])
-        print(f"  TTFB: {len(PATH_VARIANTS) * 2} variants x {samples} connections, "
-              f"{DELAY_MS:.0f} ms one-way delay", flush=True)
+        print(
+            f"  TTFB: {len(PATH_VARIANTS) * 2} variants x {samples} connections, "
+            f"{DELAY_MS:.0f} ms one-way delay",
+            flush=True,
+        )
         # the TTFB's large chain is the one that exceeds the classical amplification budget
         with OtherLoad() as load:
             ttfb = asyncio.run(_ttfb({SMALL: small, LARGE: larger}, samples, DELAY_MS / 1000))
         chain_labels = {SMALL: small.label, LARGE: larger.label}
 
-    base = next(v for v in ttfb.values()
-                if v["variant"] == "classical x25519" and v["chain"] == SMALL)
+    base = next(
+        v for v in ttfb.values() if v["variant"] == "classical x25519" and v["chain"] == SMALL
+    )
     for v in ttfb.values():
-        same_chain = next(x for x in ttfb.values()
-                          if x["variant"] == "classical x25519" and x["chain"] == v["chain"])
-        v["ratio_vs_classical_same_chain"] = ratio(v["ttfb_ms"]["median"],
-                                                   same_chain["ttfb_ms"]["median"])
-        v["ratio_vs_classical_small_chain"] = ratio(v["ttfb_ms"]["median"],
-                                                    base["ttfb_ms"]["median"])
+        same_chain = next(
+            x
+            for x in ttfb.values()
+            if x["variant"] == "classical x25519" and x["chain"] == v["chain"]
+        )
+        v["ratio_vs_classical_same_chain"] = ratio(
+            v["ttfb_ms"]["median"], same_chain["ttfb_ms"]["median"]
+        )
+        v["ratio_vs_classical_small_chain"] = ratio(
+            v["ttfb_ms"]["median"], base["ttfb_ms"]["median"]
+        )
         v["extra_ms_vs_classical_same_chain"] = round(
-            v["ttfb_ms"]["median"] - same_chain["ttfb_ms"]["median"], 2)
+            v["ttfb_ms"]["median"] - same_chain["ttfb_ms"]["median"], 2
+        )
         v["ttfb_in_rtts"] = round(v["ttfb_ms"]["median"] / (2 * DELAY_MS), 2)
 
     result = {
@@ -370,31 +436,84 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
 
 
 def _print(result: dict[str, Any]) -> None:
-    print(table(
-        ["variant", "negotiated", "ClientHello B", "ServerHello B", "client Initial dgrams "
-         "(1st flight)", "client->server B", "server->client B"],
-        [[r["variant"], r["negotiated"], r["client_hello_bytes"], r["server_hello_bytes"],
-          r["client_initial_datagrams_first_flight"], r["handshake_bytes_client_to_server"],
-          r["handshake_bytes_server_to_client"]] for r in result["sizes"]],
-    ))
+    print(
+        table(
+            [
+                "variant",
+                "negotiated",
+                "ClientHello B",
+                "ServerHello B",
+                "client Initial dgrams (1st flight)",
+                "client->server B",
+                "server->client B",
+            ],
+            [
+                [
+                    r["variant"],
+                    r["negotiated"],
+                    r["client_hello_bytes"],
+                    r["server_hello_bytes"],
+                    r["client_initial_datagrams_first_flight"],
+                    r["handshake_bytes_client_to_server"],
+                    r["handshake_bytes_server_to_client"],
+                ]
+                for r in result["sizes"]
+            ],
+        )
+    )
     print()
-    print(table(
-        ["chain", "variant", "Certificate B", "client B in", "3x limit", "server B out",
-         "blocked", "RTTs to 1st byte"],
-        [[r["chain"], r["variant"], r["certificate_message_bytes"],
-          r["client_bytes_before_server_flight"], r["limit_3x"], r["server_bytes_sent"],
-          "yes" if r["blocked_by_amplification_limit"] else "no",
-          r["round_trips_to_first_app_byte"]] for r in result["amplification"]],
-    ))
+    print(
+        table(
+            [
+                "chain",
+                "variant",
+                "Certificate B",
+                "client B in",
+                "3x limit",
+                "server B out",
+                "blocked",
+                "RTTs to 1st byte",
+            ],
+            [
+                [
+                    r["chain"],
+                    r["variant"],
+                    r["certificate_message_bytes"],
+                    r["client_bytes_before_server_flight"],
+                    r["limit_3x"],
+                    r["server_bytes_sent"],
+                    "yes" if r["blocked_by_amplification_limit"] else "no",
+                    r["round_trips_to_first_app_byte"],
+                ]
+                for r in result["amplification"]
+            ],
+        )
+    )
     print()
     rtt = 2 * result["one_way_delay_ms"]
-    print(table(
-        ["variant", "median ms", "p90 ms", "x vs classical (same chain)", "extra ms",
-         f"RTTs of {rtt:.0f} ms"],
-        [[k, v["ttfb_ms"]["median"], v["ttfb_ms"]["p90"], v["ratio_vs_classical_same_chain"],
-          v["extra_ms_vs_classical_same_chain"], v["ttfb_in_rtts"]]
-         for k, v in result["ttfb"].items()],
-    ))
+    print(
+        table(
+            [
+                "variant",
+                "median ms",
+                "p90 ms",
+                "x vs classical (same chain)",
+                "extra ms",
+                f"RTTs of {rtt:.0f} ms",
+            ],
+            [
+                [
+                    k,
+                    v["ttfb_ms"]["median"],
+                    v["ttfb_ms"]["p90"],
+                    v["ratio_vs_classical_same_chain"],
+                    v["extra_ms_vs_classical_same_chain"],
+                    v["ttfb_in_rtts"],
+                ]
+                for k, v in result["ttfb"].items()
+            ],
+        )
+    )
 
 
 def plot(result: dict[str, Any], out_dir: Path) -> None:
@@ -410,8 +529,13 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
     ax.barh(y, vals, color=["#888888"] + ["#2a9d55"] * (len(rows) - 1))
     for yi, r in zip(y, rows, strict=True):
         n = r["client_initial_datagrams_first_flight"]
-        ax.text(vals[yi], yi, f" {vals[yi]} B, {n} Initial datagram{'s' if n > 1 else ''}",
-                va="center", fontsize=8)
+        ax.text(
+            vals[yi],
+            yi,
+            f" {vals[yi]} B, {n} Initial datagram{'s' if n > 1 else ''}",
+            va="center",
+            fontsize=8,
+        )
     ax.set_yticks(y, [r["variant"] for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, max(vals) * 1.4)
@@ -434,14 +558,29 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
     amp = result["amplification"]
     labels = [f"{r['variant']} | {r['chain']}" for r in amp]
     y = list(range(len(amp)))
-    ax.barh(y, [r["server_bytes_sent"] for r in amp],
-            color=["#c44e52" if r["blocked_by_amplification_limit"] else "#4c72b0" for r in amp],
-            label="server bytes before the client's next flight (red: stopped by the limit)")
-    ax.scatter([r["limit_3x"] for r in amp], y, marker="|", s=250, color="black", zorder=3,
-               label="limit: 3 x bytes received from the client")
+    ax.barh(
+        y,
+        [r["server_bytes_sent"] for r in amp],
+        color=["#c44e52" if r["blocked_by_amplification_limit"] else "#4c72b0" for r in amp],
+        label="server bytes before the client's next flight (red: stopped by the limit)",
+    )
+    ax.scatter(
+        [r["limit_3x"] for r in amp],
+        y,
+        marker="|",
+        s=250,
+        color="black",
+        zorder=3,
+        label="limit: 3 x bytes received from the client",
+    )
     for yi, r in zip(y, amp, strict=True):
-        ax.text(r["limit_3x"], yi, f"  {r['round_trips_to_first_app_byte']} RTT to 1st byte",
-                va="center", fontsize=7)
+        ax.text(
+            r["limit_3x"],
+            yi,
+            f"  {r['round_trips_to_first_app_byte']} RTT to 1st byte",
+            va="center",
+            fontsize=7,
+        )
     ax.set_yticks(y, labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, max(r["limit_3x"] for r in amp) * 1.3)
@@ -455,10 +594,22 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
     y = list(range(len(keys)))
     med = [tt[k]["ttfb_ms"]["median"] for k in keys]
     p90 = [tt[k]["ttfb_ms"]["p90"] for k in keys]
-    ax.barh(y, med, color=["#e07b39" if "HRR" in k else
-                           ("#2a9d55" if "MLKEM" in k else "#4c72b0") for k in keys])
-    ax.errorbar(med, y, xerr=[[0] * len(y), [p - m for p, m in zip(p90, med, strict=True)]],
-                fmt="none", ecolor="black", capsize=3, lw=1)
+    ax.barh(
+        y,
+        med,
+        color=[
+            "#e07b39" if "HRR" in k else ("#2a9d55" if "MLKEM" in k else "#4c72b0") for k in keys
+        ],
+    )
+    ax.errorbar(
+        med,
+        y,
+        xerr=[[0] * len(y), [p - m for p, m in zip(p90, med, strict=True)]],
+        fmt="none",
+        ecolor="black",
+        capsize=3,
+        lw=1,
+    )
     rtt = 2 * result["one_way_delay_ms"]
     for k in range(1, int(max(p90) // rtt) + 2):
         ax.axvline(k * rtt, color="#bbbbbb", ls=":", lw=1)
@@ -468,6 +619,7 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
     ax.set_yticks(y, keys, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(f"ms, median (bar to p90); dotted: multiples of the {rtt:.0f} ms RTT")
-    ax.set_title(f"Time to first byte (connect + 1 echo), +{result['one_way_delay_ms']:.0f} ms "
-                 "each way")
+    ax.set_title(
+        f"Time to first byte (connect + 1 echo), +{result['one_way_delay_ms']:.0f} ms each way"
+    )
     save_figure(plt, fig, out_dir, NAME, machine_caption(result["machine"]))

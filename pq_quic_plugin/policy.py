@@ -112,9 +112,7 @@ class GroupPolicy:
         """A server accepts every registered group unless told otherwise, post-quantum first."""
         if groups is None:
             every = registry().all()
-            groups = [g for g in every if g.post_quantum] + [
-                g for g in every if not g.post_quantum
-            ]
+            groups = [g for g in every if g.post_quantum] + [g for g in every if not g.post_quantum]
         # A server sends no key shares of its own choosing: it answers the client's.
         return dataclasses.replace(cls.build(policy, groups), key_share_groups=())
 

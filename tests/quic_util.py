@@ -205,8 +205,7 @@ async def expect_handshake_failure(
         return protocol
 
     try:
-        async with connect("127.0.0.1", port, configuration=configuration,
-                           create_protocol=factory):
+        async with connect("127.0.0.1", port, configuration=configuration, create_protocol=factory):
             pass
     except ConnectionError:
         pass
@@ -217,8 +216,9 @@ async def expect_handshake_failure(
     return event
 
 
-async def connect_client(port: int, configuration: QuicConfiguration, fails: bool = False
-                         ) -> Outcome:
+async def connect_client(
+    port: int, configuration: QuicConfiguration, fails: bool = False
+) -> Outcome:
     """One client handshake against whatever listens on ``port`` (ours, stock, qh3)."""
     if fails:
         return Outcome(error=await expect_handshake_failure(port, configuration))
@@ -247,8 +247,9 @@ async def handshake_async(
     async with running_server(server_config, server_protocol) as srv:
         outcome = await connect_client(srv.port, client_config, fails)
         if fails:
-            await wait_until_async(lambda: srv.closes, 5,
-                                   "the server's side of the failed handshake to close")
+            await wait_until_async(
+                lambda: srv.closes, 5, "the server's side of the failed handshake to close"
+            )
         outcome.server, outcome.server_closes = list(srv.results), list(srv.closes)
     return outcome
 

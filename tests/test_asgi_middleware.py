@@ -32,14 +32,36 @@ App = Callable[[Any, Any, Any], Awaitable[None]]
 
 EXAMPLE_APP = Path(__file__).resolve().parent.parent / "examples" / "asgi_app" / "app.py"
 CERT = "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n"
-TLS = {"server_cert": CERT, "tls_version": 0x0304, "cipher_suite": 0x1302,
-       "client_cert_chain": [], "client_cert_name": None, "client_cert_error": None}
-PQ = {"transport": "quic", "group": "X25519MLKEM768", "codepoint": 4588,
-      "post_quantum": True, "group_known": True}
-CLASSICAL = {"transport": "quic", "group": "x25519", "codepoint": 0x1D,
-             "post_quantum": False, "group_known": True}
-TCP = {"transport": "tcp", "group": None, "codepoint": None, "post_quantum": False,
-       "group_known": False, "note": "key-exchange group unknown on TCP"}
+TLS = {
+    "server_cert": CERT,
+    "tls_version": 0x0304,
+    "cipher_suite": 0x1302,
+    "client_cert_chain": [],
+    "client_cert_name": None,
+    "client_cert_error": None,
+}
+PQ = {
+    "transport": "quic",
+    "group": "X25519MLKEM768",
+    "codepoint": 4588,
+    "post_quantum": True,
+    "group_known": True,
+}
+CLASSICAL = {
+    "transport": "quic",
+    "group": "x25519",
+    "codepoint": 0x1D,
+    "post_quantum": False,
+    "group_known": True,
+}
+TCP = {
+    "transport": "tcp",
+    "group": None,
+    "codepoint": None,
+    "post_quantum": False,
+    "group_known": False,
+    "note": "key-exchange group unknown on TCP",
+}
 ABSENT = None  # stock hypercorn, plain http: no pq_quic at all
 
 
@@ -67,11 +89,18 @@ def make_scope(
         if hops is not None:
             ext["pq_quic"]["hops"] = hops
     scope: dict[str, Any] = {
-        "type": kind, "asgi": {"version": "3.0"}, "http_version": http_version,
+        "type": kind,
+        "asgi": {"version": "3.0"},
+        "http_version": http_version,
         "scheme": ("https" if tls else "http") if kind == "http" else ("wss" if tls else "ws"),
-        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
         "headers": [(b"host", b"localhost:8443"), *headers],
-        "client": client, "server": server, "extensions": ext,
+        "client": client,
+        "server": server,
+        "extensions": ext,
     }
     if kind == "http":
         scope["method"] = method
@@ -79,8 +108,12 @@ def make_scope(
 
 
 def hop(name: str, post_quantum: bool, transport: str = "quic") -> dict[str, Any]:
-    return {"hop": name, "transport": transport, "post_quantum": post_quantum,
-            "group": "X25519MLKEM768" if post_quantum else "x25519"}
+    return {
+        "hop": name,
+        "transport": transport,
+        "post_quantum": post_quantum,
+        "group": "X25519MLKEM768" if post_quantum else "x25519",
+    }
 
 
 class Exchange:
@@ -101,8 +134,10 @@ class Exchange:
 
     async def send(self, message: Message) -> None:
         self.sent.append(message)
-        if message["type"] in ("http.response.body", "websocket.http.response.body") \
-                and not message.get("more_body"):
+        if message["type"] in (
+            "http.response.body",
+            "websocket.http.response.body",
+        ) and not message.get("more_body"):
             self.done.set()
         if message["type"] == "websocket.close":
             self.done.set()
@@ -121,13 +156,15 @@ class Exchange:
         return bytes(values[-1]).decode() if values else None
 
     def headers(self, name: str) -> list[str]:
-        return [bytes(v).decode() for k, v in self.start["headers"]
-                if bytes(k).lower() == name.encode()]
+        return [
+            bytes(v).decode() for k, v in self.start["headers"] if bytes(k).lower() == name.encode()
+        ]
 
     @property
     def body(self) -> bytes:
-        return b"".join(m.get("body", b"") for m in self.sent
-                        if m["type"].endswith("http.response.body"))
+        return b"".join(
+            m.get("body", b"") for m in self.sent if m["type"].endswith("http.response.body")
+        )
 
     @property
     def text(self) -> str:
@@ -172,13 +209,24 @@ class Recorder:
             if not message.get("more_body"):
                 break
         self.bodies.append(body)
-        await send({"type": "http.response.start", "status": 200, "trailers": True,
-                    "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "trailers": True,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
         for part in (b"a", b"b", b"c"):
             await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-        await send({"type": "http.response.trailers", "headers": [(b"x-sum", b"abc")],
-                    "more_trailers": False})
+        await send(
+            {
+                "type": "http.response.trailers",
+                "headers": [(b"x-sum", b"abc")],
+                "more_trailers": False,
+            }
+        )
 
     @property
     def called(self) -> bool:
@@ -206,16 +254,28 @@ def test_facts_from_the_tcp_contract() -> None:
     assert facts.note == "key-exchange group unknown on TCP"
 
 
-@pytest.mark.parametrize("scope", [
-    {"type": "http"},
-    {"type": "lifespan"},
-    {"type": "http", "extensions": None, "http_version": None},
-    {"type": "http", "extensions": {"pq_quic": None, "tls": None}},
-    {"type": "http", "extensions": {"pq_quic": "yes", "tls": ["TLSv1.3"]}},
-    {"type": "http", "extensions": {"pq_quic": {"hops": "all of them", "codepoint": "4588",
-                                                "group": 4588, "post_quantum": 1}}},
-    {"type": "websocket", "extensions": {"pq_quic": {"hops": [None, 3, {"hop": "x"}]}}},
-])
+@pytest.mark.parametrize(
+    "scope",
+    [
+        {"type": "http"},
+        {"type": "lifespan"},
+        {"type": "http", "extensions": None, "http_version": None},
+        {"type": "http", "extensions": {"pq_quic": None, "tls": None}},
+        {"type": "http", "extensions": {"pq_quic": "yes", "tls": ["TLSv1.3"]}},
+        {
+            "type": "http",
+            "extensions": {
+                "pq_quic": {
+                    "hops": "all of them",
+                    "codepoint": "4588",
+                    "group": 4588,
+                    "post_quantum": 1,
+                }
+            },
+        },
+        {"type": "websocket", "extensions": {"pq_quic": {"hops": [None, 3, {"hop": "x"}]}}},
+    ],
+)
 def test_facts_never_raise_and_fail_closed(scope: dict) -> None:
     facts = connection_facts(scope)
     assert facts.post_quantum is False and facts.all_hops_post_quantum is False
@@ -238,8 +298,7 @@ def test_post_quantum_must_be_literally_true() -> None:
 
 
 def test_all_hops_post_quantum_needs_every_hop_and_this_connection() -> None:
-    good = [hop("visitor-edge", True), hop("edge-connector", True),
-            hop("connector-origin", True)]
+    good = [hop("visitor-edge", True), hop("edge-connector", True), hop("connector-origin", True)]
     assert connection_facts(make_scope(PQ, hops=good)).all_hops_post_quantum
     assert connection_facts(make_scope(PQ, hops=good)).verdict == "post-quantum on every hop"
     bad = [*good[:2], hop("connector-origin", False, "tcp")]
@@ -262,11 +321,14 @@ def test_facts_are_frozen_and_copied_out_of_the_scope() -> None:
 # ---------------------------------------------------------------------- header
 
 
-@pytest.mark.parametrize("pq, expected", [
-    (PQ, "X25519MLKEM768; post-quantum"),
-    (CLASSICAL, "x25519; classical"),
-    (TCP, "unknown; tcp"),
-])
+@pytest.mark.parametrize(
+    "pq, expected",
+    [
+        (PQ, "X25519MLKEM768; post-quantum"),
+        (CLASSICAL, "x25519; classical"),
+        (TCP, "unknown; tcp"),
+    ],
+)
 def test_header_names_the_group(pq: dict, expected: str) -> None:
     app = Recorder()
     ex = run(PostQuantumMiddleware(app), make_scope(pq))
@@ -275,21 +337,30 @@ def test_header_names_the_group(pq: dict, expected: str) -> None:
 
 
 def test_header_on_a_stock_server_scope_and_custom_name() -> None:
-    ex = run(PostQuantumMiddleware(Recorder(), header_name="X-Key-Exchange"),
-             make_scope(ABSENT, http_version="1.1", tls=False))
+    ex = run(
+        PostQuantumMiddleware(Recorder(), header_name="X-Key-Exchange"),
+        make_scope(ABSENT, http_version="1.1", tls=False),
+    )
     assert ex.header("x-key-exchange") == "unknown; tcp" and ex.header("pq-key-exchange") is None
 
 
 def test_header_replaces_an_app_supplied_one_and_can_be_turned_off() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 204,
-                    "headers": [(b"pq-key-exchange", b"lies")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 204,
+                "headers": [(b"pq-key-exchange", b"lies")],
+            }
+        )
         await send({"type": "http.response.body", "body": b""})
 
-    assert run(PostQuantumMiddleware(app), make_scope(CLASSICAL)).headers("pq-key-exchange") \
-        == ["x25519; classical"]
-    assert run(PostQuantumMiddleware(app, header=False), make_scope(CLASSICAL)) \
-        .headers("pq-key-exchange") == ["lies"]
+    assert run(PostQuantumMiddleware(app), make_scope(CLASSICAL)).headers("pq-key-exchange") == [
+        "x25519; classical"
+    ]
+    assert run(PostQuantumMiddleware(app, header=False), make_scope(CLASSICAL)).headers(
+        "pq-key-exchange"
+    ) == ["lies"]
 
 
 def test_header_value_behind_the_tunnel() -> None:
@@ -299,12 +370,15 @@ def test_header_value_behind_the_tunnel() -> None:
 
 def test_streaming_body_trailers_and_request_body_are_untouched() -> None:
     app = Recorder()
-    incoming = [{"type": "http.request", "body": b"up", "more_body": True},
-                {"type": "http.request", "body": b"load", "more_body": False}]
+    incoming = [
+        {"type": "http.request", "body": b"up", "more_body": True},
+        {"type": "http.request", "body": b"load", "more_body": False},
+    ]
     ex = run(PostQuantumMiddleware(app, require=True), make_scope(PQ, method="POST"), incoming)
     assert app.bodies == [b"upload"]
-    assert [m["type"] for m in ex.sent] == ["http.response.start"] + \
-        ["http.response.body"] * 4 + ["http.response.trailers"]
+    assert [m["type"] for m in ex.sent] == ["http.response.start"] + ["http.response.body"] * 4 + [
+        "http.response.trailers"
+    ]
     assert [m.get("body") for m in ex.sent[1:5]] == [b"a", b"b", b"c", b""]
     assert [m.get("more_body") for m in ex.sent[1:5]] == [True, True, True, False]
     assert ex.start["trailers"] is True
@@ -344,35 +418,45 @@ def test_require_refuses_tcp_with_an_explanation_page_and_alt_svc() -> None:
 
 
 def test_require_tcp_alt_svc_argument_and_port_fallbacks() -> None:
-    ex = run(PostQuantumMiddleware(Recorder(), require=True, alt_svc='h3=":443"; ma=86400'),
-             make_scope(TCP))
+    ex = run(
+        PostQuantumMiddleware(Recorder(), require=True, alt_svc='h3=":443"; ma=86400'),
+        make_scope(TCP),
+    )
     assert ex.header("alt-svc") == 'h3=":443"; ma=86400'
     no_server = make_scope(TCP, server=None, headers=[])
     no_server["headers"] = [(b"host", b"example.test:9443")]
-    assert run(PostQuantumMiddleware(Recorder(), require=True), no_server) \
-        .header("alt-svc") == 'h3=":9443"; ma=3600'
+    assert (
+        run(PostQuantumMiddleware(Recorder(), require=True), no_server).header("alt-svc")
+        == 'h3=":9443"; ma=3600'
+    )
     no_server["headers"] = [(b"host", b"example.test")]
-    assert run(PostQuantumMiddleware(Recorder(), require=True), no_server) \
-        .header("alt-svc") == 'h3=":443"; ma=3600'
+    assert (
+        run(PostQuantumMiddleware(Recorder(), require=True), no_server).header("alt-svc")
+        == 'h3=":443"; ma=3600'
+    )
 
 
 def test_require_refuses_a_stock_server_scope_and_plain_http() -> None:
     app = Recorder()
-    ex = run(PostQuantumMiddleware(app, require=True),
-             make_scope(ABSENT, http_version="1.1", tls=False))
+    ex = run(
+        PostQuantumMiddleware(app, require=True), make_scope(ABSENT, http_version="1.1", tls=False)
+    )
     assert not app.called and ex.status == 403 and ex.header("alt-svc")
     assert "HTTP/1.1 over TCP without TLS" in ex.text
 
 
 def _upload(chunks: int, size: int = 100 * 1024) -> list[Message]:
-    return [{"type": "http.request", "body": b"x" * size, "more_body": i < chunks - 1}
-            for i in range(chunks)]
+    return [
+        {"type": "http.request", "body": b"x" * size, "more_body": i < chunks - 1}
+        for i in range(chunks)
+    ]
 
 
 def test_require_drains_a_small_upload_and_keeps_the_connection() -> None:
     app = Recorder()
-    scope = make_scope(TCP, http_version="1.1", method="POST",
-                       headers=[(b"content-length", b"204800")])
+    scope = make_scope(
+        TCP, http_version="1.1", method="POST", headers=[(b"content-length", b"204800")]
+    )
     ex = run(PostQuantumMiddleware(app, require=True), scope, _upload(2))
     assert not app.called and ex.status == 403
     assert ex.incoming == [] and ex.header("connection") is None
@@ -380,15 +464,17 @@ def test_require_drains_a_small_upload_and_keeps_the_connection() -> None:
 
 def test_require_stops_reading_a_large_upload_and_closes_http11() -> None:
     app = Recorder()
-    scope = make_scope(TCP, http_version="1.1", method="POST",
-                       headers=[(b"content-length", b"1024000")])
+    scope = make_scope(
+        TCP, http_version="1.1", method="POST", headers=[(b"content-length", b"1024000")]
+    )
     ex = run(PostQuantumMiddleware(app, require=True), scope, _upload(10))
     assert not app.called and ex.status == 403
     assert ex.received == 3 and len(ex.incoming) == 7  # 300 KiB read (limit 256 KiB), no more
     assert ex.header("connection") == "close"
     # HTTP/2 and HTTP/3 have no Connection header (it is forbidden there)
-    ex = run(PostQuantumMiddleware(app, require=True), make_scope(CLASSICAL, method="POST"),
-             _upload(10))
+    ex = run(
+        PostQuantumMiddleware(app, require=True), make_scope(CLASSICAL, method="POST"), _upload(10)
+    )
     assert ex.status == 403 and ex.received == 3 and ex.header("connection") is None
 
 
@@ -406,8 +492,9 @@ def test_require_survives_a_connection_closed_under_it() -> None:
     async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    asyncio.run(PostQuantumMiddleware(Recorder(), require=True)(
-        make_scope(TCP), receive, broken_send))
+    asyncio.run(
+        PostQuantumMiddleware(Recorder(), require=True)(make_scope(TCP), receive, broken_send)
+    )
 
 
 def test_require_head_gets_headers_without_a_body() -> None:
@@ -425,8 +512,13 @@ def test_require_refuses_classical_quic_with_403_naming_the_group() -> None:
 
 
 def test_require_refuses_quic_with_an_unknown_group() -> None:
-    unknown = {"transport": "quic", "group": None, "codepoint": None, "post_quantum": False,
-               "group_known": False}
+    unknown = {
+        "transport": "quic",
+        "group": None,
+        "codepoint": None,
+        "post_quantum": False,
+        "group_known": False,
+    }
     ex = run(PostQuantumMiddleware(Recorder(), require=True), make_scope(unknown))
     assert ex.status == 403 and "unknown" in ex.text and ex.header("alt-svc") is None
 
@@ -439,8 +531,7 @@ def test_require_passes_post_quantum_quic() -> None:
 
 
 def test_require_refuses_when_one_hop_is_classical() -> None:
-    hops = [hop("visitor-edge", True), hop("edge-connector", False),
-            hop("connector-origin", True)]
+    hops = [hop("visitor-edge", True), hop("edge-connector", False), hop("connector-origin", True)]
     app = Recorder()
     ex = run(PostQuantumMiddleware(app, require=True), make_scope(PQ, hops=hops))
     assert not app.called and ex.status == 403
@@ -449,8 +540,7 @@ def test_require_refuses_when_one_hop_is_classical() -> None:
 
 
 def test_require_passes_when_every_hop_is_post_quantum() -> None:
-    hops = [hop("visitor-edge", True), hop("edge-connector", True),
-            hop("connector-origin", True)]
+    hops = [hop("visitor-edge", True), hop("edge-connector", True), hop("connector-origin", True)]
     app = Recorder()
     ex = run(PostQuantumMiddleware(app, require=True), make_scope(PQ, hops=hops))
     assert app.called and ex.status == 200
@@ -459,9 +549,11 @@ def test_require_passes_when_every_hop_is_post_quantum() -> None:
 
 def test_require_logs_the_refusal_without_secrets(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="pq_quic_plugin.asgi")
-    scope = make_scope(CLASSICAL, path="/reset/s3cr3t-token",
-                       headers=[(b"authorization", b"Bearer s3cr3t-token"),
-                                (b"cookie", b"session=s3cr3t-token")])
+    scope = make_scope(
+        CLASSICAL,
+        path="/reset/s3cr3t-token",
+        headers=[(b"authorization", b"Bearer s3cr3t-token"), (b"cookie", b"session=s3cr3t-token")],
+    )
     run(PostQuantumMiddleware(Recorder(), require=True), scope)
     records = [r for r in caplog.records if r.name == "pq_quic_plugin.asgi"]
     assert len(records) == 1
@@ -475,12 +567,18 @@ def test_require_logs_the_refusal_without_secrets(caplog: pytest.LogCaptureFixtu
 
 def test_websocket_under_require_is_closed_before_the_app_runs() -> None:
     app = Recorder()
-    ex = run(PostQuantumMiddleware(app, require=True), make_scope(CLASSICAL, "websocket"),
-             [{"type": "websocket.connect"}])
+    ex = run(
+        PostQuantumMiddleware(app, require=True),
+        make_scope(CLASSICAL, "websocket"),
+        [{"type": "websocket.connect"}],
+    )
     assert not app.called
     assert ex.sent == [{"type": "websocket.close", "code": 1008}]
-    ex = run(PostQuantumMiddleware(app, require=True), make_scope(TCP, "websocket"),
-             [{"type": "websocket.connect"}])
+    ex = run(
+        PostQuantumMiddleware(app, require=True),
+        make_scope(TCP, "websocket"),
+        [{"type": "websocket.connect"}],
+    )
     assert ex.sent == [{"type": "websocket.close", "code": 1008}] and not app.called
 
 
@@ -489,15 +587,20 @@ def test_websocket_denial_response_when_the_server_supports_it() -> None:
     scope = make_scope(CLASSICAL, "websocket", extensions={"websocket.http.response": {}})
     ex = run(PostQuantumMiddleware(app, require=True), scope, [{"type": "websocket.connect"}])
     assert not app.called
-    assert [m["type"] for m in ex.sent] == ["websocket.http.response.start",
-                                            "websocket.http.response.body"]
+    assert [m["type"] for m in ex.sent] == [
+        "websocket.http.response.start",
+        "websocket.http.response.body",
+    ]
     assert ex.status == 403 and b"x25519" in ex.body
 
 
 def test_websocket_over_post_quantum_reaches_the_app_unlabelled() -> None:
     app = Recorder()
-    ex = run(PostQuantumMiddleware(app, require=True), make_scope(PQ, "websocket"),
-             [{"type": "websocket.connect"}])
+    ex = run(
+        PostQuantumMiddleware(app, require=True),
+        make_scope(PQ, "websocket"),
+        [{"type": "websocket.connect"}],
+    )
     assert app.called
     assert ex.sent == [{"type": "websocket.accept"}, {"type": "websocket.close", "code": 1000}]
 
@@ -521,8 +624,10 @@ def test_invalid_arguments_are_rejected_early() -> None:
 
 
 def _hops_header(*pq: bool) -> tuple[bytes, bytes]:
-    hops = [hop(name, p) for name, p in zip(
-        ("visitor-edge", "edge-connector", "connector-origin"), pq, strict=False)]
+    hops = [
+        hop(name, p)
+        for name, p in zip(("visitor-edge", "edge-connector", "connector-origin"), pq, strict=False)
+    ]
     return HOPS_HEADER.encode(), json.dumps(hops).encode()
 
 
@@ -532,11 +637,16 @@ def test_hops_header_from_the_trusted_connector_reaches_the_scope() -> None:
     ex = run(PostQuantumMiddleware(app, require=True), scope)
     assert ex.status == 200
     seen = app.scopes[0]
-    assert [h["hop"] for h in connection_facts(seen).hops] == \
-        ["visitor-edge", "edge-connector", "connector-origin"]
+    assert [h["hop"] for h in connection_facts(seen).hops] == [
+        "visitor-edge",
+        "edge-connector",
+        "connector-origin",
+    ]
     assert "hops" not in scope["extensions"]["pq_quic"]  # the server's dicts are not mutated
-    ex = run(PostQuantumMiddleware(Recorder(), require=True),
-             make_scope(PQ, client=("::1", 40000), headers=[_hops_header(True, False, True)]))
+    ex = run(
+        PostQuantumMiddleware(Recorder(), require=True),
+        make_scope(PQ, client=("::1", 40000), headers=[_hops_header(True, False, True)]),
+    )
     assert ex.status == 403 and "edge-connector hop negotiated x25519" in ex.text
 
 
@@ -548,11 +658,14 @@ def test_hops_header_from_anyone_else_is_dropped() -> None:
     assert all(k != HOPS_HEADER.encode() for k, _ in seen["headers"])
 
 
-@pytest.mark.parametrize("headers", [
-    [(HOPS_HEADER.encode(), b"not json")],
-    [(HOPS_HEADER.encode(), b'{"hop": "visitor-edge"}')],
-    [_hops_header(True), _hops_header(False)],
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [(HOPS_HEADER.encode(), b"not json")],
+        [(HOPS_HEADER.encode(), b'{"hop": "visitor-edge"}')],
+        [_hops_header(True), _hops_header(False)],
+    ],
+)
 def test_malformed_or_repeated_hops_headers_are_dropped(headers: list) -> None:
     app = Recorder()
     run(PostQuantumMiddleware(app), make_scope(PQ, client=("127.0.0.1", 1), headers=headers))
@@ -562,8 +675,12 @@ def test_malformed_or_repeated_hops_headers_are_dropped(headers: list) -> None:
 
 def test_hops_reported_by_the_server_win_over_the_header() -> None:
     app = Recorder()
-    scope = make_scope(PQ, client=("127.0.0.1", 1), hops=[hop("visitor-edge", False)],
-                       headers=[_hops_header(True, True, True)])
+    scope = make_scope(
+        PQ,
+        client=("127.0.0.1", 1),
+        hops=[hop("visitor-edge", False)],
+        headers=[_hops_header(True, True, True)],
+    )
     ex = run(PostQuantumMiddleware(app, require=True), scope)
     assert ex.status == 403 and not app.called
 
@@ -609,8 +726,7 @@ def test_example_page_over_classical_quic_and_tcp(example: Any) -> None:
 
 
 def test_example_page_lists_the_hops(example: Any) -> None:
-    hops = [hop("visitor-edge", True), hop("edge-connector", True),
-            hop("connector-origin", True)]
+    hops = [hop("visitor-edge", True), hop("edge-connector", True), hop("connector-origin", True)]
     page = run(example, make_scope(PQ, hops=hops)).text
     assert "post-quantum on every hop" in page and "not post-quantum" not in page
     assert page.count("X25519MLKEM768") >= 4 and "edge-connector" in page
@@ -622,10 +738,22 @@ def test_example_page_lists_the_hops(example: Any) -> None:
 def test_example_api_connection(example: Any) -> None:
     ex = run(example, make_scope(PQ, path="/api/connection"))
     data = json.loads(ex.body)
-    assert {"http_version", "transport", "group", "codepoint", "post_quantum", "group_known",
-            "hops", "all_hops_post_quantum"} <= set(data)
-    assert (data["http_version"], data["transport"], data["group"], data["codepoint"]) == \
-        ("3", "quic", "X25519MLKEM768", 4588)
+    assert {
+        "http_version",
+        "transport",
+        "group",
+        "codepoint",
+        "post_quantum",
+        "group_known",
+        "hops",
+        "all_hops_post_quantum",
+    } <= set(data)
+    assert (data["http_version"], data["transport"], data["group"], data["codepoint"]) == (
+        "3",
+        "quic",
+        "X25519MLKEM768",
+        4588,
+    )
     assert data["post_quantum"] is True and data["all_hops_post_quantum"] is True
     tcp = json.loads(run(example, make_scope(TCP, path="/api/connection")).body)
     assert tcp["transport"] == "tcp" and tcp["group"] is None and tcp["post_quantum"] is False
@@ -633,8 +761,9 @@ def test_example_api_connection(example: Any) -> None:
 
 def test_example_echo_streams_the_body_back(example: Any) -> None:
     chunks = [bytes([i]) * 10_000 for i in range(5)]
-    incoming: list[Message] = [{"type": "http.request", "body": c, "more_body": i < 4}
-                               for i, c in enumerate(chunks)]
+    incoming: list[Message] = [
+        {"type": "http.request", "body": c, "more_body": i < 4} for i, c in enumerate(chunks)
+    ]
     ex = run(example, make_scope(PQ, method="POST", path="/echo"), incoming)
     assert ex.status == 200 and ex.body == b"".join(chunks)
     assert len([m for m in ex.sent if m["type"] == "http.response.body"]) > 1  # streamed
@@ -651,10 +780,12 @@ def test_example_bytes_and_pid(example: Any) -> None:
 
 
 def test_example_websocket_echo(example: Any) -> None:
-    incoming: list[Message] = [{"type": "websocket.connect"},
-                               {"type": "websocket.receive", "text": "hello"},
-                               {"type": "websocket.receive", "bytes": b"\x00\x01"},
-                               {"type": "websocket.disconnect", "code": 1000}]
+    incoming: list[Message] = [
+        {"type": "websocket.connect"},
+        {"type": "websocket.receive", "text": "hello"},
+        {"type": "websocket.receive", "bytes": b"\x00\x01"},
+        {"type": "websocket.disconnect", "code": 1000},
+    ]
     ex = run(example, make_scope(PQ, "websocket", path="/ws"), incoming)
     assert ex.sent[0]["type"] == "websocket.accept"
     assert [m.get("text") or m.get("bytes") for m in ex.sent[1:]] == ["hello", b"\x00\x01"]

@@ -95,8 +95,12 @@ def test_malformed_client_share_gets_illegal_parameter(pki, group, mode) -> None
     [pytest.param(g, m, id=f"{g.name}-{m}") for g, m in CASES if applies(g, m, reply=True)],
 )
 def test_malformed_server_reply_gets_illegal_parameter(pki, group, mode) -> None:
-    out = handshake(pki, server=Peer("prefer", groups=[Corrupting(group, mode)]),
-                    client=Peer("prefer", groups=[group.name]), fails=True)
+    out = handshake(
+        pki,
+        server=Peer("prefer", groups=[Corrupting(group, mode)]),
+        client=Peer("prefer", groups=[group.name]),
+        fails=True,
+    )
     # Our client raised the alert: its own close and the server's view both say so.
     assert out.error is not None and out.error.error_code == ILLEGAL_PARAMETER, out.error
     assert "ServerHello key share" in out.error.reason_phrase
@@ -124,6 +128,9 @@ def test_unknown_and_grease_codepoints_are_ignored(pki) -> None:
             raise AssertionError("never selected")
 
     grease, unknown = Opaque(0x7A7A), Opaque(0xFEFE)
-    client = Peer("prefer", groups=[grease, unknown, "X25519MLKEM768", "x25519"],
-                  key_shares=[grease, unknown, "X25519MLKEM768"])
+    client = Peer(
+        "prefer",
+        groups=[grease, unknown, "X25519MLKEM768", "x25519"],
+        key_shares=[grease, unknown, "X25519MLKEM768"],
+    )
     assert handshake(pki, server=Peer("prefer"), client=client).group == "X25519MLKEM768"

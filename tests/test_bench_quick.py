@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_tunnel_benchmark_quick(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--only", "tunnel", "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=220,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=220,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "ratios:" in done.stdout

@@ -15,8 +15,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 def test_chromium_over_http3_gets_x25519mlkem768(pki, tmp_path: Path) -> None:
     port = free_port()
-    args = ["--pq", "--certfile", str(pki.cert), "--keyfile", str(pki.key),
-            "-b", f"127.0.0.1:{port}", "app:app"]
+    args = [
+        "--pq",
+        "--certfile",
+        str(pki.cert),
+        "--keyfile",
+        str(pki.key),
+        "-b",
+        f"127.0.0.1:{port}",
+        "app:app",
+    ]
     with hypercorn_pq(args, tmp_path, port):
         url = f"https://127.0.0.1:{port}/"
         dom = dump_dom(url, pki.spki_sha256_b64)
@@ -32,8 +40,16 @@ def test_chromium_over_http3_gets_x25519mlkem768(pki, tmp_path: Path) -> None:
 
 def test_chromium_over_tcp_sees_not_post_quantum(pki, tmp_path: Path) -> None:
     port = free_port()
-    args = ["--pq", "--certfile", str(pki.cert), "--keyfile", str(pki.key),
-            "-b", f"127.0.0.1:{port}", "app:app"]
+    args = [
+        "--pq",
+        "--certfile",
+        str(pki.cert),
+        "--keyfile",
+        str(pki.key),
+        "-b",
+        f"127.0.0.1:{port}",
+        "app:app",
+    ]
     with hypercorn_pq(args, tmp_path, port):
         dom = dump_dom(f"https://127.0.0.1:{port}/", pki.spki_sha256_b64, force_quic=False)
     assert "not post-quantum" in dom

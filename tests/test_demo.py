@@ -11,8 +11,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def test_demo_once_prints_every_negotiated_group() -> None:
-    out = subprocess.run([sys.executable, "-m", "tools.demo", "--once"],
-                         capture_output=True, text=True, timeout=240)
+    out = subprocess.run(
+        [sys.executable, "-m", "tools.demo", "--once"], capture_output=True, text=True, timeout=240
+    )
     assert out.returncode == 0, out.stderr + out.stdout
     text = out.stdout
     assert "pq-quic-plugin client (require)    HTTP/3  X25519MLKEM768   post-quantum" in text

@@ -30,8 +30,18 @@ pytestmark = pytest.mark.slow  # hypercorn-pq processes under both worker classe
 def server(request, pki, tmp_path_factory):  # type: ignore[no-untyped-def]
     """hypercorn-pq under both of hypercorn's worker classes (the hooks serve both)."""
     port = free_port()
-    args = ["--pq", "-k", request.param, "--certfile", str(pki.cert), "--keyfile", str(pki.key),
-            "-b", f"127.0.0.1:{port}", "app:app"]
+    args = [
+        "--pq",
+        "-k",
+        request.param,
+        "--certfile",
+        str(pki.cert),
+        "--keyfile",
+        str(pki.key),
+        "-b",
+        f"127.0.0.1:{port}",
+        "app:app",
+    ]
     with hypercorn_pq(args, tmp_path_factory.mktemp("logs"), port) as proc:
         yield port, proc
 
@@ -50,10 +60,16 @@ class _LateFinClient(QuicConnectionProtocol):
 
     def get(self, authority: str, path: str) -> None:
         self.stream_id = quic_of(self).get_next_available_stream_id()
-        self.h3.send_headers(self.stream_id, [
-            (b":method", b"GET"), (b":scheme", b"https"),
-            (b":authority", authority.encode()), (b":path", path.encode()),
-        ], end_stream=False)
+        self.h3.send_headers(
+            self.stream_id,
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":authority", authority.encode()),
+                (b":path", path.encode()),
+            ],
+            end_stream=False,
+        )
         self.transmit()
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
@@ -74,19 +90,26 @@ def test_a_late_fin_does_not_kill_the_listener(server, pki) -> None:  # type: ig
     async def scenario() -> tuple[int, int]:
         config = client_configuration("require", cafile=str(pki.ca_cert), server_name="localhost")
         config.alpn_protocols = H3_ALPN
-        async with connect("127.0.0.1", port, configuration=config,
-                           create_protocol=_LateFinClient) as client:
+        async with connect(
+            "127.0.0.1", port, configuration=config, create_protocol=_LateFinClient
+        ) as client:
             assert isinstance(client, _LateFinClient)
             client.get(f"localhost:{port}", "/api/connection")
             await asyncio.wait_for(client.done, 15)
             # The stream is discarded once the server has acknowledged the late FIN.
             await wait_until_async(
-                lambda: send_state(quic_of(client), client.stream_id) is SendState.GONE, 10,
-                "the server to acknowledge the late FIN")
+                lambda: send_state(quic_of(client), client.stream_id) is SendState.GONE,
+                10,
+                "the server to acknowledge the late FIN",
+            )
             first = client.status
         # A new connection afterwards: stock hypercorn's listener is dead by now.
-        again = await fetch(f"https://localhost:{port}/api/connection", "require",
-                            cafile=str(pki.ca_cert), timeout=10)
+        again = await fetch(
+            f"https://localhost:{port}/api/connection",
+            "require",
+            cafile=str(pki.ca_cert),
+            timeout=10,
+        )
         return first, again.status
 
     assert asyncio.run(scenario()) == (200, 200)
@@ -117,21 +140,26 @@ def test_a_slow_reader_stalls_nobody_and_memory_stays_bounded(server, pki) -> No
         async with open_session(url, config) as session:
             pid = json.loads((await session.request("GET", "/pid")).body)["pid"]
             before = _rss_mb(pid)
-            status, _, _echo = await session.stream_request("POST", "/echo", [], upload(),
-                                                            timeout=30)
+            status, _, _echo = await session.stream_request(
+                "POST", "/echo", [], upload(), timeout=30
+            )
             assert status == 200
             # The upload runs until flow control stops it: wait until it stops growing.
-            await wait_until_steady_async(lambda: taken, quiet=1.0, timeout=30,
-                                          what="flow control to stop the upload")
+            await wait_until_steady_async(
+                lambda: taken, quiet=1.0, timeout=30, what="flow control to stop the upload"
+            )
             # Another connection is served while that request is stuck.
-            other = await fetch(url + "/api/connection", "require", cafile=str(pki.ca_cert),
-                                timeout=10)
+            other = await fetch(
+                url + "/api/connection", "require", cafile=str(pki.ca_cert), timeout=10
+            )
             assert other.status == 200
             return before, _rss_mb(pid), other.status
 
     before, after, _ = asyncio.run(scenario())
-    print(f"client offered {offered >> 20} MB; server took {taken / 2**20:.1f} MB; "
-          f"server RSS {before:.0f} -> {after:.0f} MB")
+    print(
+        f"client offered {offered >> 20} MB; server took {taken / 2**20:.1f} MB; "
+        f"server RSS {before:.0f} -> {after:.0f} MB"
+    )
     assert taken < 16 << 20, f"the server accepted {taken >> 20} MB nobody reads"
     assert after - before < 40, f"server RSS grew by {after - before:.0f} MB"
 

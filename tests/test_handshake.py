@@ -34,15 +34,21 @@ def test_default_prefer_negotiates_x25519mlkem768_in_one_round_trip(pki) -> None
         pytest.param(
             # The client lists x25519 first and sends both shares; aioquic would take x25519.
             Peer("prefer"),
-            Peer("prefer", groups=["x25519", "X25519MLKEM768"],
-                 key_shares=["x25519", "X25519MLKEM768"]),
+            Peer(
+                "prefer",
+                groups=["x25519", "X25519MLKEM768"],
+                key_shares=["x25519", "X25519MLKEM768"],
+            ),
             "X25519MLKEM768",
             id="server-follows-its-own-preference-not-the-clients-share-order",
         ),
         pytest.param(
             Peer("prefer", groups=["SecP256r1MLKEM768", "X25519MLKEM768"]),
-            Peer("prefer", groups=["X25519MLKEM768", "SecP256r1MLKEM768"],
-                 key_shares=["X25519MLKEM768", "SecP256r1MLKEM768"]),
+            Peer(
+                "prefer",
+                groups=["X25519MLKEM768", "SecP256r1MLKEM768"],
+                key_shares=["X25519MLKEM768", "SecP256r1MLKEM768"],
+            ),
             "SecP256r1MLKEM768",
             id="server-group-list-orders-the-choice",
         ),

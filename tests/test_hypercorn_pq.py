@@ -40,8 +40,9 @@ def _tcp_get(url: str, pki) -> tuple[int, dict, str]:  # type: ignore[no-untyped
 @pytest.fixture(scope="module")
 def prefer_server(pki, tmp_path_factory):  # type: ignore[no-untyped-def]
     port = free_port()
-    with hypercorn_pq(["--pq", *_tls_args(pki, port), "app:app"],
-                      tmp_path_factory.mktemp("logs"), port) as server:
+    with hypercorn_pq(
+        ["--pq", *_tls_args(pki, port), "app:app"], tmp_path_factory.mktemp("logs"), port
+    ) as server:
         yield port, server
 
 
@@ -56,7 +57,12 @@ def test_our_client_gets_a_post_quantum_page(prefer_server, pki, policy: str) ->
     api = json.loads(_get(f"https://localhost:{port}/api/connection", policy, pki).body)
     assert api["group"] == "X25519MLKEM768" and api["post_quantum"] is True
     assert api["http_version"] == "3" and api["codepoint"] == 0x11EC
-    assert page.header("pq-key-exchange", ) is not None
+    assert (
+        page.header(
+            "pq-key-exchange",
+        )
+        is not None
+    )
 
 
 def test_stock_aioquic_client_gets_classical_and_the_page_says_so(prefer_server, pki) -> None:
@@ -103,8 +109,9 @@ def test_require_refuses_stock_client_and_logs_why(pki, tmp_path: Path) -> None:
 
 def test_classical_quic_gets_403_naming_the_group_when_app_requires(pki, tmp_path: Path) -> None:
     port = free_port()
-    with hypercorn_pq(["--pq", *_tls_args(pki, port), "app:app"], tmp_path, port,
-                      env={"PQ_DEMO_REQUIRE": "1"}):
+    with hypercorn_pq(
+        ["--pq", *_tls_args(pki, port), "app:app"], tmp_path, port, env={"PQ_DEMO_REQUIRE": "1"}
+    ):
         page = _get(f"https://localhost:{port}/", "off", pki)
         assert page.status == 403 and "x25519" in page.body.decode()
         assert _get(f"https://localhost:{port}/", "prefer", pki).status == 200
@@ -139,15 +146,20 @@ def test_toml_config_keys(pki, tmp_path: Path) -> None:
         'pq = "require"\npq_groups = ["SecP256r1MLKEM768", "X25519MLKEM768"]\n'
     )
     with hypercorn_pq(["-c", str(config), "app:app"], tmp_path, port):
-        page = _get(f"https://localhost:{port}/api/connection", "require", pki,
-                    groups=["X25519MLKEM768", "SecP256r1MLKEM768"])
+        page = _get(
+            f"https://localhost:{port}/api/connection",
+            "require",
+            pki,
+            groups=["X25519MLKEM768", "SecP256r1MLKEM768"],
+        )
     assert json.loads(page.body)["group"] == "X25519MLKEM768"  # no share for P-256 hybrid sent
     # and with a share for both, the server's own order (pq_groups) decides:
 
 
 def test_help_lists_every_hypercorn_option_plus_ours() -> None:
-    stock = subprocess.run([sys.executable, "-m", "hypercorn", "--help"],
-                           capture_output=True, text=True, check=True).stdout
+    stock = subprocess.run(
+        [sys.executable, "-m", "hypercorn", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     ours = run_cli(["--help"])
     assert ours.returncode == 0
     options = set(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", stock))
@@ -158,8 +170,18 @@ def test_help_lists_every_hypercorn_option_plus_ours() -> None:
 
 
 def test_unknown_group_lists_valid_names(pki) -> None:
-    out = run_cli(["--pq", "--pq-groups", "X25519MLKEM768,Kyber9000",
-                   "--certfile", str(pki.cert), "--keyfile", str(pki.key), "app:app"])
+    out = run_cli(
+        [
+            "--pq",
+            "--pq-groups",
+            "X25519MLKEM768,Kyber9000",
+            "--certfile",
+            str(pki.cert),
+            "--keyfile",
+            str(pki.key),
+            "app:app",
+        ]
+    )
     assert out.returncode == 2
     assert "Kyber9000" in out.stderr and "valid names" in out.stderr
     assert "SecP256r1MLKEM768" in out.stderr
@@ -174,8 +196,9 @@ def test_pq_without_certificate_explains_why(pki) -> None:
 def test_the_first_command_a_user_types(pki, tmp_path: Path) -> None:
     # Exactly as in the docs: the flag right before the certificate options, no --quic-bind,
     # no --bind (hypercorn's default 127.0.0.1:8000).
-    with hypercorn_pq(["--pq", "--certfile", str(pki.cert), "--keyfile", str(pki.key), "app:app"],
-                      tmp_path, 8000) as server:
+    with hypercorn_pq(
+        ["--pq", "--certfile", str(pki.cert), "--keyfile", str(pki.key), "app:app"], tmp_path, 8000
+    ) as server:
         page = _get("https://localhost:8000/api/connection", "require", pki)
         assert json.loads(page.body)["group"] == "X25519MLKEM768"
         assert "HTTP/3 (QUIC) on udp 127.0.0.1:8000, the same port as the TCP bind" in server.log()

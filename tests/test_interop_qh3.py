@@ -25,8 +25,9 @@ from quic_util import (
 from pq_quic_plugin.devcert import DevPKI
 
 
-def _our_client_against_qh3(pki: DevPKI, qh3: Qh3Server, client: Peer, fails: bool = False
-                            ) -> Outcome:
+def _our_client_against_qh3(
+    pki: DevPKI, qh3: Qh3Server, client: Peer, fails: bool = False
+) -> Outcome:
     config = client.apply(client_configuration(pki, alpn=ECHO_ALPN))
     return run(lambda: connect_client(qh3.port, config, fails))
 
@@ -66,8 +67,10 @@ def test_our_require_or_prefer_client_with_one_group_against_qh3(pki, group: str
 def test_our_require_client_against_classical_only_qh3_server_fails_clearly(
     pki, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with Qh3Server(pki.cert, pki.key, groups=["x25519", "secp256r1"]) as qh3, \
-            caplog.at_level(logging.ERROR, logger="pq_quic_plugin"):
+    with (
+        Qh3Server(pki.cert, pki.key, groups=["x25519", "secp256r1"]) as qh3,
+        caplog.at_level(logging.ERROR, logger="pq_quic_plugin"),
+    ):
         out = _our_client_against_qh3(pki, qh3, Peer("require"), fails=True)
     assert out.error is not None and out.error.error_code == HANDSHAKE_FAILURE
     assert "no post-quantum group in common" in out.error.reason_phrase

@@ -81,8 +81,7 @@ def test_qh3_http3_get_reports_the_group_the_server_saw(pki: DevPKI) -> None:
 def test_restricted_qh3_server_selects_classical(pki: DevPKI) -> None:
     with Qh3Server(pki.cert, pki.key, groups=[CLASSICAL, "secp256r1"]) as server:
         default = qh3_handshake("127.0.0.1", server.port, ECHO_ALPN, pki.ca_cert)
-        p256 = qh3_handshake("127.0.0.1", server.port, ECHO_ALPN, pki.ca_cert,
-                             groups=["secp256r1"])
+        p256 = qh3_handshake("127.0.0.1", server.port, ECHO_ALPN, pki.ca_cert, groups=["secp256r1"])
         records = [server.next_record(), server.next_record()]
     assert PQ in default.offered_key_shares and default.selected_group == CLASSICAL
     assert p256.offered_key_shares == p256.supported_groups == ["secp256r1"]
@@ -93,8 +92,7 @@ def test_restricted_qh3_server_selects_classical(pki: DevPKI) -> None:
 def test_no_common_group_fails_with_the_servers_reason(pki: DevPKI) -> None:
     with Qh3Server(pki.cert, pki.key, groups=[PQ]) as server:
         with pytest.raises(Qh3HandshakeError, match="No supported key share") as failure:
-            qh3_handshake("127.0.0.1", server.port, ECHO_ALPN, pki.ca_cert,
-                          groups=[CLASSICAL])
+            qh3_handshake("127.0.0.1", server.port, ECHO_ALPN, pki.ca_cert, groups=[CLASSICAL])
         record = server.next_record()
     assert failure.value.error_code == 0x128  # CRYPTO_ERROR + handshake_failure(40)
     assert failure.value.hello.offered_key_shares == [CLASSICAL]

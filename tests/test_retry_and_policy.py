@@ -27,13 +27,15 @@ from pq_quic_plugin.aioquic_binding.hook import _SETTINGS_ATTR
         pytest.param(
             Peer("prefer"),
             Peer("prefer", groups=["X25519MLKEM768", "x25519"], key_shares=["x25519"]),
-            "X25519MLKEM768", True,
+            "X25519MLKEM768",
+            True,
             id="hrr-client-with-only-x25519-share-ends-on-x25519mlkem768",
         ),
         pytest.param(
             Peer("require", groups=["X25519MLKEM768"]),
             Peer("require", groups=["MLKEM768", "X25519MLKEM768"], key_shares=["MLKEM768"]),
-            "X25519MLKEM768", True,
+            "X25519MLKEM768",
+            True,
             id="hrr-under-require-too",
         ),
         pytest.param(
@@ -41,7 +43,8 @@ from pq_quic_plugin.aioquic_binding.hook import _SETTINGS_ATTR
             # post-quantum): a retry would cost a round trip and buy nothing.
             Peer("prefer"),
             Peer("prefer", groups=["X25519MLKEM768", "MLKEM768"], key_shares=["MLKEM768"]),
-            "MLKEM768", False,
+            "MLKEM768",
+            False,
             id="no-hrr-when-a-post-quantum-share-is-already-there",
         ),
     ],
@@ -82,8 +85,9 @@ def test_second_hrr_in_one_handshake_is_an_error(pki) -> None:
     out = handshake(
         pki,
         server=Peer("prefer", tweak=_retry_again),
-        client=Peer("prefer", groups=["X25519MLKEM768", "x25519", "secp256r1"],
-                    key_shares=["x25519"]),
+        client=Peer(
+            "prefer", groups=["X25519MLKEM768", "x25519", "secp256r1"], key_shares=["x25519"]
+        ),
         fails=True,
     )
     # Our client sent the alert itself, so its own close carries unexpected_message.

@@ -32,8 +32,9 @@ def chain(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def _get(chain, path: str = "/api/connection", policy: str = "require", **kw):  # type: ignore[no-untyped-def]
-    return asyncio.run(fetch(chain.url + path, policy, cafile=str(chain.pki.ca_cert),
-                             timeout=30, **kw))
+    return asyncio.run(
+        fetch(chain.url + path, policy, cafile=str(chain.pki.ca_cert), timeout=30, **kw)
+    )
 
 
 def test_every_hop_is_post_quantum(chain) -> None:  # type: ignore[no-untyped-def]
@@ -52,18 +53,25 @@ def test_every_hop_is_post_quantum(chain) -> None:  # type: ignore[no-untyped-de
 @pytest.mark.browser
 def test_chromium_through_the_edge_sees_every_hop_post_quantum(chain) -> None:  # type: ignore[no-untyped-def]
     url = f"https://{TUNNEL_HOST}:{chain.public_port}/"
-    dom = dump_dom(url, chain.pki.spki_sha256_b64,
-                   extra_flags=[f"--host-resolver-rules=MAP {TUNNEL_HOST} 127.0.0.1"])
+    dom = dump_dom(
+        url,
+        chain.pki.spki_sha256_b64,
+        extra_flags=[f"--host-resolver-rules=MAP {TUNNEL_HOST} 127.0.0.1"],
+    )
     assert "post-quantum on every hop" in dom
     assert dom.count("X25519MLKEM768") >= 3
 
 
 def test_forwarded_headers_set_and_spoofed_hops_never_reach_the_origin(chain) -> None:  # type: ignore[no-untyped-def]
     spoof = [{"hop": "visitor-edge", "group": "X25519MLKEM768", "post_quantum": True}]
-    resp = _get(chain, "/headers", headers=[
-        (b"pq-tunnel-hops", json.dumps(spoof * 5).encode()),
-        (b"x-forwarded-for", b"6.6.6.6"),
-    ])
+    resp = _get(
+        chain,
+        "/headers",
+        headers=[
+            (b"pq-tunnel-hops", json.dumps(spoof * 5).encode()),
+            (b"x-forwarded-for", b"6.6.6.6"),
+        ],
+    )
     seen = json.loads(resp.body)
     assert seen["x-forwarded-for"] == "127.0.0.1"
     assert seen["x-forwarded-proto"] == "https" and seen["x-forwarded-host"] == TUNNEL_HOST
@@ -82,7 +90,8 @@ def test_large_bodies_both_ways_intact(chain) -> None:  # type: ignore[no-untype
     QUIC send buffers to drain.
     """
     assert BULK_MB >= 1.5 * RSS_GROWTH_LIMIT_MB, (
-        f"PQ_BULK_MB={BULK_MB} is too small for the memory check to mean anything")
+        f"PQ_BULK_MB={BULK_MB} is too small for the memory check to mean anything"
+    )
     size = BULK_MB * 1024 * 1024
     chunk = bytes(range(256)) * 256  # what /bytes serves, repeated
     expected = hashlib.sha256()
@@ -90,8 +99,11 @@ def test_large_bodies_both_ways_intact(chain) -> None:  # type: ignore[no-untype
         expected.update(chunk)
     want = expected.hexdigest()
     origin_pid = json.loads(_get(chain, "/pid").body)["pid"]
-    pids = {"edge": chain.edge.proc.pid, "connector": chain.connector.proc.pid,
-            "origin": origin_pid}
+    pids = {
+        "edge": chain.edge.proc.pid,
+        "connector": chain.connector.proc.pid,
+        "origin": origin_pid,
+    }
     before = {name: _rss_mb(pid) for name, pid in pids.items()}
 
     async def upload(total: int):  # type: ignore[no-untyped-def]
@@ -106,18 +118,21 @@ def test_large_bodies_both_ways_intact(chain) -> None:  # type: ignore[no-untype
             async for piece in body:
                 down.update(piece)
                 count += len(piece)
-            up_status, _, answer = await session.stream_request("POST", "/sha256", [],
-                                                                upload(size))
+            up_status, _, answer = await session.stream_request("POST", "/sha256", [], upload(size))
             up = json.loads(b"".join([piece async for piece in answer]))
             echo_size = min(size, 16 << 20)
-            echo_status, _, echoed = await session.stream_request("POST", "/echo", [],
-                                                                  upload(echo_size))
+            echo_status, _, echoed = await session.stream_request(
+                "POST", "/echo", [], upload(echo_size)
+            )
             echo = hashlib.sha256()
             async for piece in echoed:
                 echo.update(piece)
             echo_want = hashlib.sha256(chunk * (echo_size // len(chunk))).hexdigest()
-            return ((status, count, down.hexdigest()), (up_status, up["bytes"], up["sha256"]),
-                    (echo_status, echo.hexdigest() == echo_want))
+            return (
+                (status, count, down.hexdigest()),
+                (up_status, up["bytes"], up["sha256"]),
+                (echo_status, echo.hexdigest() == echo_want),
+            )
 
     got_down, got_up, got_echo = asyncio.run(scenario())
     assert got_down == (200, size, want)
@@ -141,8 +156,14 @@ def test_websocket_echo_through_the_tunnel(chain) -> None:  # type: ignore[no-un
     import wsproto  # noqa: F401 - the edge's TCP side speaks WebSocket via hypercorn
     from websocket_client_util import websocket_roundtrip
 
-    echoed = websocket_roundtrip("127.0.0.1", chain.public_port, TUNNEL_HOST, "/ws",
-                                 chain.pki.ca_cert, ["hello", b"\x00\x01binary"])
+    echoed = websocket_roundtrip(
+        "127.0.0.1",
+        chain.public_port,
+        TUNNEL_HOST,
+        "/ws",
+        chain.pki.ca_cert,
+        ["hello", b"\x00\x01binary"],
+    )
     assert echoed == ["hello", b"\x00\x01binary"]
 
 
@@ -150,9 +171,9 @@ def test_200_concurrent_requests(chain) -> None:  # type: ignore[no-untyped-def]
     async def scenario():  # type: ignore[no-untyped-def]
         config = client_configuration("require", cafile=str(chain.pki.ca_cert))
         async with open_session(chain.url, config) as session:
-            results = await asyncio.gather(*[
-                session.request("GET", f"/bytes/{1000 + i}", timeout=60) for i in range(200)
-            ])
+            results = await asyncio.gather(
+                *[session.request("GET", f"/bytes/{1000 + i}", timeout=60) for i in range(200)]
+            )
         return [(r.status, len(r.body)) for r in results]
 
     results = asyncio.run(scenario())
@@ -162,8 +183,9 @@ def test_200_concurrent_requests(chain) -> None:  # type: ignore[no-untyped-def]
 def test_unknown_host_404_and_edge_pages(chain) -> None:  # type: ignore[no-untyped-def]
     ctx = ssl.create_default_context(cafile=str(chain.pki.ca_cert))
     with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(f"https://127.0.0.1:{chain.public_port}/nothing", context=ctx,
-                               timeout=10)
+        urllib.request.urlopen(
+            f"https://127.0.0.1:{chain.public_port}/nothing", context=ctx, timeout=10
+        )
     assert info.value.code == 404
     assert b"No tunnel serves the host 127.0.0.1" in info.value.read()
 
@@ -184,10 +206,15 @@ def test_credentials_file_is_private(chain) -> None:  # type: ignore[no-untyped-
 
 def test_logs_follow_the_reference_design_and_hold_no_secret(chain) -> None:  # type: ignore[no-untyped-def]
     log = chain.connector.log()
-    for text in ["Settings: post-quantum:true", "Generated Connector ID:", "Initial protocol quic",
-                 "Using post-quantum key agreement X25519MLKEM768 for connIndex=0",
-                 "registered connIndex=0 edge=127.0.0.1:", "registered connIndex=1",
-                 "Starting metrics server on 127.0.0.1:"]:
+    for text in [
+        "Settings: post-quantum:true",
+        "Generated Connector ID:",
+        "Initial protocol quic",
+        "Using post-quantum key agreement X25519MLKEM768 for connIndex=0",
+        "registered connIndex=0 edge=127.0.0.1:",
+        "registered connIndex=1",
+        "Starting metrics server on 127.0.0.1:",
+    ]:
         assert text in log, text
     secret = json.loads((chain.dir / "creds.json").read_text())["TunnelSecret"]
     for proc in (chain.edge, chain.connector):

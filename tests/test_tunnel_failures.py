@@ -50,8 +50,10 @@ def broken_origin() -> Iterator[int]:
                     if not chunk:
                         break
                     request += chunk
-                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n"
-                             b"content-length: %d\r\n\r\n" % PROMISED + SENT)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n"
+                    b"content-length: %d\r\n\r\n" % PROMISED + SENT
+                )
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -65,10 +67,13 @@ def broken_origin() -> Iterator[int]:
 
 def test_origin_breaking_off_resets_the_visitor_stream(tmp_path: Path, broken_origin: int) -> None:
     with running_chain(tmp_path, connector=False) as chain:
-        config = chain.connector_config("broken.yml", ingress=[
-            {"hostname": TUNNEL_HOST, "service": f"http://127.0.0.1:{broken_origin}"},
-            {"service": "http_status:404"},
-        ])
+        config = chain.connector_config(
+            "broken.yml",
+            ingress=[
+                {"hostname": TUNNEL_HOST, "service": f"http://127.0.0.1:{broken_origin}"},
+                {"service": "http_status:404"},
+            ],
+        )
         chain.connector = chain.start_connector(config=config)
 
         async def visit() -> tuple[int, int, BaseException | None]:
@@ -92,8 +97,10 @@ def test_origin_breaking_off_resets_the_visitor_stream(tmp_path: Path, broken_or
         url = f"https://{TUNNEL_HOST}:{chain.public_port}/file"
         transport = httpx.HTTPTransport(verify=context, http2=True, retries=0)
         with httpx.Client(transport=transport, timeout=20) as h2_client:
-            with pytest.raises(httpx.RemoteProtocolError) as h2_error, \
-                    h2_client.stream("GET", url) as resp:
+            with (
+                pytest.raises(httpx.RemoteProtocolError) as h2_error,
+                h2_client.stream("GET", url) as resp,
+            ):
                 assert resp.http_version == "HTTP/2" and resp.status_code == 200
                 for _ in resp.iter_bytes():
                     pass
@@ -101,8 +108,9 @@ def test_origin_breaking_off_resets_the_visitor_stream(tmp_path: Path, broken_or
         assert "StreamReset" in str(h2_error.value), h2_error.value
 
         context11 = ssl.create_default_context(cafile=str(chain.pki.ca_cert))  # no h2 ALPN
-        conn = http.client.HTTPSConnection("127.0.0.1", chain.public_port, context=context11,
-                                           timeout=20)
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", chain.public_port, context=context11, timeout=20
+        )
         conn.request("GET", "/file", headers={"Host": TUNNEL_HOST})
         resp11 = conn.getresponse()
         assert resp11.status == 200

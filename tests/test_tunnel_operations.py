@@ -107,8 +107,7 @@ def test_metrics_parse_and_move_with_traffic(chain) -> None:  # type: ignore[no-
     key = ("pq_tunnel_connector_requests_total", (("status", "200"),))
     assert after[key] - before.get(key, 0) == 5
     assert after[("pq_tunnel_connector_ha_connections", ())] == 2
-    ok = ("pq_tunnel_connector_handshakes_total",
-          (("group", "X25519MLKEM768"), ("result", "ok")))
+    ok = ("pq_tunnel_connector_handshakes_total", (("group", "X25519MLKEM768"), ("result", "ok")))
     assert after[ok] >= 2
     sent = ("pq_tunnel_connector_bytes_total", (("direction", "from_origin"),))
     assert after[sent] - before.get(sent, 0) >= 5000
@@ -128,8 +127,10 @@ def test_ready_and_healthcheck(chain) -> None:  # type: ignore[no-untyped-def]
 def test_failover_when_one_connection_dies(chain) -> None:  # type: ignore[no-untyped-def]
     with Load(chain, clients=4, path="/slow?seconds=0.2") as load:
         load.wait_for(8, 30, "8 requests through both connections before the drop")
-        status, body = _http(f"http://127.0.0.1:{chain.edge_metrics}/debug/close-connection"
-                             "?conn_index=0", method="POST")
+        status, body = _http(
+            f"http://127.0.0.1:{chain.edge_metrics}/debug/close-connection?conn_index=0",
+            method="POST",
+        )
         assert status == 200, body
         load.wait_for(20, 60, "20 requests after connection 0 was dropped")
     outcomes = [r for r, _ in load.results]
@@ -138,8 +139,11 @@ def test_failover_when_one_connection_dies(chain) -> None:  # type: ignore[no-un
     assert set(failed) <= {502}
     assert len(failed) <= 4  # at most the requests in flight on the dropped connection
     assert max(d for _, d in load.results) < 10  # none hung
-    back = wait_until(lambda: _ready(chain.connector_metrics)[1]["readyConnections"] == 2,
-                      BACKOFF_BOUND + 10, "the connector to reconnect to full HA")
+    back = wait_until(
+        lambda: _ready(chain.connector_metrics)[1]["readyConnections"] == 2,
+        BACKOFF_BOUND + 10,
+        "the connector to reconnect to full HA",
+    )
     print(f"failover: back to 2 connections {back:.1f}s later")
     assert "reconnecting in" in chain.connector.log()
 
@@ -167,24 +171,29 @@ def test_bounded_load(chain) -> None:  # type: ignore[no-untyped-def]
         seconds = load.wait_for(requests, 60, f"{requests} requests from {clients} clients")
     codes = [r for r, _ in load.results]
     latencies = sorted(d for _, d in load.results)
-    p = {q: latencies[min(len(latencies) - 1, int(len(latencies) * q / 100))]
-         for q in (50, 90, 99)}
-    print(f"\nload: {clients} clients x {seconds:.1f}s: {len(codes)} requests, "
-          f"{len(codes) / seconds:.1f} req/s, p50 {p[50] * 1000:.0f} ms, "
-          f"p90 {p[90] * 1000:.0f} ms, p99 {p[99] * 1000:.0f} ms, "
-          f"mean {statistics.mean(latencies) * 1000:.0f} ms")
+    p = {q: latencies[min(len(latencies) - 1, int(len(latencies) * q / 100))] for q in (50, 90, 99)}
+    print(
+        f"\nload: {clients} clients x {seconds:.1f}s: {len(codes)} requests, "
+        f"{len(codes) / seconds:.1f} req/s, p50 {p[50] * 1000:.0f} ms, "
+        f"p90 {p[90] * 1000:.0f} ms, p99 {p[99] * 1000:.0f} ms, "
+        f"mean {statistics.mean(latencies) * 1000:.0f} ms"
+    )
     assert codes and set(codes) == {200}
 
 
 def test_sigterm_lets_a_slow_request_finish_then_exits_0(tmp_path: Path) -> None:
     with running_chain(tmp_path) as chain:
         result: list[tuple[int | str, float]] = []
-        visitor = threading.Thread(target=lambda: result.append(
-            _visit(chain, "/slow?seconds=3", timeout=30)))
+        visitor = threading.Thread(
+            target=lambda: result.append(_visit(chain, "/slow?seconds=3", timeout=30))
+        )
         visitor.start()
         in_flight = ("pq_tunnel_connector_concurrent_requests", ())
-        wait_until(lambda: _metrics(chain.connector_metrics).get(in_flight) == 1, 10,
-                   "the slow request to reach the connector")
+        wait_until(
+            lambda: _metrics(chain.connector_metrics).get(in_flight) == 1,
+            10,
+            "the slow request to reach the connector",
+        )
         assert chain.connector is not None
         chain.connector.proc.send_signal(signal.SIGTERM)
         visitor.join(30)
@@ -199,18 +208,25 @@ def test_ready_flips_when_the_edge_goes_away_and_comes_back(tmp_path: Path) -> N
         assert _ready(chain.connector_metrics)[0] == 200
         with Load(chain, clients=2) as load:
             stop(chain.edge.proc)
-            gone = wait_until(lambda: _ready(chain.connector_metrics)[0] == 503, 20,
-                              "the connector's /ready to turn 503")
+            gone = wait_until(
+                lambda: _ready(chain.connector_metrics)[0] == 503,
+                20,
+                "the connector's /ready to turn 503",
+            )
             edge = start_edge(chain.dir / "edge.yaml", chain.dir / "edge-again.log", chain.dir)
             chain.extra.append(edge)
             back = wait_until(
                 lambda: _ready(chain.connector_metrics)[1].get("readyConnections") == 2,
-                BACKOFF_BOUND + 15, "full HA after the edge restart")
+                BACKOFF_BOUND + 15,
+                "full HA after the edge restart",
+            )
             load.wait_for(4, 30, "4 requests after the connector is back")
         outcomes = [r for r, _ in load.results]
         failed = [r for r in outcomes if r != 200]
-        print(f"\nedge restart: 503 after {gone:.1f}s, full HA {back:.1f}s after restart; "
-              f"{len(outcomes)} requests, {len(failed)} failed")
+        print(
+            f"\nedge restart: 503 after {gone:.1f}s, full HA {back:.1f}s after restart; "
+            f"{len(outcomes)} requests, {len(failed)} failed"
+        )
         assert all(r == 502 or str(r).startswith("connect-error") for r in failed)
         assert max(d for _, d in load.results) < 16  # none hung
         assert outcomes[-1] == 200

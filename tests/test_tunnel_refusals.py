@@ -23,8 +23,11 @@ def chain(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def _run_connector(chain, config: Path, *extra: str):  # type: ignore[no-untyped-def]
-    proc = start([sys.executable, "-m", "pq_quic_plugin.tunnel", "run", "--config", str(config),
-                  *extra], chain.dir / f"{config.stem}.log", cwd=chain.dir)
+    proc = start(
+        [sys.executable, "-m", "pq_quic_plugin.tunnel", "run", "--config", str(config), *extra],
+        chain.dir / f"{config.stem}.log",
+        cwd=chain.dir,
+    )
     chain.extra.append(proc)
     return proc
 
@@ -35,8 +38,7 @@ def test_wrong_secret_is_refused_and_logged(chain) -> None:  # type: ignore[no-u
     bad = chain.dir / "bad-creds.json"
     bad.write_text(json.dumps(creds))
     bad.chmod(0o600)
-    proc = _run_connector(chain, chain.connector_config("wrong.yml",
-                                                        credentials_file=str(bad)))
+    proc = _run_connector(chain, chain.connector_config("wrong.yml", credentials_file=str(bad)))
     proc.wait_for_log("wrong secret for tunnel demo", 30)
     chain.edge.wait_for_log("refused connector from 127.0.0.1")
     assert "registered connIndex" not in proc.log()
@@ -51,28 +53,46 @@ def test_unknown_tunnel_is_refused(chain) -> None:  # type: ignore[no-untyped-de
     ghost = chain.dir / "ghost-creds.json"
     ghost.write_text(json.dumps(creds))
     ghost.chmod(0o600)
-    proc = _run_connector(chain, chain.connector_config("ghost.yml", credentials_file=str(ghost),
-                                                        tunnel="ghost"))
+    proc = _run_connector(
+        chain, chain.connector_config("ghost.yml", credentials_file=str(ghost), tunnel="ghost")
+    )
     proc.wait_for_log("unknown tunnel 00000000-0000-4000-8000-000000000000", 30)
     assert "registered connIndex" not in proc.log()
     stop(proc.proc)
 
 
 def test_a_tunnel_claiming_another_tunnels_hostname_is_refused(chain) -> None:  # type: ignore[no-untyped-def]
-    made = tunnel_cli("create", "intruder", "--hostname", "intruder.localhost", "--config",
-                      str(chain.dir / "edge.yaml"), "--credentials-file", "intruder.json",
-                      cwd=chain.dir)
+    made = tunnel_cli(
+        "create",
+        "intruder",
+        "--hostname",
+        "intruder.localhost",
+        "--config",
+        str(chain.dir / "edge.yaml"),
+        "--credentials-file",
+        "intruder.json",
+        cwd=chain.dir,
+    )
     assert made.returncode == 0, made.stderr
-    config = chain.connector_config("intruder.yml", tunnel="intruder",
-                                    credentials_file="intruder.json")
+    config = chain.connector_config(
+        "intruder.yml", tunnel="intruder", credentials_file="intruder.json"
+    )
     proc = _run_connector(chain, config)  # its ingress claims "localhost", tunnel demo's
     proc.wait_for_log("claims hostname localhost, which belongs to tunnel demo", 30)
     assert "registered connIndex" not in proc.log()
     stop(proc.proc)
     # creating a second tunnel for an owned hostname is refused too
-    again = tunnel_cli("create", "thief", "--hostname", "localhost", "--config",
-                       str(chain.dir / "edge.yaml"), "--credentials-file", "thief.json",
-                       cwd=chain.dir)
+    again = tunnel_cli(
+        "create",
+        "thief",
+        "--hostname",
+        "localhost",
+        "--config",
+        str(chain.dir / "edge.yaml"),
+        "--credentials-file",
+        "thief.json",
+        cwd=chain.dir,
+    )
     assert again.returncode == 2 and "demo" in again.stderr
 
 
@@ -81,16 +101,26 @@ def test_post_quantum_connector_against_classical_edge(tmp_path: Path) -> None:
     with running_chain(tmp_path, connector=False, connector_policy="prefer") as chain:
         # a second edge listener that accepts only classical groups, sharing the store
         ports = [free_port() for _ in range(3)]
-        classical_yaml = write_edge_config(chain.dir, chain.pki, *ports,
-                                           connector_policy="prefer",
-                                           groups=["x25519", "secp256r1"],
-                                           name="classical-edge.yaml")
+        classical_yaml = write_edge_config(
+            chain.dir,
+            chain.pki,
+            *ports,
+            connector_policy="prefer",
+            groups=["x25519", "secp256r1"],
+            name="classical-edge.yaml",
+        )
         edge2 = start_edge(classical_yaml, chain.dir / "edge2.log", chain.dir)
         chain.extra.append(edge2)
         report_url = f"https://127.0.0.1:{ports[0]}/pq-report"
-        strict = _run_connector(chain, chain.connector_config(
-            "strict.yml", edge=[f"127.0.0.1:{ports[1]}"], ha_connections=1,
-            pq_report_url=report_url))
+        strict = _run_connector(
+            chain,
+            chain.connector_config(
+                "strict.yml",
+                edge=[f"127.0.0.1:{ports[1]}"],
+                ha_connections=1,
+                pq_report_url=report_url,
+            ),
+        )
         strict.wait_for_log("POST-QUANTUM TUNNEL CONNECTION FAILED", 30)
         strict.wait_for_log("post-quantum failure report sent", 30)
         log = strict.log()
@@ -103,8 +133,9 @@ def test_post_quantum_connector_against_classical_edge(tmp_path: Path) -> None:
         assert reports and reports[0]["group"] == "X25519MLKEM768"
         assert "pq-quic-plugin/" in reports[0]["version"]
 
-        relaxed_yml = chain.connector_config("relaxed.yml", edge=[f"127.0.0.1:{ports[1]}"],
-                                             ha_connections=1, post_quantum=False)
+        relaxed_yml = chain.connector_config(
+            "relaxed.yml", edge=[f"127.0.0.1:{ports[1]}"], ha_connections=1, post_quantum=False
+        )
         relaxed = _run_connector(chain, relaxed_yml)
         Chain.wait_connector(relaxed, relaxed_yml)
         log = relaxed.log()
@@ -112,27 +143,51 @@ def test_post_quantum_connector_against_classical_edge(tmp_path: Path) -> None:
         stop(relaxed.proc)
 
 
-@pytest.mark.parametrize("ingress,expect", [
-    ([{"hostname": "a.localhost", "service": "http://127.0.0.1:1"}],
-     "last ingress rule must be a catch-all"),
-    ([{"service": "htp://127.0.0.1:1"}], "ingress[0].service"),
-])
+@pytest.mark.parametrize(
+    "ingress,expect",
+    [
+        (
+            [{"hostname": "a.localhost", "service": "http://127.0.0.1:1"}],
+            "last ingress rule must be a catch-all",
+        ),
+        ([{"service": "htp://127.0.0.1:1"}], "ingress[0].service"),
+    ],
+)
 def test_config_mistakes_name_the_rule_and_key(tmp_path: Path, ingress, expect: str) -> None:  # type: ignore[no-untyped-def]
     config = tmp_path / "config.yml"
-    config.write_text(json.dumps({"tunnel": "x", "edge": "127.0.0.1:7844",
-                                  "credentials-file": "c.json", "ingress": ingress}, indent=1))
-    out = subprocess.run([sys.executable, "-m", "pq_quic_plugin.tunnel", "run", "--config",
-                          str(config)], capture_output=True, text=True, timeout=60)
+    config.write_text(
+        json.dumps(
+            {
+                "tunnel": "x",
+                "edge": "127.0.0.1:7844",
+                "credentials-file": "c.json",
+                "ingress": ingress,
+            },
+            indent=1,
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pq_quic_plugin.tunnel", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert expect in out.stderr and "config.yml:" in out.stderr
 
 
 def test_unknown_key_is_named_with_its_line(tmp_path: Path) -> None:
     config = tmp_path / "config.yml"
-    config.write_text("tunnel: x\nedge: 127.0.0.1:7844\npost-quantom: true\n"
-                      "ingress:\n  - service: http_status:404\n")
-    out = subprocess.run([sys.executable, "-m", "pq_quic_plugin.tunnel", "run", "--config",
-                          str(config)], capture_output=True, text=True, timeout=60)
+    config.write_text(
+        "tunnel: x\nedge: 127.0.0.1:7844\npost-quantom: true\n"
+        "ingress:\n  - service: http_status:404\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "pq_quic_plugin.tunnel", "run", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "config.yml:3" in out.stderr and "post-quantom" in out.stderr
     assert "post-quantum" in out.stderr  # the suggestion

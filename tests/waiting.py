@@ -51,8 +51,9 @@ async def wait_until_steady_async(
     last, since = value(), time.monotonic()
     while time.monotonic() - since < quiet:
         if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what} "
-                                 f"(still changing: {last})")
+            raise AssertionError(
+                f"timed out after {timeout:g}s waiting for {what} (still changing: {last})"
+            )
         await asyncio.sleep(interval)
         now = value()
         if now != last:

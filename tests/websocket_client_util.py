@@ -17,8 +17,15 @@ from wsproto.events import (
 )
 
 
-def websocket_roundtrip(ip: str, port: int, host: str, path: str, cafile: Path,
-                        messages: list[str | bytes], timeout: float = 15) -> list[str | bytes]:
+def websocket_roundtrip(
+    ip: str,
+    port: int,
+    host: str,
+    path: str,
+    cafile: Path,
+    messages: list[str | bytes],
+    timeout: float = 15,
+) -> list[str | bytes]:
     """Connect, send each message, collect one echo per message, close."""
     ctx = ssl.create_default_context(cafile=str(cafile))
     ctx.set_alpn_protocols(["http/1.1"])
@@ -40,8 +47,13 @@ def websocket_roundtrip(ip: str, port: int, host: str, path: str, cafile: Path,
                 if isinstance(event, AcceptConnection):
                     accepted = True
                     for message in messages:
-                        sock.sendall(ws.send(TextMessage(message) if isinstance(message, str)
-                                             else BytesMessage(message)))
+                        sock.sendall(
+                            ws.send(
+                                TextMessage(message)
+                                if isinstance(message, str)
+                                else BytesMessage(message)
+                            )
+                        )
                 elif isinstance(event, RejectConnection):
                     raise ConnectionError(f"websocket rejected with {event.status_code}")
                 elif isinstance(event, TextMessage):

@@ -41,8 +41,9 @@ async def _quic_rows(base: str, pki: DevPKI) -> list[str]:
         resp = await fetch(base + "/api/connection", policy, cafile=str(pki.ca_cert))
         facts = json.loads(resp.body)
         ours = resp.group.name if resp.group else "-"
-        rows.append(_row(label, "HTTP/3", facts["group"], facts["post_quantum"],
-                         f"(client saw: {ours})"))
+        rows.append(
+            _row(label, "HTTP/3", facts["group"], facts["post_quantum"], f"(client saw: {ours})")
+        )
     return rows
 
 
@@ -61,26 +62,42 @@ def _tcp_row(base: str, pki: DevPKI) -> str:
     context = ssl.create_default_context(cafile=str(pki.ca_cert))
     with urllib.request.urlopen(base + "/api/connection", context=context, timeout=15) as resp:
         facts = json.loads(resp.read())
-    return _row("urllib (HTTPS over TCP)", "TCP", facts["group"], facts["post_quantum"],
-                "(Python's ssl: group unknown)")
+    return _row(
+        "urllib (HTTPS over TCP)",
+        "TCP",
+        facts["group"],
+        facts["post_quantum"],
+        "(Python's ssl: group unknown)",
+    )
 
 
 def _hop_rows(facts: dict) -> list[str]:
     rows = []
     for hop in facts.get("hops", []):
-        rows.append(_row(f"  hop {hop['hop']}", str(hop.get("transport", "?")).upper()[:7],
-                         hop.get("group"), hop.get("post_quantum")))
+        rows.append(
+            _row(
+                f"  hop {hop['hop']}",
+                str(hop.get("transport", "?")).upper()[:7],
+                hop.get("group"),
+                hop.get("post_quantum"),
+            )
+        )
     return rows
 
 
 async def _tunnel_rows(url: str, pki: DevPKI) -> list[str]:
     rows = []
-    for label, policy in [("pq-quic-plugin client (require)", "require"),
-                          ("stock aioquic client (classical)", "off")]:
+    for label, policy in [
+        ("pq-quic-plugin client (require)", "require"),
+        ("stock aioquic client (classical)", "off"),
+    ]:
         resp = await fetch(url + "/api/connection", policy, cafile=str(pki.ca_cert))
         facts = json.loads(resp.body)
-        verdict = "every hop post-quantum" if facts["all_hops_post_quantum"] else \
-            "NOT post-quantum end to end"
+        verdict = (
+            "every hop post-quantum"
+            if facts["all_hops_post_quantum"]
+            else "NOT post-quantum end to end"
+        )
         rows.append(f"  {label}: {verdict}")
         rows.extend(_hop_rows(facts))
     return rows
@@ -94,16 +111,22 @@ def main(argv: list[str] | None = None) -> int:
     from .loopback import TUNNEL_HOST, running_chain
 
     work = Path(tempfile.mkdtemp(prefix="pq-demo-"))
-    print("Starting on loopback: origin (hypercorn-pq --pq, examples/asgi_app), "
-          "pq-tunnel edge, pq-tunnel connector --post-quantum ...")
+    print(
+        "Starting on loopback: origin (hypercorn-pq --pq, examples/asgi_app), "
+        "pq-tunnel edge, pq-tunnel connector --post-quantum ..."
+    )
     with running_chain(work) as chain:
         pki = chain.pki
         origin = f"https://127.0.0.1:{chain.origin_port}"
         print(f"  origin    https://127.0.0.1:{chain.origin_port}  (HTTP/3 + TCP)")
-        print(f"  edge      https://{TUNNEL_HOST}:{chain.public_port}  (public, HTTP/3 + TCP); "
-              f"connectors on udp {chain.connector_port}")
-        print(f"  connector 2 HA connections, --post-quantum; metrics "
-              f"http://127.0.0.1:{chain.connector_metrics}/metrics")
+        print(
+            f"  edge      https://{TUNNEL_HOST}:{chain.public_port}  (public, HTTP/3 + TCP); "
+            f"connectors on udp {chain.connector_port}"
+        )
+        print(
+            f"  connector 2 HA connections, --post-quantum; metrics "
+            f"http://127.0.0.1:{chain.connector_metrics}/metrics"
+        )
         print("\n1. Direct to the origin (what each client negotiated, as the server saw it):")
         print(f"  {'client':<34} {'via':<7} {'group':<16} {'verdict':<17}")
         for row in asyncio.run(_quic_rows(origin, pki)):

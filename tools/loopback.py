@@ -123,8 +123,12 @@ def start_edge(config: Path, log: Path, cwd: Path, timeout: float = 30.0) -> Pro
     edge = start([*TUNNEL, "edge", "--config", str(config)], log, cwd=cwd)
     try:
         wait_listening(edge, *public, timeout=timeout)
-        wait_ready(edge, lambda: quic_answers(*connectors),
-                   f"the connector listener on udp {connectors[0]}:{connectors[1]}", timeout)
+        wait_ready(
+            edge,
+            lambda: quic_answers(*connectors),
+            f"the connector listener on udp {connectors[0]}:{connectors[1]}",
+            timeout,
+        )
     except BaseException:
         stop(edge.proc)
         raise
@@ -223,14 +227,19 @@ class Chain:
         conf: dict[str, Any] = yaml.safe_load(config.read_text()) or {}
         metrics = _flag(extra, "--metrics") or conf.get("metrics")
         if not metrics or _host_port(metrics)[1] == 0:
-            raise ValueError(f"{config}: readiness is probed on /ready, so the connector needs a "
-                             "fixed metrics port (`metrics: 127.0.0.1:PORT`)")
+            raise ValueError(
+                f"{config}: readiness is probed on /ready, so the connector needs a "
+                "fixed metrics port (`metrics: 127.0.0.1:PORT`)"
+            )
         host, port = _host_port(metrics)
         if connections is None:
             connections = int(_flag(extra, "--ha-connections") or conf.get("ha-connections", 4))
-        wait_ready(proc, lambda: ready_connections(host, port) >= connections,
-                   f"{connections} registered tunnel connection(s) on http://{host}:{port}/ready",
-                   timeout)
+        wait_ready(
+            proc,
+            lambda: ready_connections(host, port) >= connections,
+            f"{connections} registered tunnel connection(s) on http://{host}:{port}/ready",
+            timeout,
+        )
 
 
 def write_edge_config(
@@ -278,8 +287,17 @@ def running_chain(
     pki = make_dev_pki(directory / "pki", hostnames=("localhost",))
     origin_port, public, conn_port, edge_metrics, conn_metrics = (free_port() for _ in range(5))
     edge_yaml = write_edge_config(directory, pki, public, conn_port, edge_metrics, connector_policy)
-    created = tunnel_cli("create", "demo", "--hostname", TUNNEL_HOST, "--config", str(edge_yaml),
-                         "--credentials-file", "creds.json", cwd=directory)
+    created = tunnel_cli(
+        "create",
+        "demo",
+        "--hostname",
+        TUNNEL_HOST,
+        "--config",
+        str(edge_yaml),
+        "--credentials-file",
+        "creds.json",
+        cwd=directory,
+    )
     assert created.returncode == 0, created.stderr
     tls = ["--certfile", str(pki.cert), "--keyfile", str(pki.key)]
     origin_args = ["--pq", *tls, "-b", f"127.0.0.1:{origin_port}", "--graceful-timeout", "1"]
@@ -289,8 +307,17 @@ def running_chain(
         )
         edge = start_edge(edge_yaml, directory / "edge.log", cwd=directory)
         stack.callback(stop, edge.proc)
-        chain = Chain(directory, pki, origin_port, public, conn_port, edge_metrics, conn_metrics,
-                      edge, origin=origin)
+        chain = Chain(
+            directory,
+            pki,
+            origin_port,
+            public,
+            conn_port,
+            edge_metrics,
+            conn_metrics,
+            edge,
+            origin=origin,
+        )
         stack.callback(_stop_connector, chain)  # also one a test starts (connector=False)
         stack.callback(_stop_all, chain.extra)
         if connector:

@@ -103,8 +103,10 @@ def wait_listening(
     process: Process, host: str, port: int, quic: bool = True, timeout: float = 30.0
 ) -> None:
     """Wait until ``host:port`` accepts TCP and, with ``quic``, answers QUIC on the same port."""
-    wait_ready(process, lambda: tcp_accepts(host, port), f"TCP connections on {host}:{port}",
-               timeout)
+    wait_ready(
+        process, lambda: tcp_accepts(host, port), f"TCP connections on {host}:{port}", timeout
+    )
     if quic:
-        wait_ready(process, lambda: quic_answers(host, port), f"QUIC answers on udp {host}:{port}",
-                   timeout)
+        wait_ready(
+            process, lambda: quic_answers(host, port), f"QUIC answers on udp {host}:{port}", timeout
+        )

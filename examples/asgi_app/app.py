@@ -73,8 +73,10 @@ def _hop_table(facts: ConnectionFacts) -> str:
         f"{'post-quantum' if h['post_quantum'] else 'not post-quantum'}</td></tr>"
         for h in facts.hops
     )
-    return ("<h2>Every hop</h2><table><thead><tr><th>hop</th><th>transport</th>"
-            f"<th>key exchange</th><th>verdict</th></tr></thead><tbody>{rows}</tbody></table>")
+    return (
+        "<h2>Every hop</h2><table><thead><tr><th>hop</th><th>transport</th>"
+        f"<th>key exchange</th><th>verdict</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def render_page(facts: ConnectionFacts) -> str:
@@ -100,11 +102,11 @@ def render_page(facts: ConnectionFacts) -> str:
 <table>
 <tr><th>Protocol</th><td id=protocol>{e(facts.protocol)}</td></tr>
 <tr><th>Transport</th><td id=transport>{e(facts.transport)}</td></tr>
-<tr><th>Key-exchange group</th><td id=group><code>{e(facts.group or 'unknown')}</code>{codepoint}
+<tr><th>Key-exchange group</th><td id=group><code>{e(facts.group or "unknown")}</code>{codepoint}
 </td></tr>
 <tr><th>TLS</th><td id=tls>{e(tls)}</td></tr>
 </table>
-{_hop_table(facts) if facts.hops else ''}
+{_hop_table(facts) if facts.hops else ""}
 {note}
 <p class=note>Post-quantum means the key exchange would resist a future quantum computer
 (hybrid ML-KEM, such as <code>X25519MLKEM768</code>). Here that is HTTP/3: the HTTP/1.1 and
@@ -142,8 +144,13 @@ class Echo:
             if message["type"] != "http.request":
                 continue
             if not started:
-                await send({"type": "http.response.start", "status": 200,
-                            "headers": [(b"content-type", b"application/octet-stream")]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [(b"content-type", b"application/octet-stream")],
+                    }
+                )
                 started = True
             body, more = message.get("body", b""), bool(message.get("more_body", False))
             if body or not more:
@@ -173,8 +180,9 @@ async def some_bytes(request: Request) -> Response:
             left -= len(piece)
             yield piece
 
-    return StreamingResponse(body(), media_type="application/octet-stream",
-                             headers={"content-length": str(total)})
+    return StreamingResponse(
+        body(), media_type="application/octet-stream", headers={"content-length": str(total)}
+    )
 
 
 async def slow(request: Request) -> JSONResponse:

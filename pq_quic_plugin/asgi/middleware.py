@@ -190,13 +190,17 @@ class PostQuantumMiddleware:
 
     # ------------------------------------------------------------------ refusal
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send,
-                      facts: ConnectionFacts) -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, facts: ConnectionFacts
+    ) -> None:
         hops = facts.classical_hops
         logger.info(
             "refused %s from %s: not post-quantum (transport=%s http=%s group=%s%s)",
-            scope["type"], _client(scope), _printable(facts.transport),
-            _printable(facts.http_version), _printable(str(facts.group)),
+            scope["type"],
+            _client(scope),
+            _printable(facts.transport),
+            _printable(facts.http_version),
+            _printable(str(facts.group)),
             f" classical hops={[_printable(str(h.get('hop'))) for h in hops]}" if hops else "",
         )
         extra: list[tuple[bytes, bytes]] = []
@@ -205,9 +209,13 @@ class PostQuantumMiddleware:
         if scope["type"] == "websocket":
             if "websocket.http.response" in (scope.get("extensions") or {}):
                 body = (_reason(facts) + "\n").encode()
-                await send({"type": "websocket.http.response.start", "status": 403,
-                            "headers": [*_body_headers(body, b"text/plain; charset=utf-8"),
-                                        *extra]})
+                await send(
+                    {
+                        "type": "websocket.http.response.start",
+                        "status": 403,
+                        "headers": [*_body_headers(body, b"text/plain; charset=utf-8"), *extra],
+                    }
+                )
                 await send({"type": "websocket.http.response.body", "body": body})
             else:
                 await send({"type": "websocket.close", "code": 1008})
@@ -227,10 +235,19 @@ class PostQuantumMiddleware:
             page = _page(title, _tcp_explanation(facts, alt_svc))
         body = page.encode()
         try:
-            await send({"type": "http.response.start", "status": 403,
-                        "headers": [*_body_headers(body, b"text/html; charset=utf-8"), *extra]})
-            await send({"type": "http.response.body",
-                        "body": b"" if scope.get("method") == "HEAD" else body})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 403,
+                    "headers": [*_body_headers(body, b"text/html; charset=utf-8"), *extra],
+                }
+            )
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"" if scope.get("method") == "HEAD" else body,
+                }
+            )
         except OSError as exc:  # e.g. the connection closed under an undrained upload
             logger.debug("refusal to %s not delivered: %s", _client(scope), exc)
 
@@ -306,23 +323,33 @@ def _reason(facts: ConnectionFacts) -> str:
     if hops:
         hop = hops[0]
         group = hop.get("group") or "an unknown group"
-        return (f"This site requires post-quantum key exchange on every hop, but the "
-                f"{hop.get('hop') or 'unnamed'} hop negotiated {group}, which is not "
-                "post-quantum.")
+        return (
+            f"This site requires post-quantum key exchange on every hop, but the "
+            f"{hop.get('hop') or 'unnamed'} hop negotiated {group}, which is not "
+            "post-quantum."
+        )
     if facts.hops:
-        return (f"This site requires post-quantum key exchange on every hop, but the "
-                f"connection into this server negotiated {facts.group or 'an unknown group'} "
-                f"over {facts.transport}, which is not post-quantum.")
+        return (
+            f"This site requires post-quantum key exchange on every hop, but the "
+            f"connection into this server negotiated {facts.group or 'an unknown group'} "
+            f"over {facts.transport}, which is not post-quantum."
+        )
     if facts.group:
-        return (f"This site requires post-quantum key exchange. Your connection negotiated "
-                f"{facts.group}, which is not post-quantum.")
+        return (
+            f"This site requires post-quantum key exchange. Your connection negotiated "
+            f"{facts.group}, which is not post-quantum."
+        )
     if facts.transport == "quic":
-        return ("This site requires post-quantum key exchange. The key-exchange group of "
-                "your HTTP/3 connection is unknown to this server, so it cannot be confirmed "
-                "post-quantum.")
-    return ("This site requires post-quantum key exchange (HTTP/3 with X25519MLKEM768). Your "
-            f"request came over {facts.protocol} on {facts.transport}, which is not "
-            "post-quantum here.")
+        return (
+            "This site requires post-quantum key exchange. The key-exchange group of "
+            "your HTTP/3 connection is unknown to this server, so it cannot be confirmed "
+            "post-quantum."
+        )
+    return (
+        "This site requires post-quantum key exchange (HTTP/3 with X25519MLKEM768). Your "
+        f"request came over {facts.protocol} on {facts.transport}, which is not "
+        "post-quantum here."
+    )
 
 
 _ADVICE = (

@@ -18,7 +18,6 @@ from .protocol import H3ClientProtocol, RequestStream
 __all__ = ["SEND_BUFFER_HIGH", "send_body"]
 
 
-
 async def send_body(
     protocol: H3ClientProtocol,
     stream: RequestStream,

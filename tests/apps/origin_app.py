@@ -55,8 +55,11 @@ async def _echo(receive: Any, send: Any) -> None:
 
 
 async def _bytes(send: Any, n: int) -> None:
-    await _start(send, 200, [(b"content-type", b"application/octet-stream"),
-                             (b"content-length", str(n).encode())])
+    await _start(
+        send,
+        200,
+        [(b"content-type", b"application/octet-stream"), (b"content-length", str(n).encode())],
+    )
     sent = 0
     while sent < n:
         size = min(CHUNK, n - sent)
@@ -107,19 +110,29 @@ async def http(scope: dict, receive: Any, send: Any) -> None:
         return
     received = await _drain(receive)
     if path.endswith("/headers"):
-        body = json.dumps({
-            "method": scope["method"],
-            "path": path,
-            "raw_path": scope.get("raw_path", b"").decode("latin-1"),
-            "query": scope["query_string"].decode("latin-1"),
-            "http_version": scope["http_version"],
-            "client": list(scope.get("client") or []),
-            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
-            "body_length": received,
-        }).encode()
-        await _start(send, 200, [(b"content-type", b"application/json"),
-                                 (b"content-length", str(len(body)).encode()),
-                                 (b"x-origin", b"origin-app")])
+        body = json.dumps(
+            {
+                "method": scope["method"],
+                "path": path,
+                "raw_path": scope.get("raw_path", b"").decode("latin-1"),
+                "query": scope["query_string"].decode("latin-1"),
+                "http_version": scope["http_version"],
+                "client": list(scope.get("client") or []),
+                "headers": [
+                    [k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]
+                ],
+                "body_length": received,
+            }
+        ).encode()
+        await _start(
+            send,
+            200,
+            [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-origin", b"origin-app"),
+            ],
+        )
         await _body(send, body)
         return
     if path == "/slow":

@@ -21,8 +21,14 @@ def _flags(url: str, spki_sha256_b64: str, force_quic: bool) -> list[str]:
         raise RuntimeError("chromium is not installed: apt-get install chromium")
     origin = urlsplit(url).netloc
     flags = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
         f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}",
         f"--ignore-certificate-errors-spki-list={spki_sha256_b64}",
     ]
@@ -33,25 +39,47 @@ def _flags(url: str, spki_sha256_b64: str, force_quic: bool) -> list[str]:
     return flags
 
 
-def dump_dom(url: str, spki_sha256_b64: str, force_quic: bool = True, timeout: float = 60,
-             extra_flags: list[str] | None = None) -> str:
+def dump_dom(
+    url: str,
+    spki_sha256_b64: str,
+    force_quic: bool = True,
+    timeout: float = 60,
+    extra_flags: list[str] | None = None,
+) -> str:
     """The page's DOM after scripts ran; raises with Chromium's stderr on a QUIC failure."""
     out = subprocess.run(
         [*_flags(url, spki_sha256_b64, force_quic), *(extra_flags or []), "--dump-dom", url],
-        capture_output=True, text=True, timeout=timeout,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if "ERR_QUIC_HANDSHAKE_FAILED" in out.stderr or not out.stdout.strip():
         raise RuntimeError(f"chromium could not load {url}:\n{out.stderr[-2000:]}")
     return out.stdout
 
 
-def screenshot(url: str, path: Path, spki_sha256_b64: str, force_quic: bool = True,
-               size: str = "1100,800", timeout: float = 60,
-               extra_flags: list[str] | None = None) -> Path:
+def screenshot(
+    url: str,
+    path: Path,
+    spki_sha256_b64: str,
+    force_quic: bool = True,
+    size: str = "1100,800",
+    timeout: float = 60,
+    extra_flags: list[str] | None = None,
+) -> Path:
     subprocess.run(
-        [*_flags(url, spki_sha256_b64, force_quic), *(extra_flags or []), f"--window-size={size}",
-         "--hide-scrollbars", f"--screenshot={path}", url],
-        capture_output=True, text=True, timeout=timeout, check=True,
+        [
+            *_flags(url, spki_sha256_b64, force_quic),
+            *(extra_flags or []),
+            f"--window-size={size}",
+            "--hide-scrollbars",
+            f"--screenshot={path}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
     )
     if not path.exists() or path.stat().st_size == 0:
         raise RuntimeError(f"chromium wrote no screenshot for {url}")

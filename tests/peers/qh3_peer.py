@@ -224,8 +224,9 @@ _QH3_SERVER_KEYS = {
 
 def _qh3_server_key_exchange(quic: QuicConnection) -> list[str]:
     context = quic.tls
-    return [name for attr, name in _QH3_SERVER_KEYS.items()
-            if getattr(context, attr, None) is not None]
+    return [
+        name for attr, name in _QH3_SERVER_KEYS.items() if getattr(context, attr, None) is not None
+    ]
 
 
 def _emit(event: str, **data: Any) -> None:
@@ -254,8 +255,12 @@ class _ServerProtocol(QuicConnectionProtocol):
             if event.alpn_protocol == "h3":
                 self._h3 = H3Connection(self._quic)
         elif isinstance(event, events.ConnectionTerminated) and not self._summary:
-            _emit("failed", error_code=event.error_code, reason=event.reason_phrase,
-                  **asdict(self._hello))
+            _emit(
+                "failed",
+                error_code=event.error_code,
+                reason=event.reason_phrase,
+                **asdict(self._hello),
+            )
         elif isinstance(event, events.StreamDataReceived):
             if self._h3 is None:
                 self._quic.send_stream_data(event.stream_id, event.data, event.end_stream)
@@ -271,8 +276,11 @@ class _ServerProtocol(QuicConnectionProtocol):
         body = json.dumps({"server": "qh3", "path": path, **self._summary}).encode() + b"\n"
         self._h3.send_headers(
             request.stream_id,
-            [(b":status", b"200"), (b"content-type", b"application/json"),
-             (b"content-length", str(len(body)).encode())],
+            [
+                (b":status", b"200"),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
         )
         self._h3.send_data(request.stream_id, body, end_stream=True)
 
@@ -280,11 +288,16 @@ class _ServerProtocol(QuicConnectionProtocol):
 async def _serve_until_stdin_closes(args: argparse.Namespace) -> None:
     # qh3's H3Connection always announces H3_DATAGRAM, which RFC 9297 only allows together
     # with the max_datagram_frame_size transport parameter: without it clients close (0x109).
-    configuration = QuicConfiguration(is_client=False, alpn_protocols=["h3", ECHO_ALPN],
-                                      max_datagram_frame_size=65536, initial_rtt=INITIAL_RTT)
+    configuration = QuicConfiguration(
+        is_client=False,
+        alpn_protocols=["h3", ECHO_ALPN],
+        max_datagram_frame_size=65536,
+        initial_rtt=INITIAL_RTT,
+    )
     configuration.load_cert_chain(args.cert, args.key)
-    server = await serve(args.host, args.port, configuration=configuration,
-                         create_protocol=_ServerProtocol)
+    server = await serve(
+        args.host, args.port, configuration=configuration, create_protocol=_ServerProtocol
+    )
     assert server._transport is not None
     loop, stop = asyncio.get_running_loop(), asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -326,14 +339,30 @@ class Qh3Server:
     "selected_group", "offered_key_shares", "supported_groups", ...}``.
     """
 
-    def __init__(self, cert: Path, key: Path, groups: Sequence[str] | None = None,
-                 host: str = "127.0.0.1", startup_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        cert: Path,
+        key: Path,
+        groups: Sequence[str] | None = None,
+        host: str = "127.0.0.1",
+        startup_timeout: float = 15.0,
+    ) -> None:
         if groups is not None:
             _group_codes(groups)  # fail here, not in the child
         self.host = host
         self.port = 0
-        self._command = [sys.executable, "-u", str(Path(__file__).resolve()), "server",
-                         "--cert", str(cert), "--key", str(key), "--host", host]
+        self._command = [
+            sys.executable,
+            "-u",
+            str(Path(__file__).resolve()),
+            "server",
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+            "--host",
+            host,
+        ]
         if groups is not None:
             self._command += ["--groups", ",".join(groups)]
         self._startup_timeout = startup_timeout
@@ -345,8 +374,9 @@ class Qh3Server:
         self._reader: threading.Thread | None = None
 
     def __enter__(self) -> Qh3Server:
-        self._process = subprocess.Popen(self._command, stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=self._stderr)
+        self._process = subprocess.Popen(
+            self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
+        )
         self.pid = self._process.pid
         self._reader = threading.Thread(target=self._read_stdout, daemon=True)
         self._reader.start()
@@ -430,8 +460,9 @@ class Qh3Result:
 class Qh3HandshakeError(ConnectionError):
     """The qh3 connection closed before its handshake completed; carries the close reason."""
 
-    def __init__(self, message: str, hello: HelloRecord,
-                 terminated: events.ConnectionTerminated | None) -> None:
+    def __init__(
+        self, message: str, hello: HelloRecord, terminated: events.ConnectionTerminated | None
+    ) -> None:
         super().__init__(message)
         self.hello = hello
         self.error_code = terminated.error_code if terminated is not None else None
@@ -441,8 +472,9 @@ class Qh3HandshakeError(ConnectionError):
 class _ClientProtocol(QuicConnectionProtocol):
     """Sends one request (``ping`` or ``GET /``) after the handshake and keeps the answer."""
 
-    def __init__(self, quic: QuicConnection, groups: Sequence[str] | None, authority: str,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, quic: QuicConnection, groups: Sequence[str] | None, authority: str, **kwargs: Any
+    ) -> None:
         super().__init__(quic, **kwargs)
         self.hello = instrument(quic, groups)
         self.terminated: events.ConnectionTerminated | None = None
@@ -459,10 +491,16 @@ class _ClientProtocol(QuicConnectionProtocol):
             self._stream_id = self._quic.get_next_available_stream_id()
             if event.alpn_protocol == "h3":
                 self._h3 = H3Connection(self._quic)
-                self._h3.send_headers(self._stream_id, [
-                    (b":method", b"GET"), (b":scheme", b"https"),
-                    (b":authority", self._authority.encode()), (b":path", b"/"),
-                ], end_stream=True)
+                self._h3.send_headers(
+                    self._stream_id,
+                    [
+                        (b":method", b"GET"),
+                        (b":scheme", b"https"),
+                        (b":authority", self._authority.encode()),
+                        (b":path", b"/"),
+                    ],
+                    end_stream=True,
+                )
             else:
                 self._quic.send_stream_data(self._stream_id, b"ping", end_stream=True)
             self.transmit()
@@ -489,17 +527,25 @@ class _ClientProtocol(QuicConnectionProtocol):
             self.answer.set_result((self._status, self._body))
 
 
-async def qh3_handshake_async(host: str, port: int, alpn: str, cafile: str | Path,
-                              server_name: str = "localhost",
-                              groups: Sequence[str] | None = None,
-                              timeout: float = 10.0) -> Qh3Result:
+async def qh3_handshake_async(
+    host: str,
+    port: int,
+    alpn: str,
+    cafile: str | Path,
+    server_name: str = "localhost",
+    groups: Sequence[str] | None = None,
+    timeout: float = 10.0,
+) -> Qh3Result:
     """Connect with qh3, send ``ping`` (or ``GET /`` when ``alpn == "h3"``), read the answer.
 
     ``groups`` restricts (and orders) qh3's offer, e.g. ``["x25519"]``; ``None`` keeps qh3's
     default offer (GREASE, X25519MLKEM768 + x25519 shares, secp256r1/384r1 without shares).
     """
     configuration = QuicConfiguration(
-        is_client=True, alpn_protocols=[alpn], cafile=str(cafile), server_name=server_name,
+        is_client=True,
+        alpn_protocols=[alpn],
+        cafile=str(cafile),
+        server_name=server_name,
         offer_ec_key_shares=any(g.startswith("secp") for g in groups or ()),
         initial_rtt=INITIAL_RTT,
     )
@@ -511,8 +557,9 @@ async def qh3_handshake_async(host: str, port: int, alpn: str, cafile: str | Pat
 
     async def run() -> Qh3Result:
         try:
-            async with connect(host, port, configuration=configuration,
-                               create_protocol=create_protocol) as protocol:
+            async with connect(
+                host, port, configuration=configuration, create_protocol=create_protocol
+            ) as protocol:
                 answer = await made[0].answer
                 if answer is None:
                     raise ConnectionError("closed before the answer")
@@ -521,35 +568,51 @@ async def qh3_handshake_async(host: str, port: int, alpn: str, cafile: str | Pat
         except ConnectionError as exc:
             protocol_made = made[0] if made else None
             terminated = protocol_made.terminated if protocol_made else None
-            detail = (f"error_code=0x{terminated.error_code:X} reason={terminated.reason_phrase!r}"
-                      if terminated is not None else repr(exc))
+            detail = (
+                f"error_code=0x{terminated.error_code:X} reason={terminated.reason_phrase!r}"
+                if terminated is not None
+                else repr(exc)
+            )
             if protocol_made is None or not protocol_made._connected:
                 raise Qh3HandshakeError(
                     f"qh3 handshake with {host}:{port} failed: {detail}",
-                    protocol_made.hello if protocol_made else HelloRecord(), terminated,
+                    protocol_made.hello if protocol_made else HelloRecord(),
+                    terminated,
                 ) from exc
             raise ConnectionError(f"qh3 connection closed after handshake: {detail}") from exc
         hello = made[0].hello
-        return Qh3Result(alpn=protocol._quic.tls.alpn_negotiated if protocol._quic.tls else None,
-                         selected_group=hello.selected_group,
-                         offered_key_shares=hello.offered_key_shares,
-                         supported_groups=hello.supported_groups,
-                         response=body, status=status,
-                         cipher_suite=cipher.name if cipher is not None else None)
+        return Qh3Result(
+            alpn=protocol._quic.tls.alpn_negotiated if protocol._quic.tls else None,
+            selected_group=hello.selected_group,
+            offered_key_shares=hello.offered_key_shares,
+            supported_groups=hello.supported_groups,
+            response=body,
+            status=status,
+            cipher_suite=cipher.name if cipher is not None else None,
+        )
 
     return await asyncio.wait_for(run(), timeout)
 
 
-def qh3_handshake(host: str, port: int, alpn: str, cafile: str | Path,
-                  server_name: str = "localhost", groups: Sequence[str] | None = None,
-                  timeout: float = 10.0) -> Qh3Result:
+def qh3_handshake(
+    host: str,
+    port: int,
+    alpn: str,
+    cafile: str | Path,
+    server_name: str = "localhost",
+    groups: Sequence[str] | None = None,
+    timeout: float = 10.0,
+) -> Qh3Result:
     """Blocking :func:`qh3_handshake_async` on a private loop in a worker thread.
 
     The worker thread makes it callable from anywhere, even under a running loop; a server on
     that same loop would then starve, so use the async variant in that case.
     """
-    return _run_in_thread(lambda: asyncio.run(
-        qh3_handshake_async(host, port, alpn, cafile, server_name, groups, timeout)))
+    return _run_in_thread(
+        lambda: asyncio.run(
+            qh3_handshake_async(host, port, alpn, cafile, server_name, groups, timeout)
+        )
+    )
 
 
 def _run_in_thread(call: Callable[[], Any]) -> Any:
@@ -583,8 +646,9 @@ def niquests_h3_get(url: str, cafile: str | Path, timeout: float = 10.0) -> Http
         response = session.get(url, verify=str(cafile), timeout=timeout)
         info = response.conn_info
         version = info.http_version.value if info and info.http_version else "unknown"
-        return HttpResult(status=response.status_code or 0, body=response.content or b"",
-                          http_version=version)
+        return HttpResult(
+            status=response.status_code or 0, body=response.content or b"", http_version=version
+        )
 
 
 if __name__ == "__main__":
