@@ -43,6 +43,43 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
+def _builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    validity: tuple[datetime.datetime, datetime.datetime],
+    *,
+    ca: bool,
+) -> x509.CertificateBuilder:
+    """What the CA and the leaf have in common; ``ca`` decides whether the key may sign
+    certificates and CRLs (``CA:TRUE``, ``keyCertSign``, ``cRLSign``) or only handshakes."""
+    not_before, not_after = validity
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+    )
+
+
 def make_dev_pki(
     directory: Path,
     hostnames: Sequence[str] = ("localhost",),
@@ -57,63 +94,22 @@ def make_dev_pki(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
-    not_before, not_after = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
+    validity = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("pq-quic-plugin test CA")
     ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        _builder(ca_name, ca_name, ca_key.public_key(), validity, ca=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
 
     leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf_name = _name(hostnames[0] if hostnames else "pq-quic-plugin test leaf")
     san: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
     san += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     leaf = (
-        x509.CertificateBuilder()
-        .subject_name(_name(hostnames[0] if hostnames else "pq-quic-plugin test leaf"))
-        .issuer_name(ca_name)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        _builder(leaf_name, ca_name, leaf_key.public_key(), validity, ca=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), False)

@@ -1,4 +1,5 @@
-"""The import-time internals check both bindings run: is every host-library name we use there?
+"""The import-time check both bindings run: is the host library a tested release, and is every
+one of its names we use there?
 
 aioquic and hypercorn have no API for what the bindings do (replace the TLS key exchange, pace
 a stream's receive window, harden hypercorn's HTTP/3 loop), so the bindings use private and
@@ -12,6 +13,10 @@ the instances needs sockets and event loops. So an instance attribute counts as 
 method of its class, or of a base class, stores it (``STORE_ATTR`` in the method's bytecode,
 following ``__wrapped__`` through wrappers such as the bindings' own). Reading bytecode rather
 than source keeps the check cheap and working for installs without ``.py`` files.
+
+Both bindings refuse a release outside their tested range, or one that lacks a name, with the
+same wording and install hint (:func:`check_release`), and both skip the check when
+``PQ_QUIC_SKIP_VERSION_CHECK=1``.
 """
 
 from __future__ import annotations
@@ -19,12 +24,24 @@ from __future__ import annotations
 import dis
 import functools
 import inspect
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import CodeType, ModuleType
 from typing import Any
 
-__all__ = ["Internal", "evidence", "problem", "report"]
+__all__ = [
+    "SKIP_ENV",
+    "Internal",
+    "check_release",
+    "evidence",
+    "names_of",
+    "parse_version",
+    "problem",
+    "report",
+]
+
+SKIP_ENV = "PQ_QUIC_SKIP_VERSION_CHECK"
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,17 @@ class Internal:
         if isinstance(self.owner, ModuleType):
             return "module global"
         return "instance attribute" if self.instance else "class attribute"
+
+
+def names_of(
+    owner: type | ModuleType, used_by: str, attributes: str = "", instance: str = ""
+) -> tuple[Internal, ...]:
+    """The names of ``owner`` that ``used_by`` relies on, each kind as one space-separated
+    string: ``attributes`` of the class or module itself, ``instance`` attributes set by a method.
+    Keeps the bindings' lists to one line per owner and user instead of one per name."""
+    return tuple(Internal(owner, name, used_by) for name in attributes.split()) + tuple(
+        Internal(owner, name, used_by, instance=True) for name in instance.split()
+    )
 
 
 def _classes(owner: type) -> Iterator[type]:
@@ -164,3 +192,53 @@ def report(internals: Iterable[Internal]) -> list[str]:
         if why is not None:
             lines.append(f"{item.label} ({item.kind}, used by {item.used_by}): {why}")
     return lines
+
+
+def parse_version(version: str) -> tuple[int, ...]:
+    """``"1.7.2"`` -> ``(1, 7, 2)``; suffixes such as ``rc1`` or ``.dev0`` are ignored."""
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def check_release(
+    library: str,
+    installed: Callable[[], str],
+    supported: tuple[tuple[int, int], tuple[int, int]],
+    required: Iterable[Internal],
+    *,
+    user: str,
+    error: type[ImportError],
+    version: str | None = None,
+) -> None:
+    """Raise ``error`` unless ``library`` (also its pip name) is in the ``supported`` range
+    [minimum, maximum) and has every name in ``required``; ``user`` names the binding in the
+    message. ``version`` overrides ``installed()``, which is not called when the check is
+    skipped (:data:`SKIP_ENV`)."""
+    if os.environ.get(SKIP_ENV) == "1":
+        return
+    found = version if version is not None else installed()
+    low, high = supported
+    wanted = f">={low[0]}.{low[1]},<{high[0]}.{high[1]}"
+    hint = (
+        f"Install a supported release: pip install '{library}{wanted}' "
+        f"(or set {SKIP_ENV}=1 to try anyway, at your own risk)."
+    )
+    if not (low <= parse_version(found)[:2] < high):
+        raise error(
+            f"{user} supports {library} {wanted}, found {library} {found}. It relies on "
+            f"private internals of {library} that change between releases. {hint}"
+        )
+    missing = report(required)
+    if missing:
+        raise error(
+            f"{library} {found} lacks internals that {user} uses:\n  "
+            + "\n  ".join(missing)
+            + f"\nThis {library} differs from the releases the binding was tested with. {hint}"
+        )

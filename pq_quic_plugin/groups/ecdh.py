@@ -8,6 +8,9 @@ an internal error and hide the peer's mistake.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from typing import Generic, TypeVar
+
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -15,18 +18,50 @@ from .base import InvalidKeyShare
 
 _ALL_ZERO = bytes(32)
 
-
-def _require_length(group: str, what: str, data: bytes, expected: int) -> None:
-    if len(data) != expected:
-        raise InvalidKeyShare(f"{group} {what} is {len(data)} bytes, expected {expected}")
+_PrivateKey = TypeVar("_PrivateKey", x25519.X25519PrivateKey, ec.EllipticCurvePrivateKey)
 
 
-class X25519Group:
+class _EcdhGroup(ABC, Generic[_PrivateKey]):
+    """ECDH in the KEM shape: the server "encapsulates" by generating a key pair of its own and
+    replying with its public half, the client "decapsulates" by doing the exchange with that
+    reply. Both sides check the peer's share the same way; a curve gives only key generation and
+    the exchange itself, after the length is known to be right."""
+
+    name: str
+    codepoint: int
+    share_size: int
+    post_quantum = False
+
+    @abstractmethod
+    def generate(self) -> tuple[_PrivateKey, bytes]: ...
+
+    @abstractmethod
+    def _shared_secret(self, key: _PrivateKey, peer: bytes, what: str) -> bytes:
+        """The exchange with a ``peer`` share of the right length; ``what`` names it in errors."""
+
+    def encapsulate(self, peer_share: bytes) -> tuple[bytes, bytes]:
+        key, share = self.generate()
+        return self._exchange(key, peer_share, "key share"), share
+
+    def decapsulate(self, private_state: _PrivateKey, reply_share: bytes) -> bytes:
+        return self._exchange(private_state, reply_share, "server key share")
+
+    def _exchange(self, key: _PrivateKey, peer: bytes, what: str) -> bytes:
+        if len(peer) != self.share_size:
+            raise InvalidKeyShare(
+                f"{self.name} {what} is {len(peer)} bytes, expected {self.share_size}"
+            )
+        return self._shared_secret(key, peer, what)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} 0x{self.codepoint:04X}>"
+
+
+class X25519Group(_EcdhGroup[x25519.X25519PrivateKey]):
     """X25519 (RFC 7748) with raw 32-byte shares; the server's reply is its own public key."""
 
     codepoint = 0x001D
     name = "x25519"
-    post_quantum = False
     share_size = 32
     reply_size = 32
 
@@ -34,15 +69,7 @@ class X25519Group:
         key = x25519.X25519PrivateKey.generate()
         return key, key.public_key().public_bytes_raw()
 
-    def encapsulate(self, peer_share: bytes) -> tuple[bytes, bytes]:
-        key, share = self.generate()
-        return self._exchange(key, peer_share, "key share"), share
-
-    def decapsulate(self, private_state: x25519.X25519PrivateKey, reply_share: bytes) -> bytes:
-        return self._exchange(private_state, reply_share, "server key share")
-
-    def _exchange(self, key: x25519.X25519PrivateKey, peer: bytes, what: str) -> bytes:
-        _require_length(self.name, what, peer, self.share_size)
+    def _shared_secret(self, key: x25519.X25519PrivateKey, peer: bytes, what: str) -> bytes:
         try:
             secret = key.exchange(x25519.X25519PublicKey.from_public_bytes(peer))
         except ValueError as exc:
@@ -56,18 +83,13 @@ class X25519Group:
             )
         return secret
 
-    def __repr__(self) -> str:
-        return f"<X25519Group {self.name} 0x{self.codepoint:04X}>"
 
-
-class NistCurveGroup:
+class NistCurveGroup(_EcdhGroup[ec.EllipticCurvePrivateKey]):
     """ECDHE over a NIST prime curve with uncompressed X9.62 points, as TLS 1.3 requires.
 
     Compressed points are refused rather than decoded: RFC 8446 section 4.2.8.2 allows only the
     uncompressed form, and accepting more would let a peer pass a share no other stack accepts.
     """
-
-    post_quantum = False
 
     def __init__(self, name: str, codepoint: int, curve: ec.EllipticCurve) -> None:
         self.name = name
@@ -81,15 +103,7 @@ class NistCurveGroup:
         share = key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
         return key, share
 
-    def encapsulate(self, peer_share: bytes) -> tuple[bytes, bytes]:
-        key, share = self.generate()
-        return self._exchange(key, peer_share, "key share"), share
-
-    def decapsulate(self, private_state: ec.EllipticCurvePrivateKey, reply_share: bytes) -> bytes:
-        return self._exchange(private_state, reply_share, "server key share")
-
-    def _exchange(self, key: ec.EllipticCurvePrivateKey, peer: bytes, what: str) -> bytes:
-        _require_length(self.name, what, peer, self.share_size)
+    def _shared_secret(self, key: ec.EllipticCurvePrivateKey, peer: bytes, what: str) -> bytes:
         if peer[0] != 0x04:
             raise InvalidKeyShare(
                 f"{self.name} {what} is not an uncompressed point (first byte 0x{peer[0]:02x})"
@@ -102,9 +116,6 @@ class NistCurveGroup:
             return key.exchange(ec.ECDH(), public)
         except ValueError as exc:
             raise InvalidKeyShare(f"{self.name} {what} gives no valid shared secret") from exc
-
-    def __repr__(self) -> str:
-        return f"<NistCurveGroup {self.name} 0x{self.codepoint:04X}>"
 
 
 def secp256r1() -> NistCurveGroup:

@@ -1,9 +1,11 @@
 """HTTP/3 sessions: one QUIC connection, many requests, one request path.
 
-Every request goes through :meth:`HTTP3Session.open_stream` (send the head, start the upload,
-wait for the response head). :meth:`~HTTP3Session.stream` wraps it in a context manager and
-:meth:`~HTTP3Session.request` reads the body to the end, so the two styles share every rule:
-1xx heads skipped, flow control, upload backpressure, cancellation, and a reset stream or a
+The request methods of :class:`HTTP3Session` differ only in what they hand back, so they take
+one set of parameters (:class:`_Request`, written once) and share one path:
+:meth:`~HTTP3Session.open_stream` sends the head, starts the upload and waits for the response
+head; :meth:`~HTTP3Session.stream` wraps that in a context manager; :meth:`~HTTP3Session.request`
+is :meth:`~HTTP3Session.stream` plus reading the body to the end. So every style shares every
+rule: 1xx heads skipped, flow control, upload backpressure, cancellation, and a reset stream or a
 closed connection failing the request at once.
 """
 
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from aioquic.asyncio import connect
@@ -28,11 +32,74 @@ from .protocol import H3ClientProtocol
 from .response import Response, ResponseBody, StreamedResponse
 from .upload import send_body
 
-__all__ = ["HTTP3Session", "client_configuration", "fetch", "open_session"]
+__all__ = [
+    "HEAD_TIMEOUT",
+    "REQUEST_TIMEOUT",
+    "HTTP3Session",
+    "client_configuration",
+    "fetch",
+    "open_session",
+]
 
 Headers = Sequence[tuple[bytes, bytes]]
 #: A request body: all at once, produced chunk by chunk (sent with backpressure), or none.
 Body = bytes | AsyncIterable[bytes] | None
+
+#: The default ``timeout`` of the streaming methods: the wait for the response head.
+HEAD_TIMEOUT = 60.0
+#: The default ``timeout`` of :meth:`HTTP3Session.request`: the whole exchange.
+REQUEST_TIMEOUT = 30.0
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class _Request:
+    """The parameters every request method takes, written once so the methods cannot drift.
+
+    ``timeout`` None stands for the method's own default (:data:`HEAD_TIMEOUT` or
+    :data:`REQUEST_TIMEOUT`).
+    """
+
+    method: str
+    path: str
+    headers: Headers = ()
+    body: Body = None
+    timeout: float | None = None
+
+    def timeout_or(self, default: float) -> float:
+        return default if self.timeout is None else self.timeout
+
+
+def _called_with(
+    spec: Callable[_P, _T],
+) -> Callable[[Callable[[HTTP3Session, _T], _R]], Callable[Concatenate[HTTP3Session, _P], _R]]:
+    """Let a method be called with ``spec``'s parameters (type-checked against them) and
+    receive them as one ``spec`` object, so that methods sharing parameters declare them once."""
+
+    def decorate(
+        method: Callable[[HTTP3Session, _T], _R],
+    ) -> Callable[Concatenate[HTTP3Session, _P], _R]:
+        @functools.wraps(method)
+        def call(self: HTTP3Session, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+            return method(self, spec(*args, **kwargs))
+
+        return call
+
+    return decorate
+
+
+async def _within(awaitable: Awaitable[_T], timeout: float, what: str) -> _T:
+    """``awaitable``'s result, or :class:`ReadTimeout` when ``what`` takes over ``timeout``;
+    our own timeouts from inside (a stalled upload's :class:`WriteTimeout`) pass unchanged."""
+    try:
+        return await asyncio.wait_for(awaitable, timeout)
+    except TimeoutException:
+        raise
+    except asyncio.TimeoutError:
+        raise ReadTimeout(f"no {what} within {timeout:g}s") from None
 
 
 def client_configuration(
@@ -54,7 +121,14 @@ def client_configuration(
 
 
 class HTTP3Session:
-    """One QUIC connection; several requests (also concurrent) can share it."""
+    """One QUIC connection; several requests (also concurrent) can share it.
+
+    Every request method takes ``(method, path, headers=(), body=None, timeout=None)``
+    (:class:`_Request`): a ``host`` header becomes ``:authority``; an iterable ``body`` is sent
+    by its own task, concurrently with the response, and paced by the server's
+    acknowledgements (:mod:`.upload`), ``bytes`` are sent at once; ``timeout`` None means the
+    method's default.
+    """
 
     def __init__(self, protocol: H3ClientProtocol, authority: str) -> None:
         self._protocol = protocol
@@ -85,33 +159,17 @@ class HTTP3Session:
             *rest,
         ]
 
-    async def open_stream(
-        self,
-        method: str,
-        path: str,
-        headers: Headers = (),
-        body: Body = None,
-        *,
-        timeout: float = 60.0,
-    ) -> StreamedResponse:
-        """Send a request and return once the response head is in; the body streams.
-
-        The caller must read the body to the end or ``aclose()`` it (:meth:`stream` does that
-        for you). A ``host`` header becomes ``:authority``. An iterable ``body`` is sent by
-        its own task, concurrently with the response, and paced by the server's
-        acknowledgements (:mod:`.upload`); ``bytes`` are sent at once. ``timeout`` bounds the
-        wait for the response head once the request body has been sent (a long upload does
-        not count) and any stall of the upload; it raises :class:`ReadTimeout` or
-        :class:`WriteTimeout`. On any failure the stream is cancelled. If ``body`` raises, that
-        exception is raised here or from the response body.
-        """
+    async def _open(self, request: _Request, timeout: float) -> StreamedResponse:
+        """The one request path (see :meth:`open_stream`), with the timeout resolved."""
         protocol = self._protocol
+        body = request.body
         if isinstance(body, (bytes, bytearray, memoryview)):
             whole, chunks = bytes(body), None
         else:
             whole, chunks = b"", body
         stream = protocol.open_request(
-            self._head(method, path, headers), end_stream=not whole and chunks is None
+            self._head(request.method, request.path, request.headers),
+            end_stream=not whole and chunks is None,
         )
         try:
             if whole:
@@ -121,12 +179,7 @@ class HTTP3Session:
                 stream.upload = upload
                 # the clock starts when the body is sent
                 await asyncio.wait((stream.head, upload), return_when=asyncio.FIRST_COMPLETED)
-            try:
-                head = await asyncio.wait_for(asyncio.shield(stream.head), timeout)
-            except TimeoutException:
-                raise
-            except asyncio.TimeoutError:
-                raise ReadTimeout(f"no response head within {timeout:g}s") from None
+            head = await _within(asyncio.shield(stream.head), timeout, "response head")
             status = _status(head)
         except BaseException:
             protocol.release(stream)
@@ -139,61 +192,58 @@ class HTTP3Session:
         )
 
     @contextlib.asynccontextmanager
-    async def stream(
-        self,
-        method: str,
-        path: str,
-        headers: Headers = (),
-        body: Body = None,
-        *,
-        timeout: float = 60.0,
-    ) -> AsyncIterator[StreamedResponse]:
-        """``async with session.stream("GET", "/big") as response: async for chunk in
-        response.body: ...``; leaving the block early cancels the request."""
-        response = await self.open_stream(method, path, headers, body, timeout=timeout)
+    async def _stream(self, request: _Request, timeout: float) -> AsyncIterator[StreamedResponse]:
+        response = await self._open(request, timeout)
         try:
             yield response
         finally:
             await response.aclose()
 
+    @_called_with(_Request)
+    async def open_stream(self, request: _Request) -> StreamedResponse:
+        """Send a request and return once the response head is in; the body streams.
+
+        The caller must read the body to the end or ``aclose()`` it (:meth:`stream` does that
+        for you). ``timeout`` (default :data:`HEAD_TIMEOUT`) bounds the wait for the response
+        head once the request body has been sent (a long upload does not count) and any stall
+        of the upload; it raises :class:`ReadTimeout` or :class:`WriteTimeout`. On any failure
+        the stream is cancelled. If ``body`` raises, that exception is raised here or from the
+        response body.
+        """
+        return await self._open(request, request.timeout_or(HEAD_TIMEOUT))
+
+    @_called_with(_Request)
+    def stream(self, request: _Request) -> contextlib.AbstractAsyncContextManager[StreamedResponse]:
+        """``async with session.stream("GET", "/big") as response: async for chunk in
+        response.body: ...``; :meth:`open_stream`'s rules, and leaving the block early cancels
+        the request."""
+        return self._stream(request, request.timeout_or(HEAD_TIMEOUT))
+
+    @_called_with(_Request)
     async def stream_request(
-        self,
-        method: str,
-        path: str,
-        headers: Headers = (),
-        body: Body = None,
-        timeout: float = 60.0,
+        self, request: _Request
     ) -> tuple[int, list[tuple[bytes, bytes]], ResponseBody]:
         """:meth:`open_stream` as a tuple ``(status, headers, body)``, for callers that hand
         the body on; the same rules, and the same duty to read or ``aclose()`` the body."""
-        response = await self.open_stream(method, path, headers, body, timeout=timeout)
+        response = await self._open(request, request.timeout_or(HEAD_TIMEOUT))
         return response.status, response.headers, response.body
 
-    async def request(
-        self,
-        method: str,
-        path: str,
-        headers: Headers = (),
-        body: Body = None,
-        timeout: float = 30.0,
-    ) -> Response:
-        """One request, its whole response read into memory.
+    @_called_with(_Request)
+    async def request(self, request: _Request) -> Response:
+        """One request, its whole response read into memory (:meth:`stream` plus reading).
 
-        ``timeout`` bounds the whole exchange (:class:`ReadTimeout`); a reset stream or a
-        closed connection fails it at once, as for :meth:`stream`.
+        ``timeout`` (default :data:`REQUEST_TIMEOUT`) bounds the whole exchange
+        (:class:`ReadTimeout`); a reset stream or a closed connection fails it at once, as for
+        :meth:`stream`.
         """
+        timeout = request.timeout_or(REQUEST_TIMEOUT)
 
         async def whole() -> Response:
-            async with self.stream(method, path, headers, body, timeout=timeout) as response:
+            async with self._stream(request, timeout) as response:
                 content = await response.aread()
             return Response(response.status, response.headers, content, response.group)
 
-        try:
-            return await asyncio.wait_for(whole(), timeout)
-        except TimeoutException:
-            raise
-        except asyncio.TimeoutError:
-            raise ReadTimeout(f"no complete response within {timeout:g}s") from None
+        return await _within(whole(), timeout, "complete response")
 
     def cancel(self, stream_id: int) -> None:
         """Abort a request in both directions."""
@@ -257,4 +307,4 @@ async def fetch(
         path += "?" + parts.query
     config = client_configuration(policy, groups, cafile, server_name=parts.hostname)
     async with open_session(url, config) as session:
-        return await session.request(method, path, headers, body, timeout)
+        return await session.request(method, path, headers, body, timeout=timeout)

@@ -16,8 +16,8 @@ The binding reads no private aioquic name itself: those go through
 
 from __future__ import annotations
 
+import functools
 import importlib.util
-import os
 from importlib import metadata
 
 import hypercorn.__main__ as hypercorn_main
@@ -30,8 +30,7 @@ from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.protocol.quic import QuicProtocol
 
-from ..aioquic_binding.internals import Internal, report
-from ..aioquic_binding.version import SKIP_ENV, parse_version
+from ..aioquic_binding.internals import Internal, check_release, names_of
 
 __all__ = [
     "REQUIRED_INTERNALS",
@@ -43,10 +42,10 @@ __all__ = [
 #: The hypercorn releases this binding was tested against: [minimum, maximum).
 SUPPORTED = ((0, 18), (0, 19))
 
-_CLI = "hypercorn_binding/cli.py"
-_HOOKS = "hypercorn_binding/hooks.py"
-_H3 = "hypercorn_binding/h3_streams.py"
-_H2 = "hypercorn_binding/h2_streams.py"
+#: The binding modules that use the names below, as the failure message names them.
+_CLI, _HOOKS, _H3, _H2 = (
+    f"hypercorn_binding/{module}.py" for module in ("cli", "hooks", "h3_streams", "h2_streams")
+)
 
 
 def _trio_internals() -> tuple[Internal, ...]:
@@ -57,10 +56,8 @@ def _trio_internals() -> tuple[Internal, ...]:
     from hypercorn.trio.worker_context import WorkerContext as TrioWorkerContext
 
     return (
-        Internal(TrioTCPServer, "protocol_send", _HOOKS),
-        Internal(TrioTCPServer, "stream", _HOOKS, instance=True),
-        Internal(TrioWorkerContext, "terminated", _H3, instance=True),
-        Internal(TrioWorkerContext, "sleep", _H3),
+        *names_of(TrioTCPServer, _HOOKS, "protocol_send", instance="stream"),
+        *names_of(TrioWorkerContext, _H3, "sleep", instance="terminated"),
     )
 
 
@@ -68,61 +65,37 @@ def _trio_internals() -> tuple[Internal, ...]:
 REQUIRED_INTERNALS: tuple[Internal, ...] = (
     # cli.py runs hypercorn's own main() with its `argparse` and `run` globals swapped.
     Internal(hypercorn_main, "main", _CLI, params=("sys_args",)),
-    Internal(hypercorn_main, "argparse", _CLI),
-    Internal(hypercorn_main, "run", _CLI),
+    *names_of(hypercorn_main, _CLI, "argparse run"),
     # hooks.py wraps four constructors and reads what they set.
-    Internal(QuicProtocol, "__init__", _HOOKS),
-    Internal(QuicProtocol, "config", _HOOKS, instance=True),
-    Internal(QuicProtocol, "quic_config", _HOOKS, instance=True),
-    Internal(QuicProtocol, "server", _HOOKS, instance=True),
+    *names_of(QuicProtocol, _HOOKS, "__init__", instance="config quic_config server"),
     Internal(H3Protocol, "__init__", _HOOKS, params=("self", "app")),
-    Internal(H3Protocol, "app", _HOOKS, instance=True),
-    Internal(H2Protocol, "__init__", _HOOKS),
+    *names_of(H3Protocol, _HOOKS, instance="app"),
+    *names_of(H2Protocol, _HOOKS, "__init__"),
     # ProtocolWrapper's `send` is taken by position: args[6] after (app, config).
     Internal(
         ProtocolWrapper,
         "__init__",
         _HOOKS,
-        params=(
-            "self",
-            "app",
-            "config",
-            "context",
-            "task_group",
-            "state",
-            "ssl",
-            "client",
-            "server",
-            "send",
-        ),
+        params=tuple("self app config context task_group state ssl client server send".split()),
     ),
     # `send` is the TCP server's bound protocol_send; its TLS object gives the TCP scope facts.
-    Internal(AsyncioTCPServer, "protocol_send", _HOOKS),
-    Internal(AsyncioTCPServer, "writer", _HOOKS, instance=True),
+    *names_of(AsyncioTCPServer, _HOOKS, "protocol_send", instance="writer"),
     # The app's `send` is the HTTPStream's bound app_send, which names the stream.
-    Internal(HTTPStream, "app_send", _HOOKS),
-    Internal(HTTPStream, "stream_id", _HOOKS, instance=True),
+    *names_of(HTTPStream, _HOOKS, "app_send", instance="stream_id"),
     # h3_streams.py replaces H3Protocol.handle per connection and wraps stream_send.
-    Internal(H3Protocol, "handle", _H3),
-    Internal(H3Protocol, "stream_send", _H3),
-    Internal(H3Protocol, "_create_stream", _H3),
-    Internal(H3Protocol, "send", _H3, instance=True),
-    Internal(H3Protocol, "connection", _H3, instance=True),
-    Internal(H3Protocol, "streams", _H3, instance=True),
-    Internal(H3Protocol, "config", _H3, instance=True),
-    Internal(H3Protocol, "context", _H3, instance=True),
-    Internal(Config, "max_app_queue_size", _H3),
-    Internal(AsyncioWorkerContext, "terminated", _H3, instance=True),
-    Internal(AsyncioWorkerContext, "sleep", _H3),
+    *names_of(
+        H3Protocol,
+        _H3,
+        "handle stream_send _create_stream",
+        instance="send connection streams config context",
+    ),
+    *names_of(Config, _H3, "max_app_queue_size"),
+    *names_of(AsyncioWorkerContext, _H3, "sleep", instance="terminated"),
     # h2_streams.py wraps H2Protocol.stream_send and resets what the app left unfinished.
-    Internal(H2Protocol, "stream_send", _H2),
-    Internal(H2Protocol, "_flush", _H2),
-    Internal(H2Protocol, "stream_buffers", _H2, instance=True),
-    Internal(H2Protocol, "streams", _H2, instance=True),
-    Internal(H2Protocol, "connection", _H2, instance=True),
-    Internal(H2Protocol, "priority", _H2, instance=True),
-    Internal(StreamBuffer, "_complete", _H2, instance=True),
-    Internal(StreamBuffer, "close", _H2),
+    *names_of(
+        H2Protocol, _H2, "stream_send _flush", instance="stream_buffers streams connection priority"
+    ),
+    *names_of(StreamBuffer, _H2, "close", instance="_complete"),
     *_trio_internals(),
 )
 
@@ -131,33 +104,17 @@ class UnsupportedHypercornVersion(ImportError):
     """The installed hypercorn is outside the tested range or lacks an internal we use."""
 
 
-def _install_hint(wanted: str) -> str:
-    return (
-        f"Install a supported release: pip install 'hypercorn{wanted}' "
-        f"(or set {SKIP_ENV}=1 to try anyway, at your own risk)."
-    )
-
-
 def check_hypercorn_version(
     version: str | None = None, internals: tuple[Internal, ...] = REQUIRED_INTERNALS
 ) -> None:
     """Raise :class:`UnsupportedHypercornVersion` unless hypercorn is in :data:`SUPPORTED`
     and has every name in ``internals``."""
-    if os.environ.get(SKIP_ENV) == "1":
-        return
-    found = version if version is not None else metadata.version("hypercorn")
-    low, high = SUPPORTED
-    wanted = f">={low[0]}.{low[1]},<{high[0]}.{high[1]}"
-    if not (low <= parse_version(found)[:2] < high):
-        raise UnsupportedHypercornVersion(
-            f"hypercorn-pq supports hypercorn {wanted}, found hypercorn {found}. It relies on "
-            "private internals of hypercorn that change between releases. " + _install_hint(wanted)
-        )
-    missing = report(internals)
-    if missing:
-        raise UnsupportedHypercornVersion(
-            f"hypercorn {found} lacks internals that pq-quic-plugin's hypercorn binding uses:\n  "
-            + "\n  ".join(missing)
-            + "\nThis hypercorn differs from the releases the binding was tested with. "
-            + _install_hint(wanted)
-        )
+    check_release(
+        "hypercorn",
+        functools.partial(metadata.version, "hypercorn"),
+        SUPPORTED,
+        internals,
+        user="hypercorn-pq (pq-quic-plugin's hypercorn binding)",
+        error=UnsupportedHypercornVersion,
+        version=version,
+    )

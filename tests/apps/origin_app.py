@@ -25,6 +25,8 @@ import hashlib
 import json
 from typing import Any
 
+from pq_quic_plugin.asgi.types import lifespan
+
 CHUNK = 64 * 1024
 _BLOCK = bytes(range(256)) * (CHUNK // 256)
 
@@ -178,10 +180,4 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
     elif scope["type"] == "websocket":
         await websocket(scope, receive, send)
     elif scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)

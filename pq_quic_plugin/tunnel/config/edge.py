@@ -22,28 +22,33 @@ from .yaml_reader import YamlReader
 __all__ = [
     "ConnectorListenerConfig",
     "EdgeConfig",
+    "ListenerConfig",
     "PublicListenerConfig",
     "load_edge_config",
 ]
 
 
 @dataclass(frozen=True)
-class PublicListenerConfig:
-    """The visitors' side: HTTP/3 on UDP and HTTP/1.1 + HTTP/2 on TCP, both on ``bind``."""
+class ListenerConfig:
+    """The keys both listener sections start with, as ``fields._listener`` declares them:
+    where the listener binds and the certificate pair it presents."""
 
     bind: HostPort
     certfile: Path
     keyfile: Path
+
+
+@dataclass(frozen=True)
+class PublicListenerConfig(ListenerConfig):
+    """The visitors' side: HTTP/3 on UDP and HTTP/1.1 + HTTP/2 on TCP, both on ``bind``."""
+
     pq: Policy = PUBLIC_FIELDS.dataclass_default("pq")  # PREFER or REQUIRE
 
 
 @dataclass(frozen=True)
-class ConnectorListenerConfig:
+class ConnectorListenerConfig(ListenerConfig):
     """The QUIC (UDP) listener connectors dial; ``group_policy()`` gives what it accepts."""
 
-    bind: HostPort
-    certfile: Path
-    keyfile: Path
     post_quantum: Policy = CONNECTORS_FIELDS.dataclass_default("post_quantum")
     groups: tuple[str, ...] | None = CONNECTORS_FIELDS.dataclass_default("groups")
 

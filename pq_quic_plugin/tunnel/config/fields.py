@@ -33,7 +33,7 @@ from .kinds import (
     TextValue,
     UrlValue,
 )
-from .table import ConfigField, ConfigFlag, FieldTable
+from .table import ConfigField, ConfigFlag, FieldTable, ValueKind
 
 __all__ = [
     "CONNECTORS_FIELDS",
@@ -43,6 +43,66 @@ __all__ = [
     "RULE_FIELDS",
     "TABLES",
 ]
+
+
+def _field(
+    key: str, kind: ValueKind, doc: str, *, flag_help: str | None = None, **options: Any
+) -> ConfigField:
+    """A key whose attribute is the key in snake case and whose flag, if it has one, is
+    ``--KEY`` with ``flag_help``, so a row says neither twice. That is every key but
+    ``tunnel`` (a positional argument); ``--url`` has no key. ``options`` are
+    :class:`ConfigField`'s."""
+    flag = None if flag_help is None else ConfigFlag(f"--{key}", flag_help)
+    return ConfigField(key, key.replace("-", "_"), kind, doc, flag=flag, **options)
+
+
+def _metrics(doc: str, flag_help: str | None = None) -> ConfigField:
+    """Both programs serve their metrics on a free local port unless told where."""
+    return _field(
+        "metrics",
+        HostPortValue(listen=True),
+        doc,
+        default=HostPort("127.0.0.1", 0),
+        flag_help=flag_help,
+    )
+
+
+def _loglevel(program: str, flag_help: str) -> ConfigField:
+    """Both programs log at the same levels, ``info`` unless told otherwise."""
+    return _field(
+        "loglevel",
+        LogLevelValue(),
+        f"how much the {program} logs",
+        default="info",
+        flag_help=flag_help,
+    )
+
+
+def _grace_period(flag_help: str | None = None) -> ConfigField:
+    """Both programs give requests in flight the same time to finish at shutdown."""
+    return _field(
+        "grace-period",
+        DurationValue(),
+        "on SIGTERM/SIGINT, how long requests in flight may take to finish",
+        default=30.0,
+        flag_help=flag_help,
+    )
+
+
+def _listener(
+    *, bind: str, certfile: str, keyfile: str, pair_default: str | None
+) -> tuple[ConfigField, ...]:
+    """The keys both of the edge's listeners start with (``edge.ListenerConfig``): where it
+    binds, and the certificate and key it presents, which must exist. ``pair_default`` is what
+    the pair defaults to, ``None`` when it is required."""
+    pair: dict[str, Any] = (
+        {"required": True} if pair_default is None else {"default_doc": pair_default}
+    )
+    return (
+        _field("bind", HostPortValue(listen=True), bind, required=True),
+        _field("certfile", PathValue(must_exist=True), certfile, **pair),
+        _field("keyfile", PathValue(must_exist=True), keyfile, **pair),
+    )
 
 
 def _https_only(values: Mapping[str, Any]) -> str | None:
@@ -57,23 +117,20 @@ RULE_FIELDS = FieldTable(
     "ingress-rule",
     "ingress rules",
     (
-        ConfigField(
-            "hostname",
+        _field(
             "hostname",
             HostnameValue(wildcard=True),
             "the request's `Host` (`:port` and case ignored); may be a wildcard `*.example.com`",
             default_doc="any host",
         ),
-        ConfigField(
-            "path",
+        _field(
             "path",
             RegexValue(),
             "a Python regular expression, searched (`re.search`) in the path without the query "
             "string; anchor it with `^` to match a prefix. Must compile",
             default_doc="any path",
         ),
-        ConfigField(
-            "service",
+        _field(
             "service",
             ServiceValue(),
             "`http://HOST[:PORT][/base]` — HTTP/1.1 to the origin (port 80 if omitted; `/base` "
@@ -82,18 +139,16 @@ RULE_FIELDS = FieldTable(
             "omitted); `http_status:NNN` — answer with status NNN (100-599) without an origin",
             required=True,
         ),
-        ConfigField(
+        _field(
             "origin-ca-file",
-            "origin_ca_file",
             PathValue(must_exist=True),
             "for `https://` services only: a CA (PEM) to trust for the origin's certificate; "
             "relative to this file; must exist",
             default_doc="the system's trust store",
             requires=_https_only,
         ),
-        ConfigField(
+        _field(
             "origin-server-name",
-            "origin_server_name",
             HostnameValue(wildcard=False),
             "for `https://` services only: the TLS server name to use for the origin",
             default_doc="the service's host",
@@ -114,117 +169,85 @@ CONNECTOR_FIELDS = FieldTable(
             default_doc="from the credentials file",
             flag=ConfigFlag("NAME", "tunnel name or ID (optional with credentials)"),
         ),
-        ConfigField(
+        _field(
             "credentials-file",
-            "credentials_file",
             PathValue(must_exist=False),
             "the JSON file `pq-tunnel create` wrote; relative to this file",
             default_doc="none (required to run)",
-            flag=ConfigFlag("--credentials-file", "the credentials file pq-tunnel create wrote"),
+            flag_help="the credentials file pq-tunnel create wrote",
         ),
-        ConfigField(
-            "edge",
+        _field(
             "edge",
             HostPortListValue("edge address"),
             "the edge's connector listener(s); `ha-connections` are spread over them",
             default=(),
             default_doc="none (required to run)",
-            flag=ConfigFlag("--edge", "the edge's connector listener (repeatable)"),
+            flag_help="the edge's connector listener (repeatable)",
         ),
-        ConfigField(
+        _field(
             "post-quantum",
-            "post_quantum",
             BoolValue(),
             "`true`: offer post-quantum groups only and never fall back (a failed handshake "
             "prints a banner and, with `pq-report-url`, sends a report). `false`: prefer "
             "post-quantum, accept classical, and say so in the log",
             default=False,
-            flag=ConfigFlag(
-                "--post-quantum", "post-quantum key exchange only, never a classical fallback"
-            ),
+            flag_help="post-quantum key exchange only, never a classical fallback",
         ),
-        ConfigField(
-            "groups",
+        _field(
             "groups",
             GroupsValue(),
             "the key-exchange groups to offer; with `post-quantum: true` at least one must be "
             "post-quantum (the classical ones are then dropped). Names as in `docs/groups.md`, "
             "case-insensitive; the flag takes them comma-separated",
             default_doc="the connector's default list",
-            flag=ConfigFlag("--groups", "key-exchange groups to offer, comma-separated"),
+            flag_help="key-exchange groups to offer, comma-separated",
         ),
-        ConfigField(
+        _field(
             "ha-connections",
-            "ha_connections",
             IntValue(1, 16),
             "how many connections to keep open to the edge",
             default=4,
-            flag=ConfigFlag("--ha-connections", "connections to keep open to the edge (1-16)"),
+            flag_help="connections to keep open to the edge (1-16)",
         ),
-        ConfigField(
-            "metrics",
-            "metrics",
-            HostPortValue(listen=True),
+        _metrics(
             "the metrics server (`/metrics`, `/ready`, `/healthcheck`); port 0 picks a free "
             "port, printed at start",
-            default=HostPort("127.0.0.1", 0),
-            flag=ConfigFlag("--metrics", "where to serve /metrics, /ready, /healthcheck"),
+            "where to serve /metrics, /ready, /healthcheck",
         ),
-        ConfigField(
-            "loglevel",
-            "loglevel",
-            LogLevelValue(),
-            "how much the connector logs",
-            default="info",
-            flag=ConfigFlag("--loglevel", "how much to log"),
-        ),
-        ConfigField(
-            "grace-period",
-            "grace_period",
-            DurationValue(),
-            "on SIGTERM/SIGINT, how long requests in flight may take to finish",
-            default=30.0,
-            flag=ConfigFlag("--grace-period", "time for requests in flight at shutdown, e.g. 30s"),
-        ),
-        ConfigField(
+        _loglevel("connector", "how much to log"),
+        _grace_period("time for requests in flight at shutdown, e.g. 30s"),
+        _field(
             "pq-report-url",
-            "pq_report_url",
             UrlValue(),
             "where to POST a JSON report when a post-quantum handshake fails (the edge serves "
             "one at `/pq-report`)",
-            flag=ConfigFlag("--pq-report-url", "where to POST post-quantum failure reports"),
+            flag_help="where to POST post-quantum failure reports",
         ),
-        ConfigField(
-            "retries",
+        _field(
             "retries",
             IntValue(0, None),
             "consecutive failed attempts per connection (with exponential backoff and jitter) "
             "before the connector gives up on it and exits with an error; `0` retries forever. "
             "A successful registration resets the count",
             default=5,
-            flag=ConfigFlag(
-                "--retries", "failed attempts per connection before giving up (0: forever)"
-            ),
+            flag_help="failed attempts per connection before giving up (0: forever)",
         ),
-        ConfigField(
+        _field(
             "ca-file",
-            "ca_file",
             PathValue(must_exist=True),
             "a CA certificate (PEM) to trust for the edge's certificate; relative to this "
             "file; must exist",
             default_doc="the system's trust store",
-            flag=ConfigFlag("--ca-file", "CA that issued the edge's certificate"),
+            flag_help="CA that issued the edge's certificate",
         ),
-        ConfigField(
+        _field(
             "edge-server-name",
-            "edge_server_name",
             HostnameValue(wildcard=False),
             "the TLS server name (SNI) the connector sends and checks the edge's certificate "
             "against",
             default_doc="the host part of each `edge` address",
         ),
-        ConfigField(
-            "ingress",
+        _field(
             "ingress",
             IngressValue(RULE_FIELDS),
             "see below",
@@ -245,30 +268,14 @@ PUBLIC_FIELDS = FieldTable(
     "edge-public",
     "edge.yaml: public",
     (
-        ConfigField(
-            "bind",
-            "bind",
-            HostPortValue(listen=True),
-            "where visitors connect: HTTP/3 on UDP and HTTP/1.1 + HTTP/2 on TCP (with `Alt-Svc`), "
-            "one port for both",
-            required=True,
+        *_listener(
+            bind="where visitors connect: HTTP/3 on UDP and HTTP/1.1 + HTTP/2 on TCP (with "
+            "`Alt-Svc`), one port for both",
+            certfile="the certificate chain (PEM) visitors see; must exist",
+            keyfile="its private key (PEM); must exist",
+            pair_default=None,
         ),
-        ConfigField(
-            "certfile",
-            "certfile",
-            PathValue(must_exist=True),
-            "the certificate chain (PEM) visitors see; must exist",
-            required=True,
-        ),
-        ConfigField(
-            "keyfile",
-            "keyfile",
-            PathValue(must_exist=True),
-            "its private key (PEM); must exist",
-            required=True,
-        ),
-        ConfigField(
-            "pq",
+        _field(
             "pq",
             PolicyValue([Policy.PREFER, Policy.REQUIRE]),
             "`prefer`: post-quantum key exchange when the visitor offers it, classical "
@@ -282,38 +289,21 @@ CONNECTORS_FIELDS = FieldTable(
     "edge-connectors",
     "edge.yaml: connectors",
     (
-        ConfigField(
-            "bind",
-            "bind",
-            HostPortValue(listen=True),
-            "where connectors' QUIC connections arrive (UDP); must not be the public UDP port",
-            required=True,
+        *_listener(
+            bind="where connectors' QUIC connections arrive (UDP); must not be the public UDP port",
+            certfile="a separate certificate for connectors; give `keyfile` too",
+            keyfile="the separate certificate's key; give `certfile` too",
+            pair_default="the `public` pair",
         ),
-        ConfigField(
-            "certfile",
-            "certfile",
-            PathValue(must_exist=True),
-            "a separate certificate for connectors; give `keyfile` too",
-            default_doc="the `public` pair",
-        ),
-        ConfigField(
-            "keyfile",
-            "keyfile",
-            PathValue(must_exist=True),
-            "the separate certificate's key; give `certfile` too",
-            default_doc="the `public` pair",
-        ),
-        ConfigField(
+        _field(
             "post-quantum",
-            "post_quantum",
             PolicyValue(list(Policy)),
             "which key exchanges the edge accepts from connectors: `require` (post-quantum "
             "only: a classical-only connector is refused), `prefer` (post-quantum first, "
             "classical accepted), `off` (aioquic's classical groups only)",
             default=Policy.PREFER,
         ),
-        ConfigField(
-            "groups",
+        _field(
             "groups",
             GroupsValue(),
             "the groups accepted, in the edge's preference order; unknown names are an error "
@@ -327,61 +317,37 @@ EDGE_FIELDS = FieldTable(
     "edge",
     "edge.yaml",
     (
-        ConfigField(
-            "public",
+        _field(
             "public",
             SectionValue(PUBLIC_FIELDS),
             "the visitors' listener, see below",
             required=True,
         ),
-        ConfigField(
-            "connectors",
+        _field(
             "connectors",
             SectionValue(CONNECTORS_FIELDS),
             "the connectors' QUIC listener, see below",
             required=True,
         ),
-        ConfigField(
-            "store",
+        _field(
             "store",
             PathValue(must_exist=False),
             "the SQLite tunnel store `pq-tunnel create` writes (created with mode 0600)",
             default=Path("tunnels.db"),
             default_doc="`tunnels.db` next to this file",
         ),
-        ConfigField(
-            "metrics",
-            "metrics",
-            HostPortValue(listen=True),
-            "the edge's metrics server",
-            default=HostPort("127.0.0.1", 0),
-        ),
-        ConfigField(
-            "loglevel",
-            "loglevel",
-            LogLevelValue(),
-            "how much the edge logs",
-            default="info",
-            flag=ConfigFlag("--loglevel", "how much to log (overrides the file)"),
-        ),
-        ConfigField(
-            "grace-period",
-            "grace_period",
-            DurationValue(),
-            "on SIGTERM/SIGINT, how long requests in flight may take to finish",
-            default=30.0,
-        ),
-        ConfigField(
+        _metrics("the edge's metrics server"),
+        _loglevel("edge", "how much to log (overrides the file)"),
+        _grace_period(),
+        _field(
             "edge-id",
-            "edge_id",
             TextValue(),
             "this edge's name in logs, registrations and the status page; set it when several "
             "edges share a host",
             default_factory=socket.gethostname,
             default_doc="the machine's host name",
         ),
-        ConfigField(
-            "location",
+        _field(
             "location",
             TextValue(),
             "free text shown to connectors (`location=...` in their logs)",

@@ -8,7 +8,7 @@ accept the same values and refuse the rest with the same words.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +44,33 @@ __all__ = [
     "PathValue",
     "PolicyValue",
     "RegexValue",
+    "RuleValue",
     "SectionValue",
     "ServiceValue",
     "TextValue",
     "UrlValue",
 ]
+
+
+class RuleValue(ValueKind):
+    """A kind that is one rule from ``values.py`` and nothing more.
+
+    The file's value goes through the same :meth:`convert` as a flag's, so both are accepted
+    and refused alike and reading only adds the file and line to the error. The rule sees the
+    text exactly as written unless :attr:`raw` is false. Subclasses set :attr:`rule`, or
+    override :meth:`convert` when the rule needs the kind's options.
+    """
+
+    #: A plain value in, the value out; ``ValueError`` says what to write instead.
+    rule: Callable[[Any], Any]
+    #: False: the rule gets the value as YAML types it (a number stays a number).
+    raw = True
+
+    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> Any:
+        return r.convert(node, key, self.convert, raw=self.raw)
+
+    def convert(self, value: Any) -> Any:
+        return self.rule(value)
 
 
 class TextValue(ValueKind):
@@ -103,37 +125,31 @@ class IntValue(ValueKind):
         return check_int(value, self.low, self.high)
 
 
-class DurationValue(ValueKind):
-    """``30s``, ``1m30s``, ``500ms`` or a number of seconds."""
+class DurationValue(RuleValue):
+    """``30s``, ``1m30s``, ``500ms`` or a number of seconds.
+
+    In a file, ``90`` and ``1.5`` are YAML numbers, taken as seconds; words are text.
+    """
 
     doc = "duration"
     metavar = "DURATION"
-
-    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> float:
-        return r.duration(node, key)
-
-    def convert(self, value: Any) -> float:
-        return parse_duration(value)
+    raw = False
+    rule = staticmethod(parse_duration)
 
     def show(self, value: Any) -> str:
         return f"`{format_duration(value)}`"
 
 
-class LogLevelValue(ValueKind):
+class LogLevelValue(RuleValue):
     """One of :data:`LOG_LEVELS`; the file also takes ``warn`` and any case."""
 
     doc = "`debug`, `info`, `warning` (`warn`), `error`"
     metavar = "LEVEL"
     choices = LOG_LEVELS
-
-    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> str:
-        return r.convert(node, key, check_loglevel)
-
-    def convert(self, value: Any) -> str:
-        return check_loglevel(value)
+    rule = staticmethod(check_loglevel)
 
 
-class PolicyValue(ValueKind):
+class PolicyValue(RuleValue):
     """A post-quantum policy, limited to the ones that make sense for the key."""
 
     metavar = "POLICY"
@@ -142,32 +158,29 @@ class PolicyValue(ValueKind):
         self.allowed = tuple(allowed)
         self.choices = tuple(p.value for p in self.allowed)
         self.doc = ", ".join(f"`{p.value}`" for p in self.allowed)
-        self.parse = policy_parser(self.allowed)
-
-    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> Policy:
-        return r.convert(node, key, self.parse)
-
-    def convert(self, value: Any) -> Policy:
-        return self.parse(value)
+        self.rule = policy_parser(self.allowed)
 
     def show(self, value: Any) -> str:
         return f"`{Policy(value).value}`"
 
 
-class UrlValue(ValueKind):
+class UrlValue(RuleValue):
     """An ``http://`` or ``https://`` URL."""
 
     doc = "`http://` or `https://` URL"
     metavar = "URL"
-
-    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> str:
-        return r.convert(node, key, check_url)
-
-    def convert(self, value: Any) -> str:
-        return check_url(value)
+    rule = staticmethod(check_url)
 
 
-class HostnameValue(ValueKind):
+class ServiceValue(RuleValue):
+    """Where requests go: ``http://``, ``https://`` (HTTP/3) or ``http_status:NNN``."""
+
+    doc = "service"
+    metavar = "URL"
+    rule = staticmethod(parse_service)
+
+
+class HostnameValue(RuleValue):
     """A host name, normalised; maybe a ``*.domain`` wildcard."""
 
     metavar = "HOST"
@@ -176,14 +189,11 @@ class HostnameValue(ValueKind):
         self.wildcard = wildcard
         self.doc = "host name or `*.domain`" if wildcard else "host name"
 
-    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> str:
-        return r.convert(node, key, self.convert)
-
     def convert(self, value: Any) -> str:
         return normalize_hostname(value, allow_wildcard=self.wildcard)
 
 
-class HostPortValue(ValueKind):
+class HostPortValue(RuleValue):
     """``HOST:PORT``; ``listen`` allows port 0 (the OS picks a free port)."""
 
     doc = "HOST:PORT"
@@ -191,9 +201,6 @@ class HostPortValue(ValueKind):
 
     def __init__(self, listen: bool) -> None:
         self.listen = listen
-
-    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> HostPort:
-        return r.convert(node, key, self.convert)
 
     def convert(self, value: Any) -> HostPort:
         if isinstance(value, HostPort):
@@ -271,19 +278,6 @@ class GroupsValue(ValueKind):
 
     def convert(self, value: Any) -> tuple[str, ...]:
         return split_groups(value)
-
-
-class ServiceValue(ValueKind):
-    """Where requests go: ``http://``, ``https://`` (HTTP/3) or ``http_status:NNN``."""
-
-    doc = "service"
-    metavar = "URL"
-
-    def read(self, r: YamlReader, node: yaml.Node, key: str, owner: Any = None) -> Any:
-        return r.convert(node, key, parse_service)
-
-    def convert(self, value: Any) -> Any:
-        return parse_service(value)
 
 
 class RegexValue(ValueKind):

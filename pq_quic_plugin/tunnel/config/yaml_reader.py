@@ -20,7 +20,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 
 from .errors import ConfigError
-from .values import check_groups, describe, int_range, parse_duration
+from .values import check_groups, describe, int_range
 
 __all__ = ["KeyNodes", "YamlReader", "node_kind"]
 
@@ -195,16 +195,6 @@ class YamlReader:
         if allow_scalar and isinstance(node, yaml.ScalarNode):
             return [node]
         raise self.error(node, key, f"expected a list, got {node_kind(node)}")
-
-    def duration(self, node: yaml.Node, key: str) -> float:
-        """A duration; numbers as YAML reads them, words (``1m30s``) as written."""
-        value = self.value(node)
-        if isinstance(value, str):
-            value = node.value
-        try:
-            return parse_duration(value)
-        except ValueError as exc:
-            raise self.error(node, key, str(exc)) from None
 
     def groups(self, node: yaml.Node, key: str) -> tuple[str, ...]:
         """Group names; an unknown one is reported at its own item (``groups[1]``)."""

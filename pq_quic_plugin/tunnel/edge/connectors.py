@@ -13,6 +13,7 @@ import base64
 import logging
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from aioquic.asyncio import serve
@@ -44,23 +45,20 @@ logger = logging.getLogger("pq_quic_plugin.tunnel.edge")
 REGISTRATION_TIMEOUT = 10.0
 
 
+@dataclass(eq=False)
 class ConnectorListener:
-    """Accepts connector connections, authenticates them and keeps the registry current."""
+    """Accepts connector connections, authenticates them and keeps the registry current.
 
-    def __init__(
-        self,
-        store: TunnelStore,
-        registry: Registry,
-        edge_id: str,
-        location: str,
-        observer: Observer = NO_OBSERVER,
-    ) -> None:
-        self.store = store
-        self.registry = registry
-        self.edge_id = edge_id
-        self.location = location
-        self.observer = observer
-        self._server: QuicServer | None = None
+    It holds what it is given, plus the QUIC server once started; ``edge_id`` and
+    ``location`` are what a connector is told when it registers. A listener equals only itself.
+    """
+
+    store: TunnelStore
+    registry: Registry
+    edge_id: str
+    location: str
+    observer: Observer = NO_OBSERVER
+    _server: QuicServer | None = field(default=None, init=False, repr=False)
 
     async def start(
         self,

@@ -9,10 +9,14 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..wire import ERROR_SHUTDOWN, TunnelConnection
+
+#: What :meth:`LiveConnection.describe` leaves out: the tunnel (descriptions are grouped by
+#: it) and the connection object itself.
+NOT_DESCRIBED = frozenset({"tunnel_id", "tunnel_name", "connection"})
 
 
 @dataclass
@@ -43,18 +47,9 @@ class LiveConnection:
         self.connection.transmit()
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "connector_id": self.connector_id,
-            "conn_index": self.conn_index,
-            "group": self.group,
-            "post_quantum": self.post_quantum,
-            "remote": self.remote,
-            "version": self.version,
-            "registered_at": self.registered_at,
-            "draining": self.draining,
-            "requests": self.requests,
-            "in_flight": self.in_flight,
-        }
+        """Every field but :data:`NOT_DESCRIBED`, in order, for the operations endpoints and
+        the live file; a field added later is shown without a second list to keep in step."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in NOT_DESCRIBED}
 
 
 class Registry:

@@ -23,16 +23,13 @@ from ..config import Service
 from ..headers import find, forwardable
 from ..hostnames import HostPort, format_hostport
 from .request import (
-    HOP_NAME,
     OriginError,
     OriginHop,
     OriginRequest,
     OriginResponse,
     PeekedBody,
-    join_path,
     plain,
     retrieve,
-    with_host,
 )
 
 __all__ = ["H1Client", "H1Connection", "H1Pool", "READ_CHUNK", "open_tcp"]
@@ -367,14 +364,14 @@ class H1Client:
     async def request(
         self, service: Service, request: OriginRequest, body: PeekedBody
     ) -> OriginResponse:
-        hop = OriginHop(HOP_NAME, "http/1.1", None, False)
-        out = with_host(forwardable(request.headers_with(hop)), request.host_header, service)
+        hop = OriginHop.over("http/1.1")
+        out = request.headers_to_send(hop, service)
         if find(out, "content-length") is None:
             if not body.empty:
                 out.append(("transfer-encoding", "chunked"))
             elif request.method.upper() in BODY_METHODS:
                 out.append(("content-length", "0"))
-        target = join_path(service.base_path, request.path)
+        target = request.target(service)
         try:
             wire = h11.Request(method=request.method, target=target, headers=out)
         except h11.LocalProtocolError as exc:

@@ -20,17 +20,7 @@ from ...http3 import HTTP3Error, HTTP3Session, client_configuration, open_sessio
 from ..config import Service
 from ..headers import forwardable
 from ..hostnames import format_hostport
-from .request import (
-    HOP_NAME,
-    OriginError,
-    OriginHop,
-    OriginRequest,
-    OriginResponse,
-    PeekedBody,
-    join_path,
-    plain,
-    with_host,
-)
+from .request import OriginError, OriginHop, OriginRequest, OriginResponse, PeekedBody, plain
 
 __all__ = ["H3Client"]
 
@@ -154,21 +144,14 @@ class H3Client:
     async def request(
         self, service: Service, request: OriginRequest, body: PeekedBody
     ) -> OriginResponse:
-        target = join_path(service.base_path, request.path)
+        target = request.target(service)
         timeout = request.timeout
         for attempt in (1, 2):
             session = await self._session(service, request)
-            group = session.group
-            hop = OriginHop(
-                HOP_NAME,
-                "quic",
-                group.name if group else None,
-                bool(group is not None and group.post_quantum),
-            )
-            out = with_host(forwardable(request.headers_with(hop)), request.host_header, service)
+            hop = OriginHop.over("quic", session.group)
             h3_headers = [
                 (k.strip().lower().encode("latin-1", "replace"), v.encode("latin-1", "replace"))
-                for k, v in out
+                for k, v in request.headers_to_send(hop, service)
             ]
             send_body = None if body.empty else body.chunks()
             try:

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...asgi.types import Hop
+from ...groups.base import Group
 from ..config import Service
-from ..headers import find
+from ..headers import find, forwardable
 from ..hostnames import format_hostport
 
 __all__ = [
@@ -56,6 +57,13 @@ class OriginHop:
     group: str | None
     post_quantum: bool
     tls: bool = False  # HTTP/1.1 over TLS (a wss:// WebSocket to an https:// service)
+
+    @classmethod
+    def over(cls, transport: str, group: Group | None = None, *, tls: bool = False) -> OriginHop:
+        """The hop over ``transport`` that negotiated ``group`` (None: no key exchange, or
+        not known); every origin path reports its hop this one way."""
+        post_quantum = bool(group is not None and group.post_quantum)
+        return cls(HOP_NAME, transport, group.name if group else None, post_quantum, tls=tls)
 
     def as_dict(self) -> Hop:
         out: Hop = {
@@ -104,6 +112,15 @@ class OriginRequest:
         if self.headers_for is not None:
             return self.headers_for(hop)
         return list(self.headers)
+
+    def headers_to_send(self, hop: OriginHop, service: Service) -> list[tuple[str, str]]:
+        """:meth:`headers_with` as HTTP/1.1 and HTTP/3 send them: without hop-by-hop headers,
+        with the ``Host`` that :func:`with_host` picks."""
+        return with_host(forwardable(self.headers_with(hop)), self.host_header, service)
+
+    def target(self, service: Service) -> str:
+        """The path to ask the origin for: the service's base path, then the visitor's."""
+        return join_path(service.base_path, self.path)
 
 
 @dataclass

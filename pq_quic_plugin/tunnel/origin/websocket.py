@@ -32,7 +32,7 @@ from ..config import Service
 from ..headers import find, forwardable
 from ..hostnames import format_hostport
 from .h1 import READ_CHUNK, open_tcp
-from .request import HOP_NAME, OriginError, OriginHop, OriginRequest, join_path, plain
+from .request import OriginError, OriginHop, OriginRequest, plain
 
 __all__ = ["OriginWebSocket", "WEBSOCKET_OWN", "open_websocket"]
 
@@ -72,7 +72,7 @@ async def open_websocket(
         context.set_alpn_protocols(["http/1.1"])
     server_hostname = (request.server_name or service.host) if tls else None
     reader, writer = await open_tcp(service, limit, context, server_hostname)
-    hop = OriginHop(HOP_NAME, "http/1.1", None, False, tls=tls)
+    hop = OriginHop.over("http/1.1", tls=tls)
     chosen = request.headers_with(hop)
     host = (
         request.host_header or find(chosen, "host") or format_hostport(service.host, service.port)
@@ -83,7 +83,7 @@ async def open_websocket(
     ]
     opening = Request(
         host=host,
-        target=join_path(service.base_path, request.path),
+        target=request.target(service),
         subprotocols=list(subprotocols),
         extra_headers=extra,
     )
