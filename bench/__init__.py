@@ -5,15 +5,18 @@ Each module compares variants side by side in one run, prints ratios, writes
 tiny iteration counts that writes to a temporary directory instead. Nothing here is a test.
 
 The shared pieces, one job each: :mod:`.machine` (what produced a result), :mod:`.processes`
-(CPU and memory of processes, from /proc), :mod:`.stats`, :mod:`.load` (closed-loop request
-load), :mod:`.certs`, :mod:`.configs` (aioquic client/server pairs), :mod:`.sansio_pump`,
+(CPU and memory of processes, from /proc), :mod:`.servers` (server subprocesses),
+:mod:`.stats`, :mod:`.pairing` (ratios of back-to-back slices), :mod:`.load` (closed-loop
+request load), :mod:`.certs`, :mod:`.configs` (aioquic client/server pairs),
+:mod:`.sansio_pump` (QUIC in memory), :mod:`.tls_pump` (TLS over memory BIOs),
+:mod:`.tls_echo` (a TLS echo server process), :mod:`.tcp_clients` (httpx and curl),
 :mod:`.stack_internals` (the private names of aioquic and qh3 the benchmarks peek at),
 :mod:`.report` (console tables), :mod:`.results` (JSON files) and :mod:`.plots`.
 """
 
 from pathlib import Path
 
-BENCHMARKS = ("handshake_cpu", "wire", "http3_serving", "tunnel")
+BENCHMARKS = ("handshake_cpu", "tcp_handshake", "wire", "http3_serving", "tcp_serving", "tunnel")
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository: servers run from here (``bench.asgi_app:app``), full results go below it."""

@@ -16,23 +16,21 @@ limits requests/s as much as the server does.
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from tools import loopback
-
-from . import ROOT
 from .load import load_summary, new_connection_per_request, reused_connections
 from .machine import machine_info
+from .pairing import CLEAN_OTHER_LOAD, paired_ratios
 from .plots import machine_caption, pyplot, save_figure
-from .processes import other_share, session_cpu_seconds, system_busy_seconds
+from .processes import other_share, system_busy_seconds
 from .report import begin, table
 from .results import publish
-from .stats import ratio, summarize
+from .servers import Server, two_ports
+from .stats import ratio
 
 NAME = "http3_serving"
 APP = "bench.asgi_app:app"
@@ -48,49 +46,10 @@ REUSED = "reused connections"
 # --- server processes ----------------------------------------------------------------------
 
 
-class Server:
-    """One server subprocess in its own session (so its workers can be found and stopped)."""
-
-    def __init__(self, label: str, argv: list[str], port: int, log: Path) -> None:
-        self.label, self.argv, self.port, self.log_path = label, argv, port, log
-        self.process: loopback.Process | None = None
-
-    def start(self, timeout: float = 30.0) -> None:
-        """Start it and wait until its port takes TCP connections.
-
-        Not its log: hypercorn-pq names "(QUIC)" before it serves. The UDP socket is bound
-        with the TCP one, so a QUIC client's first datagram waits in the kernel if it is early.
-        """
-        self.process = loopback.start(self.argv, self.log_path, cwd=ROOT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.proc.poll() is not None:
-                raise RuntimeError(f"{self.label} exited:\n{self.log()}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.label} did not come up:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def cpu_seconds(self) -> float:
-        """utime + stime of every process in the server's session (hypercorn forks workers)."""
-        assert self.process is not None
-        return session_cpu_seconds(self.process.proc.pid)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            loopback.stop(self.process.proc)
-
-
 def _servers(pki: Any, log_dir: Path) -> dict[str, Server]:
     py = sys.executable
     tls = ["--certfile", str(pki.cert), "--keyfile", str(pki.key)]
-    p1, p2 = loopback.free_port(), loopback.free_port()
-    while p2 == p1:
-        p2 = loopback.free_port()
+    p1, p2 = two_ports()
     return {
         PQ: Server(
             PQ,
@@ -137,10 +96,6 @@ def udp_counters() -> dict[str, int]:
 
 
 # --- run -----------------------------------------------------------------------------------
-
-
-CLEAN_OTHER_LOAD = 0.15
-"""A slice counts as clean when other processes used at most this share of all cores."""
 
 
 def _slice(
@@ -225,44 +180,8 @@ def _paired(
     b_label: str = STOCK,
     modes: tuple[str, ...] = (NEW, REUSED),
 ) -> dict[str, Any]:
-    """a/b (default PQ/stock) ratios of back-to-back slices of the same repetition and mode.
-
-    Adjacent slices see nearly the same background load, so the ratio of a pair is far less
-    sensitive to a competing workload than ratios of totals; the median over pairs is the
-    headline number.
-    """
-    out: dict[str, Any] = {}
-    for mode in modes:
-        rps, cpu, loads = [], [], []
-        for rep in sorted({s["repetition"] for s in slices}):
-            pair = {s["server"]: s for s in slices if s["mode"] == mode and s["repetition"] == rep}
-            if a_label not in pair or b_label not in pair:
-                continue
-            a, b = pair[a_label], pair[b_label]
-            na, nb = len(a["latencies"]), len(b["latencies"])
-            if not (na and nb):
-                continue
-            rps.append((na / a["elapsed"]) / (nb / b["elapsed"]))
-            cpu.append(
-                (a["server_cpu"] / na) / (b["server_cpu"] / nb) if b["server_cpu"] else float("nan")
-            )
-            loads.append(max(a["other_share"], b["other_share"]))
-        clean = [i for i, x in enumerate(loads) if x <= CLEAN_OTHER_LOAD]
-        out[mode] = {
-            "ratio": f"{a_label} / {b_label}",
-            "pairs": len(rps),
-            "requests_per_s_ratio": summarize(rps, 3) if rps else None,
-            "server_cpu_per_request_ratio": summarize(cpu, 3) if cpu else None,
-            "clean_pairs": len(clean),
-            "requests_per_s_ratio_clean_pairs": summarize([rps[i] for i in clean], 3)
-            if clean
-            else None,
-            "server_cpu_per_request_ratio_clean_pairs": summarize([cpu[i] for i in clean], 3)
-            if clean
-            else None,
-            "max_other_load_per_pair": [round(x, 3) for x in loads],
-        }
-    return out
+    """a/b (default PQ/stock) ratios of back-to-back slices (:mod:`.pairing`)."""
+    return paired_ratios(slices, a_label, b_label, modes)
 
 
 def run(quick: bool, out_dir: Path) -> dict[str, Any]:
@@ -385,7 +304,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
             "anything well above 0 means another workload competed",
             "udp_drops": "RcvbufErrors + SndbufErrors from /proc/net/snmp during the slice "
             "(system-wide)",
-            "cpu": "server: utime+stime of the server's process session from /proc; "
+            "cpu": "server: on-CPU time of the server's process session from /proc; "
             "client: time.process_time of this process",
         },
         "probe": probe,

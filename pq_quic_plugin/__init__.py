@@ -1,15 +1,21 @@
-"""Post-quantum key exchange for aioquic and hypercorn.
+"""Post-quantum key exchange for aioquic and hypercorn, over QUIC and over TCP.
 
 Public API (see docs/): :func:`configure` one QuicConfiguration, :func:`install` for every
-aioquic connection, :func:`negotiated_group` to read back what a handshake agreed on.
+aioquic connection, :func:`ssl_context` for TLS over TCP (asyncio, trio, anyio, httpx), and
+:func:`negotiated_group` to read back what a handshake agreed on, on either transport.
 """
 
 from __future__ import annotations
 
-from .aioquic_binding import configure, install, negotiated_group, uninstall
+import sys
+from typing import Any
+
+from .aioquic_binding import configure, install, uninstall
+from .aioquic_binding import negotiated_group as _quic_negotiated_group
 from .groups.base import Group, InvalidKeyShare
 from .plugins import UnknownGroupError, registry
 from .policy import Policy
+from .tcp_tls import ssl_context
 
 __version__ = "0.1.0"
 
@@ -24,6 +30,22 @@ def group_by_name(name: str) -> Group:
     return registry().by_name(name)
 
 
+def negotiated_group(connection: Any) -> Group | None:
+    """The group a finished handshake agreed on, on either side, or None.
+
+    QUIC: a ``QuicConnection``, an aioquic ``QuicConnectionProtocol`` or a TLS context; stock
+    aioquic (policy off) records no group. TCP: the object from :func:`ssl_context`'s
+    ``wrap_bio``, an asyncio transport or ``StreamWriter``, an anyio TLS stream or a trio
+    ``SSLStream``; Python's own ``ssl`` (policy off) reports no group. The same :class:`Group`
+    objects on both transports.
+    """
+    group = _quic_negotiated_group(connection)
+    tls_binding = sys.modules.get("pq_quic_plugin.tls_binding")
+    if group is None and tls_binding is not None:  # not imported: no TCP connection of ours
+        group = tls_binding.negotiated_group(connection)
+    return group
+
+
 __all__ = [
     "Group",
     "InvalidKeyShare",
@@ -34,5 +56,6 @@ __all__ = [
     "group_by_name",
     "install",
     "negotiated_group",
+    "ssl_context",
     "uninstall",
 ]

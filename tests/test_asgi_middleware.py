@@ -62,6 +62,9 @@ TCP = {
     "group_known": False,
     "note": "key-exchange group unknown on TCP",
 }
+#: hypercorn-pq's TCP listener with --pq: the post-quantum layer reports the group.
+TCP_PQ = {**PQ, "transport": "tcp"}
+TCP_CLASSICAL = {**CLASSICAL, "transport": "tcp"}
 ABSENT = None  # stock hypercorn, plain http: no pq_quic at all
 
 
@@ -327,6 +330,8 @@ def test_facts_are_frozen_and_copied_out_of_the_scope() -> None:
         (PQ, "X25519MLKEM768; post-quantum"),
         (CLASSICAL, "x25519; classical"),
         (TCP, "unknown; tcp"),
+        (TCP_PQ, "X25519MLKEM768; post-quantum"),
+        (TCP_CLASSICAL, "x25519; classical"),
     ],
 )
 def test_header_names_the_group(pq: dict, expected: str) -> None:
@@ -509,6 +514,20 @@ def test_require_refuses_classical_quic_with_403_naming_the_group() -> None:
     assert "negotiated x25519, which is not post-quantum" in ex.text
     assert ex.header("alt-svc") is None  # already on HTTP/3: retrying elsewhere cannot help
     assert ex.header("pq-key-exchange") == "x25519; classical"
+
+
+def test_require_on_tcp_with_a_reported_group() -> None:
+    """hypercorn-pq --pq prefer serves classical TCP clients; an app that requires post-quantum
+    itself refuses them naming the group, and serves post-quantum TCP like HTTP/3."""
+    app = Recorder()
+    ex = run(PostQuantumMiddleware(app, require=True), make_scope(TCP_CLASSICAL, http_version="2"))
+    assert not app.called and ex.status == 403
+    assert "negotiated x25519, which is not post-quantum" in ex.text
+    assert "HTTPS (HTTP/1.1, HTTP/2) and HTTP/3" in ex.text
+    assert ex.header("alt-svc") is None  # HTTP/3 would not help: the client lacks ML-KEM
+    ok = run(PostQuantumMiddleware(app, require=True), make_scope(TCP_PQ, http_version="2"))
+    assert app.called and ok.status == 200
+    assert ok.header("pq-key-exchange") == "X25519MLKEM768; post-quantum"
 
 
 def test_require_refuses_quic_with_an_unknown_group() -> None:
@@ -723,6 +742,17 @@ def test_example_page_over_classical_quic_and_tcp(example: Any) -> None:
     assert "not post-quantum (group unknown on TCP)" in page and "HTTP/2" in page
     page = run(example, make_scope(TCP, http_version="1.1")).text
     assert "HTTP/1.1" in page
+
+
+def test_example_page_shows_the_tcp_group_like_the_quic_one(example: Any) -> None:
+    ex = run(example, make_scope(TCP_PQ, http_version="2"))
+    page = ex.text
+    assert "X25519MLKEM768" in page and "(0x11EC)" in page and "HTTP/2" in page
+    assert "post-quantum" in page and "not post-quantum" not in page
+    assert "cannot choose or report" not in page
+    assert ex.header("pq-key-exchange") == "X25519MLKEM768; post-quantum"
+    page = run(example, make_scope(TCP_CLASSICAL, http_version="1.1")).text
+    assert "x25519" in page and "not post-quantum" in page and "HTTP/1.1" in page
 
 
 def test_example_page_lists_the_hops(example: Any) -> None:

@@ -1,8 +1,11 @@
 """The benchmarks still run: ``python -m bench --quick`` as CI would, numbers not checked.
 
-Only the tunnel benchmark (about 25 s quick on 2 cores): it drives the most moving parts
-(origin, edge, connectors, and sshd/ssh when OpenSSH is installed), so it is the one that
-breaks when those change. Its quick mode writes to a temporary directory, never docs/bench.
+The tunnel benchmark (about 25 s quick on 2 cores): it drives the most moving parts (origin,
+edge, connectors, and sshd/ssh when OpenSSH is installed), so it is the one that breaks when
+those change. And the two TCP benchmarks (about 10 s): they drive the post-quantum TLS layer
+through memory BIOs, asyncio sockets, httpx and hypercorn-pq's TCP listener, the parts a change
+to ``tls_binding`` or the hypercorn binding breaks. Quick mode writes to a temporary directory,
+never docs/bench.
 """
 
 from __future__ import annotations
@@ -31,3 +34,22 @@ def test_tunnel_benchmark_quick(tmp_path: Path) -> None:
     assert "ratios:" in done.stdout
     assert "| pq-tunnel / direct HTTP/3 |" in done.stdout
     assert (tmp_path / "tunnel.json").exists()
+
+
+@pytest.mark.timeout(240)
+def test_tcp_benchmarks_quick(tmp_path: Path) -> None:
+    """The TCP handshake and serving benchmarks (about 10 s quick): the post-quantum TLS layer
+    in memory and over sockets, and hypercorn-pq's TCP listener against stock hypercorn."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "tcp_handshake,tcp_serving"]
+        + ["--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "ratios in memory: X25519MLKEM768 / x25519" in done.stdout
+    assert "ratios PQ/stock, paired medians" in done.stdout
+    assert (tmp_path / "tcp_handshake.json").exists()
+    assert (tmp_path / "tcp_serving.json").exists()

@@ -43,7 +43,7 @@ from hypercorn.protocol.quic import QuicProtocol
 import pq_quic_plugin.hypercorn_binding  # noqa: F401  (installs the hooks, as in production)
 from pq_quic_plugin.aioquic_binding import install, uninstall
 from pq_quic_plugin.aioquic_binding import version as aioquic_version
-from pq_quic_plugin.aioquic_binding.internals import Internal, evidence, problem
+from pq_quic_plugin.host_internals import Internal, evidence, problem
 from pq_quic_plugin.hypercorn_binding import version as hypercorn_version
 
 PACKAGE = Path(pq_quic_plugin.hypercorn_binding.__file__).resolve().parent.parent

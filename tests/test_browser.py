@@ -1,4 +1,7 @@
-"""A real browser: headless Chromium fetches the example app over HTTP/3 from hypercorn-pq."""
+"""A real browser: headless Chromium fetches the example app over HTTP/3 from hypercorn-pq.
+
+Over TCP (QUIC off), the same page: tests/test_browser_tcp.py.
+"""
 
 from __future__ import annotations
 
@@ -36,20 +39,3 @@ def test_chromium_over_http3_gets_x25519mlkem768(pki, tmp_path: Path) -> None:
     target = os.environ.get("PQ_SCREENSHOT_DIR")
     if target:  # `make screenshots` refreshes the picture in docs/
         shutil.copy(shot, Path(target) / "example-app-chromium-http3.png")
-
-
-def test_chromium_over_tcp_sees_not_post_quantum(pki, tmp_path: Path) -> None:
-    port = free_port()
-    args = [
-        "--pq",
-        "--certfile",
-        str(pki.cert),
-        "--keyfile",
-        str(pki.key),
-        "-b",
-        f"127.0.0.1:{port}",
-        "app:app",
-    ]
-    with hypercorn_pq(args, tmp_path, port):
-        dom = dump_dom(f"https://127.0.0.1:{port}/", pki.spki_sha256_b64, force_quic=False)
-    assert "not post-quantum" in dom

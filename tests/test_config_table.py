@@ -72,6 +72,9 @@ def sample(f: ConfigField, tmp_path: Path) -> Sample:
         return Sample("1m30s", 90.0, ["1m30s"], 90.0)
     if isinstance(kind, kinds.LogLevelValue):
         return Sample("debug", "debug", ["debug"], "debug")
+    if isinstance(kind, kinds.ChoiceValue):
+        word = next(w for w in kind.words if w != f.default)
+        return Sample(word.upper(), word, [word], word)
     if isinstance(kind, kinds.PolicyValue):
         other = next(p for p in kind.allowed if p != f.default)
         return Sample(other.value, other, [other.value], other)

@@ -2,7 +2,8 @@
 
 Each test drives a real ``hypercorn-pq`` process over UDP on 127.0.0.1. Against stock
 hypercorn the first test kills the QUIC listener (every later request times out) and the
-second stalls every connection behind one slow reader.
+second stalls every connection behind one slow reader. The TCP listener's side of the same
+questions (HTTP/1.1 and HTTP/2 over the post-quantum TLS layer) is tests/test_tcp_hardening.py.
 """
 
 from __future__ import annotations

@@ -231,6 +231,31 @@ def test_origin_options_only_for_https(tmp_path: Path) -> None:
     assert "only applies to https://" in str(err)
 
 
+@pytest.mark.parametrize(
+    "service, protocol, problem",
+    [
+        ("http://127.0.0.1:1", "http2", "needs an https:// service"),
+        ("http://127.0.0.1:1", "HTTP3", "needs an https:// service"),
+        ("http_status:404", "http1", "only applies to http:// and https:// services"),
+        ("https://127.0.0.1:1", "quic", "is not allowed; use one of: auto, http1, http2, http3"),
+    ],
+)
+def test_origin_protocol_the_service_cannot_speak(
+    tmp_path: Path, service: str, protocol: str, problem: str
+) -> None:
+    rules = f"ingress:\n  - service: {service}\n    origin-protocol: {protocol}\n"
+    path = write(tmp_path, rules + "  - service: http_status:404\n")
+    err = error_of(path)
+    assert_located(err, path, 3, "ingress[0].origin-protocol")
+    assert problem in str(err)
+
+
+def test_origin_protocol_defaults_to_auto_and_takes_any_case(tmp_path: Path) -> None:
+    rules = "ingress:\n  - path: ^/\n    service: https://127.0.0.1:1\n    origin-protocol: HTTP3\n"
+    cfg = load_connector_config(write(tmp_path, rules + "  - service: http://127.0.0.1:2\n"))
+    assert [r.origin_protocol for r in cfg.ingress] == ["http3", "auto"]
+
+
 # --------------------------------------------------------------------------- keys and types
 
 

@@ -1,18 +1,27 @@
 """The connector's origin client against real origins on loopback (no mocks).
 
-Three origins run the small ASGI app in tests/apps/origin_app.py:
+Four origins run the small ASGI app in tests/apps/origin_app.py:
 
 * plain hypercorn (``http://``: HTTP/1.1 over TCP),
-* ``hypercorn-pq --pq`` (``https://``: HTTP/3 with X25519MLKEM768, plus TLS over TCP for wss),
-* ``hypercorn-pq --pq --pq-groups x25519``: a classical-only HTTP/3 origin.
+* ``hypercorn-pq --pq`` (``https://``: TLS over TCP with HTTP/2 or HTTP/1.1, and HTTP/3, all
+  with X25519MLKEM768),
+* ``hypercorn-pq --pq --pq-groups x25519``: a classical-only origin (QUIC and TCP),
+* plain hypercorn over TLS: Python's ``ssl`` (the system's OpenSSL 3.0, no ML-KEM), a classical
+  origin that cannot even parse a post-quantum-only offer.
+
+The kinds of origin connection each test runs over: ``http`` (HTTP/1.1 in the clear), ``h1tls``
+(``origin-protocol: http1``), ``h2`` (``auto``: the origin offers h2) and ``h3``
+(``origin-protocol: http3``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -48,11 +57,18 @@ BIG = 20 * MB
 T = TypeVar("T")
 
 
+#: The ``origin-protocol`` of each kind of connection, and the HTTP version the origin sees.
+PROTOCOL = {"http": "auto", "h1tls": "http1", "h2": "auto", "h3": "http3"}
+HTTP_VERSION = {"http": "1.1", "h1tls": "1.1", "h2": "2", "h3": "3"}
+PQ = "X25519MLKEM768"
+
+
 @dataclass
 class Origins:
     http: str
     https: str
-    classical: str
+    classical: str  # hypercorn-pq --pq --pq-groups x25519
+    stdlib_tls: str  # plain hypercorn over TLS: Python's ssl
     ca: str
     logs: Path
 
@@ -60,7 +76,21 @@ class Origins:
         return self.http if kind == "http" else self.https
 
     def kw(self, kind: str) -> dict[str, Any]:
-        return {"ca_file": self.ca, "server_name": "localhost"} if kind == "https" else {}
+        if kind == "http":
+            return {}
+        return {"ca_file": self.ca, "server_name": "localhost", "protocol": PROTOCOL[kind]}
+
+
+def expected_hop(kind: str, group: str | None = PQ) -> OriginHop:
+    """The connector-origin hop a request over ``kind`` reports when ``group`` was agreed."""
+    if kind == "http":
+        return OriginHop("connector-origin", "tcp", None, False, http_version="1.1")
+    post_quantum = group == PQ
+    if kind == "h3":
+        return OriginHop("connector-origin", "quic", group, post_quantum, http_version="3")
+    return OriginHop(
+        "connector-origin", "tcp", group, post_quantum, tls=True, http_version=HTTP_VERSION[kind]
+    )
 
 
 def _wait_tcp(port: int, process: Process, timeout: float = 30.0) -> None:
@@ -78,15 +108,17 @@ def _wait_tcp(port: int, process: Process, timeout: float = 30.0) -> None:
 @pytest.fixture(scope="module")
 def origins(pki: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origins]:
     logs = tmp_path_factory.mktemp("origins")
-    http_port, pq_port, classical_port = free_port(), free_port(), free_port()
-    tls = ["--certfile", str(pki.cert), "--keyfile", str(pki.key)]
-    plain = start(
-        [sys.executable, "-m", "hypercorn", "-b", f"127.0.0.1:{http_port}", "origin_app:app"],
-        logs / "plain.log",
-        cwd=APPS,
+    http_port, pq_port, classical_port, stdlib_port = (free_port() for _ in range(4))
+    # A short graceful timeout: hypercorn waits it out at every stop, even when idle.
+    tls = ["--certfile", str(pki.cert), "--keyfile", str(pki.key), "--graceful-timeout", "1"]
+    hypercorn = [sys.executable, "-m", "hypercorn", "--graceful-timeout", "1", "origin_app:app"]
+    plain = start([*hypercorn, "-b", f"127.0.0.1:{http_port}"], logs / "plain.log", cwd=APPS)
+    stdlib = start(
+        [*hypercorn, *tls, "-b", f"127.0.0.1:{stdlib_port}"], logs / "stdlib-tls.log", cwd=APPS
     )
     try:
         _wait_tcp(http_port, plain)
+        _wait_tcp(stdlib_port, stdlib)
         with (
             hypercorn_pq(
                 ["--pq", *tls, "-b", f"127.0.0.1:{pq_port}", "origin_app:app"],
@@ -113,11 +145,13 @@ def origins(pki: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orig
                 f"http://127.0.0.1:{http_port}",
                 f"https://127.0.0.1:{pq_port}",
                 f"https://127.0.0.1:{classical_port}",
+                f"https://127.0.0.1:{stdlib_port}",
                 str(pki.ca_cert),
                 logs,
             )
     finally:
         stop(plain.proc)
+        stop(stdlib.proc)
 
 
 def run(
@@ -188,7 +222,8 @@ class Memory:
         tracemalloc.stop()
 
 
-KINDS = ["http", "https"]
+KINDS = ["http", "h1tls", "h2", "h3"]
+TCP_TLS = ["h1tls", "h2"]
 
 
 # ---------------------------------------------------------------------------- small pieces
@@ -222,12 +257,27 @@ def test_forwardable_drops_hop_by_hop_headers() -> None:
 
 
 def test_hop_as_dict_is_what_the_origin_middleware_reads() -> None:
-    hop = OriginHop("connector-origin", "quic", "X25519MLKEM768", True)
-    assert hop.as_dict() == {
+    assert expected_hop("h3").as_dict() == {
         "hop": "connector-origin",
         "transport": "quic",
-        "group": "X25519MLKEM768",
+        "group": PQ,
         "post_quantum": True,
+        "http_version": "3",
+    }
+    assert expected_hop("h2").as_dict() == {
+        "hop": "connector-origin",
+        "transport": "tcp",
+        "group": PQ,
+        "post_quantum": True,
+        "http_version": "2",
+        "tls": True,
+    }
+    assert expected_hop("http").as_dict() == {
+        "hop": "connector-origin",
+        "transport": "tcp",
+        "group": None,
+        "post_quantum": False,
+        "http_version": "1.1",
     }
 
 
@@ -269,12 +319,8 @@ def test_get_keeps_host_and_strips_hop_by_hop(origins: Origins, kind: str) -> No
     for name in ("x-drop", "keep-alive", "proxy-authorization", "upgrade", "connection"):
         assert name not in received, name
     assert "transfer-encoding" not in received and "content-length" not in received
-    if kind == "http":
-        assert seen["http_version"] == "1.1"
-        assert response.hop == OriginHop("connector-origin", "http/1.1", None, False)
-    else:
-        assert seen["http_version"] == "3"
-        assert response.hop == OriginHop("connector-origin", "quic", "X25519MLKEM768", True)
+    assert seen["http_version"] == HTTP_VERSION[kind]
+    assert response.hop == expected_hop(kind)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -298,13 +344,14 @@ def test_post_bodies_with_and_without_length(origins: Origins, kind: str) -> Non
     streamed, with_length, empty = run(go)
     assert streamed["body_length"] == 11 and with_length["body_length"] == 5
     assert empty["body_length"] == 0
-    if kind == "http":
+    if HTTP_VERSION[kind] == "1.1":
         assert ["transfer-encoding", "chunked"] in streamed["headers"]
         assert ["content-length", "5"] in with_length["headers"]
         assert ["content-length", "0"] in empty["headers"]
 
 
-def test_hops_callback_tells_the_origin_the_negotiated_group(origins: Origins) -> None:
+@pytest.mark.parametrize("kind", ["h2", "h3"])
+def test_hops_callback_tells_the_origin_the_negotiated_group(origins: Origins, kind: str) -> None:
     def with_hops(hop: OriginHop) -> list[tuple[str, str]]:
         hops = [
             {
@@ -326,19 +373,14 @@ def test_hops_callback_tells_the_origin_the_negotiated_group(origins: Origins) -
                 [("Host", "v")],
                 nothing(),
                 headers_for=with_hops,
-                **origins.kw("https"),
+                **origins.kw(kind),
             )
         )
         return json.loads(await read_all(response))
 
     seen = run(go)
     hops = json.loads(dict(seen["headers"])["pq-tunnel-hops"])
-    assert hops[-1] == {
-        "hop": "connector-origin",
-        "transport": "quic",
-        "group": "X25519MLKEM768",
-        "post_quantum": True,
-    }
+    assert hops[-1] == expected_hop(kind).as_dict()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -414,7 +456,7 @@ def test_slow_reader_holds_back_the_origin(origins: Origins, kind: str) -> None:
         )
         with Memory() as memory:
             first = await response.body.__anext__()
-            await asyncio.sleep(5)  # time enough for the origin to send a lot more
+            await asyncio.sleep(3)  # time enough for the origin to send a lot more
             held = memory.now()
         digest.update(first)
         length += len(first)
@@ -489,19 +531,53 @@ def test_aclose_cancels_and_the_client_stays_usable(origins: Origins, kind: str)
             )
             statuses.append(again.status)
             await read_all(again)
-        return statuses, client.quic_sessions
+        return statuses, (client.quic_sessions, client.h2_sessions)
 
     statuses, sessions = run(go)
     assert statuses == [200, 200, 200]
-    assert sessions == (1 if kind == "https" else 0)
+    assert sessions == (int(kind == "h3"), int(kind == "h2"))  # the reset left it usable
 
 
-def test_http_keepalive_reuses_the_connection(origins: Origins) -> None:
+def test_http2_cancellations_give_the_window_back(origins: Origins) -> None:
+    """Each cancelled download resets its stream (RST_STREAM) and returns what it left unread
+    to the connection's window: 24 of them would leave the 16 MiB window shut otherwise, and
+    the download after them, on the same connection, would never finish."""
+
+    async def go(client: OriginClient) -> tuple[int, int]:
+        for _ in range(24):
+            response = await client.request(
+                OriginRequest(
+                    origins.https, "GET", f"/bytes/{BIG}", [("Host", "v")], None, **origins.kw("h2")
+                )
+            )
+            await asyncio.wait_for(response.body.__anext__(), 30)
+            await asyncio.sleep(0.05)  # let the origin fill the stream's window
+            await response.aclose()
+        response = await client.request(
+            OriginRequest(
+                origins.https, "GET", f"/bytes/{BIG}", [("Host", "v")], None, **origins.kw("h2")
+            )
+        )
+        length = len(await asyncio.wait_for(read_all(response), 60))
+        return length, client.h2_sessions
+
+    assert run(go) == (BIG, 1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_requests_reuse_the_connection(origins: Origins, kind: str) -> None:
     async def go(client: OriginClient) -> list[list]:
         ports = []
         for _ in range(3):
             response = await client.request(
-                OriginRequest(origins.http, "GET", "/headers", [("Host", "v")], nothing())
+                OriginRequest(
+                    origins.url(kind),
+                    "GET",
+                    "/headers",
+                    [("Host", "v")],
+                    nothing(),
+                    **origins.kw(kind),
+                )
             )
             ports.append(json.loads(await read_all(response))["client"])
         return ports
@@ -529,11 +605,11 @@ def test_concurrent_requests_share_connections(origins: Origins, kind: str) -> N
             return response.status
 
         statuses = await asyncio.gather(*(one(i) for i in range(30)))
-        return list(statuses), client.quic_sessions
+        return list(statuses), (client.quic_sessions, client.h2_sessions)
 
     statuses, sessions = run(go)
     assert statuses == [200] * 30
-    assert sessions == (1 if kind == "https" else 0)
+    assert sessions == (int(kind == "h3"), int(kind == "h2"))  # one connection, multiplexed
 
 
 # ---------------------------------------------------------------------------- failures
@@ -552,12 +628,27 @@ def test_refused_connection_is_502_naming_the_origin() -> None:
     assert url in error.reason and "refused" in error.reason
 
 
-def test_https_origin_not_answering_quic_is_504_naming_the_origin() -> None:
+def test_https_origin_refusing_tcp_is_502_naming_the_origin() -> None:
     url = f"https://127.0.0.1:{free_port()}"
 
     async def go(client: OriginClient) -> OriginError:
         with pytest.raises(OriginError) as caught:
             await client.request(OriginRequest(url, "GET", "/", [("Host", "v")], nothing()))
+        return caught.value
+
+    error = run(go)
+    assert error.status == 502
+    assert url in error.reason and "refused" in error.reason
+
+
+def test_https_origin_not_answering_quic_is_504_naming_the_origin() -> None:
+    url = f"https://127.0.0.1:{free_port()}"
+
+    async def go(client: OriginClient) -> OriginError:
+        with pytest.raises(OriginError) as caught:
+            await client.request(
+                OriginRequest(url, "GET", "/", [("Host", "v")], nothing(), protocol="http3")
+            )
         return caught.value
 
     error = run(go, connect_timeout=1.0)
@@ -593,13 +684,22 @@ def test_slow_origin_is_504(origins: Origins, kind: str) -> None:
     assert status == 200
 
 
-def test_origin_that_stops_reading_the_upload_holds_it_back(origins: Origins) -> None:
+@pytest.mark.parametrize("kind", ["http", *TCP_TLS])
+def test_origin_that_stops_reading_the_upload_holds_it_back(origins: Origins, kind: str) -> None:
     body = Produced(512 * MB)
 
     async def go(client: OriginClient) -> OriginError:
         with pytest.raises(OriginError) as caught:
             await client.request(
-                OriginRequest(origins.http, "POST", "/stall", [("Host", "v")], body(), timeout=2)
+                OriginRequest(
+                    origins.url(kind),
+                    "POST",
+                    "/stall",
+                    [("Host", "v")],
+                    body(),
+                    timeout=2,
+                    **origins.kw(kind),
+                )
             )
         return caught.value
 
@@ -656,45 +756,166 @@ def test_unknown_policy_fails_at_once() -> None:
         OriginClient("sometimes")
 
 
-def test_require_policy_refuses_a_classical_origin(origins: Origins) -> None:
+def _get(origins: Origins, url: str, kind: str) -> OriginRequest:
+    return OriginRequest(url, "GET", "/headers", [("Host", "v")], nothing(), **origins.kw(kind))
+
+
+@pytest.mark.parametrize("kind", ["h1tls", "h2", "h3"])
+@pytest.mark.parametrize("policy", ["prefer", "require"])
+def test_the_origin_hop_is_post_quantum_under_both_policies(
+    origins: Origins, kind: str, policy: str
+) -> None:
+    async def go(client: OriginClient) -> tuple[OriginResponse, dict]:
+        response = await client.request(_get(origins, origins.https, kind))
+        return response, json.loads(await read_all(response))
+
+    response, seen = run(go, policy=policy)
+    assert response.status == 200 and seen["http_version"] == HTTP_VERSION[kind]
+    assert response.hop == expected_hop(kind)
+
+
+@pytest.mark.parametrize(
+    "kind, origin", [("h3", "classical"), ("h2", "classical"), ("h2", "stdlib_tls")]
+)
+def test_require_policy_refuses_a_classical_origin(
+    origins: Origins, kind: str, origin: str
+) -> None:
+    """No request reaches an origin that cannot do post-quantum key exchange, and the 502 says
+    why: over QUIC the origin's choice, over TCP an alert (OpenSSL with a classical group list)
+    or a dropped connection (Python's ssl, which cannot parse an offer of ML-KEM only)."""
+    url = getattr(origins, origin)
+
     async def go(client: OriginClient) -> OriginError:
         with pytest.raises(OriginError) as caught:
-            await client.request(
-                OriginRequest(
-                    origins.classical,
-                    "GET",
-                    "/headers",
-                    [("Host", "v")],
-                    nothing(),
-                    **origins.kw("https"),
-                )
-            )
+            await client.request(_get(origins, url, kind))
         return caught.value
 
     error = run(go, policy="require")
     assert error.status == 502
-    assert origins.classical in error.reason
-    assert "post-quantum" in error.reason and "x25519" in error.reason
-
-
-def test_prefer_policy_reports_a_classical_origin_honestly(origins: Origins) -> None:
-    async def go(client: OriginClient) -> OriginResponse:
-        response = await client.request(
-            OriginRequest(
-                origins.classical,
-                "GET",
-                "/headers",
-                [("Host", "v")],
-                nothing(),
-                **origins.kw("https"),
-            )
+    assert url in error.reason and "post-quantum" in error.reason
+    if kind == "h3":
+        assert "x25519" in error.reason
+    else:
+        assert (
+            "TLS handshake" in error.reason and "No classical connection was made" in error.reason
         )
+
+
+@pytest.mark.parametrize(
+    "kind, origin", [("h3", "classical"), ("h2", "classical"), ("h2", "stdlib_tls")]
+)
+def test_prefer_policy_reports_a_classical_origin_honestly(
+    origins: Origins, kind: str, origin: str
+) -> None:
+    async def go(client: OriginClient) -> OriginResponse:
+        response = await client.request(_get(origins, getattr(origins, origin), kind))
         await read_all(response)
         return response
 
     response = run(go)
     assert response.status == 200
-    assert response.hop == OriginHop("connector-origin", "quic", "x25519", False)
+    assert response.hop == expected_hop(kind, "x25519")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_head_has_a_length_and_no_body(origins: Origins, kind: str) -> None:
+    if kind == "h3":
+        pytest.xfail("aioquic's H3Connection checks Content-Length against a HEAD response")
+
+    async def go(client: OriginClient) -> tuple[OriginResponse, bytes]:
+        response = await client.request(
+            OriginRequest(
+                origins.url(kind), "HEAD", "/bytes/1000", [("Host", "v")], None, **origins.kw(kind)
+            )
+        )
+        body = await read_all(response)
+        after = await client.request(_get(origins, origins.url(kind), kind))  # still in step
+        assert json.loads(await read_all(after))["method"] == "GET"
+        return response, body
+
+    response, body = run(go)
+    assert response.status == 200 and body == b""
+    assert ("content-length", "1000") in response.headers
+
+
+async def tls_origin(pki: Any, alpn: list[str], reply: bytes) -> tuple[asyncio.AbstractServer, str]:
+    """A TLS server on loopback (Python's ssl) offering ``alpn`` that answers every request
+    with ``reply`` over HTTP/1.1."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.cert, pki.key)
+    context.set_alpn_protocols(alpn)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(reply)
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    return server, f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+def test_auto_speaks_http1_to_an_origin_without_h2_and_http2_says_why_not(pki: Any) -> None:
+    reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+    async def go(client: OriginClient) -> tuple[str, OriginResponse, bytes, OriginError]:
+        server, url = await tls_origin(pki, ["http/1.1"], reply)
+        kw: dict[str, Any] = {"ca_file": str(pki.ca_cert), "server_name": "localhost"}
+        async with server:
+            response = await client.request(
+                OriginRequest(url, "GET", "/", [("Host", "v")], nothing(), **kw)
+            )
+            body = await read_all(response)
+            with pytest.raises(OriginError) as caught:
+                await client.request(
+                    OriginRequest(
+                        url, "GET", "/", [("Host", "v")], nothing(), protocol="http2", **kw
+                    )
+                )
+            await client.aclose()  # its kept-alive connection goes before the server does
+        return url, response, body, caught.value
+
+    url, response, body, error = run(go)
+    assert response.status == 200 and body == b"ok"
+    assert response.hop == expected_hop("h1tls", "x25519")
+    assert error.status == 502 and url in error.reason
+    assert "does not offer HTTP/2" in error.reason
+
+
+def test_an_origin_protocol_the_service_cannot_speak_is_refused() -> None:
+    async def go(client: OriginClient) -> list[OriginError]:
+        errors = []
+        for url, protocol in [("http://127.0.0.1:1", "http2"), ("http://127.0.0.1:1", "http3")]:
+            with pytest.raises(OriginError) as caught:
+                await client.request(OriginRequest(url, protocol=protocol))
+            errors.append(caught.value)
+        return errors
+
+    for error in run(go):
+        assert error.status == 502 and "needs an https:// service" in error.reason
+
+
+def test_certificate_for_another_name_is_502_naming_the_origin(origins: Origins) -> None:
+    async def go(client: OriginClient) -> OriginError:
+        with pytest.raises(OriginError) as caught:
+            await client.request(
+                OriginRequest(
+                    origins.https,
+                    "GET",
+                    "/headers",
+                    [("Host", "v")],
+                    nothing(),
+                    ca_file=origins.ca,
+                    server_name="other.example",
+                )
+            )
+        return caught.value
+
+    error = run(go)
+    assert error.status == 502 and origins.https in error.reason
+    assert "did not verify" in error.reason and "other.example" in error.reason
 
 
 def test_body_failure_from_the_visitor_propagates_unchanged(origins: Origins) -> None:
@@ -718,11 +939,7 @@ def test_body_failure_from_the_visitor_propagates_unchanged(origins: Origins) ->
                 )
             )
             await read_all(response)
-        after = await client.request(
-            OriginRequest(
-                origins.url(kind), "GET", "/headers", [("Host", "v")], nothing(), **origins.kw(kind)
-            )
-        )
+        after = await client.request(_get(origins, origins.url(kind), kind))
         await read_all(after)
         assert after.status == 200
 
@@ -733,8 +950,13 @@ def test_body_failure_from_the_visitor_propagates_unchanged(origins: Origins) ->
 # ---------------------------------------------------------------------------- WebSocket
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_websocket_echo(origins: Origins, kind: str) -> None:
+@pytest.mark.parametrize(
+    "kind, policy", [("http", "prefer"), ("h2", "prefer"), ("h2", "require"), ("h3", "require")]
+)
+def test_websocket_echo(origins: Origins, kind: str, policy: str) -> None:
+    """``https://`` WebSockets go over post-quantum TLS on TCP (wss), whatever the rule's
+    origin protocol; the hop says so."""
+
     async def go(client: OriginClient) -> dict[str, Any]:
         ws = await client.websocket(
             OriginRequest(
@@ -758,12 +980,27 @@ def test_websocket_echo(origins: Origins, kind: str) -> None:
         await ws.close()
         return out
 
-    out = run(go)
+    out = run(go, policy=policy)
     assert out["status"] == 101 and out["subprotocol"] == "chat"
     assert out["text"] == "hello" and out["bytes"] == b"\x00\x01" * 50_000
     assert out["after_close"] is None and out["again"] is None
     assert out["close_code"] == 4001
-    assert out["hop"] == OriginHop("connector-origin", "http/1.1", None, False, tls=kind == "https")
+    assert out["hop"] == expected_hop("http" if kind == "http" else "h1tls")
+
+
+def test_websocket_under_require_refuses_a_classical_origin(origins: Origins) -> None:
+    async def go(client: OriginClient) -> OriginError:
+        with pytest.raises(OriginError) as caught:
+            await client.websocket(
+                OriginRequest(
+                    origins.stdlib_tls, path="/ws", headers=[("Host", "v")], **origins.kw("h2")
+                )
+            )
+        return caught.value
+
+    error = run(go, policy="require")
+    assert error.status == 502 and origins.stdlib_tls in error.reason
+    assert "post-quantum" in error.reason
 
 
 def test_websocket_client_close_and_refusal(origins: Origins) -> None:

@@ -150,6 +150,9 @@ class Chain:
     connector: Process | None = None
     origin: Process | None = None
     extra: list[Process] = field(default_factory=list)
+    origin_protocol: str | None = None
+    """The ingress rule's ``origin-protocol``; None leaves it out (``auto``: TLS over TCP,
+    HTTP/2 with hypercorn-pq)."""
 
     @property
     def url(self) -> str:
@@ -182,6 +185,8 @@ class Chain:
                 {"service": "http_status:404"},
             ],
         }
+        if self.origin_protocol is not None:
+            lines["ingress"][0]["origin-protocol"] = self.origin_protocol  # type: ignore[index]
         lines.update({k.replace("_", "-"): v for k, v in overrides.items()})
         path = self.dir / name
         path.write_text(json.dumps(lines, indent=2))  # JSON is YAML
@@ -280,9 +285,19 @@ def write_edge_config(
 
 @contextlib.contextmanager
 def running_chain(
-    directory: Path, connector: bool = True, connector_policy: str = "prefer"
+    directory: Path,
+    connector: bool = True,
+    connector_policy: str = "prefer",
+    origin_protocol: str | None = None,
+    origin_app: str = "app:app",
+    origin_cwd: Path = EXAMPLE_APP_DIR,
 ) -> Iterator[Chain]:
-    """Origin (the example app under ``hypercorn-pq --pq``), edge and connector, all ready."""
+    """Origin (the example app under ``hypercorn-pq --pq``), edge and connector, all ready.
+
+    The connector reaches the origin as ``https://`` with ``origin_protocol`` (None: the
+    default, TLS over TCP; ``"http3"``: QUIC). ``origin_app`` in ``origin_cwd`` replaces the
+    example app (``MODULE:ATTRIBUTE``, as hypercorn takes it).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     pki = make_dev_pki(directory / "pki", hostnames=("localhost",))
     origin_port, public, conn_port, edge_metrics, conn_metrics = (free_port() for _ in range(5))
@@ -303,7 +318,7 @@ def running_chain(
     origin_args = ["--pq", *tls, "-b", f"127.0.0.1:{origin_port}", "--graceful-timeout", "1"]
     with contextlib.ExitStack() as stack:
         origin = stack.enter_context(
-            hypercorn_pq([*origin_args, "app:app"], directory, origin_port)
+            hypercorn_pq([*origin_args, origin_app], directory, origin_port, cwd=origin_cwd)
         )
         edge = start_edge(edge_yaml, directory / "edge.log", cwd=directory)
         stack.callback(stop, edge.proc)
@@ -317,6 +332,7 @@ def running_chain(
             conn_metrics,
             edge,
             origin=origin,
+            origin_protocol=origin_protocol,
         )
         stack.callback(_stop_connector, chain)  # also one a test starts (connector=False)
         stack.callback(_stop_all, chain.extra)

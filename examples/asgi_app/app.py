@@ -109,8 +109,9 @@ def render_page(facts: ConnectionFacts) -> str:
 {_hop_table(facts) if facts.hops else ""}
 {note}
 <p class=note>Post-quantum means the key exchange would resist a future quantum computer
-(hybrid ML-KEM, such as <code>X25519MLKEM768</code>). Here that is HTTP/3: the HTTP/1.1 and
-HTTP/2 listener cannot choose or report its group. JSON: <code>/api/connection</code>.</p>
+(hybrid ML-KEM, such as <code>X25519MLKEM768</code>). Under <code>hypercorn-pq --pq</code> that
+holds for HTTP/3 and for HTTP/1.1 and HTTP/2 over TCP alike, whenever your browser offers it.
+JSON: <code>/api/connection</code>.</p>
 </main></body></html>
 """
 

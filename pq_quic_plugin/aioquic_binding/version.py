@@ -25,7 +25,7 @@ from aioquic.h3.connection import H3Connection
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.stream import QuicStream, QuicStreamReceiver, QuicStreamSender
 
-from .internals import SKIP_ENV, Internal, check_release, names_of, parse_version
+from ..host_internals import SKIP_ENV, Internal, check_release, names_of, parse_version
 
 __all__ = [
     "REQUIRED_INTERNALS",

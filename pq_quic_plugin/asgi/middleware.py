@@ -8,10 +8,16 @@ yourself with
 ``require=True`` refuses requests that did not arrive over post-quantum key exchange (on every
 hop, behind pq-tunnel) without ever calling the application for them.
 
+hypercorn-pq reports the group on both of its listeners, QUIC and TLS over TCP, and under
+``--pq require`` refuses classical handshakes on both before any request exists; what still
+reaches this middleware there is plain HTTP (an ``--insecure-bind``). Other servers (stock
+hypercorn, uvicorn: Python's ``ssl``) cannot report the group over TCP at all.
+
 Status codes chosen for refusals (``require=True``):
 
-- **TCP (HTTP/1.1, HTTP/2), or a server that reports nothing: 403 Forbidden**, an HTML page
-  explaining what to do, ``Alt-Svc: h3=":PORT"; ma=3600`` and ``Cache-Control: no-store``.
+- **Group unknown on TCP (plain HTTP, a TLS listener that cannot report its group), or a
+  server that reports nothing: 403 Forbidden**, an HTML page explaining what to do,
+  ``Alt-Svc: h3=":PORT"; ma=3600`` and ``Cache-Control: no-store``.
   Not 421 Misdirected Request: Chromium answers a 421 by silently re-sending the request with
   alternative services *disabled* (so never over HTTP/3) and only processes ``Alt-Svc`` on the
   second 421, so 421 costs a round trip and steers away from the very protocol we want. Not 426
@@ -19,8 +25,9 @@ Status codes chosen for refusals (``require=True``):
   connection-specific header that HTTP/2 forbids. 403 is rendered by every browser, is never
   retried automatically, and the ``Alt-Svc`` it carries makes the browser's next request (a
   reload) go over HTTP/3.
-- **Classical QUIC, or a classical tunnel hop: 403 Forbidden** naming the group negotiated:
-  retrying elsewhere does not help, the client itself has to offer X25519MLKEM768.
+- **A classical group (over QUIC, or over TCP from a server that reports it), or a classical
+  tunnel hop: 403 Forbidden** naming the group negotiated: retrying elsewhere does not help,
+  the client itself has to offer X25519MLKEM768.
 - **WebSocket**: refused before ``websocket.accept``; with the ``websocket.http.response``
   extension a 403 denial response, otherwise ``websocket.close`` with code 1008 (policy
   violation), which servers turn into an HTTP 403 on the handshake.
@@ -83,7 +90,7 @@ class PostQuantumMiddleware:
     :param require: refuse requests (and WebSockets) not over post-quantum key exchange; when
         the scope lists tunnel hops, every hop must be post-quantum too. The app is never
         called for a refused request. Status codes: see the module docstring (403 throughout,
-        with ``Alt-Svc`` and an explanation page over TCP).
+        with ``Alt-Svc`` and an explanation page when the group is unknown on TCP).
     :param header: add ``header_name: <group>; post-quantum|classical`` (or ``unknown;
         <transport>``) to every HTTP response, refusals included.
     :param header_name: the response header's name.
@@ -225,7 +232,7 @@ class PostQuantumMiddleware:
             return  # the client went away
         if not drained and facts.http_version in ("1.0", "1.1"):
             extra.append((b"connection", b"close"))  # HTTP/2 and /3 forbid this header
-        if facts.hops or facts.transport == "quic":
+        if facts.hops or facts.transport == "quic" or facts.group:
             title = "Post-quantum key exchange required"
             page = _page(title, f"<p>{html.escape(_reason(facts))}</p>{_ADVICE}")
         else:
@@ -345,16 +352,21 @@ def _reason(facts: ConnectionFacts) -> str:
             "your HTTP/3 connection is unknown to this server, so it cannot be confirmed "
             "post-quantum."
         )
+    if not facts.secure:
+        return (
+            "This site requires post-quantum key exchange (X25519MLKEM768). Your request "
+            f"came over {facts.protocol} without TLS, which has no key exchange at all."
+        )
     return (
-        "This site requires post-quantum key exchange (HTTP/3 with X25519MLKEM768). Your "
-        f"request came over {facts.protocol} on {facts.transport}, which is not "
-        "post-quantum here."
+        "This site requires post-quantum key exchange (X25519MLKEM768). Your request came "
+        f"over {facts.protocol} on {facts.transport}, whose key-exchange group this server "
+        "cannot report, so it cannot be confirmed post-quantum."
     )
 
 
 _ADVICE = (
-    "<p>Use a client that offers the hybrid key exchange <b>X25519MLKEM768</b> over HTTP/3: "
-    "current Chrome, Edge and Firefox do by default.</p>"
+    "<p>Use a client that offers the hybrid key exchange <b>X25519MLKEM768</b>: current "
+    "Chrome, Edge and Firefox do by default, over HTTPS (HTTP/1.1, HTTP/2) and HTTP/3.</p>"
 )
 
 _STYLE = (
@@ -376,17 +388,26 @@ def _page(title: str, content: str) -> str:
 
 
 def _tcp_explanation(facts: ConnectionFacts, alt_svc: str) -> str:
+    """The page for a TCP request whose group is unknown: plain HTTP, or TLS from a server that
+    cannot report the group (Python's ``ssl``). HTTP/3 is where such a server can be
+    post-quantum, hence the ``Alt-Svc`` it carries."""
     how = f"{facts.protocol} over TCP" + ("" if facts.secure else " without TLS")
     e = html.escape
+    if facts.secure:
+        why = "whose key exchange this server cannot report, so it cannot confirm it post-quantum"
+        first = ""
+    else:
+        why = "which has no encryption at all"
+        first = "<li>Use the site's <b>https://</b> address.</li>"
     return (
-        "<p>This site only answers over <b>HTTP/3</b> (QUIC) with the post-quantum hybrid key "
-        f"exchange <b>X25519MLKEM768</b>. Your browser connected with {e(how)}, whose key "
-        "exchange is not post-quantum here.</p>"
-        "<p>What to do:</p><ul>"
-        "<li>Use a current browser with HTTP/3 and X25519MLKEM768, such as current Chrome, "
-        "Edge or Firefox.</li>"
-        '<li><a href="">Reload this page</a>. This answer tells your browser where HTTP/3 is '
-        f"(<code>Alt-Svc: {e(alt_svc)}</code>), so it switches by itself.</li>"
+        "<p>This site answers only connections protected by the post-quantum hybrid key "
+        f"exchange <b>X25519MLKEM768</b>. Your browser connected with {e(how)}, {why}.</p>"
+        f"<p>What to do:</p><ul>{first}"
+        "<li>Use a current browser with X25519MLKEM768, such as current Chrome, Edge or "
+        "Firefox.</li>"
+        '<li><a href="">Reload this page</a>. This answer tells your browser where this site\'s '
+        f"HTTP/3 is (<code>Alt-Svc: {e(alt_svc)}</code>), where it can be post-quantum, so it "
+        "switches by itself.</li>"
         "<li>If this page keeps coming back, HTTP/3 is blocked on the way: a firewall, VPN or "
         "proxy that lets only TCP through (HTTP/3 runs over UDP), or HTTP/3 switched off in "
         "the browser's settings.</li></ul>"

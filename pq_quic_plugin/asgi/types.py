@@ -26,7 +26,7 @@ HOPS_HEADER = "pq-tunnel-hops"
 
 class _HopRequired(TypedDict):
     hop: str  # "visitor-edge", "edge-connector", "connector-origin"
-    transport: str  # "quic", "tcp", "http/1.1"
+    transport: str  # "quic" or "tcp"
     group: str | None
     post_quantum: bool
 
@@ -34,7 +34,8 @@ class _HopRequired(TypedDict):
 class Hop(_HopRequired, total=False):
     """One hop of a tunnelled request, as listed in ``pq-tunnel-hops`` and the scope."""
 
-    tls: bool  # HTTP/1.1 over TLS (a wss:// WebSocket to an https:// service)
+    tls: bool  # TLS over TCP (the connector-origin hop to an https:// service)
+    http_version: str  # "1.1", "2", "3": what ran over the hop
     codepoint: int
 
 

@@ -22,8 +22,9 @@ import hypercorn.__main__ as hypercorn_main
 from hypercorn.config import Config
 
 from ..plugins import UnknownGroupError, registry
-from ..policy import Policy
+from ..policy import GroupPolicy, Policy
 from .config import PostQuantumConfig, normalise_groups
+from .tcp import check_tcp
 
 PROG = "hypercorn-pq"
 _POLICIES = ("off", "prefer", "require")
@@ -41,7 +42,8 @@ class _PostQuantumParser(argparse.ArgumentParser):
         kwargs.setdefault("prog", PROG)
         kwargs.setdefault(
             "description",
-            "hypercorn with post-quantum key exchange (X25519MLKEM768) for HTTP/3. "
+            "hypercorn with post-quantum key exchange (X25519MLKEM768) for HTTP/3 and TLS "
+            "over TCP. "
             "Every hypercorn option works unchanged.",
         )
         super().__init__(*args, **kwargs)
@@ -55,10 +57,11 @@ class _PostQuantumParser(argparse.ArgumentParser):
             default=None,
             choices=_POLICIES,
             metavar="{prefer,require}",
-            help="Serve HTTP/3 with post-quantum key exchange. 'prefer' (the default when the "
-            "flag has no value) negotiates X25519MLKEM768 when the client can and classical "
-            "otherwise; 'require' refuses classical handshakes and answers requests that "
-            "arrive over TCP with an explanation and Alt-Svc. Needs --certfile/--keyfile. "
+            help="Serve HTTP/3 and TLS over TCP (HTTP/1.1, HTTP/2, WebSockets) with "
+            "post-quantum key exchange. 'prefer' (the default when the flag has no value) "
+            "negotiates X25519MLKEM768 when the client can and classical otherwise; 'require' "
+            "refuses classical handshakes on both (TLS 1.3 only over TCP), and answers requests "
+            "on a plaintext --insecure-bind with an explanation. Needs --certfile/--keyfile. "
             "Without --quic-bind, HTTP/3 listens on the TCP bind's port.",
         )
         names = ",".join(g.name for g in registry())
@@ -66,7 +69,9 @@ class _PostQuantumParser(argparse.ArgumentParser):
             "--pq-groups",
             default=None,
             metavar="NAME,NAME",
-            help=f"Key-exchange groups the server accepts, most preferred first. Known: {names}",
+            help="Key-exchange groups the server accepts, most preferred first, on both "
+            "listeners (QUIC-only groups are left out over TCP, with a warning). "
+            f"Known: {names}",
         )
         ns = super().parse_args(args, namespace)
         _State.parser, _State.args = self, ns
@@ -130,7 +135,10 @@ def _prepare(config: Config) -> PostQuantumConfig:
     pq_config.pq = policy.value
     pq_config.pq_groups = groups
     if policy is Policy.OFF:
-        _say("post-quantum off: HTTP/3 (if configured) uses stock aioquic key exchange; add --pq")
+        _say(
+            "post-quantum off: HTTP/3 (if configured) runs stock aioquic key exchange and TCP "
+            "runs Python's ssl; add --pq"
+        )
         return pq_config
 
     if not config.certfile or not config.keyfile:
@@ -140,11 +148,14 @@ def _prepare(config: Config) -> PostQuantumConfig:
             "For local testing, make one with: python -m pq_quic_plugin.devcert ./certs"
         )
     try:
-        from ..policy import GroupPolicy
-
         server = GroupPolicy.server_default(policy, groups)
     except ValueError as exc:
         _fail(str(exc))
+        raise
+    try:
+        tcp = check_tcp(policy, groups)
+    except (ValueError, ImportError) as exc:
+        _fail(f"the TCP listener (TLS via OpenSSL) cannot serve this: {exc}")
         raise
     if not config.quic_bind:
         derived = [b for b in config.bind if not b.startswith(("unix:", "fd://"))]
@@ -156,11 +167,12 @@ def _prepare(config: Config) -> PostQuantumConfig:
             "(use --quic-bind to choose another)"
         )
     _say(f"post-quantum HTTP/3: {server.describe()}")
+    _say(f"post-quantum TCP (HTTP/1.1, HTTP/2, WebSockets): {tcp.describe()}")
     if policy is Policy.REQUIRE:
         _say(
-            "policy require: classical QUIC handshakes are refused; requests over TCP "
-            "(HTTP/1.1, HTTP/2: never post-quantum here) get an explanation page with Alt-Svc, "
-            "never the application's response"
+            "policy require: classical handshakes are refused on QUIC and on TCP (TLS 1.3 with a "
+            "post-quantum group only); requests on a plaintext --insecure-bind get an "
+            "explanation page, never the application's response"
         )
     return pq_config
 

@@ -3,11 +3,14 @@
 Hypercorn pickles its ``Config`` into every spawned worker. Because this class lives in this
 module, unpickling it in a worker imports the module, and importing it installs the hooks
 (:mod:`.hooks`): that is how ``-w 2`` workers become post-quantum without any code of ours
-running in them first. The keys ``pq`` and ``pq_groups`` are the same in a TOML config file.
+running in them first. The keys ``pq`` and ``pq_groups`` are the same in a TOML config file, and
+apply to both listeners: QUIC through the hooks, TCP through :meth:`create_ssl_context`, which
+every worker calls for itself.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +19,7 @@ from hypercorn.config import Config
 from ..plugins import registry
 from ..policy import GroupPolicy, Policy
 from .hooks import install_hooks
+from .tcp import check_tcp, tcp_context
 
 install_hooks()
 
@@ -33,6 +37,13 @@ class PostQuantumConfig(Config):
         new.__dict__.update(config.__dict__)
         return new
 
+    def create_ssl_context(self) -> ssl.SSLContext | None:
+        """The TCP listener's TLS: post-quantum under ``pq`` prefer/require (hypercorn's own
+        settings carried over, :mod:`.tcp`), Python's ``ssl`` as in stock hypercorn when off."""
+        if not self.ssl_enabled or Policy.parse(self.pq or "off") is Policy.OFF:
+            return super().create_ssl_context()
+        return tcp_context(self)
+
 
 def normalise_groups(value: Any) -> list[str] | None:
     """Accept "a,b", ["a", "b"] or None; return canonical IANA names (validated)."""
@@ -48,8 +59,10 @@ def post_quantum(
 ) -> PostQuantumConfig:
     """Library use: make a hypercorn Config post-quantum for ``hypercorn.asyncio.serve``.
 
-    Validates the policy and groups up front (an unknown group name raises with the list of
-    valid names) so a mistake surfaces at start-up, not at the first handshake.
+    Validates the policy and groups up front, for QUIC and (with a certificate) for TCP: an
+    unknown group name raises with the list of valid names, and a list that leaves TCP no group
+    OpenSSL can negotiate raises naming the QUIC-only groups, so a mistake surfaces at start-up,
+    not at the first handshake.
     """
     pq_config = (
         config if isinstance(config, PostQuantumConfig) else PostQuantumConfig.from_config(config)
@@ -59,4 +72,6 @@ def post_quantum(
     pq_config.pq_groups = normalise_groups(groups)
     if pol is not Policy.OFF:
         GroupPolicy.server_default(pol, pq_config.pq_groups)  # fails early on a bad combination
+        if pq_config.ssl_enabled:
+            check_tcp(pol, pq_config.pq_groups)  # and for the TCP listener's groups
     return pq_config

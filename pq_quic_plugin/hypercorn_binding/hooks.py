@@ -11,11 +11,13 @@ when this module is imported (the spawned workers import it when they unpickle a
   group is read per request: the H3 protocol exists before the key exchange finishes), and give
   the connection the guarded event loop and flow control of :mod:`.h3_streams`.
 * ``H2Protocol.__init__``: reset HTTP/2 responses an app leaves unfinished (:mod:`.h2_streams`).
-* ``ProtocolWrapper.__init__``: the same scope facts for the TCP listener, from Python's ``ssl``
-  object.
+* ``ProtocolWrapper.__init__``: the same scope facts for the TCP listener, from the
+  connection's TLS object (the post-quantum layer's, see :mod:`.tcp`, or Python's ``ssl`` with
+  ``pq`` off). Both workers create the wrapper after the TLS handshake, so they are read once.
 
-A config without ``pq`` (or with ``pq = "off"``) leaves the QUIC listener stock; the scope facts
-are still added, since they only describe.
+A config without ``pq`` (or with ``pq = "off"``) leaves both listeners stock; the scope facts
+are still added, since they only describe. The TCP listener's TLS itself is not a hook: it is
+:meth:`~.config.PostQuantumConfig.create_ssl_context`.
 """
 
 from __future__ import annotations
@@ -45,8 +47,9 @@ class _ScopeFactsApp:
     """An hypercorn AppWrapper that adds connection facts to each scope before the app runs.
 
     Under ``pq = "require"`` it also puts :class:`~pq_quic_plugin.asgi.PostQuantumMiddleware`
-    in front of the application, so nothing is ever served over a classical connection (TCP is
-    always classical here), even by an app that does not use the middleware itself.
+    in front of the application, so nothing is ever served over a classical connection, even by
+    an app that does not use the middleware itself. Classical TLS handshakes (QUIC or TCP) are
+    refused before any request exists; what it still refuses is a plaintext ``insecure_bind``.
     """
 
     def __init__(
@@ -161,7 +164,7 @@ def _ssl_object_of(server: Any) -> Any:
         return writer.get_extra_info("ssl_object")
     stream = getattr(server, "stream", None)  # trio worker: a trio.SSLStream after its handshake
     if stream is not None and type(stream).__name__ == "SSLStream":
-        return stream  # forwards cipher() and version() to its SSLObject
+        return stream  # forwards cipher(), version() and getpeercert() to its TLS object
     return None
 
 

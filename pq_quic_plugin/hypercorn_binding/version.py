@@ -2,12 +2,13 @@
 
 hypercorn has no extension points for what ``hypercorn-pq`` does, so the binding wraps four
 constructors (:mod:`.hooks`), swaps two module globals of ``hypercorn.__main__`` for one call
-(:mod:`.cli`), replaces the event handling of each HTTP/3 connection (:mod:`.h3_streams`) and
-resets unfinished HTTP/2 streams (:mod:`.h2_streams`). All of that leans on private and
+(:mod:`.cli`), replaces the event handling of each HTTP/3 connection (:mod:`.h3_streams`),
+resets unfinished HTTP/2 streams (:mod:`.h2_streams`) and overrides ``Config.create_ssl_context``
+with the TLS settings it reads (:mod:`.config`, :mod:`.tcp`). All of that leans on private and
 undocumented names of hypercorn that can change in any release, and a change would show up as a
 crashed listener or a hang, not at start-up. So at import the version must be in the tested
 range and every name in :data:`REQUIRED_INTERNALS` must exist (the same check as the aioquic
-binding's, :mod:`pq_quic_plugin.aioquic_binding.internals`). ``PQ_QUIC_SKIP_VERSION_CHECK=1``
+binding's, :mod:`pq_quic_plugin.host_internals`). ``PQ_QUIC_SKIP_VERSION_CHECK=1``
 skips it, for people trying a new release.
 
 The binding reads no private aioquic name itself: those go through
@@ -21,6 +22,7 @@ import importlib.util
 from importlib import metadata
 
 import hypercorn.__main__ as hypercorn_main
+import hypercorn.protocol.h2 as hypercorn_h2
 from hypercorn.asyncio.tcp_server import TCPServer as AsyncioTCPServer
 from hypercorn.asyncio.worker_context import WorkerContext as AsyncioWorkerContext
 from hypercorn.config import Config
@@ -30,7 +32,7 @@ from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.protocol.quic import QuicProtocol
 
-from ..aioquic_binding.internals import Internal, check_release, names_of
+from ..host_internals import Internal, check_release, names_of
 
 __all__ = [
     "REQUIRED_INTERNALS",
@@ -43,8 +45,9 @@ __all__ = [
 SUPPORTED = ((0, 18), (0, 19))
 
 #: The binding modules that use the names below, as the failure message names them.
-_CLI, _HOOKS, _H3, _H2 = (
-    f"hypercorn_binding/{module}.py" for module in ("cli", "hooks", "h3_streams", "h2_streams")
+_CLI, _HOOKS, _H3, _H2, _CONFIG, _TCP = (
+    f"hypercorn_binding/{module}.py"
+    for module in ("cli", "hooks", "h3_streams", "h2_streams", "config", "tcp")
 )
 
 
@@ -91,11 +94,23 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     ),
     *names_of(Config, _H3, "max_app_queue_size"),
     *names_of(AsyncioWorkerContext, _H3, "sleep", instance="terminated"),
-    # h2_streams.py wraps H2Protocol.stream_send and resets what the app left unfinished.
+    # h2_streams.py wraps H2Protocol.stream_send and resets what the app left unfinished; it
+    # replaces each stream buffer's pop (which the send loop calls) with a watermark version.
     *names_of(
         H2Protocol, _H2, "stream_send _flush", instance="stream_buffers streams connection priority"
     ),
-    *names_of(StreamBuffer, _H2, "close", instance="_complete"),
+    *names_of(StreamBuffer, _H2, "close pop", instance="_complete buffer _paused _is_empty"),
+    *names_of(hypercorn_h2, _H2, "BUFFER_LOW_WATER"),
+    # config.py overrides the one method both workers take their TCP TLS from; tcp.py carries
+    # over the settings hypercorn's own version of it applies.
+    Internal(Config, "create_ssl_context", _CONFIG, params=("self",)),
+    *names_of(Config, _CONFIG, "ssl_enabled"),
+    *names_of(
+        Config,
+        _TCP,
+        "certfile keyfile keyfile_password ca_certs alpn_protocols ciphers verify_mode "
+        "verify_flags",
+    ),
     *_trio_internals(),
 )
 

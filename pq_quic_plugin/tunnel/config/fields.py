@@ -15,8 +15,10 @@ from typing import Any
 
 from ...policy import Policy
 from ..hostnames import HostPort
+from .ingress import ORIGIN_PROTOCOLS
 from .kinds import (
     BoolValue,
+    ChoiceValue,
     DurationValue,
     GroupsValue,
     HostnameValue,
@@ -134,9 +136,11 @@ RULE_FIELDS = FieldTable(
             "service",
             ServiceValue(),
             "`http://HOST[:PORT][/base]` — HTTP/1.1 to the origin (port 80 if omitted; `/base` "
-            "is prefixed to the request path); `https://HOST[:PORT]` — **HTTP/3 over QUIC** to "
-            "an origin that speaks it (e.g. `hypercorn-pq --pq`), post-quantum (port 443 if "
-            "omitted); `http_status:NNN` — answer with status NNN (100-599) without an origin",
+            "is prefixed to the request path); `https://HOST[:PORT][/base]` — TLS to the "
+            "origin with the connector's post-quantum policy: over TCP, HTTP/2 when the origin "
+            "offers it and HTTP/1.1 otherwise, or HTTP/3 over QUIC with `origin-protocol: "
+            "http3` (port 443 if omitted); `http_status:NNN` — answer with status NNN (100-599) "
+            "without an origin",
             required=True,
         ),
         _field(
@@ -153,6 +157,17 @@ RULE_FIELDS = FieldTable(
             "for `https://` services only: the TLS server name to use for the origin",
             default_doc="the service's host",
             requires=_https_only,
+        ),
+        _field(
+            "origin-protocol",
+            ChoiceValue(ORIGIN_PROTOCOLS),
+            "how to speak to the origin. `auto`: for `https://`, TLS over TCP offering HTTP/2 "
+            "and HTTP/1.1 by ALPN (the origin picks); for `http://`, HTTP/1.1. `http1`: "
+            "HTTP/1.1 only. `http2`: HTTP/2 over TLS, `https://` only (no cleartext h2c; an "
+            "origin that does not offer `h2` is a 502). `http3`: HTTP/3 over QUIC, `https://` "
+            "only (what `https://` meant before TCP origins). WebSockets always use HTTP/1.1 "
+            "(over TLS for `https://`). Any case",
+            default="auto",
         ),
     ),
 )
@@ -279,7 +294,8 @@ PUBLIC_FIELDS = FieldTable(
             "pq",
             PolicyValue([Policy.PREFER, Policy.REQUIRE]),
             "`prefer`: post-quantum key exchange when the visitor offers it, classical "
-            "otherwise; `require`: post-quantum or no HTTP/3 connection",
+            "otherwise; `require`: post-quantum or no connection, on QUIC (HTTP/3) and on TCP "
+            "(HTTP/1.1, HTTP/2) alike: a classical visitor fails in the TLS handshake",
             default=Policy.PREFER,
         ),
     ),

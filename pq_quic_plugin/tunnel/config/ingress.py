@@ -17,23 +17,29 @@ from urllib.parse import urlsplit
 from ..hostnames import HostPort, hostname_matches
 
 __all__ = [
+    "ORIGIN_PROTOCOLS",
     "SERVICE_HINT",
     "IngressRule",
     "Service",
     "check_ingress",
+    "check_origin_protocol",
     "compile_path",
     "parse_service",
 ]
 
 SERVICE_HINT = "use http://HOST:PORT, https://HOST:PORT or http_status:NNN"
 
+#: How the connector speaks to an origin (``origin-protocol``); ``auto`` first, the default.
+ORIGIN_PROTOCOLS = ("auto", "http1", "http2", "http3")
+
 
 @dataclass(frozen=True)
 class Service:
     """Where an ingress rule sends requests.
 
-    ``kind`` is ``"http"`` (HTTP/1.1 to the origin), ``"https"`` (HTTP/3 over QUIC to an origin
-    that speaks it, post-quantum) or ``"http_status"`` (answer with ``status`` and no origin).
+    ``kind`` is ``"http"`` (HTTP/1.1 to the origin), ``"https"`` (TLS to the origin,
+    post-quantum: over TCP with HTTP/2 or HTTP/1.1, or HTTP/3 over QUIC, as the rule's
+    ``origin-protocol`` says) or ``"http_status"`` (answer with ``status`` and no origin).
     ``base_path`` is prefixed to the request path (``""`` or ``"/base"``, no trailing slash).
     """
 
@@ -89,6 +95,27 @@ def parse_service(text: str) -> Service:
     return Service(kind, s, host=parts.hostname, port=port, base_path=parts.path.rstrip("/"))
 
 
+def check_origin_protocol(protocol: str, service: Service) -> None:
+    """``ValueError`` unless ``protocol`` (an ``origin-protocol``) can reach ``service``.
+
+    Cleartext HTTP/2 (h2c) and HTTP/3 without TLS do not exist for the connector: as with
+    cloudflared's ``http2Origin``, HTTP/2 needs an ``https://`` origin.
+    """
+    if protocol not in ORIGIN_PROTOCOLS:
+        raise ValueError(
+            f"{protocol!r} is not an origin protocol; use one of: {', '.join(ORIGIN_PROTOCOLS)}"
+        )
+    if protocol == "auto":
+        return
+    if service.kind == "http_status":
+        raise ValueError(f"only applies to http:// and https:// services, not {service.text!r}")
+    if service.kind == "http" and protocol != "http1":
+        raise ValueError(
+            f"{protocol} needs an https:// service ({service.text!r} is plain HTTP, which the "
+            "connector speaks as HTTP/1.1 only); use https:// or origin-protocol: http1"
+        )
+
+
 def compile_path(pattern: str) -> re.Pattern[str]:
     """A rule's ``path`` regex, or ``ValueError`` with the compiler's complaint."""
     try:
@@ -102,6 +129,8 @@ class IngressRule:
     """One ``ingress`` entry. A rule without ``hostname`` and ``path`` is the catch-all.
 
     ``path_re`` is compiled from ``path`` once, here, so matching never recompiles it.
+    ``origin_protocol`` is checked against the service here (``ValueError``), so a rule built
+    in Python is held to what a file's rule is.
     """
 
     service: Service
@@ -109,11 +138,13 @@ class IngressRule:
     path: str | None = None  # the regex as written
     origin_ca_file: Path | None = None
     origin_server_name: str | None = None
+    origin_protocol: str = "auto"
     index: int = 0
     line: int | None = None
     path_re: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        check_origin_protocol(self.origin_protocol, self.service)
         if self.path is not None and self.path_re is None:
             object.__setattr__(self, "path_re", compile_path(self.path))
 

@@ -33,6 +33,7 @@ from .yaml_reader import YamlReader
 
 __all__ = [
     "BoolValue",
+    "ChoiceValue",
     "DurationValue",
     "GroupsValue",
     "HostPortListValue",
@@ -147,6 +148,23 @@ class LogLevelValue(RuleValue):
     metavar = "LEVEL"
     choices = LOG_LEVELS
     rule = staticmethod(check_loglevel)
+
+
+class ChoiceValue(RuleValue):
+    """One word from a fixed list, any case (``origin-protocol: HTTP2`` is ``http2``)."""
+
+    metavar = "WORD"
+
+    def __init__(self, choices: Sequence[str]) -> None:
+        self.words = tuple(choices)
+        self.choices = self.words
+        self.doc = ", ".join(f"`{c}`" for c in self.words)
+
+    def convert(self, value: Any) -> str:
+        word = value.strip().lower() if isinstance(value, str) else ""
+        if word not in self.words:
+            raise ValueError(f"{value!r} is not allowed; use one of: {', '.join(self.words)}")
+        return word
 
 
 class PolicyValue(RuleValue):
@@ -334,17 +352,20 @@ class IngressValue(ValueKind):
                 "the list is empty; end it with a catch-all rule such as "
                 "`- service: http_status:404`",
             )
-        rules = [
-            IngressRule(
-                **read_section(r, item, f"{key}[{i}]", self.rules).values,
-                index=i,
-                line=item.start_mark.line + 1,
-            )
-            for i, item in enumerate(items)
-        ]
+        rules = [self._rule(r, item, f"{key}[{i}]", i) for i, item in enumerate(items)]
 
         def fail(rule: IngressRule, message: str) -> Exception:
             return r.error(items[rule.index], f"{key}[{rule.index}]", message)
 
         check_ingress(rules, fail)
         return tuple(rules)
+
+    def _rule(self, r: YamlReader, item: yaml.Node, where: str, index: int) -> IngressRule:
+        """One rule; a check across its keys (``IngressRule`` raises ``ValueError``) points at
+        ``origin-protocol``, the key that names what the service cannot do."""
+        section = read_section(r, item, where, self.rules)
+        try:
+            return IngressRule(**section.values, index=index, line=item.start_mark.line + 1)
+        except ValueError as exc:
+            knode = section.keys.get("origin-protocol", (item, item))[0]
+            raise r.error(knode, f"{where}.origin-protocol", str(exc)) from None

@@ -2,9 +2,11 @@
 
 The edge opens a stream per visitor request and sends its head (method, path, headers, the hop
 list so far, whether it is a WebSocket); this module answers it on that stream. It also writes
-the hop list the origin receives in ``pq-tunnel-hops``: the edge's hops, with the
-edge-connector hop as this connector saw it, plus the connector-origin hop once that connection
-is up (so its group is known).
+the hop list the origin receives in ``pq-tunnel-hops``: the edge's hops (the visitor-edge hop
+with the visitor's transport, ``tcp`` or ``quic``, and HTTP version), with the edge-connector
+hop as this connector saw it, plus the connector-origin hop once that connection is up, so its
+transport (``tcp`` with ``http_version`` ``1.1``/``2`` and ``tls``, or ``quic``) and its group
+are the ones actually negotiated (read off the TLS object, never assumed).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ..config import ConnectorConfig
 from ..headers import find
 from ..observer import Observer
 from ..origin import OriginClient, OriginError, OriginHop, OriginRequest
-from ..wire import Channel, FrameType, StreamReset
+from ..wire import Channel, FrameType
 
 __all__ = ["RequestProxy", "with_hops"]
 
@@ -76,6 +78,7 @@ class RequestProxy:
             ca_file=_text(rule.origin_ca_file),
             server_name=rule.origin_server_name,
             headers_for=lambda hop: with_hops(headers, hops, hop),
+            protocol=rule.origin_protocol,
         )
         if websocket:
             return await self._serve_websocket(channel, request, list(head.get("subprotocols", [])))
@@ -118,9 +121,6 @@ class RequestProxy:
                 self.observer.relayed("from_origin", len(chunk))
                 await channel.send_data(chunk)
             await channel.end()
-        except StreamReset:
-            await response.aclose()  # the visitor went away: stop reading from the origin
-            raise
         except OriginError as exc:
             # The head already went out, so no error page is possible: cancel the visitor's
             # stream (a reset, never a silently truncated body) and say why.
@@ -128,6 +128,12 @@ class RequestProxy:
             await response.aclose()
             channel.reset()
             return exc.status
+        except BaseException:
+            # The visitor went away (StreamReset), the tunnel connection broke, or the connector
+            # is stopping: cancel the origin request (HTTP/2: RST_STREAM) rather than leave it
+            # holding a connection or a stream's window.
+            await response.aclose()
+            raise
         return response.status
 
     async def _serve_websocket(

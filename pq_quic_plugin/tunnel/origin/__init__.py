@@ -1,7 +1,10 @@
-"""The connector's client for the private origin: HTTP/1.1, HTTP/3 and WebSocket.
+"""The connector's client for the private origin: HTTP/1.1, HTTP/2, HTTP/3 and WebSocket.
 
-:mod:`.client` picks the path per service; :mod:`.h1`, :mod:`.h3` and :mod:`.websocket` are
-the three paths; :mod:`.request` holds what they share (request, response, hop, error).
+:mod:`.client` picks the path per service and ``origin-protocol``. The paths: :mod:`.h1`
+(HTTP/1.1, plain or over TLS), :mod:`.https` with :mod:`.h2` and :mod:`.h2_request` (TLS over
+TCP, HTTP/2 when the origin offers it), :mod:`.h3` (QUIC) and :mod:`.websocket`. :mod:`.tls`
+opens every TLS connection on TCP with the post-quantum policy; :mod:`.request` holds what they
+all share (request, response, hop, error).
 """
 
 from .client import OriginClient, origin_service

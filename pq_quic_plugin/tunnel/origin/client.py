@@ -1,8 +1,10 @@
 """The connector's side toward the origin: one client, one path per kind of service.
 
 * ``http://HOST:PORT[/base]``: HTTP/1.1 over TCP (:mod:`.h1`), kept-alive connections.
-* ``https://HOST:PORT[/base]``: HTTP/3 with the connector's post-quantum policy (:mod:`.h3`).
-* WebSockets over HTTP/1.1, TLS for ``https://`` services (:mod:`.websocket`).
+* ``https://HOST:PORT[/base]``: TLS over TCP with the connector's post-quantum policy
+  (:mod:`.https`): HTTP/2 (:mod:`.h2`) when the origin offers it by ALPN, else HTTP/1.1; or,
+  with ``origin-protocol: http3``, HTTP/3 over QUIC (:mod:`.h3`).
+* WebSockets over HTTP/1.1, TLS on TCP for ``https://`` services (:mod:`.websocket`).
 
 Bodies stream both ways and nothing holds a whole body. Every failure to reach the origin or to
 get a well-formed response head raises :class:`OriginError` with the status the visitor should
@@ -16,9 +18,12 @@ from collections.abc import Sequence
 
 from ...policy import Policy
 from ..config import Service, parse_service
+from ..config.ingress import check_origin_protocol
 from .h1 import H1Client
 from .h3 import H3Client
+from .https import HttpsClient
 from .request import OriginError, OriginRequest, OriginResponse, PeekedBody
+from .tls import TLSConnector
 from .websocket import OriginWebSocket, open_websocket
 
 __all__ = ["OriginClient", "origin_service"]
@@ -46,11 +51,13 @@ def origin_service(service: Service | str) -> Service:
 class OriginClient:
     """One per connector: hands proxied requests to origins.
 
-    ``policy`` is the post-quantum policy for ``https://`` (HTTP/3) origins: ``"prefer"`` (the
-    default) or ``"require"`` (what the tunnel passes with ``--post-quantum``: only
-    post-quantum groups are offered and a classical-only origin is refused, never used).
-    ``connect_timeout`` bounds a TCP connect or a QUIC handshake; keep-alive HTTP/1.1
-    connections idle longer than ``keepalive`` seconds are not reused.
+    ``policy`` is the post-quantum policy for ``https://`` origins, over TCP and over QUIC:
+    ``"prefer"`` (the default) or ``"require"`` (what the tunnel passes with
+    ``--post-quantum``: only post-quantum groups are offered and a classical-only origin is
+    refused, never used). ``connect_timeout`` bounds a TCP connect with its TLS handshake, or
+    a QUIC handshake; keep-alive HTTP/1.1 connections, and HTTP/2 connections without a
+    request, idle longer than ``keepalive`` seconds are not reused for a request that cannot
+    be replayed.
     """
 
     def __init__(
@@ -63,7 +70,9 @@ class OriginClient:
     ) -> None:
         self.policy = Policy.parse(policy).value  # a bad policy fails here, not per request
         self.connect_timeout = connect_timeout
+        self._tls = TLSConnector(self.policy, connect_timeout)
         self._h1 = H1Client(connect_timeout, keepalive, max_idle_per_origin)
+        self._https = HttpsClient(self._tls, self._h1)
         self._h3 = H3Client(self.policy, connect_timeout)
 
     @property
@@ -71,9 +80,15 @@ class OriginClient:
         """How many HTTP/3 connections to origins are open and pooled."""
         return self._h3.sessions
 
+    @property
+    def h2_sessions(self) -> int:
+        """How many HTTP/2 connections to origins are open and pooled."""
+        return self._https.sessions
+
     async def aclose(self) -> None:
-        """Close pooled connections (QUIC sessions and idle HTTP/1.1 connections)."""
+        """Close pooled connections (HTTP/2 and QUIC sessions, idle HTTP/1.1 connections)."""
         self._h1.close()
+        await self._https.aclose()
         await self._h3.aclose()
 
     async def request(self, request: OriginRequest) -> OriginResponse:
@@ -84,10 +99,16 @@ class OriginClient:
         exception propagates unchanged, here or from the response body iterator.
         """
         service = origin_service(request.service)
+        try:
+            check_origin_protocol(request.protocol, service)
+        except ValueError as exc:
+            raise OriginError(502, f"origin {service.text}: origin-protocol: {exc}") from None
         body = await PeekedBody.of(request.body)
-        if service.kind == "https":
+        if service.kind == "http":
+            return await self._h1.request(service, request, body)
+        if request.protocol == "http3":
             return await self._h3.request(service, request, body)
-        return await self._h1.request(service, request, body)
+        return await self._https.request(service, request, body)
 
     async def websocket(
         self, request: OriginRequest, subprotocols: Sequence[str] = ()
@@ -95,14 +116,14 @@ class OriginClient:
         """Open a WebSocket to the origin over HTTP/1.1 (wsproto).
 
         ``http://`` services get ``ws://``; ``https://`` services get TLS over TCP (``wss://``)
-        on the same host and port, verified against ``request.ca_file`` (system roots when
-        None) and ``request.server_name``. This hop's key exchange is Python OpenSSL's TLS and
-        is reported as ``group=None, post_quantum=False`` even under the ``require`` policy
-        (the origin sees that in the hop list). ``request.method`` and ``body`` are not used.
+        on the same host and port, whatever the rule's ``origin-protocol``, with the same
+        post-quantum policy and verification (``request.ca_file``, system roots when None, and
+        ``request.server_name``) as HTTP requests, and the hop reports the group it agreed on.
+        ``request.method`` and ``body`` are not used.
 
         Returns an :class:`OriginWebSocket` whose ``status`` is 101 when accepted or the
         origin's refusal status. Raises :class:`OriginError` when the origin cannot be
         reached or gives no valid handshake answer.
         """
         service = origin_service(request.service)
-        return await open_websocket(service, request, subprotocols, self.connect_timeout)
+        return await open_websocket(service, request, subprotocols, self.connect_timeout, self._tls)

@@ -1,9 +1,11 @@
-"""HTTP/1.1 to ``http://`` origins (h11 over TCP): keep-alive pool, streamed bodies both ways.
+"""HTTP/1.1 to origins (h11 over TCP): keep-alive pool, streamed bodies both ways.
 
 The request body is sent as it arrives (``Transfer-Encoding: chunked`` unless the visitor gave a
 ``Content-Length``), with TCP backpressure (``drain``); the response body is read from the
-socket only as the caller takes it. Connections are kept alive and reused per ``host:port``.
-This hop is plaintext inside the private network and is reported as classical.
+socket only as the caller takes it. Connections are kept alive and reused per pool key:
+``host:port`` for ``http://`` services, whose hop is plaintext inside the private network and
+reported as classical; for ``https://`` services the TLS client (:mod:`.https`) hands in its
+own key, connections and hop (with the group the handshake agreed on).
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ssl
+import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +23,7 @@ import h11
 
 from ..config import Service
 from ..headers import find, forwardable
-from ..hostnames import HostPort, format_hostport
+from ..hostnames import format_hostport
 from .request import (
     OriginError,
     OriginHop,
@@ -32,61 +34,88 @@ from .request import (
     retrieve,
 )
 
-__all__ = ["H1Client", "H1Connection", "H1Pool", "READ_CHUNK", "open_tcp"]
+__all__ = [
+    "H1Client",
+    "H1Connection",
+    "H1Pool",
+    "PLAIN_HOP",
+    "READ_CHUNK",
+    "connect_failure",
+    "open_tcp",
+    "tcp_socket",
+]
 
 #: Methods that get ``Content-Length: 0`` when they arrive without a body or a length.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 READ_CHUNK = 64 * 1024
+#: The hop to an ``http://`` origin: HTTP/1.1 over TCP, no TLS, so no key exchange at all.
+PLAIN_HOP = OriginHop.over("tcp", None, http_version="1.1")
 
 
 class _Stale(Exception):
     """A reused keep-alive connection was closed by the origin before it answered."""
 
 
-async def open_tcp(
-    service: Service,
-    limit: float,
-    context: ssl.SSLContext | None = None,
-    server_hostname: str | None = None,
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A TCP (or TLS) connection to the origin; failures become an :class:`OriginError` that
-    names the origin and says what to check."""
+def connect_failure(service: Service, exc: OSError) -> OriginError:
+    """The error for a TCP connection that could not be made: names the origin and what to
+    check."""
     where = format_hostport(service.host, service.port)
+    if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
+        reason = f"{where} refused the connection (is the origin running?)"
+    else:
+        reason = f"cannot connect to {where}: {plain(exc)}"
+    return OriginError(502, f"origin {service.text}: {reason}")
+
+
+async def open_tcp(
+    service: Service, limit: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection to the origin as streams; failures as :func:`tcp_socket`."""
+    sock = await tcp_socket(service, limit)
+    return await asyncio.open_connection(sock=sock, limit=READ_CHUNK)
+
+
+async def tcp_socket(service: Service, limit: float) -> socket.socket:
+    """A connected socket to the origin, for a TLS handshake started on it separately (so a
+    failed handshake is never mistaken for a failed connect); failures as :func:`open_tcp`."""
+    loop = asyncio.get_running_loop()
+
+    async def connect() -> socket.socket:
+        infos = await loop.getaddrinfo(service.host, service.port, type=socket.SOCK_STREAM)
+        failure: OSError = OSError(f"no address for {service.host}")
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, address)
+                return sock
+            except OSError as exc:
+                sock.close()
+                failure = exc
+            except BaseException:
+                sock.close()
+                raise
+        raise failure
+
     try:
-        return await asyncio.wait_for(
-            asyncio.open_connection(
-                service.host,
-                service.port,
-                ssl=context,
-                limit=READ_CHUNK,
-                server_hostname=server_hostname,
-            ),
-            limit,
-        )
+        return await asyncio.wait_for(connect(), limit)
     except asyncio.TimeoutError:
-        kind = "TLS" if context else "TCP"
+        where = format_hostport(service.host, service.port)
         raise OriginError(
-            504, f"origin {service.text}: no {kind} connection to {where} within {limit:g}s"
-        ) from None
-    except ssl.SSLError as exc:
-        raise OriginError(
-            502, f"origin {service.text}: TLS with {where} failed: {exc.reason or exc}"
+            504, f"origin {service.text}: no TCP connection to {where} within {limit:g}s"
         ) from None
     except OSError as exc:
-        if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
-            reason = f"{where} refused the connection (is the origin running?)"
-        else:
-            reason = f"cannot connect to {where}: {plain(exc)}"
-        raise OriginError(502, f"origin {service.text}: {reason}") from None
+        raise connect_failure(service, exc) from None
 
 
 @dataclass
 class H1Connection:
-    """One TCP connection to an origin and its h11 state."""
+    """One TCP (or TLS) connection to an origin, its pool key, its hop and its h11 state."""
 
-    address: HostPort
+    key: Hashable
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    hop: OriginHop = PLAIN_HOP
     conn: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT))
     idle_since: float = 0.0
     received: int = 0  # bytes of the current response
@@ -114,16 +143,16 @@ class H1Connection:
 
 
 class H1Pool:
-    """Idle keep-alive connections per origin address, at most ``max_idle`` of each."""
+    """Idle keep-alive connections per pool key, at most ``max_idle`` of each."""
 
     def __init__(self, max_idle: int) -> None:
         self.max_idle = max_idle
         self.closed = False
-        self._idle: dict[HostPort, list[H1Connection]] = {}
+        self._idle: dict[Hashable, list[H1Connection]] = {}
 
-    def take(self, address: HostPort, max_idle_seconds: float) -> H1Connection | None:
+    def take(self, key: Hashable, max_idle_seconds: float) -> H1Connection | None:
         """The most recently used connection that is still usable, or None."""
-        pool = self._idle.get(address)
+        pool = self._idle.get(key)
         now = time.monotonic()
         while pool:
             c = pool.pop()
@@ -134,7 +163,7 @@ class H1Pool:
 
     def release(self, c: H1Connection) -> None:
         """A connection whose exchange completed cleanly goes back (or closes, if full)."""
-        pool = self._idle.setdefault(c.address, [])
+        pool = self._idle.setdefault(c.key, [])
         if self.closed or len(pool) >= self.max_idle:
             c.close()
             return
@@ -347,8 +376,12 @@ class _Exchange:
                 )
 
 
+#: Opens a new connection for a request (plain TCP, or TLS whose ALPN chose HTTP/1.1).
+Connect = Callable[[], Awaitable[H1Connection]]
+
+
 class H1Client:
-    """Requests to ``http://`` services over pooled HTTP/1.1 connections.
+    """Requests over pooled HTTP/1.1 connections.
 
     Keep-alive connections idle longer than ``keepalive`` seconds are not reused.
     """
@@ -362,30 +395,42 @@ class H1Client:
         self.pool.close()
 
     async def request(
-        self, service: Service, request: OriginRequest, body: PeekedBody
+        self,
+        service: Service,
+        request: OriginRequest,
+        body: PeekedBody,
+        *,
+        key: Hashable | None = None,
+        connect: Connect | None = None,
+        fresh: H1Connection | None = None,
     ) -> OriginResponse:
-        hop = OriginHop.over("http/1.1")
-        out = request.headers_to_send(hop, service)
-        if find(out, "content-length") is None:
-            if not body.empty:
-                out.append(("transfer-encoding", "chunked"))
-            elif request.method.upper() in BODY_METHODS:
-                out.append(("content-length", "0"))
-        target = request.target(service)
-        try:
-            wire = h11.Request(method=request.method, target=target, headers=out)
-        except h11.LocalProtocolError as exc:
-            raise OriginError(
-                502, f"origin {service.text}: cannot send this request over HTTP/1.1: {exc}"
-            ) from None
+        """Send ``request`` over a pooled connection, or a new one.
+
+        Without ``key`` and ``connect`` the service is an ``http://`` one: pooled by
+        ``host:port``, reached over plain TCP. ``fresh`` is a connection opened for this very
+        request (the TLS client's, once ALPN chose HTTP/1.1), used before any pooled one.
+        """
+        pool_key: Hashable = service.address if key is None else key
+        open_new = connect or (lambda: self._connect(service, request.timeout))
         # A kept-alive connection may have been closed by the origin just now. Reuse one only
         # when the request can be replayed (no body) or the connection was idle very briefly.
         max_idle = self.keepalive if body.empty else min(self.keepalive, 1.0)
         for attempt in (1, 2):
-            reused = self.pool.take(service.address, max_idle) if attempt == 1 else None
-            c = reused or await self._connect(service, request.timeout)
+            reused = None
+            if attempt == 1 and fresh is not None:
+                c = fresh
+            else:
+                reused = self.pool.take(pool_key, max_idle) if attempt == 1 else None
+                c = reused or await open_new()
             try:
-                return await _Exchange(c, service, wire, body, request.timeout).run(self.pool, hop)
+                wire = _wire_request(service, request, body, c.hop)
+            except OriginError:
+                self.pool.release(c)  # nothing was sent: the connection is as good as before
+                raise
+            try:
+                return await _Exchange(c, service, wire, body, request.timeout).run(
+                    self.pool, c.hop
+                )
             except _Stale:
                 c.close()
                 if reused is not None and body.empty:
@@ -398,3 +443,21 @@ class H1Client:
     async def _connect(self, service: Service, timeout: float) -> H1Connection:
         reader, writer = await open_tcp(service, min(timeout, self.connect_timeout))
         return H1Connection(service.address, reader, writer)
+
+
+def _wire_request(
+    service: Service, request: OriginRequest, body: PeekedBody, hop: OriginHop
+) -> h11.Request:
+    """The request head as h11 sends it; the framing headers follow from the body."""
+    out = request.headers_to_send(hop, service)
+    if find(out, "content-length") is None:
+        if not body.empty:
+            out.append(("transfer-encoding", "chunked"))
+        elif request.method.upper() in BODY_METHODS:
+            out.append(("content-length", "0"))
+    try:
+        return h11.Request(method=request.method, target=request.target(service), headers=out)
+    except h11.LocalProtocolError as exc:
+        raise OriginError(
+            502, f"origin {service.text}: cannot send this request over HTTP/1.1: {exc}"
+        ) from None

@@ -1,4 +1,5 @@
-"""HTTP/3 to ``https://`` origins with the connector's post-quantum policy.
+"""HTTP/3 to ``https://`` origins with the connector's post-quantum policy, for rules that say
+``origin-protocol: http3`` (other ``https://`` rules go over TCP, :mod:`.https`).
 
 One QUIC connection per origin (and verification settings), shared by all requests and reopened
 when it closed. The hop reports the negotiated group, so it is post-quantum when the origin runs
@@ -60,7 +61,8 @@ class H3Body(AsyncIterator[bytes]):
 
 
 class H3Client:
-    """Requests to ``https://`` services over pooled HTTP/3 sessions.
+    """Requests to ``https://`` services (``origin-protocol: http3``) over pooled HTTP/3
+    sessions.
 
     ``policy`` is ``"prefer"`` or ``"require"`` (only post-quantum groups are offered and a
     classical-only origin is refused, never used).
@@ -148,7 +150,7 @@ class H3Client:
         timeout = request.timeout
         for attempt in (1, 2):
             session = await self._session(service, request)
-            hop = OriginHop.over("quic", session.group)
+            hop = OriginHop.over("quic", session.group, http_version="3")
             h3_headers = [
                 (k.strip().lower().encode("latin-1", "replace"), v.encode("latin-1", "replace"))
                 for k, v in request.headers_to_send(hop, service)

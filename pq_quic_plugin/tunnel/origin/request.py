@@ -49,21 +49,38 @@ class OriginHop:
     """The connector-to-origin hop, as the origin learns it in ``pq-tunnel-hops``.
 
     A dataclass rather than the :class:`~pq_quic_plugin.asgi.types.Hop` mapping so responses
-    can carry it and tests compare it; :meth:`as_dict` gives the wire form.
+    can carry it and tests compare it; :meth:`as_dict` gives the wire form. ``transport`` is
+    ``"tcp"`` or ``"quic"``, as on the visitor-edge hop; ``http_version`` says what ran over it
+    (``"1.1"``, ``"2"``, ``"3"``) and ``tls`` marks TLS over TCP (``https://`` services).
     """
 
     name: str
-    transport: str  # "http/1.1" or "quic"
+    transport: str  # "tcp" or "quic"
     group: str | None
     post_quantum: bool
-    tls: bool = False  # HTTP/1.1 over TLS (a wss:// WebSocket to an https:// service)
+    tls: bool = False
+    http_version: str | None = None
 
     @classmethod
-    def over(cls, transport: str, group: Group | None = None, *, tls: bool = False) -> OriginHop:
+    def over(
+        cls,
+        transport: str,
+        group: Group | None = None,
+        *,
+        http_version: str | None = None,
+        tls: bool = False,
+    ) -> OriginHop:
         """The hop over ``transport`` that negotiated ``group`` (None: no key exchange, or
         not known); every origin path reports its hop this one way."""
         post_quantum = bool(group is not None and group.post_quantum)
-        return cls(HOP_NAME, transport, group.name if group else None, post_quantum, tls=tls)
+        return cls(
+            HOP_NAME,
+            transport,
+            group.name if group else None,
+            post_quantum,
+            tls=tls,
+            http_version=http_version,
+        )
 
     def as_dict(self) -> Hop:
         out: Hop = {
@@ -72,6 +89,8 @@ class OriginHop:
             "group": self.group,
             "post_quantum": self.post_quantum,
         }
+        if self.http_version is not None:
+            out["http_version"] = self.http_version
         if self.tls:
             out["tls"] = True
         return out
@@ -92,6 +111,9 @@ class OriginRequest:
     are dropped on the way. ``body`` None means no body. ``headers_for``, when given, replaces
     ``headers`` with what it returns for the origin hop. ``ca_file`` and ``server_name``
     verify an ``https://`` origin (system roots and the service's host when None).
+    ``protocol`` is the rule's ``origin-protocol``: ``auto`` (``https://``: TLS over TCP,
+    HTTP/2 when the origin offers it by ALPN, else HTTP/1.1; ``http://``: HTTP/1.1),
+    ``http1``, ``http2`` (``https://`` only) or ``http3`` (QUIC, ``https://`` only).
     ``timeout`` bounds connecting, the wait for the response head once the request body has
     been sent, and any stall of the upload; the response body has no timeout.
     """
@@ -106,6 +128,7 @@ class OriginRequest:
     timeout: float = 30.0
     headers_for: HeadersFor | None = None
     host_header: str | None = None
+    protocol: str = "auto"
 
     def headers_with(self, hop: OriginHop) -> list[tuple[str, str]]:
         """The headers to send once the hop is known (``headers_for``'s, else ``headers``)."""

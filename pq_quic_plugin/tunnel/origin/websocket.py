@@ -1,10 +1,10 @@
 """WebSockets to the origin over HTTP/1.1 (wsproto).
 
 ``http://`` services get ``ws://``; ``https://`` services get TLS over TCP (``wss://``) on the
-same host and port, verified against the rule's origin CA. WebSockets over HTTP/3 (RFC 9220,
-extended CONNECT) are out of scope: hypercorn's aioquic stack does not offer them. That hop's
-key exchange is whatever Python's OpenSSL negotiates; it cannot be read back, so it is reported
-with ``group=None, post_quantum=False``.
+same host and port, through the same post-quantum TLS client as HTTP requests (:mod:`.tls`):
+verified against the rule's origin CA, and the hop reports the group the handshake agreed on.
+WebSockets over HTTP/2 (RFC 8441) and HTTP/3 (RFC 9220) are out of scope: hypercorn's HTTP/3
+stack does not offer them, and HTTP/1.1 reaches every origin that has WebSockets at all.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,8 +30,9 @@ from wsproto.events import (
 from ..config import Service
 from ..headers import find, forwardable
 from ..hostnames import format_hostport
-from .h1 import READ_CHUNK, open_tcp
+from .h1 import PLAIN_HOP, READ_CHUNK, open_tcp
 from .request import OriginError, OriginHop, OriginRequest, plain
+from .tls import ALPN_FOR, TLSConnector
 
 __all__ = ["OriginWebSocket", "WEBSOCKET_OWN", "open_websocket"]
 
@@ -54,25 +54,20 @@ REFUSAL_BODY = 65536
 
 
 async def open_websocket(
-    service: Service, request: OriginRequest, subprotocols: Sequence[str], connect_timeout: float
+    service: Service,
+    request: OriginRequest,
+    subprotocols: Sequence[str],
+    connect_timeout: float,
+    tls: TLSConnector,
 ) -> OriginWebSocket:
     """Connect and run the opening handshake; see :meth:`OriginClient.websocket`."""
-    tls = service.kind == "https"
-    limit = min(request.timeout, connect_timeout)
-    context: ssl.SSLContext | None = None
-    if tls:
-        try:
-            context = ssl.create_default_context(cafile=request.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise OriginError(
-                502,
-                f"origin {service.text}: cannot load the origin CA file {request.ca_file}: "
-                f"{plain(exc)}",
-            ) from None
-        context.set_alpn_protocols(["http/1.1"])
-    server_hostname = (request.server_name or service.host) if tls else None
-    reader, writer = await open_tcp(service, limit, context, server_hostname)
-    hop = OriginHop.over("http/1.1", tls=tls)
+    if service.kind == "https":
+        opened = await tls.connect(service, request, ALPN_FOR["http1"])
+        reader, writer, hop = opened.reader, opened.writer, opened.hop
+    else:
+        limit = min(request.timeout, connect_timeout)
+        reader, writer = await open_tcp(service, limit)
+        hop = PLAIN_HOP
     chosen = request.headers_with(hop)
     host = (
         request.host_header or find(chosen, "host") or format_hostport(service.host, service.port)

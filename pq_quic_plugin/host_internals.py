@@ -1,12 +1,13 @@
-"""The import-time check both bindings run: is the host library a tested release, and is every
+"""The import-time check every binding runs: is the host library a tested release, and is every
 one of its names we use there?
 
-aioquic and hypercorn have no API for what the bindings do (replace the TLS key exchange, pace
-a stream's receive window, harden hypercorn's HTTP/3 loop), so the bindings use private and
-undocumented names of theirs. A release that renames one would otherwise fail late: in the
-middle of a handshake or a request, or, worst of all for key exchange, quietly classical. Each
-binding therefore lists every such name once (``aioquic_binding/version.py`` and
-``hypercorn_binding/version.py``, ``REQUIRED_INTERNALS``) and checks the list at import.
+aioquic, hypercorn and pyOpenSSL have no API for what the bindings do (replace the TLS key
+exchange, pace a stream's receive window, harden hypercorn's HTTP/3 loop, choose TLS groups and
+check host names over TCP), so the bindings use private and undocumented names of theirs. A
+release that renames one would otherwise fail late: in the middle of a handshake or a request,
+or, worst of all for key exchange, quietly classical. Each binding therefore lists every such
+name once (``REQUIRED_INTERNALS`` in ``aioquic_binding/version.py``,
+``hypercorn_binding/version.py`` and ``tls_binding/version.py``) and checks the list at import.
 
 Many of the names are instance attributes that exist only after ``__init__`` ran, and building
 the instances needs sockets and event loops. So an instance attribute counts as present when a
@@ -14,9 +15,16 @@ method of its class, or of a base class, stores it (``STORE_ATTR`` in the method
 following ``__wrapped__`` through wrappers such as the bindings' own). Reading bytecode rather
 than source keeps the check cheap and working for installs without ``.py`` files.
 
-Both bindings refuse a release outside their tested range, or one that lacks a name, with the
-same wording and install hint (:func:`check_release`), and both skip the check when
+The C functions and constants of ``cryptography``'s OpenSSL binding count too: a
+``cryptography`` release may drop any of them, and they live on a module object named just
+``lib``, so their entries carry an ``owner_label`` that says whose ``lib`` it is.
+
+Every binding refuses a release outside its tested range, or one that lacks a name, with the
+same wording and install hint (:func:`check_release`), and all skip the check when
 ``PQ_QUIC_SKIP_VERSION_CHECK=1``.
+
+This module lives outside the bindings so that importing one binding's check does not import
+another binding.
 """
 
 from __future__ import annotations
@@ -56,10 +64,14 @@ class Internal:
     instance: bool = False
     #: For a callable the binding calls or wraps positionally: its leading parameter names.
     params: tuple[str, ...] = ()
+    #: How the owner is named in messages when its own name says too little (``lib``).
+    owner_label: str = ""
 
     @property
     def label(self) -> str:
         owner = self.owner
+        if self.owner_label:
+            return f"{self.owner_label}.{self.name}"
         if isinstance(owner, ModuleType):
             return f"{owner.__name__}.{self.name}"
         return f"{owner.__module__}.{owner.__qualname__}.{self.name}"
@@ -72,13 +84,22 @@ class Internal:
 
 
 def names_of(
-    owner: type | ModuleType, used_by: str, attributes: str = "", instance: str = ""
+    owner: type | ModuleType,
+    used_by: str,
+    attributes: str = "",
+    instance: str = "",
+    *,
+    owner_label: str = "",
 ) -> tuple[Internal, ...]:
     """The names of ``owner`` that ``used_by`` relies on, each kind as one space-separated
-    string: ``attributes`` of the class or module itself, ``instance`` attributes set by a method.
-    Keeps the bindings' lists to one line per owner and user instead of one per name."""
-    return tuple(Internal(owner, name, used_by) for name in attributes.split()) + tuple(
-        Internal(owner, name, used_by, instance=True) for name in instance.split()
+    string: ``attributes`` of the class or module itself, ``instance`` attributes set by a
+    method. Keeps the bindings' lists to one line per owner and user instead of one per
+    name."""
+    return tuple(
+        Internal(owner, name, used_by, owner_label=owner_label) for name in attributes.split()
+    ) + tuple(
+        Internal(owner, name, used_by, instance=True, owner_label=owner_label)
+        for name in instance.split()
     )
 
 

@@ -1,0 +1,146 @@
+"""Every call into OpenSSL that pyOpenSSL has no public API for, in one small module.
+
+Each function here uses private names of pyOpenSSL (``Context._context``, ``Connection._ssl``,
+``Connection._from_ssl``, ``Connection._reverse_mapping``) or C symbols of ``cryptography``'s
+binding (``OpenSSL._util.lib``); all of them are listed in :data:`.version.REQUIRED_INTERNALS` and
+checked at import. Keeping them here means the rest of the layer uses pyOpenSSL's public API only,
+and a pyOpenSSL that grows ``Context.set_groups`` (pyca/pyopenssl#1477) changes one function.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from OpenSSL import SSL
+from OpenSSL._util import ffi, lib
+
+logger = logging.getLogger("pq_quic_plugin.tls")
+
+__all__ = [
+    "accepts_groups",
+    "clear_error_queue",
+    "clear_partial_write",
+    "expect_host",
+    "pending_output",
+    "session_reused",
+    "set_groups",
+    "set_servername_callback",
+    "verify_failure",
+]
+
+
+def set_groups(context: SSL.Context, groups: str) -> bool:
+    """Set the key-exchange groups in OpenSSL's list syntax (``*`` marks a client key share,
+    ``/`` separates a server's preference tuples); False when OpenSSL refuses the list.
+
+    ``SSL_CTX_set1_curves_list`` is the old name of ``SSL_CTX_set1_groups_list`` (same function,
+    the only one the binding exports); it takes ML-KEM and hybrid names like any other group.
+    """
+    ok = lib.SSL_CTX_set1_curves_list(context._context, groups.encode("ascii")) == 1
+    if not ok:
+        lib.ERR_clear_error()  # a refused list leaves an error that would poison the next call
+    return ok
+
+
+def accepts_groups(groups: str) -> bool:
+    """Whether this OpenSSL accepts ``groups`` as a TLS group list (probes a throw-away context)."""
+    return set_groups(SSL.Context(SSL.TLS_METHOD), groups)
+
+
+def clear_partial_write(context: SSL.Context) -> None:
+    """Undo pyOpenSSL's ``SSL_MODE_ENABLE_PARTIAL_WRITE``: Python's ``ssl`` writes all or nothing
+    and trio ignores ``write()``'s count, so with partial writes data after the first 16 KiB
+    record of a large write was silently lost."""
+    context.clear_mode(lib.SSL_MODE_ENABLE_PARTIAL_WRITE)
+
+
+def expect_host(connection: SSL.Connection, host: str, *, check_common_name: bool) -> None:
+    """Make certificate verification check ``host`` (a DNS name or an IP address), as Python's
+    ``ssl`` does: inside the handshake, so a mismatch is a verification failure and the client
+    sends the server a ``bad_certificate`` alert. pyOpenSSL checks no name by itself.
+
+    Partial wildcards (``f*.example``) are refused like in Python's ``ssl``, and the subject's
+    common name is ignored unless ``check_common_name`` (``hostname_checks_common_name``).
+    """
+    param = lib.SSL_get0_param(connection._ssl)
+    flags = lib.X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS
+    if not check_common_name:
+        flags |= lib.X509_CHECK_FLAG_NEVER_CHECK_SUBJECT
+    lib.X509_VERIFY_PARAM_set_hostflags(param, flags)
+    try:
+        packed = ipaddress.ip_address(host).packed
+    except ValueError:
+        name = host.encode("ascii")
+        ok = lib.X509_VERIFY_PARAM_set1_host(param, name, len(name))
+    else:
+        ok = lib.X509_VERIFY_PARAM_set1_ip(param, packed, len(packed))
+    if ok != 1:
+        lib.ERR_clear_error()
+        raise ValueError(f"cannot verify the server against host name {host!r}")
+
+
+def verify_failure(connection: SSL.Connection) -> tuple[int, str] | None:
+    """OpenSSL's verification result after a failed handshake, as ``(code, message)`` (the
+    ``verify_code``/``verify_message`` of Python's ``SSLCertVerificationError``), or None."""
+    code = int(lib.SSL_get_verify_result(connection._ssl))
+    if code == 0:  # X509_V_OK
+        return None
+    text = ffi.string(lib.X509_verify_cert_error_string(code)).decode("utf-8", "replace")
+    return code, text
+
+
+def pending_output(connection: SSL.Connection) -> int:
+    """How many bytes the connection has written to its outgoing memory BIO and not yet handed
+    over: reading exactly that much costs no exception on the (frequent) empty case."""
+    return int(lib.BIO_get_mem_data(connection._from_ssl, ffi.NULL))
+
+
+def session_reused(connection: SSL.Connection) -> bool:
+    """Whether the handshake resumed an earlier session (a TLS 1.3 ticket, which still runs a
+    fresh key exchange: OpenSSL refuses resumption without one unless told otherwise)."""
+    return bool(lib.SSL_session_reused(connection._ssl))
+
+
+def clear_error_queue() -> None:
+    """Forget errors left in this thread's OpenSSL error queue by unrelated calls.
+
+    ``SSL_get_error`` reports any queued error as a fatal ``SSL_ERROR_SSL``, so a stale entry
+    (from a refused configuration or another library sharing the thread) would turn an ordinary
+    "want read" into a broken connection. Python's ``ssl`` clears the queue the same way.
+    """
+    lib.ERR_clear_error()
+
+
+#: What a server-name callback returns: None to go on, or a TLS alert number to refuse.
+ServernameCallback = Callable[[SSL.Connection], "int | None"]
+
+
+def set_servername_callback(context: SSL.Context, callback: ServernameCallback) -> Any:
+    """Call ``callback`` when a client's hello names a server (SNI); a returned alert number
+    aborts the handshake with that alert, as Python's ``sni_callback`` allows.
+
+    pyOpenSSL's own ``set_tlsext_servername_callback`` cannot refuse: its only way is raising,
+    which it reports through ``sys.excepthook``. The returned handle must be kept alive as long
+    as the context is (the C side holds only a raw pointer to it).
+    """
+
+    def servername(ssl: Any, alert: Any, arg: Any) -> int:
+        connection = SSL.Connection._reverse_mapping.get(ssl)
+        if connection is None:
+            return int(lib.SSL_TLSEXT_ERR_OK)
+        try:
+            refusal = callback(connection)
+        except Exception:  # as in Python's ssl: the handshake fails, nothing crosses into C
+            logger.exception("sni_callback failed; refusing the handshake")
+            refusal = 40  # handshake_failure
+        if refusal is None:
+            return int(lib.SSL_TLSEXT_ERR_OK)
+        alert[0] = int(refusal)
+        return int(lib.SSL_TLSEXT_ERR_ALERT_FATAL)
+
+    handle = ffi.callback("int (*)(SSL *, int *, void *)", servername)
+    lib.SSL_CTX_set_tlsext_servername_callback(context._context, handle)
+    return handle

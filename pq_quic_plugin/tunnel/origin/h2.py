@@ -1,0 +1,369 @@
+"""HTTP/2 to ``https://`` origins that offer it by ALPN (the ``h2`` library over TLS on TCP).
+
+One connection per origin carries every request at once, each on its own stream. Flow control
+is what bounds memory: a stream's response data is acknowledged (WINDOW_UPDATE) only when the
+caller takes it, so at most :data:`STREAM_WINDOW` bytes of one response wait in memory, and a
+request body is sent only as far as the origin's windows allow, so a slow origin slows the
+visitor down. The connection's own window is large (:data:`CONNECTION_WINDOW`) so a few slow
+readers do not stall the other streams. Cancelling a request resets its stream (RST_STREAM
+CANCEL); the connection stays up for the others. This module is the connection; one request's
+life on it is :mod:`.h2_request`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections import deque
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+from h2.errors import ErrorCodes
+
+from ..config import Service
+from ..headers import forwardable
+from .h1 import READ_CHUNK
+from .request import OriginError, OriginHop, PeekedBody, plain
+
+__all__ = [
+    "CONNECTION_WINDOW",
+    "STREAM_WINDOW",
+    "H2Session",
+    "OriginStream",
+    "StreamGone",
+    "StreamRefused",
+]
+
+#: The most of one response body held unread: the stream receive window we grant.
+STREAM_WINDOW = 1024 * 1024
+#: The connection's receive window, shared by all streams.
+CONNECTION_WINDOW = 16 * 1024 * 1024
+#: The request and response headers we accept from an origin, in bytes (HPACK-decoded).
+MAX_HEADER_LIST = 256 * 1024
+
+
+class StreamGone(Exception):
+    """The stream was reset or its connection closed while the request body was going up:
+    the upload stops quietly, and the response (or the reason there is none) tells the story."""
+
+
+class StreamRefused(Exception):
+    """The origin did not process the request: GOAWAY before its stream, REFUSED_STREAM, or
+    the connection lost before any answer. Safe to send again on a new connection, if the
+    request body can be replayed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class OriginStream:
+    """One request's stream: its response head, the unread response data, and what ended it."""
+
+    def __init__(self, stream_id: int) -> None:
+        self.id = stream_id
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.data: deque[tuple[bytes, int]] = deque()  # (data, flow-controlled length)
+        self.ended = False  # END_STREAM received: the response is complete
+        self.error: str | None = None  # reset by the origin, or the connection went away
+        self.retryable = False  # refused before the origin processed it (GOAWAY, REFUSED_STREAM)
+        self.closed_by_us = False
+        self.changed = asyncio.Event()
+
+    def wake(self) -> None:
+        self.changed.set()
+
+    async def wait(self) -> None:
+        await self.changed.wait()
+        self.changed.clear()
+
+
+class H2Session:
+    """One HTTP/2 connection to an origin, shared by concurrent requests.
+
+    ``hop`` is the connector-origin hop (TLS over TCP, with the group the handshake agreed on).
+    Built on a connection whose ALPN chose ``h2``; :meth:`start` sends the preface.
+    """
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        service: Service,
+        hop: OriginHop,
+    ) -> None:
+        self.reader, self.writer = reader, writer
+        self.service = service
+        self.hop = hop
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        self.conn = h2.connection.H2Connection(config)
+        self.conn.local_settings = h2.settings.Settings(
+            client=True,
+            initial_values={
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
+            },
+        )
+        self.streams: dict[int, OriginStream] = {}
+        self.closed_reason: str | None = None
+        self.draining = False  # no new streams: GOAWAY received, or retired by the pool
+        self._closing: asyncio.Task[None] | None = None
+        self.idle_since = time.monotonic()
+        self._capacity = asyncio.Event()  # a stream slot or send window may have opened
+        self._reading: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ the connection
+
+    def start(self) -> None:
+        self.conn.initiate_connection()
+        self.conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
+        self._flush()
+        self._reading = asyncio.ensure_future(self._read_loop())
+
+    @property
+    def usable(self) -> bool:
+        """Whether a new request may use this connection."""
+        return self.closed_reason is None and not self.draining and not self.writer.is_closing()
+
+    def idle_for(self) -> float:
+        """Seconds without an open stream (0 while one is open)."""
+        return 0.0 if self.streams else time.monotonic() - self.idle_since
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and not self.writer.is_closing():
+            self.writer.write(data)
+
+    async def _drain(self, timeout: float) -> None:
+        """Wait while the socket's send buffer is full (TCP backpressure toward the origin)."""
+        try:
+            await asyncio.wait_for(self.writer.drain(), timeout)
+        except asyncio.TimeoutError:
+            raise OriginError(
+                504,
+                f"origin {self.service.text} stopped reading the request body for {timeout:g}s",
+            ) from None
+        except (OSError, ssl.SSLError):
+            raise StreamGone() from None
+
+    async def _read_loop(self) -> None:
+        reason = "the origin closed the connection"
+        try:
+            while True:
+                data = await self.reader.read(READ_CHUNK)
+                if not data:
+                    break
+                for event in self.conn.receive_data(data):
+                    self._dispatch(event)
+                self._flush()
+        except h2.exceptions.ProtocolError as exc:
+            reason = f"HTTP/2 protocol error: {exc}"
+            with contextlib.suppress(Exception):
+                self._flush()  # the GOAWAY h2 queued
+        except (OSError, ssl.SSLError) as exc:
+            reason = f"connection lost: {plain(exc)}"
+        except asyncio.CancelledError:
+            reason = "the connector closed the connection"
+            raise
+        finally:
+            self._lost(reason)
+
+    def _lost(self, reason: str) -> None:
+        """The connection is gone: every stream still open fails with ``reason``."""
+        if self.closed_reason is None:
+            self.closed_reason = reason
+        for stream in self.streams.values():
+            if not stream.ended and stream.error is None:
+                stream.error = reason
+                stream.retryable = stream.status == 0
+            stream.wake()
+        self._capacity.set()
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+    def _dispatch(self, event: Any) -> None:
+        stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
+        if isinstance(event, h2.events.ResponseReceived) and stream is not None:
+            headers = [
+                (bytes(k).decode("latin-1"), bytes(v).decode("latin-1")) for k, v in event.headers
+            ]
+            for name, value in headers:
+                if name == ":status":
+                    stream.status = int(value)
+            stream.headers = forwardable(headers)  # drops pseudo-headers and hop-by-hop ones
+            stream.wake()
+        elif isinstance(event, h2.events.DataReceived):
+            if stream is None or stream.closed_by_us:
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            else:
+                stream.data.append((bytes(event.data or b""), event.flow_controlled_length))
+                stream.wake()
+        elif isinstance(event, h2.events.StreamEnded) and stream is not None:
+            stream.ended = True
+            stream.wake()
+        elif isinstance(event, h2.events.StreamReset) and stream is not None:
+            if not stream.ended or stream.status == 0:
+                code = _error_name(event.error_code)
+                stream.error = f"the origin reset the stream ({code})"
+                stream.retryable = event.error_code == ErrorCodes.REFUSED_STREAM
+            stream.wake()
+            self._capacity.set()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.draining = True
+            last = event.last_stream_id if event.last_stream_id is not None else 0
+            for sid, waiting in self.streams.items():
+                if sid > last and waiting.error is None:
+                    waiting.error = "the origin is closing the connection (GOAWAY)"
+                    waiting.retryable = True
+                    waiting.wake()
+            self._capacity.set()
+        elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+            self._capacity.set()
+
+    async def aclose(self) -> None:
+        """Close the connection politely (GOAWAY), whatever streams are open."""
+        if self.closed_reason is None:
+            with contextlib.suppress(Exception):
+                self.conn.close_connection()
+                self._flush()
+        if self._reading is not None and not self._reading.done():
+            self._reading.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reading
+        self._lost("the connector closed the connection")
+
+    # ------------------------------------------------------------------ streams
+
+    async def open_stream(
+        self, headers: list[tuple[bytes, bytes]], end: bool, timeout: float
+    ) -> OriginStream:
+        """A new stream carrying ``headers``, once the origin allows another one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if not self.usable:
+                raise StreamRefused(self.closed_reason or "the origin is closing the connection")
+            limit = self.conn.remote_settings.max_concurrent_streams
+            if self.conn.open_outbound_streams < limit:
+                break
+            await self._await_capacity(
+                deadline,
+                f"no HTTP/2 stream free within {timeout:g}s (the origin allows {limit} at once)",
+            )
+        try:
+            stream_id = self.conn.get_next_available_stream_id()
+        except h2.exceptions.NoAvailableStreamIDError:
+            self.draining = True  # used up: the next request opens a new connection
+            raise StreamRefused("no stream IDs left on this connection") from None
+        stream = OriginStream(stream_id)
+        try:
+            self.conn.send_headers(stream_id, headers, end_stream=end)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 validates while it HPACK-encodes, so the encoder's table may now differ from
+            # the origin's decoder: no further request may use this connection.
+            self.draining = True
+            raise OriginError(
+                502, f"origin {self.service.text}: cannot send this request over HTTP/2: {exc}"
+            ) from None
+        self.streams[stream_id] = stream
+        self._flush()
+        return stream
+
+    async def _await_capacity(self, deadline: float, failure: str) -> None:
+        """Wait until a stream slot or send window may have opened (the next frame from the
+        origin wakes us); past ``deadline`` (loop time) the request fails with a 504 saying
+        ``failure``."""
+        self._capacity.clear()
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise OriginError(504, f"origin {self.service.text}: {failure}")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._capacity.wait(), remaining)
+
+    def _window(self, stream: OriginStream) -> int:
+        if stream.error is not None or self.closed_reason is not None:
+            raise StreamGone()
+        try:
+            return min(
+                self.conn.local_flow_control_window(stream.id), self.conn.max_outbound_frame_size
+            )
+        except (h2.exceptions.StreamClosedError, KeyError):
+            raise StreamGone() from None
+
+    async def upload(self, stream: OriginStream, body: PeekedBody, timeout: float) -> None:
+        """Send the request body within the origin's flow-control windows, then END_STREAM."""
+        loop = asyncio.get_running_loop()
+        async for chunk in body.chunks():
+            view = memoryview(chunk)
+            while view:
+                deadline = loop.time() + timeout
+                while (window := self._window(stream)) <= 0:
+                    await self._await_capacity(
+                        deadline, f"stopped reading the request body for {timeout:g}s"
+                    )
+                size = min(window, len(view))
+                self.conn.send_data(stream.id, view[:size].tobytes())
+                view = view[size:]
+                self._flush()
+                await self._drain(timeout)
+        self._window(stream)  # still open?
+        self.conn.end_stream(stream.id)
+        self._flush()
+
+    def taken(self, stream: OriginStream, flow: int) -> None:
+        """The caller took ``flow`` bytes of ``stream``: let the origin send that much more."""
+        if flow and self.closed_reason is None:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.conn.acknowledge_received_data(flow, stream.id)
+                self._flush()
+
+    def cancel(self, stream: OriginStream) -> None:
+        """Stop ``stream`` (RST_STREAM CANCEL unless it is over) and return its unread data's
+        share of the connection window."""
+        if stream.closed_by_us:
+            return
+        stream.closed_by_us = True
+        if self.closed_reason is None:
+            with contextlib.suppress(h2.exceptions.ProtocolError, KeyError):
+                if not (stream.ended and stream.error is None and self._sent_all(stream)):
+                    self.conn.reset_stream(stream.id, ErrorCodes.CANCEL)
+            unread = sum(flow for _, flow in stream.data)
+            stream.data.clear()
+            if unread:
+                with contextlib.suppress(h2.exceptions.ProtocolError):
+                    self.conn.acknowledge_received_data(unread, stream.id)
+            self._flush()
+        self.forget(stream)
+
+    def _sent_all(self, stream: OriginStream) -> bool:
+        h2_stream = self.conn.streams.get(stream.id)
+        return h2_stream is None or h2_stream.closed
+
+    def forget(self, stream: OriginStream) -> None:
+        if self.streams.pop(stream.id, None) is not None and not self.streams:
+            self.idle_since = time.monotonic()
+            if self.draining:
+                self.retire()
+        self._capacity.set()
+
+    def retire(self) -> None:
+        """Take no new requests; close once the ones in flight are done."""
+        self.draining = True
+        if not self.streams and self._closing is None and self.closed_reason is None:
+            self._closing = asyncio.ensure_future(self.aclose())
+
+
+def _error_name(code: int) -> str:
+    try:
+        return ErrorCodes(code).name
+    except ValueError:
+        return f"error 0x{code:x}"

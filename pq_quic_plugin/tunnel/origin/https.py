@@ -1,0 +1,174 @@
+"""``https://`` origins over TLS on TCP, as cloudflared reaches them: HTTP/2 when the origin
+offers it by ALPN, HTTP/1.1 otherwise.
+
+``origin-protocol: auto`` offers ``h2`` and ``http/1.1`` and lets the origin choose; ``http2``
+offers ``h2`` only (an origin that does not take it is a 502 that says so); ``http1`` offers
+``http/1.1`` only. An origin that chose HTTP/2 gets one connection for all requests
+(:class:`~.h2.H2Session`); one that chose HTTP/1.1 gets a keep-alive pool, as ``http://``
+origins do (:class:`~.h1.H1Client`). Either way the hop carries the group the TLS handshake
+agreed on, so under ``--post-quantum`` the origin sees a post-quantum hop or no request at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ..config import Service
+from .h1 import H1Client, H1Connection
+from .h2 import H2Session, StreamRefused
+from .h2_request import send_request
+from .request import OriginError, OriginHop, OriginRequest, OriginResponse, PeekedBody
+from .tls import ALPN_FOR, TLSConnector, TLSStream, tls_hop
+
+__all__ = ["HttpsClient"]
+
+logger = logging.getLogger("pq_quic_plugin.tunnel.origin")
+
+#: What a TLS origin connection is pooled by: host, port, CA file, server name.
+TLSKey = tuple[str, str, int, str | None, str | None]
+
+
+class _NowHTTP2(Exception):
+    """A connection opened for HTTP/1.1 under ``auto`` got ``h2``: it is now the origin's
+    HTTP/2 session, and the request goes there."""
+
+
+class HttpsClient:
+    """Requests to ``https://`` services over TLS on TCP (``origin-protocol`` other than
+    ``http3``), sharing the HTTP/1.1 pool with the plain ``http://`` path."""
+
+    def __init__(self, tls: TLSConnector, h1: H1Client) -> None:
+        self.tls = tls
+        self.h1 = h1
+        self._sessions: dict[TLSKey, H2Session] = {}
+        self._locks: dict[TLSKey, asyncio.Lock] = {}
+        #: What ALPN chose the last time, per origin: "h2", or "http/1.1" (also for no ALPN).
+        self._chosen: dict[TLSKey, str] = {}
+        #: What was last logged per origin, so a pool of HTTP/1.1 connections logs once.
+        self._logged: dict[TLSKey, tuple[str, str | None]] = {}
+
+    @property
+    def sessions(self) -> int:
+        """How many HTTP/2 connections to origins are open and pooled."""
+        return sum(1 for s in self._sessions.values() if s.usable)
+
+    async def aclose(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(session.aclose(), 5)
+
+    @staticmethod
+    def key(service: Service, request: OriginRequest) -> TLSKey:
+        return ("tls", service.host, service.port, request.ca_file, request.server_name)
+
+    async def request(
+        self, service: Service, request: OriginRequest, body: PeekedBody
+    ) -> OriginResponse:
+        key = self.key(service, request)
+        refused = False
+        while True:
+            if request.protocol == "http1" or (
+                request.protocol == "auto" and self._chosen.get(key) == "http/1.1"
+            ):
+                try:
+                    return await self._http1(service, request, body, None)
+                except _NowHTTP2:
+                    continue
+            connection = await self._h2_or_h1(service, request, body)
+            if isinstance(connection, H1Connection):
+                return await self._http1(service, request, body, connection)
+            try:
+                return await send_request(connection, service, request, body)
+            except StreamRefused as exc:
+                if refused or not body.empty:
+                    raise OriginError(
+                        502, f"origin {service.text}: HTTP/2 request failed: {exc.reason}"
+                    ) from None
+                refused = True  # not processed by the origin: once more, on a new connection
+
+    async def _http1(
+        self,
+        service: Service,
+        request: OriginRequest,
+        body: PeekedBody,
+        fresh: H1Connection | None,
+    ) -> OriginResponse:
+        key, alpn = self.key(service, request), ALPN_FOR[request.protocol]
+
+        async def connect() -> H1Connection:
+            opened = await self.tls.connect(service, request, alpn)
+            if opened.alpn == "h2":  # `auto` still offers h2: the origin may have changed
+                self._adopt(key, service, opened)
+                raise _NowHTTP2()
+            self._chosen[key] = "http/1.1"
+            return self._h1_connection(key, service, opened)
+
+        return await self.h1.request(service, request, body, key=key, connect=connect, fresh=fresh)
+
+    async def _h2_or_h1(
+        self,
+        service: Service,
+        request: OriginRequest,
+        body: PeekedBody,
+    ) -> H2Session | H1Connection:
+        """The origin's HTTP/2 session, opened if need be; or, when ALPN chose HTTP/1.1 on the
+        connection just opened (``auto``), that connection, for this request."""
+        key, alpn = self.key(service, request), ALPN_FOR[request.protocol]
+        # As for HTTP/1.1 keep-alive: a connection idle long enough for the origin to be closing
+        # it is not used for a request that cannot be replayed.
+        max_idle = self.h1.keepalive if body.empty else min(self.h1.keepalive, 1.0)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one handshake per origin at a time; other origins do not wait
+            session = self._sessions.get(key)
+            if session is not None and session.usable and session.idle_for() < max_idle:
+                return session
+            if session is not None:
+                self._sessions.pop(key, None)
+                session.retire()
+            opened = await self.tls.connect(service, request, alpn)
+            if opened.alpn == "h2":
+                return self._adopt(key, service, opened)
+            if request.protocol == "http2":
+                opened.writer.close()
+                chose = f"it chose {opened.alpn}" if opened.alpn else "no protocol was agreed"
+                raise OriginError(
+                    502,
+                    f"origin {service.text} does not offer HTTP/2 by ALPN ({chose}); use "
+                    "origin-protocol: auto or http1 for this origin",
+                )
+            self._chosen[key] = "http/1.1"
+            return self._h1_connection(key, service, opened)
+
+    def _adopt(self, key: TLSKey, service: Service, opened: TLSStream) -> H2Session:
+        """Make a new connection whose ALPN chose ``h2`` this origin's HTTP/2 session."""
+        self._chosen[key] = "h2"
+        hop = tls_hop(opened.writer, "2")
+        session = H2Session(opened.reader, opened.writer, service, hop)
+        session.start()
+        old = self._sessions.get(key)
+        self._sessions[key] = session
+        if old is not None:
+            old.retire()
+        self._log_up(key, service, "HTTP/2", hop)
+        return session
+
+    def _h1_connection(self, key: TLSKey, service: Service, opened: TLSStream) -> H1Connection:
+        self._log_up(key, service, "HTTP/1.1", opened.hop)
+        return H1Connection(key, opened.reader, opened.writer, hop=opened.hop)
+
+    def _log_up(self, key: TLSKey, service: Service, protocol: str, hop: OriginHop) -> None:
+        """INFO for a new origin, or one whose protocol or group changed; DEBUG otherwise."""
+        seen = (protocol, hop.group)
+        level = logging.DEBUG if self._logged.get(key) == seen else logging.INFO
+        self._logged[key] = seen
+        logger.log(
+            level,
+            "origin %s: %s over TLS on TCP, key exchange %s (%s)",
+            service.text,
+            protocol,
+            hop.group or "unknown",
+            "post-quantum" if hop.post_quantum else "classical",
+        )
