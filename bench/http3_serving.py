@@ -47,38 +47,15 @@ REUSED = "reused connections"
 
 
 def _servers(pki: Any, log_dir: Path) -> dict[str, Server]:
-    py = sys.executable
     tls = ["--certfile", str(pki.cert), "--keyfile", str(pki.key)]
     p1, p2 = two_ports()
+    pq = [sys.executable, "-m", "pq_quic_plugin.hypercorn_binding", "--pq", *tls]
+    stock = [sys.executable, "-m", "hypercorn", *tls]
     return {
-        PQ: Server(
-            PQ,
-            [
-                py,
-                "-m",
-                "pq_quic_plugin.hypercorn_binding",
-                "--pq",
-                *tls,
-                "-b",
-                f"127.0.0.1:{p1}",
-                APP,
-            ],
-            p1,
-            log_dir / "hypercorn-pq.log",
-        ),
+        PQ: Server(PQ, [*pq, "-b", f"127.0.0.1:{p1}", APP], p1, log_dir / "hypercorn-pq.log"),
         STOCK: Server(
             STOCK,
-            [
-                py,
-                "-m",
-                "hypercorn",
-                *tls,
-                "-b",
-                f"127.0.0.1:{p2}",
-                "--quic-bind",
-                f"127.0.0.1:{p2}",
-                APP,
-            ],
+            [*stock, "-b", f"127.0.0.1:{p2}", "--quic-bind", f"127.0.0.1:{p2}", APP],
             p2,
             log_dir / "hypercorn.log",
         ),

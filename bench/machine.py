@@ -10,9 +10,21 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import ssl
+import subprocess
 from typing import Any
 
-DISTRIBUTIONS = ("aioquic", "cryptography", "pqcrypto", "qh3", "hypercorn", "pq-quic-plugin")
+DISTRIBUTIONS = (
+    "aioquic",
+    "cryptography",
+    "pyOpenSSL",
+    "pqcrypto",
+    "qh3",
+    "hypercorn",
+    "h2",
+    "httpx",
+    "pq-quic-plugin",
+)
 
 
 def _version(dist: str) -> str | None:
@@ -49,6 +61,22 @@ def loadavg() -> list[float]:
         return []
 
 
+def source_info() -> dict[str, Any]:
+    """The commit measured, and the package files that differed from it (work not committed
+    yet), so that a result says which code produced it."""
+    from . import ROOT
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "uncommitted_package_files": git("status", "--porcelain", "pq_quic_plugin").splitlines(),
+    }
+
+
 def machine_info() -> dict[str, Any]:
     """What every result records: the machine and the versions that produced it."""
     from pq_quic_plugin.groups.mlkem import mlkem_backends
@@ -61,6 +89,7 @@ def machine_info() -> dict[str, Any]:
         "python_implementation": platform.python_implementation(),
         "versions": {name: _version(name) for name in DISTRIBUTIONS},
         "openssl": _openssl_version(),
+        "openssl_of_python_ssl": ssl.OPENSSL_VERSION,
         "mlkem_backends": mlkem_backends(),
         "loadavg_at_end": loadavg(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),

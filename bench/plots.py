@@ -43,3 +43,14 @@ def machine_caption(machine: dict[str, Any]) -> str:
         f"{machine['cpu_model']}, {machine['cores']} cores; Python {machine['python']}, "
         f"aioquic {v['aioquic']}, cryptography {v['cryptography']}, qh3 {v['qh3']}"
     )
+
+
+def tls_caption(result: dict[str, Any]) -> str:
+    """:func:`machine_caption` plus what the TCP benchmarks compare: pyOpenSSL on
+    ``cryptography``'s OpenSSL against Python's ``ssl`` on the system's, and the commit."""
+    m = result["machine"]
+    commit = result.get("source", {}).get("commit", "?")
+    return (
+        f"{machine_caption(m)}; pyOpenSSL {m['versions'].get('pyOpenSSL')} on {m['openssl']}, "
+        f"ssl on {m.get('openssl_of_python_ssl')}; commit {commit}"
+    )

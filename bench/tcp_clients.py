@@ -98,6 +98,14 @@ async def httpx_transfer(base: str, ctx: Any, http2: bool, direction: str, size:
     return elapsed
 
 
+def curl_version() -> str | None:
+    """curl's first ``--version`` line (its release and the OpenSSL it uses)."""
+    if CURL is None:
+        return None
+    done = subprocess.run([CURL, "--version"], capture_output=True, text=True)
+    return done.stdout.splitlines()[0] if done.stdout else None
+
+
 def curl_transfer(
     base: str, ca: Path, http2: bool, direction: str, size: int, upload_file: Path
 ) -> tuple[float, float]:

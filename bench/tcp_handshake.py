@@ -27,8 +27,8 @@ from typing import Any
 
 from .certs import dev_chain
 from .handshake_cpu import gc_paused
-from .machine import machine_info
-from .plots import machine_caption, pyplot, save_figure
+from .machine import machine_info, source_info
+from .plots import pyplot, save_figure, tls_caption
 from .processes import OtherLoad, other_share, system_busy_seconds
 from .report import begin, table
 from .results import publish
@@ -250,6 +250,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         "benchmark": NAME,
         "quick": quick,
         "machine": machine_info(),
+        "source": source_info(),
         "method": {
             "certificate": chain.label,
             "client_verifies_chain_and_name": True,
@@ -377,11 +378,11 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
         ax.invert_yaxis()
         ax.set_xlim(0, max(c + s for c, s in zip(client, server, strict=True)) * 1.45)
         other = result[phase]["other_processes_cpu_share"]
-        ax.set_xlabel("CPU ms per connection (medians): client, dark + server, light")
+        ax.set_xlabel("CPU ms per connection: client + server (medians)")
         ax.set_title(f"{phase} (other load {100 * other:.0f}%)")
         ax.legend(fontsize=8, loc="lower right")
     fig.suptitle(
         "TLS 1.3 handshake CPU over TCP; c/s: client/server ratio to x25519 on the same layer",
         fontsize=11,
     )
-    save_figure(plt, fig, out_dir, NAME, machine_caption(result["machine"]))
+    save_figure(plt, fig, out_dir, NAME, tls_caption(result))

@@ -33,7 +33,7 @@ from typing import Any
 
 from . import tcp_clients
 from .load import load_summary
-from .machine import machine_info
+from .machine import machine_info, source_info
 from .pairing import CLEAN_OTHER_LOAD, paired_ratios
 from .processes import other_share, system_busy_seconds
 from .report import begin
@@ -320,6 +320,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         "benchmark": NAME,
         "quick": quick,
         "machine": machine_info(),
+        "source": source_info(),
         "method": {
             "app": APP,
             "servers": {label: s.argv[1:] for label, s in servers.items()},
@@ -334,6 +335,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
             "clients": "httpx AsyncClient in this process, verify=ssl_context(policy): "
             "'prefer' is the post-quantum layer, 'off' Python's ssl; curl "
             f"{tcp_clients.CURL} (system OpenSSL, x25519 with both servers) for transfers",
+            "curl": tcp_clients.curl_version(),
             "request_modes": request_params,
             "transfer_bytes": size,
             "repetitions": reps,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .plots import machine_caption, pyplot, save_figure
+from .plots import pyplot, save_figure, tls_caption
 from .report import table
 
 GOAL = 0.95
@@ -223,4 +223,4 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
     axes[0].set_title("Requests/s (client and server share the 2 cores)")
     axes[1].set_title("Transfer MB/s (one large body per slice)")
     _ratio_panel(axes[2], result)
-    save_figure(plt, fig, out_dir, "tcp_serving", machine_caption(result["machine"]))
+    save_figure(plt, fig, out_dir, "tcp_serving", tls_caption(result))

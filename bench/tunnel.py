@@ -41,9 +41,8 @@ from typing import Any
 
 from tools.loopback import Chain, Process, free_port, running_chain, start, stop
 
-from . import ROOT
 from .load import closed_loop, load_summary, reused_connections
-from .machine import machine_info
+from .machine import machine_info, source_info
 from .plots import machine_caption, pyplot, save_figure
 from .processes import other_share, process_tree, rss_mb, system_busy_seconds, tree_cpu_seconds
 from .report import begin, table
@@ -332,20 +331,6 @@ def _connector_memory(chain: Chain, counts: tuple[int, ...]) -> dict[str, Any]:
 # --- run -----------------------------------------------------------------------------------
 
 
-def _source() -> dict[str, Any]:
-    """The commit measured, and the files that differed from it (another engineer's work)."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD"),
-        "uncommitted_package_files": git("status", "--porcelain", "pq_quic_plugin").splitlines(),
-    }
-
-
 def _routes(chain: Chain, ssh: dict[str, Any] | None) -> list[Route]:
     from pq_quic_plugin.http3 import client_configuration
 
@@ -455,7 +440,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         "benchmark": NAME,
         "quick": quick,
         "machine": machine_info() | {"openssh": ssh["openssh"] if ssh else None},
-        "source": _source(),
+        "source": source_info(),
         "method": {
             "paths": {r.label: r.note for r in routes},
             "small_request": f"GET {SMALL}, {inflight} in flight for {duration} s per slice, "
