@@ -11,7 +11,9 @@ request load), :mod:`.certs`, :mod:`.configs` (aioquic client/server pairs),
 :mod:`.sansio_pump` (QUIC in memory), :mod:`.tls_pump` (TLS over memory BIOs),
 :mod:`.tls_echo` (a TLS echo server process), :mod:`.tcp_clients` (httpx and curl),
 :mod:`.stack_internals` (the private names of aioquic and qh3 the benchmarks peek at),
-:mod:`.report` (console tables), :mod:`.results` (JSON files) and :mod:`.plots`.
+:mod:`.tls_messages` (TLS messages out of CRYPTO frames), :mod:`.delay_relay` (a UDP relay
+that adds delay), :mod:`.ssh_tunnel` (the ``ssh -R`` comparison), :mod:`.report` (console
+tables), :mod:`.results` (JSON files) and :mod:`.plots`.
 """
 
 from pathlib import Path

@@ -10,72 +10,36 @@
    client flight and the server's answer).
 4. Time to first byte over real UDP on 127.0.0.1 through a relay that delays every datagram
    (the kernel here has no netem): connect + one echo on a raw QUIC stream.
+
+The pieces: :mod:`.tls_messages` splits the CRYPTO stream bytes into messages,
+:mod:`.delay_relay` adds the delay, :mod:`.wire_report` prints and draws the result.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .certs import CertChain, chain_der_bytes, dev_chain, rsa_chain
 from .configs import aioquic_configs
+from .delay_relay import DelayRelay
 from .load import BackgroundCloses
 from .machine import machine_info
-from .plots import machine_caption, pyplot, save_figure
 from .processes import OtherLoad
-from .report import begin, table
+from .report import begin
 from .results import publish
 from .sansio_pump import PairTrace, run_pair
 from .stack_internals import aioquic_crypto_writes
 from .stats import ratio, summarize
+from .tls_messages import Sniffer
+from .wire_report import plot, show
 
 NAME = "wire"
 DELAY_MS = 25.0  # one way, so RTT = 50 ms
 SMALL, LARGE = "ECDSA leaf", "RSA-4096 leaf + 2 CAs"  # the TTFB's two chains
-HRR_RANDOM = bytes.fromhex("CF21AD74E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C")
-MESSAGE_NAMES = {
-    1: "ClientHello",
-    2: "ServerHello",
-    4: "NewSessionTicket",
-    8: "EncryptedExtensions",
-    11: "Certificate",
-    15: "CertificateVerify",
-    20: "Finished",
-}
-
-
-# --- TLS message sniffing ------------------------------------------------------------------
-
-
-@dataclass
-class Sniffer:
-    """Splits the TLS bytes one side writes into its CRYPTO streams into handshake messages."""
-
-    messages: list[tuple[str, int]] = field(default_factory=list)  # (name, bytes incl. header)
-    _buffers: dict[Any, bytes] = field(default_factory=dict)
-
-    def feed(self, epoch: Any, data: bytes) -> None:
-        buf = self._buffers.get(epoch, b"") + data
-        while len(buf) >= 4:
-            length = int.from_bytes(buf[1:4], "big")
-            if len(buf) < 4 + length:
-                break
-            msg_type, body = buf[0], buf[4 : 4 + length]
-            name = MESSAGE_NAMES.get(msg_type, f"type{msg_type}")
-            if msg_type == 2 and body[2:34] == HRR_RANDOM:
-                name = "HelloRetryRequest"
-            self.messages.append((name, 4 + length))
-            buf = buf[4 + length :]
-        self._buffers[epoch] = buf
-
-    def sizes(self, name: str) -> list[int]:
-        return [size for n, size in self.messages if n == name]
 
 
 # --- variants ------------------------------------------------------------------------------
@@ -243,61 +207,7 @@ def amplification(chains: list[CertChain]) -> list[dict[str, Any]]:
     return rows
 
 
-# --- delayed UDP relay and TTFB ------------------------------------------------------------
-
-
-class DelayRelay:
-    """A UDP relay on 127.0.0.1 that delays every datagram, each way, by ``delay`` seconds.
-
-    One upstream socket per client address, so the server sees distinct peers. This stands in
-    for ``tc netem`` (not available in this kernel); scheduling jitter is about 1 ms.
-    """
-
-    def __init__(self, target: tuple[str, int], delay: float) -> None:
-        self.target = target
-        self.delay = delay
-        self.forwarded = 0
-        self._loop = asyncio.get_running_loop()
-        self._front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._front.bind(("127.0.0.1", 0))
-        self._front.setblocking(False)
-        self.port = self._front.getsockname()[1]
-        self._upstreams: dict[Any, socket.socket] = {}
-        self._loop.add_reader(self._front.fileno(), self._from_client)
-
-    def _send(self, sock: socket.socket, data: bytes, addr: Any) -> None:
-        with contextlib.suppress(OSError):
-            sock.sendto(data, addr)
-            self.forwarded += 1
-
-    def _from_client(self) -> None:
-        while True:
-            try:
-                data, addr = self._front.recvfrom(65536)
-            except (BlockingIOError, OSError):
-                return
-            up = self._upstreams.get(addr)
-            if up is None:
-                up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                up.bind(("127.0.0.1", 0))
-                up.setblocking(False)
-                self._upstreams[addr] = up
-                self._loop.add_reader(up.fileno(), self._from_server, up, addr)
-            self._loop.call_later(self.delay, self._send, up, data, self.target)
-
-    def _from_server(self, up: socket.socket, client_addr: Any) -> None:
-        while True:
-            try:
-                data, _ = up.recvfrom(65536)
-            except (BlockingIOError, OSError):
-                return
-            self._loop.call_later(self.delay, self._send, self._front, data, client_addr)
-
-    def close(self) -> None:
-        for sock in [self._front, *self._upstreams.values()]:
-            with contextlib.suppress(Exception):
-                self._loop.remove_reader(sock.fileno())
-            sock.close()
+# --- TTFB over a delayed path ---------------------------------------------------------------
 
 
 async def _ttfb(chains: dict[str, CertChain], samples: int, delay: float) -> dict[str, Any]:
@@ -432,194 +342,4 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         "one_way_delay_ms": DELAY_MS,
         "ttfb_other_processes_cpu_share": load.share,
     }
-    return publish(result, out_dir, _print, plot)
-
-
-def _print(result: dict[str, Any]) -> None:
-    print(
-        table(
-            [
-                "variant",
-                "negotiated",
-                "ClientHello B",
-                "ServerHello B",
-                "client Initial dgrams (1st flight)",
-                "client->server B",
-                "server->client B",
-            ],
-            [
-                [
-                    r["variant"],
-                    r["negotiated"],
-                    r["client_hello_bytes"],
-                    r["server_hello_bytes"],
-                    r["client_initial_datagrams_first_flight"],
-                    r["handshake_bytes_client_to_server"],
-                    r["handshake_bytes_server_to_client"],
-                ]
-                for r in result["sizes"]
-            ],
-        )
-    )
-    print()
-    print(
-        table(
-            [
-                "chain",
-                "variant",
-                "Certificate B",
-                "client B in",
-                "3x limit",
-                "server B out",
-                "blocked",
-                "RTTs to 1st byte",
-            ],
-            [
-                [
-                    r["chain"],
-                    r["variant"],
-                    r["certificate_message_bytes"],
-                    r["client_bytes_before_server_flight"],
-                    r["limit_3x"],
-                    r["server_bytes_sent"],
-                    "yes" if r["blocked_by_amplification_limit"] else "no",
-                    r["round_trips_to_first_app_byte"],
-                ]
-                for r in result["amplification"]
-            ],
-        )
-    )
-    print()
-    rtt = 2 * result["one_way_delay_ms"]
-    print(
-        table(
-            [
-                "variant",
-                "median ms",
-                "p90 ms",
-                "x vs classical (same chain)",
-                "extra ms",
-                f"RTTs of {rtt:.0f} ms",
-            ],
-            [
-                [
-                    k,
-                    v["ttfb_ms"]["median"],
-                    v["ttfb_ms"]["p90"],
-                    v["ratio_vs_classical_same_chain"],
-                    v["extra_ms_vs_classical_same_chain"],
-                    v["ttfb_in_rtts"],
-                ]
-                for k, v in result["ttfb"].items()
-            ],
-        )
-    )
-
-
-def plot(result: dict[str, Any], out_dir: Path) -> None:
-    plt = pyplot()
-    if plt is None:
-        return
-    fig, axes = plt.subplots(2, 2, figsize=(16, 12))
-
-    ax = axes[0][0]
-    rows = result["sizes"]
-    y = list(range(len(rows)))
-    vals = [r["client_hello_bytes"] for r in rows]
-    ax.barh(y, vals, color=["#888888"] + ["#2a9d55"] * (len(rows) - 1))
-    for yi, r in zip(y, rows, strict=True):
-        n = r["client_initial_datagrams_first_flight"]
-        ax.text(
-            vals[yi],
-            yi,
-            f" {vals[yi]} B, {n} Initial datagram{'s' if n > 1 else ''}",
-            va="center",
-            fontsize=8,
-        )
-    ax.set_yticks(y, [r["variant"] for r in rows], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, max(vals) * 1.4)
-    ax.set_xlabel("ClientHello bytes (and the Initial datagrams the first flight needs)")
-    ax.set_title("ClientHello size")
-
-    ax = axes[0][1]
-    c2s = [r["handshake_bytes_client_to_server"] for r in rows]
-    s2c = [r["handshake_bytes_server_to_client"] for r in rows]
-    h = 0.4
-    ax.barh([v - h / 2 for v in y], c2s, h, color="#4c72b0", label="client -> server")
-    ax.barh([v + h / 2 for v in y], s2c, h, color="#dd8452", label="server -> client")
-    ax.set_yticks(y, [r["variant"] for r in rows], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("UDP payload bytes: handshake + one small echo")
-    ax.set_title("Bytes on the wire per connection")
-    ax.legend(fontsize=8, loc="lower right")
-
-    ax = axes[1][0]
-    amp = result["amplification"]
-    labels = [f"{r['variant']} | {r['chain']}" for r in amp]
-    y = list(range(len(amp)))
-    ax.barh(
-        y,
-        [r["server_bytes_sent"] for r in amp],
-        color=["#c44e52" if r["blocked_by_amplification_limit"] else "#4c72b0" for r in amp],
-        label="server bytes before the client's next flight (red: stopped by the limit)",
-    )
-    ax.scatter(
-        [r["limit_3x"] for r in amp],
-        y,
-        marker="|",
-        s=250,
-        color="black",
-        zorder=3,
-        label="limit: 3 x bytes received from the client",
-    )
-    for yi, r in zip(y, amp, strict=True):
-        ax.text(
-            r["limit_3x"],
-            yi,
-            f"  {r['round_trips_to_first_app_byte']} RTT to 1st byte",
-            va="center",
-            fontsize=7,
-        )
-    ax.set_yticks(y, labels, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlim(0, max(r["limit_3x"] for r in amp) * 1.3)
-    ax.set_xlabel("bytes")
-    ax.set_title("Anti-amplification limit (RFC 9000 8.1) before the client's 2nd flight")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=1)
-
-    ax = axes[1][1]
-    tt = result["ttfb"]
-    keys = list(tt)
-    y = list(range(len(keys)))
-    med = [tt[k]["ttfb_ms"]["median"] for k in keys]
-    p90 = [tt[k]["ttfb_ms"]["p90"] for k in keys]
-    ax.barh(
-        y,
-        med,
-        color=[
-            "#e07b39" if "HRR" in k else ("#2a9d55" if "MLKEM" in k else "#4c72b0") for k in keys
-        ],
-    )
-    ax.errorbar(
-        med,
-        y,
-        xerr=[[0] * len(y), [p - m for p, m in zip(p90, med, strict=True)]],
-        fmt="none",
-        ecolor="black",
-        capsize=3,
-        lw=1,
-    )
-    rtt = 2 * result["one_way_delay_ms"]
-    for k in range(1, int(max(p90) // rtt) + 2):
-        ax.axvline(k * rtt, color="#bbbbbb", ls=":", lw=1)
-    for yi in y:
-        ax.text(p90[yi] + 2, yi, f"{med[yi]:.0f} ms", va="center", fontsize=8)
-    ax.set_xlim(0, max(p90) * 1.15)
-    ax.set_yticks(y, keys, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel(f"ms, median (bar to p90); dotted: multiples of the {rtt:.0f} ms RTT")
-    ax.set_title(
-        f"Time to first byte (connect + 1 echo), +{result['one_way_delay_ms']:.0f} ms each way"
-    )
-    save_figure(plt, fig, out_dir, NAME, machine_caption(result["machine"]))
+    return publish(result, out_dir, show, plot)

@@ -72,6 +72,7 @@ class PostQuantumSSLObject:
         self._policy = policy
         self._established = False
         self._eof_fed = False
+        self._closing = False  # close_notify sent or received: reads no longer just wait
         self._failure: ssl.SSLError | None = None
         self._server_hello = b""  # the first bytes of the server's first flight, to spot an HRR
         #: Whether the handshake went through a HelloRetryRequest (seen on the wire, both sides).
@@ -83,21 +84,21 @@ class PostQuantumSSLObject:
     # ------------------------------------------------------------------ moving bytes
 
     def _feed(self) -> None:
-        if self._incoming.pending:
-            data = self._incoming.read()
-            if not self._server_side and not self._established:
+        incoming = self._incoming
+        if incoming.pending:
+            data = incoming.read()
+            if not self._established and not self._server_side:
                 self._watch_hello(data)
             self._conn.bio_write(data)
-        if not self._eof_fed and self._incoming.eof:
+        if not self._eof_fed and incoming.eof:
             self._conn.bio_shutdown()  # from now on OpenSSL sees EOF, not "want read"
             self._eof_fed = True
 
     def _flush(self) -> None:
-        size = native.pending_output(self._conn)
-        if size:
-            data = self._conn.bio_read(size)
-            if self._server_side and not self._established:
-                self._watch_hello(data)
+        data = native.take_output(self._conn)
+        if data is not None:
+            if not self._established and self._server_side:
+                self._watch_hello(data[:_HELLO_PREFIX])
             self._outgoing.write(data)
 
     def _watch_hello(self, data: bytes) -> None:
@@ -159,14 +160,26 @@ class PostQuantumSSLObject:
             if len < 0:
                 raise ValueError("size should not be negative")
             return b""
+        if (
+            self._established
+            and not self._closing
+            and self._failure is None
+            and not self._incoming.pending
+            and not self._incoming.eof
+            and native.read_would_wait(self._conn)
+        ):
+            # Nothing new to decrypt: what OpenSSL would answer, without the round trip and
+            # pyOpenSSL's exception (asyncio ends every burst of reads this way).
+            raise want_read()
         try:
             if buffer is not None:
-                data = self._run(self._conn.recv_into, buffer, len if len > 0 else None)
+                data = self._run(native.read_into, self._conn, buffer, len)
             else:
                 data = self._run(self._conn.recv, len)
             self._established = True  # a read may have completed the handshake implicitly
             return data
         except ssl.SSLZeroReturnError:
+            self._closing = True
             if self._conn.get_shutdown() == SSL.RECEIVED_SHUTDOWN:
                 return 0 if buffer is not None else b""
             raise
@@ -186,6 +199,7 @@ class PostQuantumSSLObject:
             if not self._conn.shutdown() and not self._conn.shutdown():
                 raise SSL.WantReadError()
 
+        self._closing = True
         self._run(shutdown)
 
     def pending(self) -> int:

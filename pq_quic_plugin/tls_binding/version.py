@@ -57,12 +57,18 @@ _BINDING = openssl_util.lib
 REQUIRED_INTERNALS: tuple[Internal, ...] = (
     # The binding's C functions are reached through pyOpenSSL's private module.
     *names_of(openssl_util, _NATIVE, "lib ffi"),
-    # The raw handles behind a Context and a Connection, and the SSL*-to-Connection map that
-    # lets a raw callback find its Connection again.
+    # The raw handles behind a Context and a Connection, the SSL*-to-Connection map that lets a
+    # raw callback find its Connection again, and pyOpenSSL's error raising (for a read straight
+    # into the caller's buffer).
     *names_of(SSL.Context, _NATIVE, instance="_context"),
-    *names_of(SSL.Connection, _NATIVE, "_reverse_mapping", instance="_ssl _from_ssl"),
+    *names_of(
+        SSL.Connection,
+        _NATIVE,
+        "_reverse_mapping _raise_ssl_error",
+        instance="_ssl _from_ssl _into_ssl",
+    ),
     # Groups, host-name checks, verification messages, output size, error queue, resumption,
-    # write mode, server-name callback.
+    # write mode, server-name callback, direct reads and output.
     *names_of(
         _BINDING,
         _NATIVE,
@@ -70,7 +76,7 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
         " X509_VERIFY_PARAM_set1_ip X509_VERIFY_PARAM_set_hostflags"
         " X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS X509_CHECK_FLAG_NEVER_CHECK_SUBJECT"
         " SSL_get_verify_result X509_verify_cert_error_string BIO_get_mem_data ERR_clear_error"
-        " SSL_session_reused"
+        " SSL_session_reused SSL_read SSL_pending BIO_read"
         " SSL_MODE_ENABLE_PARTIAL_WRITE SSL_CTX_set_tlsext_servername_callback"
         " SSL_TLSEXT_ERR_OK SSL_TLSEXT_ERR_ALERT_FATAL",
         owner_label=_LIB,

@@ -1,0 +1,79 @@
+"""The tunnel benchmark's four paths from its client to the origin, and the client for each.
+
+Each tunnel has a direct path over its own transport beside it (HTTP/3 for pq-tunnel, TLS/TCP
+for ``ssh -R``), so that a ratio prices the tunnel and not HTTP/3 against HTTP/1.1.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+from tools.loopback import Chain
+
+DIRECT_H3, TUNNEL = "direct HTTP/3", "pq-tunnel"
+DIRECT_TCP, SSH = "direct TCP", "ssh -R"
+SMALL = "/pid"  # the example app's smallest response: {"pid":N}, a dozen bytes of JSON
+
+
+@dataclass
+class Route:
+    """One way from the benchmark's client to the origin."""
+
+    label: str
+    transport: str  # "h3" or "tcp"
+    url: str
+    pids: list[int]  # the path's own processes (CPU per request is theirs)
+    note: str
+    client: Any = field(default=None, repr=False)  # QuicConfiguration or ssl.SSLContext
+
+
+def build_routes(chain: Chain, ssh: dict[str, Any] | None) -> list[Route]:
+    from pq_quic_plugin.http3 import client_configuration
+
+    ca = str(chain.pki.ca_cert)
+    origin = [chain.origin.proc.pid] if chain.origin else []
+    tunnel = [*origin, chain.edge.proc.pid] + (
+        [chain.connector.proc.pid] if chain.connector else []
+    )
+    routes = [
+        Route(
+            DIRECT_H3,
+            "h3",
+            f"https://127.0.0.1:{chain.origin_port}",
+            origin,
+            "HTTP/3 to hypercorn-pq --pq, X25519MLKEM768",
+        ),
+        Route(
+            TUNNEL,
+            "h3",
+            chain.url,
+            tunnel,
+            "HTTP/3 to the edge, edge -> connector -> origin, X25519MLKEM768 on every hop",
+        ),
+        Route(
+            DIRECT_TCP,
+            "tcp",
+            f"https://127.0.0.1:{chain.origin_port}",
+            origin,
+            "HTTPS/1.1 keep-alive (httpx) to the origin's TCP listener",
+        ),
+    ]
+    if ssh is not None:
+        routes.append(
+            Route(
+                SSH,
+                "tcp",
+                f"https://127.0.0.1:{ssh['port']}",
+                [*origin, *ssh["pids"]],
+                f"the same HTTPS/1.1 inside ssh -R ({ssh['kex']}, {ssh['cipher']})",
+            )
+        )
+    for r in routes:
+        r.client = (
+            client_configuration("require", cafile=ca)
+            if r.transport == "h3"
+            else ssl.create_default_context(cafile=ca)
+        )
+    return routes

@@ -1,0 +1,80 @@
+"""The session-wide ``origins`` fixture: the four origin servers of origin_support.py.
+
+A pytest plugin, named in each test_tunnel_origin_* module's ``pytest_plugins`` rather than
+imported: an imported fixture is a separate copy per module and would start the four servers once
+per module; as a plugin it is registered once, so they start once for all those modules.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from origin_support import APPS, Origins
+
+from tools.loopback import Process, free_port, hypercorn_pq, start, stop
+
+
+def _wait_tcp(port: int, process: Process, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.proc.poll() is not None:
+            raise RuntimeError(f"origin exited:\n{process.log()}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"origin not listening on {port}:\n{process.log()}")
+
+
+@pytest.fixture(scope="session")
+def origins(pki: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Origins]:
+    logs = tmp_path_factory.mktemp("origins")
+    http_port, pq_port, classical_port, stdlib_port = (free_port() for _ in range(4))
+    # A short graceful timeout: hypercorn waits it out at every stop, even when idle.
+    tls = ["--certfile", str(pki.cert), "--keyfile", str(pki.key), "--graceful-timeout", "1"]
+    hypercorn = [sys.executable, "-m", "hypercorn", "--graceful-timeout", "1", "origin_app:app"]
+    plain = start([*hypercorn, "-b", f"127.0.0.1:{http_port}"], logs / "plain.log", cwd=APPS)
+    stdlib = start(
+        [*hypercorn, *tls, "-b", f"127.0.0.1:{stdlib_port}"], logs / "stdlib-tls.log", cwd=APPS
+    )
+    try:
+        _wait_tcp(http_port, plain)
+        _wait_tcp(stdlib_port, stdlib)
+        with (
+            hypercorn_pq(
+                ["--pq", *tls, "-b", f"127.0.0.1:{pq_port}", "origin_app:app"],
+                logs,
+                port=pq_port,
+                cwd=APPS,
+            ),
+            hypercorn_pq(
+                [
+                    "--pq",
+                    "--pq-groups",
+                    "x25519",
+                    *tls,
+                    "-b",
+                    f"127.0.0.1:{classical_port}",
+                    "origin_app:app",
+                ],
+                logs,
+                port=classical_port,
+                cwd=APPS,
+            ),
+        ):
+            yield Origins(
+                f"http://127.0.0.1:{http_port}",
+                f"https://127.0.0.1:{pq_port}",
+                f"https://127.0.0.1:{classical_port}",
+                f"https://127.0.0.1:{stdlib_port}",
+                str(pki.ca_cert),
+                logs,
+            )
+    finally:
+        stop(plain.proc)
+        stop(stdlib.proc)
