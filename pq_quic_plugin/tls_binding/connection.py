@@ -74,6 +74,7 @@ class PostQuantumSSLObject:
         self._eof_fed = False
         self._closing = False  # close_notify sent or received: reads no longer just wait
         self._failure: ssl.SSLError | None = None
+        self._output = native.OutputPipe(connection)
         self._server_hello = b""  # the first bytes of the server's first flight, to spot an HRR
         #: Whether the handshake went through a HelloRetryRequest (seen on the wire, both sides).
         self.hello_retry = False
@@ -89,16 +90,18 @@ class PostQuantumSSLObject:
             data = incoming.read()
             if not self._established and not self._server_side:
                 self._watch_hello(data)
-            self._conn.bio_write(data)
+            native.feed(self._conn, data)
         if not self._eof_fed and incoming.eof:
             self._conn.bio_shutdown()  # from now on OpenSSL sees EOF, not "want read"
             self._eof_fed = True
 
     def _flush(self) -> None:
-        data = native.take_output(self._conn)
+        if self._established or not self._server_side:
+            self._output.move(self._outgoing)
+            return
+        data = native.take_output(self._conn)  # the server's first flight: watch for an HRR
         if data is not None:
-            if not self._established and self._server_side:
-                self._watch_hello(data[:_HELLO_PREFIX])
+            self._watch_hello(data[:_HELLO_PREFIX])
             self._outgoing.write(data)
 
     def _watch_hello(self, data: bytes) -> None:
@@ -115,14 +118,20 @@ class PostQuantumSSLObject:
         """One pyOpenSSL call between a feed and a flush, with errors translated."""
         if self._failure is not None:
             raise self._failure
-        native.clear_error_queue()
-        self._feed()
+        if native.error_pending():  # a stale error would turn "want read" into a failure
+            native.clear_error_queue()
+        incoming = self._incoming
+        if incoming.pending or (not self._eof_fed and incoming.eof):
+            self._feed()
         try:
             result = operation(*args)
         except SSL.Error as exc:
             raise self._failed(exc) from None
         finally:
-            self._flush()
+            if self._established or not self._server_side:
+                self._output.move(self._outgoing)
+            else:
+                self._flush()
         return result
 
     def _failed(self, error: SSL.Error) -> ssl.SSLError:
@@ -175,7 +184,7 @@ class PostQuantumSSLObject:
             if buffer is not None:
                 data = self._run(native.read_into, self._conn, buffer, len)
             else:
-                data = self._run(self._conn.recv, len)
+                data = self._run(native.read_bytes, self._conn, len)
             self._established = True  # a read may have completed the handshake implicitly
             return data
         except ssl.SSLZeroReturnError:
@@ -188,7 +197,7 @@ class PostQuantumSSLObject:
         """Writes all of ``data`` (partial writes are off), returning its length."""
         if not len(memoryview(data)):
             return 0
-        written = int(self._run(self._conn.send, data))
+        written: int = self._run(native.write_all, self._conn, data)
         self._established = True  # as for read
         return written
 

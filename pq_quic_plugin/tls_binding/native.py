@@ -23,11 +23,15 @@ logger = logging.getLogger("pq_quic_plugin.tls")
 _uncleared = ffi.new_allocator(should_clear_after_alloc=False)
 
 __all__ = [
+    "OutputPipe",
     "accepts_groups",
     "clear_error_queue",
     "clear_partial_write",
+    "error_pending",
     "expect_host",
+    "feed",
     "pending_output",
+    "read_bytes",
     "read_into",
     "read_would_wait",
     "take_output",
@@ -35,6 +39,7 @@ __all__ = [
     "set_groups",
     "set_servername_callback",
     "verify_failure",
+    "write_all",
 ]
 
 
@@ -147,10 +152,79 @@ def read_into(connection: SSL.Connection, buffer: Any, size: int) -> int:
     return int(result)
 
 
+def read_bytes(connection: SSL.Connection, size: int) -> bytes:
+    """``recv`` without pyOpenSSL's per-call checks of its callback helpers (which can only
+    hold a problem during a handshake, and are still consulted on any failure)."""
+    chunk = _uncleared("char[]", size)
+    result = lib.SSL_read(connection._ssl, chunk, size)
+    if result <= 0:
+        connection._raise_ssl_error(connection._ssl, result)
+    return ffi.buffer(chunk, result)[:]
+
+
+def write_all(connection: SSL.Connection, data: Any) -> int:
+    """``send`` straight to ``SSL_write``: all of ``data`` or an error, since partial writes are
+    off (:func:`clear_partial_write`). Errors are raised exactly as pyOpenSSL raises them."""
+    with ffi.from_buffer(data) as view:
+        size = len(view)
+        if size > 2147483647:
+            raise ValueError("Cannot send more than 2**31-1 bytes at once.")
+        result = lib.SSL_write(connection._ssl, view, size)
+    if result <= 0:
+        connection._raise_ssl_error(connection._ssl, result)
+    return int(result)
+
+
+def feed(connection: SSL.Connection, data: bytes) -> None:
+    """``bio_write`` without its type checks: ``data`` comes from ``MemoryBIO.read``."""
+    result = lib.BIO_write(connection._into_ssl, data, len(data))
+    if result <= 0:
+        connection._handle_bio_errors(connection._into_ssl, result)
+
+
+class OutputPipe:
+    """Moves what a connection wrote to its outgoing memory BIO into a stdlib ``MemoryBIO``
+    with one ``BIO_read`` per call into a reused array (no allocation per call).
+
+    The array grows to the largest output seen, up to :attr:`LIMIT`; more than that (a single
+    huge write) is moved in pieces, so one write of many megabytes does not pin that much
+    memory per connection.
+    """
+
+    LIMIT = 256 * 1024
+    __slots__ = ("_array", "_bio", "_size", "_view")
+
+    def __init__(self, connection: SSL.Connection) -> None:
+        self._bio = connection._from_ssl
+        self._array: Any = None
+        self._view = memoryview(b"")
+        self._size = 0
+
+    def move(self, outgoing: Any) -> None:
+        """Hand everything pending to ``outgoing`` (which copies it at once)."""
+        bio = self._bio
+        size = lib.BIO_get_mem_data(bio, ffi.NULL)
+        while size > 0:
+            if size > self._size and self._size < self.LIMIT:
+                self._size = min(max(size, 2 * self._size), self.LIMIT)
+                self._array = _uncleared("char[]", self._size)
+                self._view = memoryview(ffi.buffer(self._array))
+            got = lib.BIO_read(bio, self._array, min(size, self._size))
+            if got <= 0:
+                return
+            outgoing.write(self._view[:got])
+            size -= got
+
+
 def session_reused(connection: SSL.Connection) -> bool:
     """Whether the handshake resumed an earlier session (a TLS 1.3 ticket, which still runs a
     fresh key exchange: OpenSSL refuses resumption without one unless told otherwise)."""
     return bool(lib.SSL_session_reused(connection._ssl))
+
+
+#: Whether this thread's OpenSSL error queue holds anything (the C function itself: asked before
+#: every call, so it costs no Python frame); :func:`clear_error_queue` when it does.
+error_pending: Callable[[], int] = lib.ERR_peek_error
 
 
 def clear_error_queue() -> None:
@@ -158,7 +232,8 @@ def clear_error_queue() -> None:
 
     ``SSL_get_error`` reports any queued error as a fatal ``SSL_ERROR_SSL``, so a stale entry
     (from a refused configuration or another library sharing the thread) would turn an ordinary
-    "want read" into a broken connection. Python's ``ssl`` clears the queue the same way.
+    "want read" into a broken connection. Python's ``ssl`` clears the queue the same way. The
+    queue is almost always empty, so callers ask :data:`error_pending` first.
     """
     lib.ERR_clear_error()
 

@@ -64,7 +64,7 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     *names_of(
         SSL.Connection,
         _NATIVE,
-        "_reverse_mapping _raise_ssl_error",
+        "_reverse_mapping _raise_ssl_error _handle_bio_errors",
         instance="_ssl _from_ssl _into_ssl",
     ),
     # Groups, host-name checks, verification messages, output size, error queue, resumption,
@@ -76,7 +76,7 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
         " X509_VERIFY_PARAM_set1_ip X509_VERIFY_PARAM_set_hostflags"
         " X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS X509_CHECK_FLAG_NEVER_CHECK_SUBJECT"
         " SSL_get_verify_result X509_verify_cert_error_string BIO_get_mem_data ERR_clear_error"
-        " SSL_session_reused SSL_read SSL_pending BIO_read"
+        " SSL_session_reused SSL_read SSL_pending BIO_read SSL_write BIO_write ERR_peek_error"
         " SSL_MODE_ENABLE_PARTIAL_WRITE SSL_CTX_set_tlsext_servername_callback"
         " SSL_TLSEXT_ERR_OK SSL_TLSEXT_ERR_ALERT_FATAL",
         owner_label=_LIB,
