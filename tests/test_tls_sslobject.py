@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import os
 import ssl
 from typing import Any
 
@@ -348,3 +349,55 @@ def test_a_server_resumes_sessions_with_a_fresh_key_exchange(pki) -> None:
             assert served.groups == [x25519, x25519]
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("size", [1, 300, 16384, 70_000, 5 << 20])
+def test_writes_of_every_size_arrive_whole_both_ways(pki, size: int) -> None:
+    """Outgoing ciphertext leaves through a reused buffer of at most 256 KiB per call, so sizes
+    around a record, over it and far over the buffer (5 MiB) must all arrive intact, read
+    back both as bytes and into a caller's buffer."""
+    pair = Pair(server_ctx(pki), client_ctx(pki))
+    pair.handshake()
+    data = os.urandom(size)
+    for writer, reader, into in (
+        (pair.server, pair.client, False),
+        (pair.client, pair.server, True),
+    ):
+        assert writer.write(data) == size
+        pair.pump()
+        received, buffer = bytearray(), bytearray(65536)
+        while True:
+            try:
+                if into:
+                    received += buffer[: reader.read(len(buffer), buffer)]
+                else:
+                    received += reader.read(65536)
+            except ssl.SSLWantReadError:
+                break
+        assert bytes(received) == data
+
+
+def test_a_stale_openssl_error_does_not_fail_the_next_call(pki) -> None:
+    """The layer clears OpenSSL's (per-thread) error queue only when something is in it: an
+    error left there by unrelated code must not turn a want-read, a write or a read into a
+    failed connection."""
+    from OpenSSL._util import ffi, lib  # the binding the layer runs on
+
+    def leave_an_error() -> None:
+        bio = lib.BIO_new_mem_buf(b"garbage", 7)
+        try:
+            assert lib.PEM_read_bio_X509(bio, ffi.NULL, ffi.NULL, ffi.NULL) == ffi.NULL
+        finally:
+            lib.BIO_free(bio)
+        assert lib.ERR_peek_error() != 0
+
+    pair = Pair(server_ctx(pki), client_ctx(pki))
+    pair.handshake()
+    leave_an_error()
+    with pytest.raises(ssl.SSLWantReadError):
+        pair.client.read(100)
+    leave_an_error()
+    assert pair.client.write(b"hi") == 2
+    pair.pump()
+    leave_an_error()
+    assert pair.server.read(10) == b"hi"

@@ -95,7 +95,7 @@ class TunnelStore:
         self._db = sqlite3.connect(
             self.path, timeout=timeout, isolation_level=None, check_same_thread=False
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._enable_wal(timeout)
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self._write() as db:  # not executescript(): it would COMMIT our transaction
@@ -103,6 +103,25 @@ class TunnelStore:
                 db.execute(stmt)
 
     # -- plumbing ---------------------------------------------------------------------------
+
+    def _enable_wal(self, timeout: float) -> None:
+        """Switch a new file to WAL, waiting out another process doing the same.
+
+        The switch takes an exclusive lock, and SQLite reports "database is locked" at once
+        instead of calling its busy handler when two processes open a fresh store together
+        (``create`` next to a starting edge). Retry until ``timeout``, as for any other lock.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     def close(self) -> None:
         with self._lock:
