@@ -24,7 +24,7 @@ from typing import Any
 
 from .load import load_summary, new_connection_per_request, reused_connections
 from .machine import machine_info
-from .pairing import CLEAN_OTHER_LOAD, paired_ratios
+from .pairing import clean_or_all, paired_ratios
 from .plots import machine_caption, pyplot, save_figure
 from .processes import other_share, system_busy_seconds
 from .report import begin, table
@@ -241,17 +241,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
             for label in series
         }
 
-    every = cells(lambda s: True)
-    clean = cells(lambda s: s["other_share"] <= CLEAN_OTHER_LOAD)
-    enough = all(c["slices"] >= min(2, reps) for per in clean.values() for c in per.values())
-    results = clean if enough else every
-    basis = (
-        f"clean slices only (other load <= {CLEAN_OTHER_LOAD:.0%} of the cores)"
-        if enough
-        else "all slices: too few clean ones, another workload competed"
-    )
-    if not enough:
-        print(f"  WARNING: {basis}", flush=True)
+    results, every, basis = clean_or_all(cells, reps)
     result = {
         "benchmark": NAME,
         "quick": quick,

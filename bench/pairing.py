@@ -20,6 +20,25 @@ CLEAN_OTHER_LOAD = 0.15
 Slice = dict[str, Any]
 
 
+def clean_or_all(
+    cells: Callable[[Callable[[Slice], bool]], dict[str, dict[str, Any]]], reps: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], str]:
+    """``(results, every, basis)``: the per-series summaries over clean slices when every
+    cell has at least two of them (or ``reps`` if fewer), else over all slices; ``basis``
+    says which, and is printed as a warning when a competing workload forced the fallback."""
+    every = cells(lambda s: True)
+    clean = cells(lambda s: s["other_share"] <= CLEAN_OTHER_LOAD)
+    enough = all(c["slices"] >= min(2, reps) for per in clean.values() for c in per.values())
+    basis = (
+        f"clean slices only (other load <= {CLEAN_OTHER_LOAD:.0%} of the cores)"
+        if enough
+        else "all slices: too few clean ones, another workload competed"
+    )
+    if not enough:
+        print(f"  WARNING: {basis}", flush=True)
+    return (clean if enough else every), every, basis
+
+
 def requests_ok(s: Slice) -> float:
     """A request slice's unit count: its successful requests."""
     return float(len(s["latencies"]))

@@ -34,7 +34,7 @@ from typing import Any
 from . import tcp_clients
 from .load import load_summary
 from .machine import machine_info, source_info
-from .pairing import CLEAN_OTHER_LOAD, paired_ratios
+from .pairing import clean_or_all, paired_ratios
 from .processes import other_share, system_busy_seconds
 from .report import begin
 from .results import publish
@@ -306,16 +306,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
             for label in SERIES
         }
 
-    every = cells(lambda s: True)
-    clean = cells(lambda s: s["other_share"] <= CLEAN_OTHER_LOAD)
-    enough = all(c["slices"] >= min(2, reps) for per in clean.values() for c in per.values())
-    basis = (
-        f"clean slices only (other load <= {CLEAN_OTHER_LOAD:.0%} of the cores)"
-        if enough
-        else "all slices: too few clean ones, another workload competed"
-    )
-    if not enough:
-        print(f"  WARNING: {basis}", flush=True)
+    results, every, basis = clean_or_all(cells, reps)
     result = {
         "benchmark": NAME,
         "quick": quick,
@@ -349,7 +340,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         },
         "probe": probe,
         "basis": basis,
-        "results": clean if enough else every,
+        "results": results,
         "results_all_slices": every,
         "paired_ratios": _paired(slices),
         "slices": [

@@ -39,6 +39,7 @@ from hypercorn.protocol.h2 import H2Protocol, StreamBuffer
 from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.protocol.quic import QuicProtocol
+from internals_util import checks_enabled, is_private  # noqa: F401 (autouse fixture)
 
 import pq_quic_plugin.hypercorn_binding  # noqa: F401  (installs the hooks, as in production)
 from pq_quic_plugin.aioquic_binding import install, uninstall
@@ -52,16 +53,7 @@ HYPERCORN_LIST = hypercorn_version.REQUIRED_INTERNALS
 SKIP_ENV = aioquic_version.SKIP_ENV
 
 
-@pytest.fixture(autouse=True)
-def _checks_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(SKIP_ENV, raising=False)
-
-
 # ------------------------------------------------------------------ the lists are complete
-
-
-def _is_private(name: str) -> bool:
-    return name.startswith("_") and not name.endswith("__")
 
 
 def _own_names(tree: ast.Module) -> set[str]:
@@ -112,7 +104,7 @@ def _private_uses(package: str) -> dict[str, list[str]]:
                 and isinstance(node.args[1].value, str)
             ):
                 name = node.args[1].value
-            if name and _is_private(name) and not name.startswith("_pq_") and name not in own:
+            if name and is_private(name) and not name.startswith("_pq_") and name not in own:
                 uses.setdefault(name, []).append(f"{package}/{path.name}:{node.lineno}")
     return uses
 
@@ -130,7 +122,7 @@ def test_every_private_name_the_binding_uses_is_checked(
     listed = {item.name for item in internals}
     unlisted = {name: where for name, where in uses.items() if name not in listed}
     assert not unlisted, f"add these to {package}/version.py REQUIRED_INTERNALS: {unlisted}"
-    stale = {item.label for item in internals if _is_private(item.name)} - {
+    stale = {item.label for item in internals if is_private(item.name)} - {
         item.label for item in internals if item.name in uses
     }
     assert not stale, f"listed but no longer used by {package}: {sorted(stale)}"
@@ -241,32 +233,43 @@ def _remove(item: Internal, monkeypatch: pytest.MonkeyPatch) -> None:
     assert problem(item) == "missing"
 
 
-@pytest.mark.parametrize("item", AIOQUIC_LIST, ids=lambda item: item.label)
-def test_aioquic_check_names_each_missing_internal(
-    item: Internal, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _remove(item, monkeypatch)
-    with pytest.raises(aioquic_version.UnsupportedAioquicVersion) as info:
-        aioquic_version.check_aioquic_version()
-    message = str(info.value)
-    assert f"{item.label} ({item.kind}, used by {item.used_by}): missing" in message
-    assert f"aioquic {aioquic.__version__} lacks internals" in message
-    assert "pip install 'aioquic>=1.7,<1.8'" in message and f"{SKIP_ENV}=1" in message
+def _aioquic_check() -> tuple[type[Exception], Any, str, str]:
+    return (
+        aioquic_version.UnsupportedAioquicVersion,
+        aioquic_version.check_aioquic_version,
+        f"aioquic {aioquic.__version__}",
+        "aioquic>=1.7,<1.8",
+    )
 
 
-@pytest.mark.parametrize("item", HYPERCORN_LIST, ids=lambda item: item.label)
-def test_hypercorn_check_names_each_missing_internal(
-    item: Internal, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _hypercorn_check() -> tuple[type[Exception], Any, str, str]:
     from importlib import metadata
 
+    return (
+        hypercorn_version.UnsupportedHypercornVersion,
+        hypercorn_version.check_hypercorn_version,
+        f"hypercorn {metadata.version('hypercorn')}",
+        "hypercorn>=0.18,<0.19",
+    )
+
+
+@pytest.mark.parametrize(
+    ("item", "binding"),
+    [(item, _aioquic_check) for item in AIOQUIC_LIST]
+    + [(item, _hypercorn_check) for item in HYPERCORN_LIST],
+    ids=lambda value: value.label if isinstance(value, Internal) else value.__name__[1:-6],
+)
+def test_each_check_names_each_missing_internal(
+    item: Internal, binding: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    error, check, release, pin = binding()
     _remove(item, monkeypatch)
-    with pytest.raises(hypercorn_version.UnsupportedHypercornVersion) as info:
-        hypercorn_version.check_hypercorn_version()
+    with pytest.raises(error) as info:
+        check()
     message = str(info.value)
     assert f"{item.label} ({item.kind}, used by {item.used_by}): missing" in message
-    assert f"hypercorn {metadata.version('hypercorn')} lacks internals" in message
-    assert "pip install 'hypercorn>=0.18,<0.19'" in message and f"{SKIP_ENV}=1" in message
+    assert f"{release} lacks internals" in message
+    assert f"pip install '{pin}'" in message and f"{SKIP_ENV}=1" in message
 
 
 def test_a_changed_positional_signature_fails(monkeypatch: pytest.MonkeyPatch) -> None:

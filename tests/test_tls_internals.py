@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from internals_util import checks_enabled, is_private  # noqa: F401 (autouse fixture)
 from OpenSSL import SSL
 from OpenSSL import _util as openssl_util
 
@@ -31,16 +32,7 @@ SKIP_ENV = version.SKIP_ENV
 BINDING = openssl_util.lib  # held: one test removes the module global itself
 
 
-@pytest.fixture(autouse=True)
-def _checks_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(SKIP_ENV, raising=False)
-
-
 # ------------------------------------------------------------------ the list is complete
-
-
-def _is_private(name: str) -> bool:
-    return name.startswith("_") and not name.endswith("__")
 
 
 def _own_names(tree: ast.Module) -> set[str]:
@@ -75,7 +67,7 @@ def _uses() -> tuple[dict[str, list[str]], set[str]]:
                 continue
             if isinstance(node.value, ast.Name) and node.value.id == "lib":
                 symbols.add(node.attr)
-            elif _is_private(node.attr) and node.attr not in own:
+            elif is_private(node.attr) and node.attr not in own:
                 private.setdefault(node.attr, []).append(where)
     return private, symbols
 

@@ -1,0 +1,22 @@
+"""What the bindings' internals tests share: the checks switched on, and what "private" means.
+
+Import ``checks_enabled`` into a test module to make it autouse there (pytest collects fixtures
+from a module's globals).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pq_quic_plugin.host_internals import SKIP_ENV
+
+
+@pytest.fixture(autouse=True)
+def checks_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks run even when the developer's shell skips them (PQ_QUIC_SKIP_VERSION_CHECK)."""
+    monkeypatch.delenv(SKIP_ENV, raising=False)
+
+
+def is_private(name: str) -> bool:
+    """``_name`` but not ``__dunder__``: the names the bindings must list."""
+    return name.startswith("_") and not name.endswith("__")
