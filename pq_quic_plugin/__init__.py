@@ -3,6 +3,8 @@
 Public API (see docs/): :func:`configure` one QuicConfiguration, :func:`install` for every
 aioquic connection, :func:`ssl_context` for TLS over TCP (asyncio, trio, anyio, httpx), and
 :func:`negotiated_group` to read back what a handshake agreed on, on either transport.
+Authentication (ML-DSA certificates, QUIC): :func:`configure_auth`,
+:func:`negotiated_signature_scheme` and :func:`post_quantum_auth` (docs/auth.md).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from typing import Any
 
 from .aioquic_binding import configure, install, uninstall
 from .aioquic_binding import negotiated_group as _quic_negotiated_group
+from .aioquic_binding.auth_config import configure_auth
+from .aioquic_binding.authentication import negotiated_signature_scheme, post_quantum_auth
+from .auth_policy import AuthPolicy, SignatureScheme
 from .groups.base import Group, InvalidKeyShare
 from .plugins import UnknownGroupError, registry
 from .policy import Policy
@@ -47,15 +52,20 @@ def negotiated_group(connection: Any) -> Group | None:
 
 
 __all__ = [
+    "AuthPolicy",
     "Group",
     "InvalidKeyShare",
     "Policy",
+    "SignatureScheme",
     "UnknownGroupError",
     "available_groups",
     "configure",
+    "configure_auth",
     "group_by_name",
     "install",
     "negotiated_group",
+    "negotiated_signature_scheme",
+    "post_quantum_auth",
     "ssl_context",
     "uninstall",
 ]

@@ -3,6 +3,11 @@
 Why not one self-signed certificate: qh3 (and so niquests) refuses a server certificate that is
 self-signed with ``CA:TRUE``, and Chromium wants a proper ``CA:FALSE`` serverAuth leaf. A CA plus
 a leaf satisfies every peer: clients trust ``ca_cert``, servers present ``cert``/``key``.
+
+The default PKI signs with ECDSA P-256 (``ca.pem``, ``cert.pem``, ``key.pem``). With
+``sig="ml-dsa-65"`` (or 44, 87) the CA and leaf are ML-DSA throughout, for post-quantum
+authentication, and their files carry the name as a prefix (``ml-dsa-65-ca.pem``, ...), so both
+sets live side by side in one directory (docs/auth.md).
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, mldsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
@@ -37,6 +46,42 @@ class DevPKI:
     spki_sha256_b64: str
     """base64(SHA-256(leaf DER SubjectPublicKeyInfo)): Chromium's
     ``--ignore-certificate-errors-spki-list`` value."""
+    sig: str = "ecdsa-p256"
+    """What the CA and the leaf sign with (one of :data:`SIGNATURES`)."""
+
+
+#: What the PKI can sign with; the ML-DSA sets are post-quantum end to end (CA, leaf, handshake).
+SIGNATURES = ("ecdsa-p256", "ml-dsa-44", "ml-dsa-65", "ml-dsa-87")
+_ML_DSA_KEYS: dict[
+    str,
+    type[mldsa.MLDSA44PrivateKey] | type[mldsa.MLDSA65PrivateKey] | type[mldsa.MLDSA87PrivateKey],
+] = {
+    "ml-dsa-44": mldsa.MLDSA44PrivateKey,
+    "ml-dsa-65": mldsa.MLDSA65PrivateKey,
+    "ml-dsa-87": mldsa.MLDSA87PrivateKey,
+}
+
+
+def _new_key(sig: str) -> CertificateIssuerPrivateKeyTypes:
+    if sig == "ecdsa-p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    if sig in _ML_DSA_KEYS:
+        return _ML_DSA_KEYS[sig].generate()
+    raise ValueError(f"unknown signature algorithm {sig!r}; use one of: {', '.join(SIGNATURES)}")
+
+
+def _sign(
+    builder: x509.CertificateBuilder, key: CertificateIssuerPrivateKeyTypes
+) -> x509.Certificate:
+    """ML-DSA signs the certificate itself (no separate digest); ECDSA with SHA-256."""
+    digest = None if isinstance(key, tuple(_ML_DSA_KEYS.values())) else hashes.SHA256()
+    return builder.sign(key, digest)
+
+
+def file_names(sig: str = "ecdsa-p256") -> tuple[str, str, str]:
+    """``(ca, cert, key)`` file names of one set: unprefixed for ECDSA, as before."""
+    prefix = "" if sig == "ecdsa-p256" else f"{sig}-"
+    return f"{prefix}ca.pem", f"{prefix}cert.pem", f"{prefix}key.pem"
 
 
 def _name(common_name: str) -> x509.Name:
@@ -46,7 +91,7 @@ def _name(common_name: str) -> x509.Name:
 def _builder(
     subject: x509.Name,
     issuer: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
+    public_key: CertificatePublicKeyTypes,
     validity: tuple[datetime.datetime, datetime.datetime],
     *,
     ca: bool,
@@ -84,43 +129,49 @@ def make_dev_pki(
     directory: Path,
     hostnames: Sequence[str] = ("localhost",),
     ips: Sequence[str] = ("127.0.0.1", "::1"),
+    sig: str = "ecdsa-p256",
 ) -> DevPKI:
     """Write ``ca.pem``, ``cert.pem`` and ``key.pem`` into ``directory`` and describe them.
 
     The leaf is ECDSA P-256 (every TLS 1.3 stack signs with it), valid from one day ago (clock
     skew) for 30 days, with SAN DNS and IP entries so both ``localhost`` and ``127.0.0.1`` URLs
-    verify, and the serverAuth EKU Chromium insists on.
+    verify, and the serverAuth EKU Chromium insists on. ``sig`` (:data:`SIGNATURES`) makes the
+    CA and leaf ML-DSA instead, written as ``<sig>-ca.pem``, ``<sig>-cert.pem``,
+    ``<sig>-key.pem`` (:func:`file_names`).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
     validity = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("pq-quic-plugin test CA")
-    ca = (
-        _builder(ca_name, ca_name, ca_key.public_key(), validity, ca=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
+    ca_key = _new_key(sig)
+    # Distinct CA names, so a client trusting every set (cas.pem) never confuses the issuers.
+    ca_name = _name("pq-quic-plugin test CA" + ("" if sig == "ecdsa-p256" else f" {sig.upper()}"))
+    ca = _sign(
+        _builder(ca_name, ca_name, ca_key.public_key(), validity, ca=True).add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False
+        ),
+        ca_key,
     )
 
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf_key = _new_key(sig)
     leaf_name = _name(hostnames[0] if hostnames else "pq-quic-plugin test leaf")
     san: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
     san += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-    leaf = (
+    leaf = _sign(
         _builder(leaf_name, ca_name, leaf_key.public_key(), validity, ca=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
+        ),
+        ca_key,
     )
 
     ca_pem = ca.public_bytes(serialization.Encoding.PEM)
-    paths = {name: directory / f"{name}.pem" for name in ("ca", "cert", "key")}
+    ca_file, cert_file, key_file = file_names(sig)
+    paths = {"ca": directory / ca_file, "cert": directory / cert_file, "key": directory / key_file}
     paths["ca"].write_bytes(ca_pem)
     paths["cert"].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
     key_pem = leaf_key.private_bytes(
@@ -141,11 +192,12 @@ def make_dev_pki(
         key=paths["key"],
         ca_pem=ca_pem,
         spki_sha256_b64=base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii"),
+        sig=sig,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pq_quic_plugin.devcert DIR``: write a CA and a localhost leaf into DIR."""
+    """``python -m pq_quic_plugin.devcert DIR [--sig ml-dsa-65]``: write CA and leaf sets."""
     import argparse
 
     parser = argparse.ArgumentParser(
@@ -155,11 +207,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("directory", type=Path)
     parser.add_argument("--hostname", action="append", default=None)
+    parser.add_argument(
+        "--sig",
+        action="append",
+        choices=[s for s in SIGNATURES if s != "ecdsa-p256"],
+        default=[],
+        help="also write an ML-DSA CA and leaf (<sig>-ca.pem, <sig>-cert.pem, <sig>-key.pem) "
+        "next to the ECDSA ones, and cas.pem with every CA; repeatable",
+    )
     args = parser.parse_args(argv)
-    pki = make_dev_pki(args.directory, hostnames=tuple(args.hostname or ("localhost",)))
-    print(f"CA (trust this in clients): {pki.ca_cert}")
-    print(f"certificate: {pki.cert}\nkey:         {pki.key}")
-    print(f"Chromium: --ignore-certificate-errors-spki-list={pki.spki_sha256_b64}")
+    hostnames = tuple(args.hostname or ("localhost",))
+    pkis = [make_dev_pki(args.directory, hostnames=hostnames)]
+    pkis += [make_dev_pki(args.directory, hostnames=hostnames, sig=sig) for sig in args.sig]
+    for pki in pkis:
+        print(f"[{pki.sig}] CA (trust this in clients): {pki.ca_cert}")
+        print(f"[{pki.sig}] certificate: {pki.cert}\n[{pki.sig}] key:         {pki.key}")
+        print(f"[{pki.sig}] Chromium: --ignore-certificate-errors-spki-list={pki.spki_sha256_b64}")
+    if len(pkis) > 1:
+        every_ca = args.directory / "cas.pem"
+        every_ca.write_bytes(b"".join(p.ca_pem for p in pkis))
+        print(f"every CA above, for a client that should accept either: {every_ca}")
     return 0
 
 

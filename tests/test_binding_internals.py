@@ -39,6 +39,7 @@ from hypercorn.protocol.h2 import H2Protocol, StreamBuffer
 from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.protocol.quic import QuicProtocol
+from hypercorn.protocol.quic import _Connection as QuicConnectionEntry
 from internals_util import checks_enabled, is_private  # noqa: F401 (autouse fixture)
 
 import pq_quic_plugin.hypercorn_binding  # noqa: F401  (installs the hooks, as in production)
@@ -202,6 +203,7 @@ def _real_instances(pki: Any) -> Iterator[Any]:
     yield H2Protocol(app, config, context, None, None, False, None, None, send)  # type: ignore[arg-type]
     yield H3Protocol(app, config, context, None, None, None, None, _handshaken(pki)[1], send)  # type: ignore[arg-type]
     yield QuicProtocol(app, tcp_config, context, None, None, None, send)  # type: ignore[arg-type]
+    yield QuicConnectionEntry(cids=set(), quic=server, task=context.single_task_class())
     yield from asyncio.run(inside_a_loop())
 
 

@@ -46,7 +46,7 @@ def test_full_connector_config(tmp_path: Path) -> None:
 def test_defaults(tmp_path: Path) -> None:
     cfg = load_connector_config(write(tmp_path, "tunnel: t\n"))
     assert cfg == ConnectorConfig(tunnel="t", source=cfg.source)
-    assert cfg.ha_connections == 4 and cfg.post_quantum is False and cfg.retries == 5
+    assert cfg.ha_connections == 4 and cfg.post_quantum is False and cfg.retries == 0
     assert cfg.metrics == HostPort("127.0.0.1", 0) and cfg.grace_period == 30.0
     assert cfg.loglevel == "info" and cfg.edge_server_name is None
     assert (

@@ -126,9 +126,9 @@ def test_edge_metrics_count_registrations_and_refusals() -> None:
 # ---------------------------------------------------------------------------------- ops server
 
 
-async def _get(port: int, method: str, target: str) -> tuple[int, bytes]:
+async def _get(port: int, method: str, target: str, extra: str = "") -> tuple[int, bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"{method} {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    writer.write(f"{method} {target} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())
     data = await reader.read()
     writer.close()
     head, _, body = data.partition(b"\r\n\r\n")
@@ -154,7 +154,12 @@ def test_ops_server_routes_actions_and_bind_errors() -> None:
             assert await _get(server.port, "GET", "/healthcheck") == (200, b"OK\n")
             assert (await _get(server.port, "GET", "/nope"))[0] == 404
             assert (await _get(server.port, "GET", "/debug/close?a=1"))[0] == 405
-            assert await _get(server.port, "POST", "/debug/close?a=1&b=2") == (200, b"closed\n")
+            assert (await _get(server.port, "POST", "/debug/close?a=1"))[0] == 403  # no header
+            action = "pq-tunnel-action: 1\r\n"
+            assert await _get(server.port, "POST", "/debug/close?a=1&b=2", action) == (
+                200,
+                b"closed\n",
+            )
             assert closed == [{"a": "1", "b": "2"}]
             taken = OpsServer(HostPort("127.0.0.1", server.port), {})
             with pytest.raises(OSError):
@@ -257,12 +262,15 @@ def test_edge_app_routes_by_normalised_host_and_serves_reports(tmp_path: Path) -
         assert sent[0]["status"] == 404  # the status page is on the metrics address only
         report = json.dumps({"group": "X25519MLKEM768", "error": "x" * 1000}).encode()
         sent = await _asgi(app, _scope("127.0.0.1", "/pq-report", "POST"), report)
+        assert sent[0]["status"] == 403  # unsigned, not from loopback (test_tunnel_ops_hardening)
+        loopback = {**_scope("127.0.0.1", "/pq-report", "POST"), "client": ("127.0.0.1", 1)}
+        sent = await _asgi(app, loopback, report)
         assert sent[0]["status"] == 202
         sent = await _asgi(app, _scope("127.0.0.1", "/pq-report"))
-        (got,) = json.loads(sent[1]["body"])
+        assert sent[0]["status"] == 405  # read on the metrics address only
+        (got,) = app.reports.latest(5)
         assert got["group"] == "X25519MLKEM768" and len(got["error"]) == 500
-        assert got["from"] == "203.0.113.9"
-        assert app.reports.latest(5) == [got]
+        assert got["from"] == "127.0.0.1"
 
     asyncio.run(main())
     assert recorder.calls == []  # no request reached a tunnel

@@ -251,9 +251,6 @@ def test_prefer_policy_reports_a_classical_origin_honestly(
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_head_has_a_length_and_no_body(origins: Origins, kind: str) -> None:
-    if kind == "h3":
-        pytest.xfail("aioquic's H3Connection checks Content-Length against a HEAD response")
-
     async def go(client: OriginClient) -> tuple[OriginResponse, bytes]:
         response = await client.request(
             OriginRequest(

@@ -39,8 +39,10 @@ def test_wrong_secret_is_refused_and_logged(chain) -> None:  # type: ignore[no-u
     bad.write_text(json.dumps(creds))
     bad.chmod(0o600)
     proc = _run_connector(chain, chain.connector_config("wrong.yml", credentials_file=str(bad)))
-    proc.wait_for_log("wrong secret for tunnel demo", 30)
+    proc.wait_for_log("authentication failed", 30)  # what a stranger is told, whatever failed
     chain.edge.wait_for_log("refused connector from 127.0.0.1")
+    chain.edge.wait_for_log("wrong secret for tunnel demo")  # the detail: the edge's log only
+    assert "wrong secret for tunnel" not in proc.log()
     assert "registered connIndex" not in proc.log()
     assert creds["TunnelSecret"] not in chain.edge.log() + proc.log()
     stop(proc.proc)
@@ -56,8 +58,9 @@ def test_unknown_tunnel_is_refused(chain) -> None:  # type: ignore[no-untyped-de
     proc = _run_connector(
         chain, chain.connector_config("ghost.yml", credentials_file=str(ghost), tunnel="ghost")
     )
-    proc.wait_for_log("unknown tunnel 00000000-0000-4000-8000-000000000000", 30)
-    assert "registered connIndex" not in proc.log()
+    proc.wait_for_log("authentication failed", 30)
+    chain.edge.wait_for_log("unknown tunnel 00000000-0000-4000-8000-000000000000")
+    assert "registered connIndex" not in proc.log() and "unknown tunnel" not in proc.log()
     stop(proc.proc)
 
 
@@ -127,10 +130,14 @@ def test_post_quantum_connector_against_classical_edge(tmp_path: Path) -> None:
         assert "group tried=X25519MLKEM768" in log
         assert "registered connIndex" not in log
         stop(strict.proc)
-        ctx = __import__("ssl").create_default_context(cafile=str(chain.pki.ca_cert))
-        with urllib.request.urlopen(report_url, context=ctx, timeout=10) as resp:
+        # Reports are read on the edge's metrics address (ports[2]), never the public one.
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports[2]}/pq-report", timeout=10) as resp:
             reports = json.loads(resp.read())
         assert reports and reports[0]["group"] == "X25519MLKEM768"
+        assert (
+            reports[0]["tunnel_id"]
+            == json.loads((chain.dir / "creds.json").read_text())["TunnelID"]
+        )  # signed with the tunnel's key
         assert "pq-quic-plugin/" in reports[0]["version"]
 
         relaxed_yml = chain.connector_config(

@@ -256,8 +256,11 @@ def write_edge_config(
     connector_policy: str = "prefer",
     groups: list[str] | None = None,
     name: str = "edge.yaml",
+    public_options: dict[str, object] | None = None,
 ) -> Path:
-    """Write an edge config listening on loopback; the tunnel store is ``tunnels.db``."""
+    """Write an edge config listening on loopback; the tunnel store is ``tunnels.db``.
+
+    ``public_options`` are extra keys of the ``public`` section (limits, for instance)."""
     connector_listener: dict[str, object] = {
         "bind": f"127.0.0.1:{connectors}",
         "post-quantum": connector_policy,
@@ -270,6 +273,7 @@ def write_edge_config(
             "certfile": str(pki.cert),
             "keyfile": str(pki.key),
             "pq": "prefer",
+            **(public_options or {}),
         },
         "connectors": connector_listener,
         "store": "tunnels.db",
@@ -291,6 +295,7 @@ def running_chain(
     origin_protocol: str | None = None,
     origin_app: str = "app:app",
     origin_cwd: Path = EXAMPLE_APP_DIR,
+    edge_public: dict[str, object] | None = None,
 ) -> Iterator[Chain]:
     """Origin (the example app under ``hypercorn-pq --pq``), edge and connector, all ready.
 
@@ -301,7 +306,15 @@ def running_chain(
     directory.mkdir(parents=True, exist_ok=True)
     pki = make_dev_pki(directory / "pki", hostnames=("localhost",))
     origin_port, public, conn_port, edge_metrics, conn_metrics = (free_port() for _ in range(5))
-    edge_yaml = write_edge_config(directory, pki, public, conn_port, edge_metrics, connector_policy)
+    edge_yaml = write_edge_config(
+        directory,
+        pki,
+        public,
+        conn_port,
+        edge_metrics,
+        connector_policy,
+        public_options=edge_public,
+    )
     created = tunnel_cli(
         "create",
         "demo",

@@ -2,7 +2,8 @@
 
 aioquic 1.7's ``_client_send_hello`` and ``_client_handle_hello`` with the group code replaced:
 key shares come from the policy's KEM-shaped groups, and a HelloRetryRequest is answered with a
-second ClientHello carrying the share the server asked for (RFC 8446 4.1.4).
+second ClientHello carrying the share the server asked for (RFC 8446 4.1.4). The signature
+schemes offered come from the authentication policy (:mod:`.authentication`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .messages import (
     message_hash,
     pull_hello_retry_request,
 )
+from .reasons import bounded_reason
 
 
 class ClientHandshake(PostQuantumContextBase):
@@ -77,7 +79,7 @@ class ClientHandshake(PostQuantumContextBase):
                 else None
             ),
             server_name=server_name,
-            signature_algorithms=self._signature_algorithms,
+            signature_algorithms=self._pq_offered_signature_algorithms(),
             supported_groups=[g.codepoint for g in self.pq_policy.groups],
             supported_versions=self._supported_versions,
             other_extensions=list(self.handshake_extensions) + list(extra_extensions or []),
@@ -180,7 +182,9 @@ class ClientHandshake(PostQuantumContextBase):
         try:
             shared_key = group.decapsulate(state, reply)
         except InvalidKeyShare as exc:
-            raise tls.AlertIllegalParameter(f"ServerHello key share: {exc}") from None
+            raise tls.AlertIllegalParameter(
+                bounded_reason(f"ServerHello key share: {exc}")
+            ) from None
         self._pq_client_states.clear()
         self._pq_record(group)
 

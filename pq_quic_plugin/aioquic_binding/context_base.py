@@ -2,7 +2,8 @@
 
 The context is split by side (:mod:`.client_side`, :mod:`.server_side`); this base declares the
 attributes :meth:`~.context.PostQuantumContext.adopt` sets and the one step both sides end
-with, recording (and logging) the group the handshake agreed on.
+with, recording (and logging) the group the handshake agreed on. What both sides do for
+authentication is in :mod:`.authentication`.
 """
 
 from __future__ import annotations
@@ -11,20 +12,25 @@ import logging
 from typing import Any
 
 from aioquic import tls
+from aioquic.buffer import Buffer
 
 from ..groups.base import Group
 from ..policy import GroupPolicy
+from .authentication import AuthenticationMixin
+from .reasons import MAX_LOG_ITEMS, bounded_reason, summarize
 
 logger = logging.getLogger("pq_quic_plugin.tls")
 
 
-def codepoint_names(codepoints: list[int] | None) -> str:
-    """Readable names for codepoints a peer sent, for logs and alerts."""
+def codepoint_names(codepoints: list[int] | None, limit: int = MAX_LOG_ITEMS) -> str:
+    """Readable names for codepoints a peer sent, for logs and alerts: a short list whole, a
+    long one as its length and first ``limit`` names (:func:`.reasons.summarize`), because the
+    peer decides how long it is."""
     from ..plugins import registry
 
     reg = registry()
     out = []
-    for cp in codepoints or []:
+    for cp in (codepoints or [])[:limit]:
         group = reg.by_codepoint(cp)
         if group is not None:
             out.append(group.name)
@@ -32,11 +38,14 @@ def codepoint_names(codepoints: list[int] | None) -> str:
             out.append("GREASE")
         else:
             out.append(f"0x{cp:04X}")
-    return ", ".join(out) or "none"
+    return summarize(out, limit, total=len(codepoints or []))
 
 
-class PostQuantumContextBase(tls.Context):
-    """aioquic's TLS engine plus the post-quantum state; not used on its own."""
+class PostQuantumContextBase(AuthenticationMixin):
+    """aioquic's TLS engine plus the post-quantum state; not used on its own.
+
+    Authentication (ML-DSA, several certificates) comes from :class:`AuthenticationMixin`.
+    """
 
     pq_policy: GroupPolicy
     pq_negotiated_group: Group | None
@@ -46,6 +55,22 @@ class PostQuantumContextBase(tls.Context):
     _pq_retry_key_schedule: tls.KeySchedule | None
     _pq_retry_sent: tuple[Group, int] | None  # server: (group asked for, cipher suite)
     _pq_retry_transcript: bytes | None  # server: message_hash(CH1) + HRR
+
+    def handle_message(self, input_data: bytes, output_buf: dict[tls.Epoch, Buffer]) -> None:
+        """aioquic's, with the text of any alert it raises cut to :data:`.reasons.MAX_REASON_BYTES`.
+
+        The text becomes the reason phrase of the CONNECTION_CLOSE, which must fit one Initial
+        packet; this is the one exit of every alert of the engine (ours and aioquic's), so no
+        alert built from what a peer sent can grow past it.
+        """
+        try:
+            super().handle_message(input_data, output_buf)
+        except tls.Alert as exc:
+            text = str(exc)
+            bounded = bounded_reason(text)
+            if bounded != text:
+                exc.args = (bounded,)
+            raise
 
     def _pq_record(self, group: Group) -> None:
         self.pq_negotiated_group = group

@@ -27,6 +27,7 @@ __all__ = [
     "send_buffered",
     "send_state",
     "server_port",
+    "unacked_send_bytes",
 ]
 
 _CLOSED_STATES = (
@@ -69,6 +70,23 @@ def send_state(quic: QuicConnection, stream_id: int) -> SendState:
     if sender.is_finished or sender._buffer_fin is not None:
         return SendState.ENDED
     return SendState.OPEN
+
+
+def unacked_send_bytes(quic: QuicConnection) -> int:
+    """Bytes (a pending FIN counts as one) written to any stream of ``quic`` and not yet
+    acknowledged by the peer; reset streams do not count (nothing of theirs will be delivered).
+
+    Zero means the peer holds every byte we sent: closing the connection now loses nothing,
+    which a graceful shutdown must wait for (a response whose writer finished may still be
+    sitting in the send buffer).
+    """
+    total = 0
+    for stream in quic._streams.values():
+        sender = stream.sender
+        if sender._reset_error_code is not None or sender.is_finished:
+            continue
+        total += len(sender._buffer) + (1 if sender._buffer_fin is not None else 0)
+    return total
 
 
 def peer_address(protocol: QuicConnectionProtocol) -> tuple[str, int]:

@@ -1,13 +1,17 @@
-"""Where the binding meets aioquic: one wrapper around ``QuicConnection._initialize``.
+"""Where the binding meets aioquic: a wrapper around ``QuicConnection._initialize``, and guards.
 
 aioquic builds its ``tls.Context`` inside ``QuicConnection._initialize`` and offers no factory,
 so the binding wraps that one method. The wrapper calls aioquic's original and then, only for a
 connection that asked for it (a configured ``QuicConfiguration``, or any connection while
 :func:`install` is active), converts the fresh context into a
-:class:`~.context.PostQuantumContext`. Every other connection runs aioquic's code untouched.
+:class:`~.context.PostQuantumContext`. The same connections get a guard around the three
+methods every host drives them through (:mod:`.connection_guard`): an exception out of one of
+them closes that connection instead of reaching the server. Every other connection runs
+aioquic's code untouched.
 
-The wrapper is removed again when nothing needs it (after :func:`uninstall`, once no configured
-configuration is alive), so ``install(); uninstall()`` leaves aioquic exactly as it was.
+The wrappers are removed again when nothing needs them (after :func:`uninstall`, once no
+configured configuration is alive), so ``install(); uninstall()`` leaves aioquic exactly as it
+was.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ from aioquic.quic.connection import QuicConnection
 
 from ..groups.base import Group
 from ..policy import GroupPolicy, Policy
+from .authentication import apply_auth
+from .connection_guard import GUARDED_METHODS, guarded
 from .context import PostQuantumContext
+from .reasons import bounded_reason
 
 logger = logging.getLogger("pq_quic_plugin")
 
@@ -64,23 +71,35 @@ class PostQuantumSettings:
 
 
 _lock = threading.Lock()
-_original_initialize: Callable[[QuicConnection, bytes], None] | None = None
+#: aioquic's own methods while the binding's wrappers stand in for them (empty: unpatched).
+_originals: dict[str, Callable[..., Any]] = {}
 _installed: PostQuantumSettings | None = None
 _configured_alive = 0
 
 
-def _wrapped_initialize(self: QuicConnection, peer_cid: bytes) -> None:
-    assert _original_initialize is not None
-    _original_initialize(self, peer_cid)
-    settings: PostQuantumSettings | None = getattr(self._configuration, _SETTINGS_ATTR, None)
+def _settings_for(connection: QuicConnection) -> tuple[PostQuantumSettings, GroupPolicy] | None:
+    """What the binding runs ``connection`` with, or None when it is stock aioquic's."""
+    settings: PostQuantumSettings | None = getattr(connection._configuration, _SETTINGS_ATTR, None)
     if settings is None:
         settings = _installed
     if settings is None:
+        return None
+    policy = settings.for_side(connection._is_client)
+    return None if policy is None else (settings, policy)
+
+
+def _runs_ours(connection: QuicConnection) -> bool:
+    return _settings_for(connection) is not None
+
+
+def _wrapped_initialize(self: QuicConnection, peer_cid: bytes) -> None:
+    _originals["_initialize"](self, peer_cid)
+    found = _settings_for(self)
+    if found is None:
         return
-    policy = settings.for_side(self._is_client)
-    if policy is None:
-        return
+    settings, policy = found
     settings.context_class.adopt(self.tls, policy)
+    apply_auth(self.tls, self._configuration)
     if self._is_client and policy.policy is Policy.REQUIRE:
         _explain_refusals(self, policy)
 
@@ -100,11 +119,15 @@ def _explain_refusals(connection: QuicConnection, policy: GroupPolicy) -> None:
             isinstance(event, events.ConnectionTerminated)
             and not getattr(connection, "_handshake_complete", True)
             and 0x100 <= event.error_code <= 0x1FF
+            # Key exchange agreed: a later refusal (authentication, certificate) is not this.
+            and getattr(connection.tls, "pq_negotiated_group", None) is None
         ):
             alert = event.error_code - 0x100
+            # The peer's own words are the peer's to size: bounded before they are repeated.
+            theirs = bounded_reason(event.reason_phrase or "")
             event.reason_phrase = (
                 f"post-quantum handshake refused by the peer (TLS alert {alert}"
-                f"{': ' + event.reason_phrase if event.reason_phrase else ''}). "
+                f"{': ' + theirs if theirs else ''}). "
                 f"We offered only post-quantum groups [{', '.join(policy.names)}] because the "
                 "policy is 'require'; the peer has no post-quantum group in common with us. "
                 "Enable X25519MLKEM768 on the server, or use policy 'prefer' to allow a "
@@ -117,19 +140,24 @@ def _explain_refusals(connection: QuicConnection, policy: GroupPolicy) -> None:
 
 
 def _ensure_patched() -> None:
-    global _original_initialize
-    if _original_initialize is None:
-        _original_initialize = QuicConnection._initialize
-        # Lets the internals check (and inspect) see aioquic's function behind the wrapper.
-        _wrapped_initialize.__wrapped__ = _original_initialize  # type: ignore[attr-defined]
-        QuicConnection._initialize = _wrapped_initialize  # type: ignore[method-assign]
+    """Wrap ``_initialize`` (the TLS engine) and the entry points (:mod:`.connection_guard`)."""
+    if _originals:
+        return
+    _originals["_initialize"] = QuicConnection._initialize
+    # Lets the internals check (and inspect) see aioquic's function behind the wrapper.
+    _wrapped_initialize.__wrapped__ = QuicConnection._initialize  # type: ignore[attr-defined]
+    QuicConnection._initialize = _wrapped_initialize  # type: ignore[method-assign]
+    for name in GUARDED_METHODS:
+        original = getattr(QuicConnection, name)
+        _originals[name] = original
+        setattr(QuicConnection, name, guarded(name, original, _runs_ours))
 
 
 def _maybe_unpatch() -> None:
-    global _original_initialize
-    if _original_initialize is not None and _installed is None and _configured_alive == 0:
-        QuicConnection._initialize = _original_initialize  # type: ignore[method-assign,assignment]
-        _original_initialize = None
+    if _originals and _installed is None and _configured_alive == 0:
+        for name, original in _originals.items():
+            setattr(QuicConnection, name, original)
+        _originals.clear()
 
 
 def _forget_configuration() -> None:
@@ -209,7 +237,7 @@ def installed() -> PostQuantumSettings | None:
 
 
 def is_patched() -> bool:
-    return _original_initialize is not None
+    return bool(_originals)
 
 
 def settings_of(configuration: QuicConfiguration) -> PostQuantumSettings | None:

@@ -18,12 +18,13 @@ from collections.abc import Awaitable, Callable
 
 from aioquic.quic.connection import QuicConnection
 
-from .facade import SendState, send_buffered, send_state
+from .facade import SendState, send_buffered, send_state, unacked_send_bytes
 
 __all__ = [
     "SEND_BUFFER_HIGH",
     "ProgressSignal",
     "SendStalled",
+    "wait_for_all_acked",
     "wait_for_send_room",
 ]
 
@@ -104,3 +105,27 @@ async def wait_for_send_room(
     return send_state(quic, stream_id) not in (SendState.GONE, SendState.RESET) and not (
         stopped is not None and stopped()
     )
+
+
+async def wait_for_all_acked(
+    quic: QuicConnection,
+    wait: Callable[[float], Awaitable[object]],
+    timeout: float,
+    *,
+    stopped: Callable[[], bool] | None = None,
+) -> int:
+    """Wait up to ``timeout`` seconds until the peer acknowledged every byte written to any
+    stream of ``quic`` (see :func:`.facade.unacked_send_bytes`), for a drain that must not cut
+    a response whose writer already finished. Returns what is still unacknowledged (0: all).
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    left = unacked_send_bytes(quic)
+    while left and not (stopped is not None and stopped()):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        await wait(min(delay, remaining))
+        delay = min(delay * 2, _MAX_WAIT)
+        left = unacked_send_bytes(quic)
+    return left

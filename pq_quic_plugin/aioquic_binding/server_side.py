@@ -18,6 +18,10 @@ from ..groups.base import Group, InvalidKeyShare
 from ..policy import Policy
 from .context_base import PostQuantumContextBase, codepoint_names, logger
 from .messages import HelloRetryRequest, message_hash, push_hello_retry_request
+from .reasons import bounded_reason, summarize
+
+#: How many group names a refusal's reason shows of each list (it must stay short).
+REASON_ITEMS = 3
 
 
 class ServerHandshake(PostQuantumContextBase):
@@ -41,10 +45,9 @@ class ServerHandshake(PostQuantumContextBase):
         psk_key_exchange_mode = tls.negotiate(
             self._psk_key_exchange_modes, peer_hello.psk_key_exchange_modes
         )
-        signature_algorithm = tls.negotiate(
-            self._signature_algorithms_for_private_key(),
-            peer_hello.signature_algorithms,
-            tls.AlertHandshakeFailure("No supported signature algorithm"),
+        # Which certificate and scheme: per client, under the authentication policy.
+        credential, signature_algorithm = self._pq_choose_credential(
+            peer_hello.signature_algorithms
         )
         supported_version = tls.negotiate(
             self._supported_versions,
@@ -160,7 +163,9 @@ class ServerHandshake(PostQuantumContextBase):
         try:
             shared_key, reply = group.encapsulate(peer_share)
         except InvalidKeyShare as exc:
-            raise tls.AlertIllegalParameter(f"ClientHello key share: {exc}") from None
+            raise tls.AlertIllegalParameter(
+                bounded_reason(f"ClientHello key share: {exc}")
+            ) from None
         self._pq_record(group)
 
         hello = tls.ServerHello(
@@ -198,27 +203,7 @@ class ServerHandshake(PostQuantumContextBase):
                             request_context=b"", signature_algorithms=self._signature_algorithms
                         ),
                     )
-            assert self.certificate is not None and self.certificate_private_key is not None
-            with tls.push_message(self.key_schedule, handshake_buf):
-                tls.push_certificate(
-                    handshake_buf,
-                    tls.Certificate(
-                        request_context=b"",
-                        certificates=[
-                            (x.public_bytes(tls.Encoding.DER), b"")
-                            for x in [self.certificate] + self.certificate_chain
-                        ],
-                    ),
-                )
-            signature = self.certificate_private_key.sign(
-                self.key_schedule.certificate_verify_data(tls.SERVER_CONTEXT_STRING),
-                *tls.signature_algorithm_params(signature_algorithm),
-            )
-            with tls.push_message(self.key_schedule, handshake_buf):
-                tls.push_certificate_verify(
-                    handshake_buf,
-                    tls.CertificateVerify(algorithm=signature_algorithm, signature=signature),
-                )
+            self._pq_send_certificate(credential, signature_algorithm, handshake_buf)
 
         with tls.push_message(self.key_schedule, handshake_buf):
             tls.push_finished(
@@ -272,18 +257,23 @@ class ServerHandshake(PostQuantumContextBase):
         )
 
     def _pq_refuse(self, peer_hello: tls.ClientHello) -> None:
-        """No acceptable group: a handshake_failure alert whose reason says why, and a log line."""
-        offered = codepoint_names(peer_hello.supported_groups or [])
+        """No acceptable group: a handshake_failure alert whose reason says why, and a log line.
+
+        Both name the client's groups as a count and the first few: the client decides how many
+        it lists, and the reason must fit one Initial packet (:mod:`.reasons`).
+        """
+        offered = codepoint_names(peer_hello.supported_groups or [], REASON_ITEMS)
+        accepts = summarize(self.pq_policy.names, REASON_ITEMS)
         if self.pq_policy.policy is Policy.REQUIRE:
             reason = (
-                "client offered no post-quantum key-exchange group "
-                f"(offered: {offered}); server policy is 'require' "
-                f"(accepts: {', '.join(self.pq_policy.names)})"
+                f"client offered no post-quantum key-exchange group (offered {offered}); "
+                f"server policy is 'require' (accepts {accepts})"
             )
         else:
             reason = (
-                f"no key-exchange group in common (client offered: {offered}; "
-                f"server accepts: {', '.join(self.pq_policy.names)})"
+                f"no key-exchange group in common (client offered {offered}; "
+                f"server accepts {accepts})"
             )
+        reason = bounded_reason(reason)
         logger.warning("refusing handshake: %s", reason)
         raise tls.AlertHandshakeFailure(reason)

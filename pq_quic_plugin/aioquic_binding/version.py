@@ -41,6 +41,7 @@ SUPPORTED = ((1, 7), (1, 8))
 
 _FACADE = "aioquic_binding/facade.py"
 _FLOW = "aioquic_binding/flow_control.py"
+_H3 = "aioquic_binding/h3_stream_errors.py"
 
 #: Every aioquic name the binding relies on that aioquic does not document, by user.
 REQUIRED_INTERNALS: tuple[Internal, ...] = (
@@ -55,7 +56,7 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     *names_of(
         tls.Context,
         "aioquic_binding/server_side.py",
-        "_server_handle_hello _server_expect_finished _signature_algorithms_for_private_key",
+        "_server_handle_hello _server_expect_finished",
         instance="_enc_key _next_dec_key _psk_key_exchange_mode _request_client_certificate",
     ),
     *names_of(
@@ -66,6 +67,18 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
         " _psk_key_exchange_modes _session_resumed _signature_algorithms _supported_versions",
     ),
     *names_of(tls.Context, "aioquic_binding/context_base.py", instance="_is_client"),
+    # authentication.py: ML-DSA in aioquic's CertificateVerify check, which it extends.
+    Internal(
+        tls.Context,
+        "_check_certificate_verify_signature",
+        "aioquic_binding/authentication.py",
+        params=("self", "verify"),
+    ),
+    *names_of(
+        tls.Context,
+        "aioquic_binding/authentication.py",
+        instance="_peer_certificate _peer_certificate_chain _verify_mode",
+    ),
     *names_of(tls.Context, "aioquic_binding/context.py", instance="_supported_groups"),
     # hook.py: aioquic builds its tls.Context in _initialize and offers no factory.
     *names_of(
@@ -73,6 +86,14 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
         "aioquic_binding/hook.py",
         "_initialize",
         instance="tls _configuration _is_client _handshake_complete",
+    ),
+    # connection_guard.py: a connection whose entry point raised is closed the way aioquic
+    # closes one (close event, closing period, terminated state), its peer named in the log.
+    *names_of(
+        QuicConnection,
+        "aioquic_binding/connection_guard.py",
+        "_close_begin _set_state",
+        instance="_close_event _close_pending _close_at _events _state _network_paths _is_client",
     ),
     # facade.py: send state, peer address and bound port, which aioquic keeps private.
     *names_of(QuicConnectionProtocol, _FACADE, instance="_quic"),
@@ -86,6 +107,20 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     ),
     *names_of(QuicStream, _FLOW, instance="max_stream_data_local"),
     *names_of(QuicStreamReceiver, _FLOW, instance="highest_offset _buffer_start _stop_error_code"),
+    # h3_stream_errors.py: a malformed response resets its stream, not the connection.
+    Internal(H3Connection, "_check_content_length", _H3, params=("self", "stream")),
+    Internal(
+        H3Connection,
+        "_handle_request_or_push_frame",
+        _H3,
+        params=("self", "frame_type", "frame_data", "stream", "stream_ended"),
+    ),
+    Internal(
+        H3Connection,
+        "_receive_request_or_push_data",
+        _H3,
+        params=("self", "stream", "data", "stream_ended"),
+    ),
 )
 
 

@@ -28,6 +28,10 @@ Status codes chosen for refusals (``require=True``):
 - **A classical group (over QUIC, or over TCP from a server that reports it), or a classical
   tunnel hop: 403 Forbidden** naming the group negotiated: retrying elsewhere does not help,
   the client itself has to offer X25519MLKEM768.
+- **A tunnel hop list (``pq-tunnel-hops``) that is not believed** (from an address outside
+  ``trust_hops_from``, repeated or malformed): **403 Forbidden** saying so and naming the
+  setting; the hops before this server cannot be confirmed, so the request is not judged on
+  the last hop alone.
 - **WebSocket**: refused before ``websocket.accept``; with the ``websocket.http.response``
   extension a 403 denial response, otherwise ``websocket.close`` with code 1008 (policy
   violation), which servers turn into an HTTP 403 on the handshake.
@@ -42,13 +46,12 @@ would cost bandwidth and time. If the limit is reached, an HTTP/1.x refusal also
 from __future__ import annotations
 
 import html
-import ipaddress
-import json
 import logging
 import re
+import time
 from collections.abc import Iterable
-from typing import Any
 
+from .hop_trust import LOOPBACK, TrustedPeers, take_hops
 from .scope import ConnectionFacts, connection_facts
 from .types import HOPS_HEADER, ASGIApp, Message, Receive, Scope, Send
 
@@ -62,8 +65,8 @@ __all__ = [
 
 logger = logging.getLogger("pq_quic_plugin.asgi")
 
-_HOPS_HEADER = HOPS_HEADER.encode()
-LOOPBACK = ("127.0.0.1", "::1")
+#: At most one warning per this many seconds about ignored hop lists (under ``prefer``).
+WARN_EVERY = 60.0
 #: How much of a refused request's body is read and discarded (see the module docstring).
 DRAIN_LIMIT = 256 * 1024
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -97,10 +100,13 @@ class PostQuantumMiddleware:
     :param alt_svc: the ``Alt-Svc`` value sent with the TCP refusal; default
         ``h3=":PORT"; ma=3600`` with the port the request arrived on (set it when a proxy or NAT
         changes the public port).
-    :param trust_hops_from: client addresses (pq-tunnel connectors) whose ``pq-tunnel-hops``
-        header is turned into ``scope["extensions"]["pq_quic"]["hops"]``; from anyone else the
-        header is removed from the scope and logged, so it cannot be spoofed by talking to the
-        origin directly. Hops the server already put in the scope always win.
+    :param trust_hops_from: client addresses or networks (pq-tunnel connectors) whose
+        ``pq-tunnel-hops`` header is turned into ``scope["extensions"]["pq_quic"]["hops"]``
+        (IPv4-mapped IPv6 addresses count as their IPv4 address). A hop list from anyone else
+        (or repeated, or malformed) never reaches the app: with ``require`` the request is
+        refused with a 403 that says to set this (failing open would judge a tunnelled
+        request on its last hop alone); without, the header is dropped with a warning, at
+        most one a minute. Hops the server already put in the scope always win.
     """
 
     def __init__(
@@ -121,14 +127,22 @@ class PostQuantumMiddleware:
         self.header = header
         self.header_name = header_name.lower().encode("ascii")
         self.alt_svc = alt_svc
-        self.trusted = frozenset(ipaddress.ip_address(a) for a in trust_hops_from)
+        self.trusted = TrustedPeers(trust_hops_from)
+        self._last_warning = -WARN_EVERY
+        self._suppressed = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") not in ("http", "websocket"):  # lifespan and anything else
             await self.app(scope, receive, send)
             return
-        scope = self._take_hops(scope)
+        verdict = take_hops(scope, self.trusted)
+        scope = verdict.scope
         facts = connection_facts(scope)
+        if verdict.distrusted is not None:
+            if self.require:
+                await self._refuse(scope, receive, send, facts, _distrusted(verdict.distrusted))
+                return
+            self._warn_distrusted(verdict.distrusted)
         if self.require and not facts.all_hops_post_quantum:
             await self._refuse(scope, receive, send, facts)
             return
@@ -138,46 +152,22 @@ class PostQuantumMiddleware:
 
     # ------------------------------------------------------------------ hops
 
-    def _take_hops(self, scope: Scope) -> Scope:
-        """Turn a trusted connector's ``pq-tunnel-hops`` header into ``pq_quic["hops"]``.
-
-        Returns the scope unchanged when there is no such header, else a shallow copy (the
-        server's own ``extensions`` dicts are never mutated: they may be shared).
-        """
-        headers = list(scope.get("headers") or ())
-        raw = [bytes(v) for k, v in headers if bytes(k).lower() == _HOPS_HEADER]
-        if not raw:
-            return scope
-        client = _client(scope)
-        hops: list[dict[str, Any]] | None = None
-        if not self._is_trusted(scope):
-            logger.warning("dropped %s header from untrusted client %s", HOPS_HEADER, client)
-        elif len(raw) != 1:
-            logger.warning("dropped %d %s headers from %s", len(raw), HOPS_HEADER, client)
-        else:
-            hops = _parse_hops(raw[0])
-            if hops is None:
-                logger.warning("dropped malformed %s header from %s", HOPS_HEADER, client)
-        scope = dict(scope)
-        if hops is None:  # never let an unbelieved hop list reach the app
-            scope["headers"] = [(k, v) for k, v in headers if bytes(k).lower() != _HOPS_HEADER]
-            return scope
-        extensions = dict(scope.get("extensions") or {})
-        pq = dict(extensions.get("pq_quic") or {})
-        if not isinstance(pq.get("hops"), list):  # hops the server reported itself win
-            pq["hops"] = hops
-        extensions["pq_quic"] = pq
-        scope["extensions"] = extensions
-        return scope
-
-    def _is_trusted(self, scope: Scope) -> bool:
-        client = scope.get("client")
-        if not isinstance(client, (list, tuple)) or not client:
-            return False  # e.g. a unix socket: no address to check
-        try:
-            return ipaddress.ip_address(str(client[0])) in self.trusted
-        except ValueError:
-            return False
+    def _warn_distrusted(self, reason: str) -> None:
+        """One line per ignored hop list, at most one a minute (a flood of forged headers must
+        not flood the log), saying how many were ignored in between."""
+        now = time.monotonic()
+        if now - self._last_warning < WARN_EVERY:
+            self._suppressed += 1
+            return
+        more = f" ({self._suppressed} more since the last warning)" if self._suppressed else ""
+        self._last_warning, self._suppressed = now, 0
+        logger.warning(
+            "ignored %s header %s%s; set trust_hops_from to the connector's address "
+            "(hypercorn-pq: --pq-trust-hops-from)",
+            HOPS_HEADER,
+            _printable(reason)[:200],
+            more,
+        )
 
     # ------------------------------------------------------------------ header
 
@@ -198,8 +188,15 @@ class PostQuantumMiddleware:
     # ------------------------------------------------------------------ refusal
 
     async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, facts: ConnectionFacts
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        facts: ConnectionFacts,
+        reason: str | None = None,
     ) -> None:
+        """Answer 403 without calling the app; ``reason`` replaces the sentence naming the
+        classical hop (a hop list that could not be believed has no hop to name)."""
         hops = facts.classical_hops
         logger.info(
             "refused %s from %s: not post-quantum (transport=%s http=%s group=%s%s)",
@@ -208,14 +205,19 @@ class PostQuantumMiddleware:
             _printable(facts.transport),
             _printable(facts.http_version),
             _printable(str(facts.group)),
-            f" classical hops={[_printable(str(h.get('hop'))) for h in hops]}" if hops else "",
+            f" classical hops={[_printable(str(h.get('hop')))[:40] for h in hops[:8]]}"
+            if hops
+            else f": {_printable(reason)[:300]}"
+            if reason
+            else "",
         )
+        why = reason or _reason(facts)
         extra: list[tuple[bytes, bytes]] = []
         if self.header:
             extra.append((self.header_name, header_value(facts).encode("ascii")))
         if scope["type"] == "websocket":
             if "websocket.http.response" in (scope.get("extensions") or {}):
-                body = (_reason(facts) + "\n").encode()
+                body = (why + "\n").encode()
                 await send(
                     {
                         "type": "websocket.http.response.start",
@@ -232,9 +234,9 @@ class PostQuantumMiddleware:
             return  # the client went away
         if not drained and facts.http_version in ("1.0", "1.1"):
             extra.append((b"connection", b"close"))  # HTTP/2 and /3 forbid this header
-        if facts.hops or facts.transport == "quic" or facts.group:
+        if reason is not None or facts.hops or facts.transport == "quic" or facts.group:
             title = "Post-quantum key exchange required"
-            page = _page(title, f"<p>{html.escape(_reason(facts))}</p>{_ADVICE}")
+            page = _page(title, f"<p>{html.escape(why)}</p>{_ADVICE}")
         else:
             alt_svc = self.alt_svc or f'h3=":{_port(scope)}"; ma=3600'
             extra.append((b"alt-svc", alt_svc.encode("ascii")))
@@ -260,16 +262,6 @@ class PostQuantumMiddleware:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _parse_hops(raw: bytes) -> list[dict[str, Any]] | None:
-    try:
-        hops = json.loads(raw.decode("latin-1"))
-    except ValueError:
-        return None
-    if not isinstance(hops, list) or not all(isinstance(h, dict) for h in hops):
-        return None
-    return hops
 
 
 def _printable(text: str) -> str:
@@ -322,6 +314,17 @@ def _body_headers(body: bytes, content_type: bytes) -> list[tuple[bytes, bytes]]
         (b"content-length", str(len(body)).encode()),
         (b"cache-control", b"no-store"),  # the answer depends on the connection, not the URL
     ]
+
+
+def _distrusted(detail: str) -> str:
+    """The refusal sentence for a hop list that was sent but not believed."""
+    return (
+        "This site requires post-quantum key exchange on every hop. The request carries a "
+        f"pq-tunnel hop list ({HOPS_HEADER}) that this server does not believe "
+        f"({_printable(detail)[:200]}), so the hops before it cannot be confirmed "
+        "post-quantum. If this server runs behind pq-tunnel, its operator should add the "
+        "connector's address to trust_hops_from (hypercorn-pq: --pq-trust-hops-from)."
+    )
 
 
 def _reason(facts: ConnectionFacts) -> str:

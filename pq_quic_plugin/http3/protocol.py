@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aioquic.asyncio import QuicConnectionProtocol
-from aioquic.h3.connection import ErrorCode, H3Connection
+from aioquic.h3.connection import ErrorCode
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic import events
 from aioquic.quic.connection import QuicConnection
@@ -23,8 +23,10 @@ from aioquic.quic.connection import QuicConnection
 from ..aioquic_binding import negotiated_group
 from ..aioquic_binding.facade import quic_of
 from ..aioquic_binding.flow_control import ReceiveCredit
+from ..aioquic_binding.h3_stream_errors import MalformedResponse, StreamScopedH3Connection
 from ..aioquic_binding.send_backpressure import ProgressSignal
 from ..groups.base import Group
+from ..message_framing import BodyFraming
 from .errors import (
     ConnectionClosedError,
     RemoteProtocolError,
@@ -54,6 +56,8 @@ class RequestStream:
     #: The server wants no more request body (it has what it needs, or gave up).
     upload_stopped: bool = False
     upload: asyncio.Task[None] | None = None
+    #: Whether the body matches the head (HEAD, 204 and 304 have none, whatever the length).
+    framing: BodyFraming = field(default_factory=lambda: BodyFraming("GET"))
 
     @property
     def over(self) -> bool:
@@ -66,7 +70,9 @@ class H3ClientProtocol(QuicConnectionProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self.quic)
+        # A malformed response (say, a body that does not match its length) resets its own
+        # stream; aioquic's H3Connection would close the connection and every request on it.
+        self.h3 = StreamScopedH3Connection(self.quic)
         self.streams: dict[int, RequestStream] = {}
         self.terminated: events.ConnectionTerminated | None = None
         # Response bodies get windows that open as the reader takes chunks, so a slow reader
@@ -109,6 +115,7 @@ class H3ClientProtocol(QuicConnectionProtocol):
         stream_id = self.quic.get_next_available_stream_id()
         self.h3.send_headers(stream_id, list(headers), end_stream=end_stream)
         stream = RequestStream(stream_id, asyncio.get_running_loop().create_future())
+        stream.framing = BodyFraming(dict(headers).get(b":method", b"GET"))
         self.streams[stream_id] = stream
         self.credit.track(stream_id)
         self.transmit()
@@ -123,13 +130,13 @@ class H3ClientProtocol(QuicConnectionProtocol):
         if self.credit.consumed(stream_id, size) and self.terminated is None:
             self.transmit()  # writes MAX_STREAM_DATA
 
-    def cancel(self, stream_id: int) -> None:
+    def cancel(self, stream_id: int, code: int = ErrorCode.H3_REQUEST_CANCELLED) -> None:
         """Abort a request in both directions (RESET_STREAM and STOP_SENDING)."""
         if self.terminated is not None:
             return
         for action in (self.quic.reset_stream, self.quic.stop_stream):
             try:
-                action(stream_id, ErrorCode.H3_REQUEST_CANCELLED)
+                action(stream_id, code)
             except Exception:  # noqa: BLE001 - that direction had already finished
                 pass
         self.transmit()
@@ -229,19 +236,35 @@ class H3ClientProtocol(QuicConnectionProtocol):
         stream = self.streams.get(getattr(event, "stream_id", -1))
         if stream is None or stream.over:
             return
-        if isinstance(event, HeadersReceived):
+        broken: str | None = None
+        if isinstance(event, MalformedResponse):
+            broken = event.reason
+        elif isinstance(event, HeadersReceived):
             if not stream.head.done() and not _informational(event.headers):
-                stream.head.set_result(list(event.headers))
+                head = list(event.headers)
+                broken = stream.framing.head(
+                    int(dict(head)[b":status"]), [v for k, v in head if k == b"content-length"]
+                )
+                if broken is None:
+                    stream.head.set_result(head)
             # 1xx heads are skipped (the final head follows); later HEADERS are trailers
         elif isinstance(event, DataReceived) and event.data:
             self.credit.delivered(event.stream_id, len(event.data))
-            stream.chunks.put_nowait(event.data)
-        if getattr(event, "stream_ended", False):
+            broken = stream.framing.data(len(event.data))
+            if broken is None:
+                stream.chunks.put_nowait(event.data)
+        if broken is None and getattr(event, "stream_ended", False):
             if not stream.head.done():
                 self.fail(stream, RemoteProtocolError("the stream ended without a response head"))
                 return
-            stream.ended = True
-            stream.chunks.put_nowait(None)
+            broken = stream.framing.end()
+            if broken is None:
+                stream.ended = True
+                stream.chunks.put_nowait(None)
+        if broken is not None:
+            # A stream error (RFC 9114 4.1.2): this request fails, the connection carries on.
+            self.cancel(stream.stream_id, ErrorCode.H3_MESSAGE_ERROR)
+            self.fail(stream, RemoteProtocolError(f"malformed response: {broken}"))
 
 
 def _informational(headers: Sequence[tuple[bytes, bytes]]) -> bool:

@@ -1,10 +1,11 @@
-"""``hypercorn-pq``: hypercorn's own command line plus ``--pq`` and ``--pq-groups``.
+"""``hypercorn-pq``: hypercorn's own command line plus ``--pq``, ``--pq-groups`` and
+``--pq-trust-hops-from``.
 
 hypercorn builds its argparse parser inside ``hypercorn.__main__.main`` and offers no way to
 extend it, and its option list must not be copied (it changes between releases). So this runs
 hypercorn's real ``main`` with two of its module globals swapped for the duration of the call:
 
-* ``argparse``, so the parser hypercorn builds is a subclass that adds the two options (they
+* ``argparse``, so the parser hypercorn builds is a subclass that adds our options (they
   appear in ``--help`` next to hypercorn's own), and
 * ``run``, so the ``Config`` hypercorn assembled passes through :func:`_prepare` before
   hypercorn's real ``run`` starts the workers.
@@ -21,9 +22,10 @@ from typing import Any
 import hypercorn.__main__ as hypercorn_main
 from hypercorn.config import Config
 
+from ..asgi.hop_trust import LOOPBACK
 from ..plugins import UnknownGroupError, registry
 from ..policy import GroupPolicy, Policy
-from .config import PostQuantumConfig, normalise_groups
+from .config import PostQuantumConfig, normalise_groups, normalise_trusted
 from .tcp import check_tcp
 
 PROG = "hypercorn-pq"
@@ -72,6 +74,14 @@ class _PostQuantumParser(argparse.ArgumentParser):
             help="Key-exchange groups the server accepts, most preferred first, on both "
             "listeners (QUIC-only groups are left out over TCP, with a warning). "
             f"Known: {names}",
+        )
+        group.add_argument(
+            "--pq-trust-hops-from",
+            default=None,
+            metavar="ADDR,ADDR",
+            help="Addresses or networks (e.g. 10.0.0.5,10.1.0.0/16) of the pq-tunnel connectors "
+            "whose pq-tunnel-hops header is believed under --pq require; a hop list from "
+            "anyone else is refused with 403. Default: loopback (127.0.0.1, ::1).",
         )
         ns = super().parse_args(args, namespace)
         _State.parser, _State.args = self, ns
@@ -131,9 +141,20 @@ def _prepare(config: Config) -> PostQuantumConfig:
         _fail(f"{source}: {exc}")
         raise
 
+    cli_trusted = getattr(args, "pq_trust_hops_from", None)
+    try:
+        trusted = normalise_trusted(
+            cli_trusted if cli_trusted is not None else getattr(config, "pq_trust_hops_from", None)
+        )
+    except ValueError as exc:
+        source = "--pq-trust-hops-from" if cli_trusted is not None else "config key"
+        _fail(f"{source}: {exc}")
+        raise
+
     pq_config = PostQuantumConfig.from_config(config)
     pq_config.pq = policy.value
     pq_config.pq_groups = groups
+    pq_config.pq_trust_hops_from = trusted
     if policy is Policy.OFF:
         _say(
             "post-quantum off: HTTP/3 (if configured) runs stock aioquic key exchange and TCP "
@@ -172,7 +193,8 @@ def _prepare(config: Config) -> PostQuantumConfig:
         _say(
             "policy require: classical handshakes are refused on QUIC and on TCP (TLS 1.3 with a "
             "post-quantum group only); requests on a plaintext --insecure-bind get an "
-            "explanation page, never the application's response"
+            "explanation page, never the application's response; a pq-tunnel hop list is "
+            f"believed from {', '.join(trusted or LOOPBACK)} only"
         )
     return pq_config
 

@@ -3,9 +3,9 @@
 Hypercorn pickles its ``Config`` into every spawned worker. Because this class lives in this
 module, unpickling it in a worker imports the module, and importing it installs the hooks
 (:mod:`.hooks`): that is how ``-w 2`` workers become post-quantum without any code of ours
-running in them first. The keys ``pq`` and ``pq_groups`` are the same in a TOML config file, and
-apply to both listeners: QUIC through the hooks, TCP through :meth:`create_ssl_context`, which
-every worker calls for itself.
+running in them first. The keys ``pq``, ``pq_groups`` and ``pq_trust_hops_from`` are the same in
+a TOML config file, and apply to both listeners: QUIC through the hooks, TCP through
+:meth:`create_ssl_context`, which every worker calls for itself.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from hypercorn.config import Config
 
+from ..asgi.hop_trust import TrustedPeers
 from ..plugins import registry
 from ..policy import GroupPolicy, Policy
 from .hooks import install_hooks
@@ -29,6 +30,9 @@ class PostQuantumConfig(Config):
 
     pq: str = "off"
     pq_groups: list[str] | None = None
+    #: Who may send a pq-tunnel hop list, for the enforcement under ``pq = "require"``;
+    #: ``None``: loopback (:data:`~pq_quic_plugin.asgi.hop_trust.LOOPBACK`).
+    pq_trust_hops_from: list[str] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> PostQuantumConfig:
@@ -52,6 +56,17 @@ def normalise_groups(value: Any) -> list[str] | None:
     names: Iterable[str] = value.split(",") if isinstance(value, str) else value
     cleaned = [n.strip() for n in names if str(n).strip()]
     return [g.name for g in registry().resolve(cleaned)]
+
+
+def normalise_trusted(value: Any) -> list[str] | None:
+    """Accept "a,b", ["a", "b"] or None (loopback); each an address or a network. Raises
+    ``ValueError`` naming the entry that is neither."""
+    if value is None or value == "" or value == []:
+        return None
+    names: Iterable[str] = value.split(",") if isinstance(value, str) else value
+    cleaned = [str(n).strip() for n in names if str(n).strip()]
+    TrustedPeers(cleaned)  # validates
+    return cleaned
 
 
 def post_quantum(

@@ -5,7 +5,8 @@ when this module is imported (the spawned workers import it when they unpickle a
 :class:`~.config.PostQuantumConfig`, which is why the hooks live at import time):
 
 * ``QuicProtocol.__init__``: after hypercorn built its one ``QuicConfiguration``, apply the
-  config's ``pq`` policy with :func:`pq_quic_plugin.configure`.
+  config's ``pq`` policy with :func:`pq_quic_plugin.configure`, and guard the listener's
+  datagram loop so that no one connection can end it (:mod:`.quic_guard`).
 * ``H3Protocol.__init__``: wrap the app of each HTTP/3 connection so every request's scope gets
   ``extensions["tls"]`` and ``extensions["pq_quic"]`` from that connection's handshake (the
   group is read per request: the H3 protocol exists before the key exchange finishes), and give
@@ -37,6 +38,7 @@ from ..aioquic_binding.facade import quic_of
 from ..policy import Policy
 from .h2_streams import harden_h2
 from .h3_streams import consumer, harden
+from .quic_guard import guard_listener
 from .tls_facts import add_to_scope, quic_facts, tcp_facts
 
 logger = logging.getLogger("pq_quic_plugin.hypercorn")
@@ -62,6 +64,7 @@ class _ScopeFactsApp:
         self.app = app
         self._facts = facts
         self._require = Policy.parse(getattr(config, "pq", None) or "off") is Policy.REQUIRE
+        self._trusted = getattr(config, "pq_trust_hops_from", None) or ("127.0.0.1", "::1")
         self._consumed = consumed
 
     async def __call__(self, scope: dict, receive: Any, send: Any, *args: Any) -> Any:
@@ -78,7 +81,9 @@ class _ScopeFactsApp:
         async def inner(scope: dict, receive: Any, send: Any) -> Any:
             return await self.app(scope, receive, send, *args)
 
-        return await PostQuantumMiddleware(inner, require=True, header=False)(scope, receive, send)
+        return await PostQuantumMiddleware(
+            inner, require=True, header=False, trust_hops_from=self._trusted
+        )(scope, receive, send)
 
 
 def _paced(receive: Any, send: Any, consumed: Callable[[int, int], Awaitable[None]]) -> Any:
@@ -111,6 +116,7 @@ def _wrap(cls: type, wrapper: Callable) -> None:
 def _quic_protocol_init(original: Callable) -> Callable:
     def __init__(self: QuicProtocol, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
+        guard_listener(self)  # whatever the policy: hypercorn's own loop is what it protects
         policy = Policy.parse(getattr(self.config, "pq", None) or "off")
         if policy is Policy.OFF:
             logger.info("HTTP/3 listener: post-quantum policy off (stock aioquic key exchange)")

@@ -31,6 +31,7 @@ from hypercorn.protocol.h2 import H2Protocol, StreamBuffer
 from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.protocol.quic import QuicProtocol
+from hypercorn.protocol.quic import _Connection as _QuicConnectionEntry
 
 from ..host_internals import Internal, check_release, names_of
 
@@ -45,9 +46,9 @@ __all__ = [
 SUPPORTED = ((0, 18), (0, 19))
 
 #: The binding modules that use the names below, as the failure message names them.
-_CLI, _HOOKS, _H3, _H2, _CONFIG, _TCP = (
+_CLI, _HOOKS, _H3, _H2, _CONFIG, _TCP, _GUARD = (
     f"hypercorn_binding/{module}.py"
-    for module in ("cli", "hooks", "h3_streams", "h2_streams", "config", "tcp")
+    for module in ("cli", "hooks", "h3_streams", "h2_streams", "config", "tcp", "quic_guard")
 )
 
 
@@ -85,6 +86,10 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     *names_of(AsyncioTCPServer, _HOOKS, "protocol_send", instance="writer"),
     # The app's `send` is the HTTPStream's bound app_send, which names the stream.
     *names_of(HTTPStream, _HOOKS, "app_send", instance="stream_id"),
+    # quic_guard.py wraps the listener's datagram handler and timer, and drops a connection
+    # from hypercorn's table (each entry a private _Connection) when one of them raised.
+    *names_of(QuicProtocol, _GUARD, "handle _handle_timer", instance="connections send context"),
+    *names_of(_QuicConnectionEntry, _GUARD, instance="cids quic task"),
     # h3_streams.py replaces H3Protocol.handle per connection and wraps stream_send.
     *names_of(
         H3Protocol,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import ssl
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
@@ -43,6 +43,13 @@ __all__ = ["PostQuantumSSLObject"]
 #: The ServerHello random that marks a HelloRetryRequest (RFC 8446 section 4.1.3).
 HRR_RANDOM = bytes.fromhex("CF21AD74E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C")
 _HELLO_PREFIX = 43  # record header 5 + handshake header 4 + legacy_version 2 + random 32
+
+
+class _Facts(NamedTuple):
+    group: str | None
+    pq_group: Group | None
+    cipher: tuple[str, str, int] | None
+    version: str | None
 
 
 class PostQuantumSSLObject:
@@ -71,11 +78,15 @@ class PostQuantumSSLObject:
         self._hostname = server_hostname
         self._policy = policy
         self._established = False
-        self._eof_fed = False
         self._closing = False  # close_notify sent or received: reads no longer just wait
         self._failure: ssl.SSLError | None = None
-        self._output = native.OutputPipe(connection)
+        #: Handshake done, no close_notify either way, no failure: reads (unless the incoming
+        #: BIO is at EOF) and writes take :class:`native.Wire`'s short path; every other state
+        #: goes through :meth:`_run`.
+        self._open = False
+        self._wire = native.Wire(connection, incoming, outgoing)
         self._server_hello = b""  # the first bytes of the server's first flight, to spot an HRR
+        self._facts: _Facts | None = None
         #: Whether the handshake went through a HelloRetryRequest (seen on the wire, both sides).
         self.hello_retry = False
         # A weak reference: a strong one would make a cycle, and every connection's OpenSSL
@@ -85,21 +96,15 @@ class PostQuantumSSLObject:
     # ------------------------------------------------------------------ moving bytes
 
     def _feed(self) -> None:
-        incoming = self._incoming
-        if incoming.pending:
-            data = incoming.read()
-            if not self._established and not self._server_side:
-                self._watch_hello(data)
-            native.feed(self._conn, data)
-        if not self._eof_fed and incoming.eof:
-            self._conn.bio_shutdown()  # from now on OpenSSL sees EOF, not "want read"
-            self._eof_fed = True
+        data = self._wire.feed()
+        if data and not self._established and not self._server_side:
+            self._watch_hello(data)
 
     def _flush(self) -> None:
         if self._established or not self._server_side:
-            self._output.move(self._outgoing)
+            self._wire.drain()
             return
-        data = native.take_output(self._conn)  # the server's first flight: watch for an HRR
+        data = self._wire.take()  # the server's first flight: watch for an HRR
         if data is not None:
             self._watch_hello(data[:_HELLO_PREFIX])
             self._outgoing.write(data)
@@ -114,28 +119,32 @@ class PostQuantumSSLObject:
         if len(hello) == _HELLO_PREFIX and hello[0] == 22 and hello[5] == 2:
             self.hello_retry = hello[11:43] == HRR_RANDOM
 
-    def _run(self, operation: Any, *args: Any) -> Any:
-        """One pyOpenSSL call between a feed and a flush, with errors translated."""
+    def _prepare(self) -> None:
+        """Before any OpenSSL call: the kept failure, a stale error queue, what arrived."""
         if self._failure is not None:
             raise self._failure
         if native.error_pending():  # a stale error would turn "want read" into a failure
             native.clear_error_queue()
         incoming = self._incoming
-        if incoming.pending or (not self._eof_fed and incoming.eof):
+        if incoming.pending or (incoming.eof and not self._wire.eof_fed):
             self._feed()
+
+    def _run(self, operation: Any, *args: Any) -> Any:
+        """One pyOpenSSL call between a feed and a flush, with errors translated: every call
+        outside the established, open state (:attr:`_open`), where :class:`native.Wire`'s
+        short path does the same in one frame."""
+        self._prepare()
         try:
             result = operation(*args)
         except SSL.Error as exc:
             raise self._failed(exc) from None
         finally:
-            if self._established or not self._server_side:
-                self._output.move(self._outgoing)
-            else:
-                self._flush()
+            self._flush()
         return result
 
     def _failed(self, error: SSL.Error) -> ssl.SSLError:
-        """The exception to raise now; fatal ones are kept and raised again on any later call."""
+        """The exception to raise now; fatal ones are kept and raised again on any later call.
+        Called before the output moves, so that a server can see its own alert pending."""
         translated = translate(
             error,
             self._conn,
@@ -147,9 +156,11 @@ class PostQuantumSSLObject:
         if isinstance(translated, (ssl.SSLWantReadError, ssl.SSLWantWriteError)):
             return translated
         if isinstance(translated, ssl.SSLZeroReturnError):
+            self._open = False
             return translated
         self._failure = translated
-        if self._server_side and not self._established and native.pending_output(self._conn):
+        self._open = False
+        if self._server_side and not self._established and self._wire.pending():
             # Let the loop send the alert first: it flushes on "want read", then calls again.
             return want_read()
         return translated
@@ -157,49 +168,77 @@ class PostQuantumSSLObject:
     # ------------------------------------------------------------------ the SSLObject interface
 
     def do_handshake(self) -> None:
-        self._run(self._conn.do_handshake)
+        if self._run(self._wire.handshake) is None:
+            raise want_read()
         if not self._established:
             self._established = True
             self._handshake_done()
+            self._open = not (self._closing or self._failure)
 
     def read(self, len: int = 1024, buffer: Any = None) -> Any:
         """Like ``SSLObject.read``: bytes, or a count with ``buffer``; ``b""``/0 once the peer
         closed cleanly (close_notify) while we have not."""
-        if buffer is None and len <= 0:
-            if len < 0:
-                raise ValueError("size should not be negative")
-            return b""
-        if (
-            self._established
-            and not self._closing
-            and self._failure is None
-            and not self._incoming.pending
-            and not self._incoming.eof
-            and native.read_would_wait(self._conn)
-        ):
-            # Nothing new to decrypt: what OpenSSL would answer, without the round trip and
-            # pyOpenSSL's exception (asyncio ends every burst of reads this way).
-            raise want_read()
-        try:
-            if buffer is not None:
-                data = self._run(native.read_into, self._conn, buffer, len)
-            else:
-                data = self._run(native.read_bytes, self._conn, len)
-            self._established = True  # a read may have completed the handshake implicitly
+        if self._open and not self._incoming.eof:
+            if buffer is None and len <= 0:
+                return self._read_nothing(len)
+            try:
+                data = self._wire.read(len, buffer)
+            except SSL.Error as exc:
+                return self._read_failed(exc, buffer)
+            if data is None:
+                raise want_read()
             return data
-        except ssl.SSLZeroReturnError:
-            self._closing = True
-            if self._conn.get_shutdown() == SSL.RECEIVED_SHUTDOWN:
-                return 0 if buffer is not None else b""
-            raise
+        if buffer is None and len <= 0:
+            return self._read_nothing(len)
+        try:
+            data = self._run(self._wire.decrypt, len, buffer)
+        except ssl.SSLZeroReturnError as exc:
+            return self._closed_cleanly(buffer, exc)
+        if data is None:
+            raise want_read()
+        self._established = True  # a read may have completed the handshake implicitly
+        return data
+
+    @staticmethod
+    def _read_nothing(len: int) -> bytes:
+        if len < 0:
+            raise ValueError("size should not be negative")
+        return b""
+
+    def _read_failed(self, error: SSL.Error, buffer: Any) -> Any:
+        translated = self._failed(error)
+        self._wire.drain()
+        if isinstance(translated, ssl.SSLZeroReturnError):
+            return self._closed_cleanly(buffer, translated)
+        raise translated from None
+
+    def _closed_cleanly(self, buffer: Any, error: ssl.SSLZeroReturnError) -> Any:
+        """The peer's close_notify: end of data (``b""``/0) unless we closed too."""
+        self._closing = True
+        self._open = False
+        if self._conn.get_shutdown() == SSL.RECEIVED_SHUTDOWN:
+            return 0 if buffer is not None else b""
+        raise error from None
 
     def write(self, data: Any) -> int:
         """Writes all of ``data`` (partial writes are off), returning its length."""
+        if self._open:
+            try:
+                written = self._wire.write(data)
+            except SSL.Error as exc:
+                failure = self._failed(exc)
+                self._wire.drain()
+                raise failure from None
+            if written is None:
+                raise want_read()
+            return written
         if not len(memoryview(data)):
             return 0
-        written: int = self._run(native.write_all, self._conn, data)
+        written = self._run(self._wire.write, data)
+        if written is None:
+            raise want_read()
         self._established = True  # as for read
-        return written
+        return int(written)
 
     def unwrap(self) -> None:
         """Send close_notify; ``SSLWantReadError`` until the peer's close_notify arrived."""
@@ -209,6 +248,7 @@ class PostQuantumSSLObject:
                 raise SSL.WantReadError()
 
         self._closing = True
+        self._open = False
         self._run(shutdown)
 
     def pending(self) -> int:
@@ -242,10 +282,7 @@ class PostQuantumSSLObject:
         return [cert.public_bytes(Encoding.DER) for cert in chain]
 
     def cipher(self) -> tuple[str, str, int] | None:
-        name = self._conn.get_cipher_name() if self._established else None
-        if name is None:
-            return None
-        return name, self._conn.get_cipher_version() or "", self._conn.get_cipher_bits() or 0
+        return self._negotiated().cipher if self._established else None
 
     def shared_ciphers(self) -> None:
         """None, which ``ssl`` allows ("if no connection is established"): OpenSSL's list of
@@ -256,17 +293,35 @@ class PostQuantumSSLObject:
         return None  # always off (CRIME)
 
     def version(self) -> str | None:
-        return self._conn.get_protocol_version_name() if self._established else None
+        return self._negotiated().version if self._established else None
 
     def group(self) -> str | None:
         """OpenSSL's name of the negotiated key-exchange group (``X25519MLKEM768``, ``x25519``),
         or None before the handshake."""
-        return self._conn.get_group_name() if self._established else None
+        return self._negotiated().group if self._established else None
 
     @property
     def pq_group(self) -> Group | None:
         """The registry's :class:`Group` for :meth:`group`, as ``negotiated_group`` returns it."""
-        return group_from_openssl(self.group())
+        return self._negotiated().pq_group if self._established else None
+
+    def _negotiated(self) -> _Facts:
+        """What the handshake agreed on, read from OpenSSL once: it cannot change afterwards
+        (no renegotiation), and the event loop, the log line and hypercorn-pq's scope each
+        ask for it on every connection."""
+        facts = self._facts
+        if facts is None:
+            conn = self._conn
+            name = conn.get_group_name()
+            suite = conn.get_cipher_name()
+            cipher = (
+                (suite, conn.get_cipher_version() or "", conn.get_cipher_bits() or 0)
+                if suite
+                else None
+            )
+            version = conn.get_protocol_version_name()
+            facts = self._facts = _Facts(name, group_from_openssl(name), cipher, version)
+        return facts
 
     def get_channel_binding(self, cb_type: str = "tls-unique") -> bytes | None:
         """``tls-unique`` (RFC 5929) for TLS 1.2; None for TLS 1.3, which has no such value."""
@@ -328,14 +383,15 @@ class PostQuantumSSLObject:
         side = "server" if self._server_side else "client"
         policy = self._policy.policy.value
         if group is not None and group.post_quantum:
-            logger.info(
-                "%s negotiated %s (0x%04X) over TCP, post-quantum%s [%s]",
-                side,
-                group.name,
-                group.codepoint,
-                " after HelloRetryRequest" if self.hello_retry else "",
-                policy,
-            )
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "%s negotiated %s (0x%04X) over TCP, post-quantum%s [%s]",
+                    side,
+                    group.name,
+                    group.codepoint,
+                    " after HelloRetryRequest" if self.hello_retry else "",
+                    policy,
+                )
             return
         if self._policy.policy is Policy.REQUIRE:
             self._failure = ssl.SSLError(
@@ -343,12 +399,14 @@ class PostQuantumSSLObject:
                 "'require'; closing the connection"
             )
             raise self._failure
-        logger.warning(
+        version = self.version() or ""
+        self._context.classical_notices.log(
+            (side, name, version),
             "%s negotiated %s over TCP: NOT post-quantum; the peer offered no post-quantum group "
             "in common%s and policy '%s' allows classical key exchange",
             side,
             name,
-            "" if self.version() == "TLSv1.3" else " (or no TLS 1.3)",
+            "" if version == "TLSv1.3" else " (or no TLS 1.3)",
             policy,
         )
 

@@ -16,7 +16,9 @@ ceiling below TLS 1.3 is refused: ML-KEM groups exist only in TLS 1.3.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import logging
 import os
 import ssl
 import threading
@@ -29,8 +31,11 @@ from ..policy import GroupPolicy, Policy
 from . import builder, native
 from .connection import PostQuantumSSLObject
 from .groups import client_group_list, server_group_list
+from .notices import ClassicalNotices
 
 __all__ = ["PostQuantumSSLContext"]
+
+logger = logging.getLogger("pq_quic_plugin.tls")
 
 _TLS1_3 = ssl.TLSVersion.TLSv1_3
 SniCallback = Callable[[Any, "str | None", Any], "int | None"]
@@ -99,8 +104,9 @@ class PostQuantumSSLContext(ssl.SSLContext):
         self._sni: SniCallback | None = None
         self._generation = 0
         self._lock = threading.Lock()
-        self._built: SSL.Context | None = None
-        self._built_for: tuple[Any, ...] = ()
+        self._built: tuple[int, SSL.Context] | None = None  # (generation, context)
+        #: The rate limit of this context's "NOT post-quantum" warnings (:mod:`.notices`).
+        self.classical_notices = ClassicalNotices(logger)
         self.minimum_version = ssl.TLSVersion.TLSv1_2  # raised to TLS 1.3 under require
 
     # ------------------------------------------------------------------ what this context is
@@ -117,8 +123,49 @@ class PostQuantumSSLContext(ssl.SSLContext):
         return self._pq_groups
 
     def _changed(self) -> None:
+        """A setting changed: the next connection gets a context built anew. Every setter that
+        feeds :meth:`_spec` calls this, so a connection only compares one number."""
         with self._lock:
             self._generation += 1
+
+    # ------------------------------------------------------------------ stdlib-kept settings
+
+    @property
+    def options(self) -> ssl.Options:
+        return ssl.SSLContext.options.__get__(self)  # type: ignore[attr-defined]
+
+    @options.setter
+    def options(self, value: int) -> None:
+        ssl.SSLContext.options.__set__(self, value)  # type: ignore[attr-defined]
+        self._changed()
+
+    @property  # type: ignore[override]
+    def verify_mode(self) -> ssl.VerifyMode:
+        return ssl.SSLContext.verify_mode.__get__(self)  # type: ignore[attr-defined]
+
+    @verify_mode.setter
+    def verify_mode(self, value: ssl.VerifyMode) -> None:
+        ssl.SSLContext.verify_mode.__set__(self, value)  # type: ignore[attr-defined]
+        self._changed()
+
+    @property
+    def verify_flags(self) -> ssl.VerifyFlags:
+        return ssl.SSLContext.verify_flags.__get__(self)  # type: ignore[attr-defined]
+
+    @verify_flags.setter
+    def verify_flags(self, value: int) -> None:
+        ssl.SSLContext.verify_flags.__set__(self, value)  # type: ignore[attr-defined]
+        self._changed()
+
+    @property
+    def check_hostname(self) -> bool:
+        return bool(ssl.SSLContext.check_hostname.__get__(self))  # type: ignore[attr-defined]
+
+    @check_hostname.setter
+    def check_hostname(self, value: bool) -> None:
+        # Turning it on also sets verify_mode to CERT_REQUIRED (in C, past our setter).
+        ssl.SSLContext.check_hostname.__set__(self, value)  # type: ignore[attr-defined]
+        self._changed()
 
     # ------------------------------------------------------------------ version bounds
 
@@ -131,6 +178,7 @@ class PostQuantumSSLContext(ssl.SSLContext):
         if self._pq_policy.policy is Policy.REQUIRE and (int(value) < 0 or value < _TLS1_3):
             value = _TLS1_3
         ssl.SSLContext.minimum_version.__set__(self, value)  # type: ignore[attr-defined]
+        self._changed()
 
     @property  # type: ignore[override]
     def maximum_version(self) -> ssl.TLSVersion:
@@ -144,6 +192,7 @@ class PostQuantumSSLContext(ssl.SSLContext):
                 f"cannot cap the version at {ssl.TLSVersion(value).name}"
             )
         ssl.SSLContext.maximum_version.__set__(self, value)  # type: ignore[attr-defined]
+        self._changed()
 
     # ------------------------------------------------------------------ what OpenSSL 3.5+ gets
 
@@ -208,19 +257,14 @@ class PostQuantumSSLContext(ssl.SSLContext):
 
     def openssl_context(self) -> SSL.Context:
         """The pyOpenSSL context for new connections, rebuilt only after a change."""
-        stamp = (
-            self._generation,
-            int(self.options),
-            self.verify_mode,
-            int(self.verify_flags),
-            int(self.minimum_version),
-            int(self.maximum_version),
-        )
+        built = self._built
+        if built is not None and built[0] == self._generation:
+            return built[1]
         with self._lock:
-            if self._built is None or stamp != self._built_for:
-                self._built = builder.build(self._spec())
-                self._built_for = stamp
-            return self._built
+            generation = self._generation
+            if self._built is None or self._built[0] != generation:
+                self._built = (generation, builder.build(self._spec()))
+            return self._built[1]
 
     def _spec(self) -> builder.OpenSSLSpec:
         require = self._pq_policy.policy is Policy.REQUIRE
@@ -272,18 +316,21 @@ class PostQuantumSSLContext(ssl.SSLContext):
             )
         if session is not None:
             raise ValueError("session resumption is not supported by the post-quantum layer")
-        hostname = _hostname(server_hostname)
-        if server_side and hostname:
-            raise ValueError("server_hostname can only be specified in client mode")
-        if not server_side and self.check_hostname and not hostname:
-            raise ValueError("check_hostname requires server_hostname")
-        connection = SSL.Connection(self.openssl_context())
         if server_side:
+            if server_hostname:
+                raise ValueError("server_hostname can only be specified in client mode")
+            connection = SSL.Connection(self.openssl_context())
             connection.set_accept_state()
+            hostname = None
         else:
+            host = _host(server_hostname) if server_hostname is not None else None
+            hostname = host[0] if host is not None else None
+            if not hostname and self.check_hostname:
+                raise ValueError("check_hostname requires server_hostname")
+            connection = SSL.Connection(self.openssl_context())
             connection.set_connect_state()
-            if hostname:
-                _client_names(connection, hostname, self)
+            if host is not None and hostname:
+                _client_names(connection, host, self)
         return PostQuantumSSLObject(
             self,
             connection,
@@ -301,26 +348,29 @@ class PostQuantumSSLContext(ssl.SSLContext):
         )
 
 
-def _hostname(value: str | bytes | None) -> str | None:
-    """ASCII form of a host name (IDNA A-labels, as ``ssl`` encodes it); IP addresses as is."""
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("ascii")
+@functools.lru_cache(maxsize=256)
+def _host(value: str | bytes) -> tuple[str, bytes | None]:
+    """``(ASCII name, packed address or None)`` for a ``server_hostname``: IDNA A-labels for a
+    name, as ``ssl`` encodes it; an IP address as is, with its packed form for verification.
+    Cached: a client connects to the same few names again and again, and parsing one costs
+    more than the rest of its wrap_bio."""
+    encoded = isinstance(value, bytes)  # already A-labels (anyio encodes with IDNA 2008)
+    name = value.decode("ascii") if isinstance(value, bytes) else value
     try:
-        ipaddress.ip_address(value)
+        address = ipaddress.ip_address(name)
     except ValueError:
-        return value.encode("idna").decode("ascii")
-    return value
+        return (name if encoded else name.encode("idna").decode("ascii")), None
+    return name, address.packed
 
 
-def _client_names(connection: SSL.Connection, hostname: str, context: ssl.SSLContext) -> None:
+def _client_names(
+    connection: SSL.Connection, host: tuple[str, bytes | None], context: ssl.SSLContext
+) -> None:
     """SNI (never for an IP address, as in ``ssl``) and the name the certificate must match."""
-    try:
-        ipaddress.ip_address(hostname)
-    except ValueError:
-        connection.set_tlsext_host_name(hostname.encode("ascii"))
+    name, address = host
+    if address is None:
+        connection.set_tlsext_host_name(name.encode("ascii"))
     if context.check_hostname:
         native.expect_host(
-            connection, hostname, check_common_name=context.hostname_checks_common_name
+            connection, name, address, check_common_name=context.hostname_checks_common_name
         )

@@ -9,7 +9,6 @@ and a pyOpenSSL that grows ``Context.set_groups`` (pyca/pyopenssl#1477) changes 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -23,23 +22,16 @@ logger = logging.getLogger("pq_quic_plugin.tls")
 _uncleared = ffi.new_allocator(should_clear_after_alloc=False)
 
 __all__ = [
-    "OutputPipe",
     "accepts_groups",
     "clear_error_queue",
     "clear_partial_write",
     "error_pending",
     "expect_host",
-    "feed",
-    "pending_output",
-    "read_bytes",
-    "read_into",
-    "read_would_wait",
-    "take_output",
     "session_reused",
     "set_groups",
     "set_servername_callback",
     "verify_failure",
-    "write_all",
+    "Wire",
 ]
 
 
@@ -68,10 +60,13 @@ def clear_partial_write(context: SSL.Context) -> None:
     context.clear_mode(lib.SSL_MODE_ENABLE_PARTIAL_WRITE)
 
 
-def expect_host(connection: SSL.Connection, host: str, *, check_common_name: bool) -> None:
-    """Make certificate verification check ``host`` (a DNS name or an IP address), as Python's
-    ``ssl`` does: inside the handshake, so a mismatch is a verification failure and the client
-    sends the server a ``bad_certificate`` alert. pyOpenSSL checks no name by itself.
+def expect_host(
+    connection: SSL.Connection, host: str, address: bytes | None, *, check_common_name: bool
+) -> None:
+    """Make certificate verification check ``host``: a DNS name, or an IP address given packed
+    as ``address``, as Python's ``ssl`` does: inside the handshake, so a mismatch is a
+    verification failure and the client sends the server a ``bad_certificate`` alert.
+    pyOpenSSL checks no name by itself.
 
     Partial wildcards (``f*.example``) are refused like in Python's ``ssl``, and the subject's
     common name is ignored unless ``check_common_name`` (``hostname_checks_common_name``).
@@ -81,13 +76,11 @@ def expect_host(connection: SSL.Connection, host: str, *, check_common_name: boo
     if not check_common_name:
         flags |= lib.X509_CHECK_FLAG_NEVER_CHECK_SUBJECT
     lib.X509_VERIFY_PARAM_set_hostflags(param, flags)
-    try:
-        packed = ipaddress.ip_address(host).packed
-    except ValueError:
+    if address is None:
         name = host.encode("ascii")
         ok = lib.X509_VERIFY_PARAM_set1_host(param, name, len(name))
     else:
-        ok = lib.X509_VERIFY_PARAM_set1_ip(param, packed, len(packed))
+        ok = lib.X509_VERIFY_PARAM_set1_ip(param, address, len(address))
     if ok != 1:
         lib.ERR_clear_error()
         raise ValueError(f"cannot verify the server against host name {host!r}")
@@ -103,106 +96,84 @@ def verify_failure(connection: SSL.Connection) -> tuple[int, str] | None:
     return code, text
 
 
-def pending_output(connection: SSL.Connection) -> int:
-    """How many bytes the connection has written to its outgoing memory BIO and not yet handed
-    over: reading exactly that much costs no exception on the (frequent) empty case."""
-    return int(lib.BIO_get_mem_data(connection._from_ssl, ffi.NULL))
+class Wire:
+    """One connection's path between the stdlib memory BIOs and OpenSSL: each call moves what
+    arrived into OpenSSL, runs one OpenSSL call and moves what it wrote out, in one Python
+    frame. Python's ``ssl`` does that in C; here every extra frame, attribute lookup and
+    exception is paid on every read and write, so the hot calls avoid pyOpenSSL's wrappers
+    (its per-call checks of callback helpers only matter when a call fails, and then
+    pyOpenSSL's own error raising runs, so errors are exactly what pyOpenSSL raises).
 
+    ``handshake``, ``read`` and ``write`` return None for "want read" (the caller raises the
+    ``ssl`` exception: this module knows no ``ssl`` exceptions) and raise pyOpenSSL's
+    ``SSL.Error`` for anything else. On success and "want read" the output has moved; after
+    an error it is left to the caller, which must decide about the failure first (a server's
+    alert is sent before its error is reported).
 
-def take_output(connection: SSL.Connection) -> Any:
-    """What the connection wrote to its outgoing memory BIO, as a buffer over a fresh C array
-    (no ``bytes`` copy: ``MemoryBIO.write`` copies it once), or None when there is nothing.
-
-    Sized with ``BIO_get_mem_data`` first so the frequent empty case costs one C call and no
-    exception (pyOpenSSL's ``bio_read`` raises ``WantReadError`` on an empty BIO).
-    """
-    size = lib.BIO_get_mem_data(connection._from_ssl, ffi.NULL)
-    if size <= 0:
-        return None
-    chunk = _uncleared("char[]", size)
-    got = lib.BIO_read(connection._from_ssl, chunk, size)
-    return ffi.buffer(chunk, got) if got > 0 else None
-
-
-def read_would_wait(connection: SSL.Connection) -> bool:
-    """Whether ``SSL_read`` could only answer "want read" right now: no ciphertext waits in the
-    incoming memory BIO and no decrypted byte waits in OpenSSL.
-
-    A partial record may sit in OpenSSL's record buffer, but it needs more bytes to complete,
-    and those would be in the BIO. The caller must also know that the connection is established,
-    not failed, not closed by either side and not at EOF (those answer differently). Asking
-    costs two C calls; the ``SSL_read`` it replaces costs a call, ``SSL_get_error`` and two
-    exceptions, in about one asyncio read in six.
-    """
-    return (
-        lib.BIO_get_mem_data(connection._into_ssl, ffi.NULL) <= 0
-        and lib.SSL_pending(connection._ssl) <= 0
-    )
-
-
-def read_into(connection: SSL.Connection, buffer: Any, size: int) -> int:
-    """``recv_into`` that decrypts straight into ``buffer`` (at most ``size`` bytes; 0 or less
-    means the whole buffer). pyOpenSSL's own allocates a temporary array for every call and
-    copies out of it; errors are raised exactly as pyOpenSSL raises them."""
-    with ffi.from_buffer(buffer, require_writable=True) as data:
-        limit = len(data) if size <= 0 else min(size, len(data))
-        result = lib.SSL_read(connection._ssl, data, limit)
-    if result <= 0:
-        connection._raise_ssl_error(connection._ssl, result)
-    return int(result)
-
-
-def read_bytes(connection: SSL.Connection, size: int) -> bytes:
-    """``recv`` without pyOpenSSL's per-call checks of its callback helpers (which can only
-    hold a problem during a handshake, and are still consulted on any failure)."""
-    chunk = _uncleared("char[]", size)
-    result = lib.SSL_read(connection._ssl, chunk, size)
-    if result <= 0:
-        connection._raise_ssl_error(connection._ssl, result)
-    return ffi.buffer(chunk, result)[:]
-
-
-def write_all(connection: SSL.Connection, data: Any) -> int:
-    """``send`` straight to ``SSL_write``: all of ``data`` or an error, since partial writes are
-    off (:func:`clear_partial_write`). Errors are raised exactly as pyOpenSSL raises them."""
-    with ffi.from_buffer(data) as view:
-        size = len(view)
-        if size > 2147483647:
-            raise ValueError("Cannot send more than 2**31-1 bytes at once.")
-        result = lib.SSL_write(connection._ssl, view, size)
-    if result <= 0:
-        connection._raise_ssl_error(connection._ssl, result)
-    return int(result)
-
-
-def feed(connection: SSL.Connection, data: bytes) -> None:
-    """``bio_write`` without its type checks: ``data`` comes from ``MemoryBIO.read``."""
-    result = lib.BIO_write(connection._into_ssl, data, len(data))
-    if result <= 0:
-        connection._handle_bio_errors(connection._into_ssl, result)
-
-
-class OutputPipe:
-    """Moves what a connection wrote to its outgoing memory BIO into a stdlib ``MemoryBIO``
-    with one ``BIO_read`` per call into a reused array (no allocation per call).
-
-    The array grows to the largest output seen, up to :attr:`LIMIT`; more than that (a single
-    huge write) is moved in pieces, so one write of many megabytes does not pin that much
-    memory per connection.
+    The output array grows to the largest output seen, up to :attr:`LIMIT`; more than that (a
+    single huge write) is moved in pieces, so one write of many megabytes does not pin that
+    much memory per connection.
     """
 
     LIMIT = 256 * 1024
-    __slots__ = ("_array", "_bio", "_size", "_view")
+    __slots__ = (
+        "_array",
+        "_connection",
+        "_from",
+        "_incoming",
+        "_into",
+        "_outgoing",
+        "_size",
+        "_raw",
+        "_view",
+        "eof_fed",
+    )
 
-    def __init__(self, connection: SSL.Connection) -> None:
-        self._bio = connection._from_ssl
+    def __init__(self, connection: SSL.Connection, incoming: Any, outgoing: Any) -> None:
+        self._connection = connection
+        self._raw = connection._ssl
+        self._into = connection._into_ssl
+        self._from = connection._from_ssl
+        self._incoming = incoming
+        self._outgoing = outgoing
         self._array: Any = None
         self._view = memoryview(b"")
         self._size = 0
+        self.eof_fed = False
 
-    def move(self, outgoing: Any) -> None:
-        """Hand everything pending to ``outgoing`` (which copies it at once)."""
-        bio = self._bio
+    def feed(self) -> bytes:
+        """Hand everything that arrived to OpenSSL, and the end of the stream once it came
+        (from then on OpenSSL sees EOF, not "want read"); returns the bytes (a client watches
+        its first ones for a HelloRetryRequest)."""
+        incoming = self._incoming
+        data: bytes = incoming.read()
+        if data:
+            result = lib.BIO_write(self._into, data, len(data))
+            if result <= 0:
+                self._connection._handle_bio_errors(self._into, result)
+        if incoming.eof and not self.eof_fed:
+            self._connection.bio_shutdown()
+            self.eof_fed = True
+        return data
+
+    def pending(self) -> int:
+        """How many bytes OpenSSL wrote and :meth:`drain` has not moved yet."""
+        return int(lib.BIO_get_mem_data(self._from, ffi.NULL))
+
+    def take(self) -> Any:
+        """Everything OpenSSL wrote, as a buffer over a fresh C array (``MemoryBIO.write``
+        copies it once), or None: for the server's first flight, which is inspected."""
+        size = lib.BIO_get_mem_data(self._from, ffi.NULL)
+        if size <= 0:
+            return None
+        chunk = _uncleared("char[]", size)
+        got = lib.BIO_read(self._from, chunk, size)
+        return ffi.buffer(chunk, got) if got > 0 else None
+
+    def drain(self) -> None:
+        """Hand everything OpenSSL wrote to the outgoing ``MemoryBIO`` (which copies it at
+        once), with one ``BIO_read`` per piece into the reused array."""
+        bio = self._from
         size = lib.BIO_get_mem_data(bio, ffi.NULL)
         while size > 0:
             if size > self._size and self._size < self.LIMIT:
@@ -212,8 +183,90 @@ class OutputPipe:
             got = lib.BIO_read(bio, self._array, min(size, self._size))
             if got <= 0:
                 return
-            outgoing.write(self._view[:got])
+            self._outgoing.write(self._view[:got])
             size -= got
+
+    def handshake(self) -> bool | None:
+        """``SSL_do_handshake``: True when done, None for "want read"; output not moved."""
+        ssl = self._raw
+        result = lib.SSL_do_handshake(ssl)
+        if result == 1:
+            return True
+        if lib.SSL_get_error(ssl, result) == _WANT_READ:
+            return None
+        self._connection._raise_ssl_error(ssl, result)
+        return None  # pyOpenSSL raised; kept for the type checker
+
+    def read(self, size: int, buffer: Any) -> Any:
+        """``SSL_read`` of at most ``size`` bytes (into ``buffer`` when given: then 0 or less
+        means the whole buffer): the bytes, or the count with ``buffer``; None for "want
+        read". For an established connection that is not closing, whose incoming BIO was not
+        at EOF when the caller looked (if EOF comes with the bytes fed here, OpenSSL is asked).
+
+        When nothing arrived and nothing waits decrypted or in the BIO, "want read" comes
+        without calling OpenSSL (asyncio ends every burst of reads this way): a partial record
+        in OpenSSL's buffer needs more bytes, and those would be in the BIO.
+        """
+        if self._incoming.pending:
+            self.feed()
+        elif self.eof_fed:
+            pass  # OpenSSL must say how the stream ended
+        elif lib.BIO_get_mem_data(self._into, ffi.NULL) <= 0 and lib.SSL_pending(self._raw) <= 0:
+            return None
+        if lib.ERR_peek_error():
+            lib.ERR_clear_error()
+        return self.decrypt(size, buffer)
+
+    def decrypt(self, size: int, buffer: Any) -> Any:
+        """:meth:`read` without the feed and the shortcut, in any state: what OpenSSL says."""
+        ssl = self._raw
+        if buffer is None:
+            chunk = _uncleared("char[]", size)
+            result = lib.SSL_read(ssl, chunk, size)
+            if result > 0:
+                if lib.BIO_get_mem_data(self._from, ffi.NULL) > 0:
+                    self.drain()
+                return ffi.buffer(chunk, result)[:]
+        else:
+            with ffi.from_buffer(buffer, require_writable=True) as data:
+                limit = len(data) if size <= 0 else min(size, len(data))
+                result = lib.SSL_read(ssl, data, limit)
+            if result > 0:
+                if lib.BIO_get_mem_data(self._from, ffi.NULL) > 0:
+                    self.drain()
+                return int(result)
+        return self._failed(result)
+
+    def write(self, data: Any) -> int | None:
+        """``SSL_write`` of all of ``data`` (partial writes are off, see
+        :func:`clear_partial_write`): its length, or None for "want read"."""
+        if self._incoming.pending:
+            self.feed()
+        if lib.ERR_peek_error():
+            lib.ERR_clear_error()
+        with ffi.from_buffer(data) as view:
+            size = len(view)
+            if not size:
+                return 0
+            if size > 2147483647:
+                raise ValueError("Cannot send more than 2**31-1 bytes at once.")
+            result = lib.SSL_write(self._raw, view, size)
+        if result > 0:
+            self.drain()
+            return int(result)
+        return self._failed(result)
+
+    def _failed(self, result: int) -> Any:
+        """After a failed read or write: None for "want read" (output moved), or pyOpenSSL's
+        exception (output left for the caller, as in :meth:`handshake`)."""
+        if lib.SSL_get_error(self._raw, result) == _WANT_READ:
+            self.drain()
+            return None
+        self._connection._raise_ssl_error(self._raw, result)
+        return None
+
+
+_WANT_READ = lib.SSL_ERROR_WANT_READ
 
 
 def session_reused(connection: SSL.Connection) -> bool:

@@ -68,7 +68,7 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
         instance="_ssl _from_ssl _into_ssl",
     ),
     # Groups, host-name checks, verification messages, output size, error queue, resumption,
-    # write mode, server-name callback, direct reads and output.
+    # write mode, server-name callback, direct handshake steps, reads and output.
     *names_of(
         _BINDING,
         _NATIVE,
@@ -78,7 +78,8 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
         " SSL_get_verify_result X509_verify_cert_error_string BIO_get_mem_data ERR_clear_error"
         " SSL_session_reused SSL_read SSL_pending BIO_read SSL_write BIO_write ERR_peek_error"
         " SSL_MODE_ENABLE_PARTIAL_WRITE SSL_CTX_set_tlsext_servername_callback"
-        " SSL_TLSEXT_ERR_OK SSL_TLSEXT_ERR_ALERT_FATAL",
+        " SSL_TLSEXT_ERR_OK SSL_TLSEXT_ERR_ALERT_FATAL SSL_do_handshake SSL_get_error"
+        " SSL_ERROR_WANT_READ",
         owner_label=_LIB,
     ),
 )

@@ -157,15 +157,43 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+#: How long ``delete --force`` waits to see the edge close the deleted tunnel's connections
+#: (the edge looks at the store every second).
+DELETE_WAIT = 10.0
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
+    """Delete a tunnel; one with live connections only with ``--force``, because deleting it
+    cuts off its connectors (the running edge sees the deletion and closes them)."""
+    from .edge.live_file import read_live_connections
     from .edge.store import StoreError, TunnelStore
 
     try:
-        with TunnelStore(_store_path(args)) as store:
-            record = store.delete(args.name)
+        store_path = _store_path(args)
+        with TunnelStore(store_path) as store:
+            found = store.get(args.name)
+            if found is None:
+                store.delete(args.name)  # raises, naming the tunnels there are
+                return 2
+            live = read_live_connections(store_path).get(found.id, [])
+            if live and not args.force:
+                return _fail(
+                    f"tunnel {found.name} has {len(live)} live connection(s); stop its "
+                    "connectors first, or pass --force to delete it and close them"
+                )
+            record = store.delete(found.id)
     except (ConfigError, StoreError, OSError) as exc:
         return _fail(str(exc))
     print(f"Deleted tunnel {record.name} ({record.id})")
+    if live:
+        deadline = time.monotonic() + DELETE_WAIT
+        while read_live_connections(store_path).get(record.id) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = len(read_live_connections(store_path).get(record.id, []))
+        if left:
+            print(f"{left} connection(s) still live: is the edge running?", file=sys.stderr)
+        else:
+            print(f"The edge closed its {len(live)} live connection(s) (reason: tunnel deleted)")
     return 0
 
 
@@ -310,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
     delete = sub.add_parser("delete", help="delete a tunnel")
     delete.add_argument("name", help="the tunnel's name or ID")
     _add_store_options(delete)
+    delete.add_argument(
+        "--force",
+        action="store_true",
+        help="delete even with live connections; the edge closes them (reason: tunnel deleted)",
+    )
     delete.set_defaults(func=cmd_delete)
 
     run = sub.add_parser("run", help="run a connector next to the origin")

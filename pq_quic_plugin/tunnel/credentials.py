@@ -43,7 +43,9 @@ __all__ = [
     "CredentialsError",
     "derive_auth_key",
     "proof",
+    "report_proof",
     "verify_proof",
+    "verify_report_proof",
     "write_credentials",
     "load_credentials",
 ]
@@ -52,6 +54,7 @@ logger = logging.getLogger("pq_quic_plugin.tunnel")
 
 AUTH_INFO = b"pq-tunnel auth v1"
 PROOF_LABEL = b"pq-tunnel proof v1"
+REPORT_LABEL = b"pq-tunnel report v1"
 SECRET_BYTES = 32
 MIN_NONCE_BYTES = 16
 CREATE_HINT = "run `pq-tunnel create NAME --hostname HOST` to make a tunnel and its credentials"
@@ -143,6 +146,45 @@ def verify_proof(
     """Constant-time check of a connector's proof; malformed inputs are simply ``False``."""
     try:
         expected = proof(auth_key, nonce, tunnel_id, connector_id, conn_index, binding=binding)
+    except (ValueError, TypeError):
+        return False
+    return isinstance(presented, (bytes, bytearray)) and hmac.compare_digest(
+        expected, bytes(presented)
+    )
+
+
+def _report_message(tunnel_id: str, timestamp: int, body: bytes) -> bytes:
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
+        raise TypeError("timestamp must be a non-negative integer")
+    return b"".join(
+        (
+            _field(REPORT_LABEL),
+            _field(_tunnel_uuid(tunnel_id).bytes),
+            _field(str(timestamp).encode("ascii")),
+            _field(bytes(body)),
+        )
+    )
+
+
+def report_proof(auth_key: bytes, tunnel_id: str, timestamp: int, body: bytes) -> bytes:
+    """HMAC-SHA256 over a failure report's body, its tunnel and its time (Unix seconds), with a
+    key of its own derived from the auth key (so a report proof can never stand in for a
+    registration proof, nor the reverse).
+
+    A connector whose post-quantum handshake failed holds the tunnel secret but has no
+    tunnel connection to speak over; this lets the edge accept its report over plain HTTPS
+    from anywhere, and refuse everyone else's.
+    """
+    key = hmac.new(auth_key, REPORT_LABEL, hashlib.sha256).digest()
+    return hmac.new(key, _report_message(tunnel_id, timestamp, body), hashlib.sha256).digest()
+
+
+def verify_report_proof(
+    auth_key: bytes, tunnel_id: str, timestamp: int, body: bytes, presented: bytes
+) -> bool:
+    """Constant-time check of :func:`report_proof`; malformed inputs are simply ``False``."""
+    try:
+        expected = report_proof(auth_key, tunnel_id, timestamp, body)
     except (ValueError, TypeError):
         return False
     return isinstance(presented, (bytes, bytearray)) and hmac.compare_digest(

@@ -13,6 +13,7 @@ import re
 from typing import NamedTuple
 
 __all__ = [
+    "MAX_HOST_HEADER",
     "HostPort",
     "format_hostport",
     "hostname_matches",
@@ -38,7 +39,7 @@ class HostPort(NamedTuple):
         return format_hostport(self.host, self.port)
 
 
-_HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_HOSTNAME_LABEL = re.compile(r"\A(?!-)[a-z0-9_-]{1,63}(?<!-)\Z")
 
 
 def parse_hostport(text: str, *, allow_port_zero: bool = False) -> HostPort:
@@ -94,13 +95,59 @@ def strip_port(host: str) -> str:
     return h
 
 
+#: The longest ``Host`` value that can name a valid host: a 253-character name, a trailing dot
+#: and ``:65535``, or a bracketed IPv6 address with a zone and a port. Anything longer is refused
+#: before it is split, so no work on a visitor's header grows faster than its length.
+MAX_HOST_HEADER = 253 + 1 + 6
+
+
 def request_host(value: str) -> str:
     """The host a request names in ``Host`` or ``:authority``, as routing compares it.
 
     No port, no IPv6 brackets, lower case, no trailing dot: the form :func:`normalize_hostname`
     gives configured names, so a visitor's ``Example.COM.:443`` finds ``example.com``.
+
+    ``""`` when ``value`` names no valid host (RFC 1035/1123 limits: at most 253 characters,
+    labels of 1-63 letters, digits, ``-`` or ``_`` that neither start nor end with ``-``; an
+    IPv6 literal in brackets; a numeric port): every caller can then treat it as "no such host"
+    (the edge answers 400), and a huge header costs one length check, never a per-label copy.
     """
-    return strip_port(value).strip().lower().rstrip(".")
+    if not isinstance(value, str) or len(value) > MAX_HOST_HEADER + 2:  # + the spaces stripped
+        return ""
+    text = value.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        rest = text[end + 1 :] if end > 0 else "?"
+        if rest and not (rest.startswith(":") and _port_ok(rest[1:])):
+            return ""
+        return _ipv6(text[1:end])
+    if text.count(":") > 1:  # a bare IPv6 address (an ASGI server's own address)
+        return _ipv6(text)
+    host, sep, port = text.partition(":")
+    if sep and not _port_ok(port):
+        return ""
+    host = host.lower()
+    if host.endswith("."):
+        host = host[:-1]
+    if not host or len(host) > 253:
+        return ""
+    if not all(_HOSTNAME_LABEL.match(label) for label in host.split(".")):
+        return ""
+    return host
+
+
+def _ipv6(text: str) -> str:
+    """``text`` lower-cased if it is an IPv6 address, else ``""``."""
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return ""
+    return text.lower()
+
+
+def _port_ok(text: str) -> bool:
+    """A ``Host`` header's port: 1-5 ASCII digits (any value; routing ignores it)."""
+    return 0 < len(text) <= 5 and text.isascii() and text.isdigit()
 
 
 def normalize_hostname(text: str, *, allow_wildcard: bool = True) -> str:

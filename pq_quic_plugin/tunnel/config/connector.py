@@ -31,8 +31,9 @@ class ConnectorConfig:
     """What ``pq-tunnel run`` needs; the defaults are the field table's.
 
     ``tunnel`` may be ``None`` when the credentials file names it. ``retries`` is the number of
-    consecutive failed attempts per connection before the connector gives up (0 = retry
-    forever); a successful registration resets the count. ``source`` is the file read, if any.
+    consecutive failed attempts per connection before the connector gives up (0, the default:
+    retry forever, waiting at most ``max_backoff`` between attempts); a successful
+    registration resets the count. ``source`` is the file read, if any.
     """
 
     tunnel: str | None = _default("tunnel")
@@ -46,6 +47,7 @@ class ConnectorConfig:
     grace_period: float = _default("grace_period")
     pq_report_url: str | None = _default("pq_report_url")
     retries: int = _default("retries")
+    max_backoff: float = _default("max_backoff")
     ca_file: Path | None = _default("ca_file")
     edge_server_name: str | None = _default("edge_server_name")
     ingress: tuple[IngressRule, ...] = _default("ingress")

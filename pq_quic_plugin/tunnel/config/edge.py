@@ -43,6 +43,9 @@ class PublicListenerConfig(ListenerConfig):
     """The visitors' side: HTTP/3 on UDP and HTTP/1.1 + HTTP/2 on TCP, both on ``bind``."""
 
     pq: Policy = PUBLIC_FIELDS.dataclass_default("pq")  # PREFER or REQUIRE
+    max_requests_per_visitor: int = PUBLIC_FIELDS.dataclass_default("max_requests_per_visitor")
+    max_requests_per_tunnel: int = PUBLIC_FIELDS.dataclass_default("max_requests_per_tunnel")
+    body_idle_timeout: float = PUBLIC_FIELDS.dataclass_default("body_idle_timeout")
 
 
 @dataclass(frozen=True)

@@ -241,11 +241,22 @@ CONNECTOR_FIELDS = FieldTable(
         _field(
             "retries",
             IntValue(0, None),
-            "consecutive failed attempts per connection (with exponential backoff and jitter) "
-            "before the connector gives up on it and exits with an error; `0` retries forever. "
-            "A successful registration resets the count",
-            default=5,
+            "consecutive failed attempts per connection (with capped exponential backoff and "
+            "jitter) before the connector gives up on it, and exits with an error once every "
+            "connection gave up; `0` retries forever, as cloudflared does. A successful "
+            "registration resets the count. An authentication refusal (wrong secret, deleted "
+            "tunnel) is never retried",
+            default=0,
             flag_help="failed attempts per connection before giving up (0: forever)",
+        ),
+        _field(
+            "max-backoff",
+            DurationValue(),
+            "the longest wait between two attempts of one connection: the wait doubles from "
+            "0.5s after each failure up to this cap, each one jittered (a random 50-100%) so "
+            "many connectors do not stampede a recovering edge",
+            default=30.0,
+            flag_help="longest wait between reconnect attempts, e.g. 30s",
         ),
         _field(
             "ca-file",
@@ -297,6 +308,30 @@ PUBLIC_FIELDS = FieldTable(
             "otherwise; `require`: post-quantum or no connection, on QUIC (HTTP/3) and on TCP "
             "(HTTP/1.1, HTTP/2) alike: a classical visitor fails in the TLS handshake",
             default=Policy.PREFER,
+        ),
+        _field(
+            "max-requests-per-visitor",
+            IntValue(1, None),
+            "requests (and WebSockets) one visitor may have in flight through the tunnels at "
+            "once; more wait for one of theirs to finish (up to 4 times this many, for at most "
+            "10s, holding no tunnel stream), the rest get `429`. A visitor is one IPv4 address "
+            "or one IPv6 /64; raise it when many people share an address (a large NAT)",
+            default=64,
+        ),
+        _field(
+            "max-requests-per-tunnel",
+            IntValue(1, None),
+            "requests (and WebSockets) one tunnel may have in flight at once, all visitors "
+            "together; more get `503` at once instead of waiting for a tunnel stream",
+            default=512,
+        ),
+        _field(
+            "body-idle-timeout",
+            DurationValue(),
+            "a request or response body that moves no byte for this long (a visitor that "
+            "stops sending or stops reading, an origin that stalls mid-body) is cancelled and "
+            "its tunnel stream freed; the wait for the response head is not limited",
+            default=60.0,
         ),
     ),
 )

@@ -153,7 +153,12 @@ class IngressRule:
         return self.hostname is None and self.path is None
 
     def matches(self, host: str, path: str) -> bool:
-        """Host is compared without case or port; the path regex is ``re.search``-ed."""
+        """Host is compared without case or port; the path regex is ``re.search``-ed.
+
+        ``path`` is what the edge forwarded: already in the canonical form of
+        :func:`..paths.normalize_path` (``/%68i``, ``//hi`` and ``/./hi`` all arrive as ``/hi``),
+        so a rule never has to spell the variants out.
+        """
         if self.hostname is not None and not hostname_matches(self.hostname, host):
             return False
         if self.path_re is not None and not self.path_re.search(path.partition("?")[0]):

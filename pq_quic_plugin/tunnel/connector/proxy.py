@@ -7,6 +7,13 @@ with the visitor's transport, ``tcp`` or ``quic``, and HTTP version), with the e
 hop as this connector saw it, plus the connector-origin hop once that connection is up, so its
 transport (``tcp`` with ``http_version`` ``1.1``/``2`` and ``tls``, or ``quic``) and its group
 are the ones actually negotiated (read off the TLS object, never assumed).
+
+What a visitor is told when the origin fails is generic (:attr:`OriginError.public`, say "502
+Bad Gateway: the origin could not be reached"): the detail names internal addresses and ports,
+so it goes to the connector's log only, with the request's stream number to find it by.
+WebSocket messages are limited to :data:`~pq_quic_plugin.tunnel.wire.MAX_FRAME` bytes (1 MiB),
+what one tunnel frame carries: a larger one from the origin closes the WebSocket with 1009
+"message too big".
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from ..config import ConnectorConfig
 from ..headers import find
 from ..observer import Observer
 from ..origin import OriginClient, OriginError, OriginHop, OriginRequest
-from ..wire import Channel, FrameType
+from ..wire import MAX_FRAME, Channel, FrameType
 
 __all__ = ["RequestProxy", "with_hops"]
 
@@ -41,6 +48,15 @@ def with_hops(headers: Headers, hops: list[Hop], origin_hop: OriginHop | None) -
         all_hops.append(origin_hop.as_dict())
     out.append((HOPS_HEADER, json.dumps(all_hops, separators=(",", ":"))))
     return out
+
+
+def _close_code(payload: bytes) -> int:
+    """The close code in a WS_CLOSE frame from the edge; 1000 when it has no valid one."""
+    try:
+        code = json.loads(payload).get("code", 1000)
+    except (ValueError, AttributeError):
+        return 1000
+    return code if isinstance(code, int) and 1000 <= code < 5000 else 1000
 
 
 def _text(path: Path | None) -> str | None:
@@ -102,16 +118,21 @@ class RequestProxy:
                 self.observer.relayed("to_origin", len(frame[1]))
                 yield frame[1]
 
+    @staticmethod
+    async def _refuse(channel: Channel, exc: OriginError, what: str) -> int:
+        """Log why (with the detail) and tell the edge only the status and a generic text."""
+        logger.warning("request %s: %s: %s", channel.stream_id, what, exc.reason)
+        await channel.send_json(
+            FrameType.ERROR, {"status": exc.status, "reason": exc.public}, end=True
+        )
+        return exc.status
+
     async def _serve_http(self, channel: Channel, request: OriginRequest) -> int:
         service = str(request.service)
         try:
             response = await self.origin.request(request)
         except OriginError as exc:
-            logger.warning("origin %s: %s", service, exc.reason)
-            await channel.send_json(
-                FrameType.ERROR, {"status": exc.status, "reason": exc.reason}, end=True
-            )
-            return exc.status
+            return await self._refuse(channel, exc, f"{request.method} to origin {service}")
         try:
             await channel.send_json(
                 FrameType.HEADERS,
@@ -124,7 +145,12 @@ class RequestProxy:
         except OriginError as exc:
             # The head already went out, so no error page is possible: cancel the visitor's
             # stream (a reset, never a silently truncated body) and say why.
-            logger.warning("origin %s: %s (response cancelled after the head)", service, exc.reason)
+            logger.warning(
+                "request %s: origin %s: %s (response cancelled after the head)",
+                channel.stream_id,
+                service,
+                exc.reason,
+            )
             await response.aclose()
             channel.reset()
             return exc.status
@@ -140,12 +166,9 @@ class RequestProxy:
         self, channel: Channel, request: OriginRequest, subprotocols: list[str]
     ) -> int:
         try:
-            ws = await self.origin.websocket(request, subprotocols)
+            ws = await self.origin.websocket(request, subprotocols, max_message=MAX_FRAME)
         except OriginError as exc:
-            await channel.send_json(
-                FrameType.ERROR, {"status": exc.status, "reason": exc.reason}, end=True
-            )
-            return exc.status
+            return await self._refuse(channel, exc, f"WebSocket to origin {request.service}")
         await channel.send_json(
             FrameType.HEADERS, {"status": ws.status, "subprotocol": ws.subprotocol}
         )
@@ -157,11 +180,16 @@ class RequestProxy:
             while (frame := await channel.read()) is not None:
                 kind, payload = frame
                 if kind == FrameType.WS_TEXT:
-                    await ws.send(payload.decode())
+                    try:
+                        text = payload.decode()
+                    except UnicodeDecodeError:
+                        await ws.close(1007, "text message is not UTF-8")
+                        return
+                    await ws.send(text)
                 elif kind == FrameType.WS_BINARY:
                     await ws.send(payload)
                 elif kind == FrameType.WS_CLOSE:
-                    await ws.close(json.loads(payload).get("code", 1000))
+                    await ws.close(_close_code(payload))
                     return
 
         async def origin_to_edge() -> None:
@@ -173,7 +201,16 @@ class RequestProxy:
             await channel.send_json(FrameType.WS_CLOSE, {"code": ws.close_code or 1000}, end=True)
 
         tasks = [asyncio.ensure_future(edge_to_origin()), asyncio.ensure_future(origin_to_edge())]
-        _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
-            task.cancel()
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            # Every task's outcome is collected here: none is left "never retrieved".
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            ws.abort()
+        failures = [o for o in outcomes if isinstance(o, Exception)]
+        if failures:
+            logger.info("request %s: WebSocket ended: %s", channel.stream_id, failures[0])
+            channel.reset()
         return 101

@@ -9,17 +9,20 @@ break the connector: a report that cannot be sent is logged and forgotten.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import ssl
 import sys
+import time
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
 from ... import __version__
+from ..credentials import Credentials, report_proof
 
-__all__ = ["TROUBLESHOOTING", "HandshakeFailure", "post_report", "print_banner"]
+__all__ = ["TROUBLESHOOTING", "HandshakeFailure", "post_report", "print_banner", "report_headers"]
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.connector")
 
@@ -73,16 +76,33 @@ def print_banner(failure: HandshakeFailure) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-async def post_report(url: str, failure: HandshakeFailure, ca_file: str | None) -> None:
-    """POST the failure report to ``url``; errors are logged, never raised."""
+def report_headers(body: bytes, credentials: Credentials | None) -> dict[str, str]:
+    """The request headers of a report: with credentials, the proof the edge asks for from a
+    reporter that is not on its loopback (docs/tunnel.md, "Security model")."""
+    headers = {"content-type": "application/json"}
+    if credentials is not None:
+        now = int(time.time())
+        mac = report_proof(credentials.auth_key, credentials.tunnel_id, now, body)
+        headers["pq-report-tunnel"] = credentials.tunnel_id
+        headers["pq-report-time"] = str(now)
+        headers["pq-report-proof"] = base64.b64encode(mac).decode()
+    return headers
+
+
+async def post_report(
+    url: str,
+    failure: HandshakeFailure,
+    ca_file: str | None,
+    credentials: Credentials | None = None,
+) -> None:
+    """POST the failure report to ``url``, signed with the tunnel's key when ``credentials``
+    are given; errors are logged, never raised."""
 
     def post() -> None:
         context = ssl.create_default_context(cafile=ca_file) if url.startswith("https") else None
+        body = json.dumps(failure.as_report()).encode()
         request = urllib.request.Request(
-            url,
-            data=json.dumps(failure.as_report()).encode(),
-            method="POST",
-            headers={"content-type": "application/json"},
+            url, data=body, method="POST", headers=report_headers(body, credentials)
         )
         with urllib.request.urlopen(request, timeout=REPORT_TIMEOUT, context=context) as resp:
             resp.read()

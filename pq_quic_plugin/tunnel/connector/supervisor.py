@@ -1,13 +1,17 @@
 """The connector: keeps HA QUIC connections to the edge and hands their requests to the origin.
 
 Each of ``ha-connections`` connections has its own supervising task: connect, register, serve
-until the connection drops, then reconnect with jittered exponential backoff (so many
-connectors do not stampede a recovering edge). ``retries`` consecutive failures give up that
-connection; when every connection gave up the connector exits with status 1. The first
-SIGINT/SIGTERM drains (tells the edge, waits up to ``grace-period`` for requests in flight); a
-second one exits at once.
+until the connection drops, then reconnect with jittered exponential backoff capped at
+``max-backoff`` (so many connectors do not stampede a recovering edge), forever by default as
+cloudflared does: an edge outage must not leave the origin unreachable after the edge is back.
+``retries`` (when not 0) consecutive failures give up that connection; an authentication
+refusal (:mod:`.failures`) stops it at once, since no retry can fix it. When every connection
+has stopped the connector exits with status 1. The first SIGINT/SIGTERM drains (tells the
+edge, waits up to ``grace-period`` for requests in flight and for the edge to acknowledge their
+last bytes); a second one exits at once.
 
-The pieces: :mod:`.registration` (handshake settings and the registration exchange),
+The pieces: :mod:`.dialer` (the QUIC connection), :mod:`.registration` (handshake settings and
+the registration exchange), :mod:`.failures` (what went wrong, and whether to retry),
 :mod:`.proxy` (one tunnelled request), :mod:`.report` (the post-quantum failure banner and
 report).
 """
@@ -23,24 +27,24 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from aioquic.asyncio import connect
-
 from ... import __version__
 from ...aioquic_binding import negotiated_group
 from ...aioquic_binding.facade import quic_of
+from ...aioquic_binding.send_backpressure import wait_for_all_acked
 from ..config import ConnectorConfig
 from ..credentials import Credentials
 from ..hostnames import HostPort
 from ..observer import NO_OBSERVER, Observer
 from ..origin import OriginClient
 from ..wire import Channel, FrameType, StreamReset, TunnelConnection
+from .dialer import dial
+from .failures import Failure, classify
 from .proxy import RequestProxy
 from .registration import DEFAULT_PQ_GROUPS, Identity, edge_configuration, register
 from .report import HandshakeFailure, post_report, print_banner
 
 __all__ = [
     "BACKOFF_BASE",
-    "BACKOFF_MAX",
     "IDLE_TIMEOUT",
     "KEEPALIVE",
     "ConnectionState",
@@ -49,13 +53,17 @@ __all__ = [
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.connector")
 
-#: First reconnect delay (seconds); doubles per failure up to :data:`BACKOFF_MAX`.
+#: First reconnect delay (seconds); doubles per failure up to the ``max-backoff`` key.
 BACKOFF_BASE = 0.5
-BACKOFF_MAX = 16.0
 #: A PING this often keeps the connection (and NAT bindings) alive well within the idle timeout.
 KEEPALIVE = 1.0
 #: A tunnel connection that hears nothing for this long is dead: reconnect.
 IDLE_TIMEOUT = 5.0
+
+
+class ConnectionLost(ConnectionError):
+    """A registered connection ended (the edge went away, or closed it); the close code and
+    reason on the connection say why."""
 
 
 @dataclass
@@ -68,6 +76,7 @@ class ConnectionState:
     group: str | None = None
     registered: bool = False
     connection: TunnelConnection | None = None
+    attempt: TunnelConnection | None = None  # this attempt's protocol, from before the handshake
     attempts: int = 0
     reconnects: int = 0
     last_error: str = ""
@@ -105,7 +114,8 @@ class Connector:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._gave_up = 0
+        self._exit_now = False
+        self._stopped_slots = 0
         self._reports: set[asyncio.Task[None]] = set()  # held so they are not collected early
 
     @property
@@ -163,6 +173,7 @@ class Connector:
         if immediately:
             logger.warning("second signal: exiting now")
             self._draining = True
+            self._exit_now = True
             self._in_flight = 0
             self._idle.set()
         self._stopping.set()
@@ -184,7 +195,11 @@ class Connector:
             loop.add_signal_handler(sig, handler)
 
     async def _drain(self) -> None:
+        """Tell the edge, let requests in flight finish, then wait until the edge acknowledged
+        every byte we sent before closing: a response whose handler returned may still sit in
+        the QUIC send buffer, and closing then would cut its end off."""
         self._draining = True
+        deadline = time.monotonic() + self.config.grace_period
         for state in self.states:
             conn = state.connection
             if conn is not None and not conn.closed and state.registered:
@@ -195,57 +210,81 @@ class Connector:
                 except StreamReset:
                     pass
         try:
-            await asyncio.wait_for(self._idle.wait(), self.config.grace_period)
+            await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             logger.warning("grace period over with %d request(s) still in flight", self._in_flight)
-        for state in self.states:
-            if state.connection is not None and not state.connection.closed:
-                state.connection.close(reason_phrase="connector shutting down")
-                state.connection.transmit()
+        open_conns = [
+            s.connection
+            for s in self.states
+            if s.connection is not None and not s.connection.closed
+        ]
+        unacked = await asyncio.gather(*(self._acked(conn, deadline) for conn in open_conns))
+        if any(unacked):
+            logger.warning(
+                "grace period over with %d byte(s) not yet acknowledged by the edge", sum(unacked)
+            )
+        for conn in open_conns:
+            if not conn.closed:
+                conn.close(reason_phrase="connector shutting down")
+                conn.transmit()
         await asyncio.sleep(0.1)
+
+    async def _acked(self, conn: TunnelConnection, deadline: float) -> int:
+        return await wait_for_all_acked(
+            quic_of(conn),
+            conn.progress.wait,
+            max(0.0, deadline - time.monotonic()),
+            stopped=lambda: self._exit_now or conn.closed,
+        )
 
     # ------------------------------------------------------------------ connections
 
     async def _supervise(self, state: ConnectionState) -> None:
         delay = BACKOFF_BASE
+        cap = max(self.config.max_backoff, BACKOFF_BASE)
         failures = 0
         retries = self.config.retries
         while not self._stopping.is_set():
             state.attempts += 1
+            state.attempt = None
             started = time.monotonic()
+            failure: Failure | None = None
             try:
                 await self._connect_once(state)
-                delay = BACKOFF_BASE  # it worked for a while: start over
-                failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - every failure is logged and retried
-                state.last_error = str(exc) or type(exc).__name__
-                self._report_failure(state, exc, time.monotonic() - started)
-                failures += 0 if state.registered else 1
-            finally:
-                state.registered = False
-                state.connection = None
+            except Exception as exc:  # noqa: BLE001 - every failure is classified and logged
+                if not self._stopping.is_set():
+                    failure = classify(
+                        exc,
+                        state.attempt,
+                        post_quantum=self.config.post_quantum,
+                        registered=state.registered,
+                    )
+            if failure is not None and state.registered:
+                delay = BACKOFF_BASE  # it worked for a while: start over
+                failures = 0
+            elif failure is not None:
+                failures += 1
+            handshake_failed = state.connection is None
+            state.registered = False
+            state.connection = None
             if self._stopping.is_set():
                 return
-            if retries and failures >= retries:
-                logger.error(
-                    "connIndex=%d: giving up after %d failed attempts (retries=%d)",
-                    state.index,
-                    failures,
-                    retries,
-                )
-                self._gave_up += 1
-                if self._gave_up == len(self.states):
-                    logger.error("every connection gave up: the connector exits")
-                    self.exit_code = 1
-                    self._stopping.set()
+            assert failure is not None  # _connect_once only returns when stopping
+            state.last_error = failure.reason
+            self._report_failure(state, failure, handshake_failed, time.monotonic() - started)
+            if failure.permanent or (retries and failures >= retries):
+                self._give_up(state, failure, failures)
                 return
             state.reconnects += 1
             wait = random.uniform(delay / 2, delay)  # jitter: connectors do not stampede
-            logger.info(
-                "connIndex=%d reconnecting in %.2fs (attempt %d)",
+            logger.warning(
+                "connIndex=%d edge=%s %s failure: %s; reconnecting in %.1fs (attempt %d)",
                 state.index,
+                state.edge,
+                failure.kind.value,
+                failure.reason,
                 wait,
                 state.attempts + 1,
             )
@@ -254,7 +293,30 @@ class Connector:
                 await asyncio.wait_for(self._stopping.wait(), wait)
             except asyncio.TimeoutError:
                 pass
-            delay = min(delay * 2, BACKOFF_MAX)
+            delay = min(delay * 2, cap)
+
+    def _give_up(self, state: ConnectionState, failure: Failure, failures: int) -> None:
+        if failure.permanent:
+            logger.error(
+                "connIndex=%d edge=%s %s; not retrying: check the credentials file, and "
+                "whether the tunnel still exists (pq-tunnel list on the edge)",
+                state.index,
+                state.edge,
+                failure.reason,
+            )
+        else:
+            logger.error(
+                "connIndex=%d: giving up after %d failed attempts (retries=%d); last: %s",
+                state.index,
+                failures,
+                self.config.retries,
+                failure.reason,
+            )
+        self._stopped_slots += 1
+        if self._stopped_slots == len(self.states):
+            logger.error("every connection stopped: the connector exits")
+            self.exit_code = 1
+            self._stopping.set()
 
     def _protocol(self, *args: Any, **kwargs: Any) -> TunnelConnection:
         """aioquic's ``create_protocol``: a tunnel connection whose streams come to us."""
@@ -273,14 +335,17 @@ class Connector:
                 state.index,
             )
         t0 = time.monotonic()
-        async with connect(
+
+        def created(conn: TunnelConnection) -> None:
+            state.attempt = conn
+
+        async with dial(
             state.address.host,
             state.address.port,
-            configuration=quic_config,
-            create_protocol=self._protocol,
-            wait_connected=True,
+            quic_config,
+            self._protocol,
+            on_created=created,
         ) as conn:
-            assert isinstance(conn, TunnelConnection)
             state.connection = conn
             group = negotiated_group(conn)
             state.group = group.name if group else None
@@ -308,13 +373,8 @@ class Connector:
                 await conn.closed_event.wait()
             finally:
                 keepalive.cancel()
-            logger.warning(
-                "Connection %s connIndex=%d to %s lost: %s",
-                self.connector_id,
-                state.index,
-                state.edge,
-                conn.close_reason,
-            )
+            if not self._stopping.is_set():
+                raise ConnectionLost(f"connection lost: {conn.close_reason}")
 
     async def _keepalive(self, conn: TunnelConnection) -> None:
         while not conn.closed:
@@ -322,24 +382,26 @@ class Connector:
             quic_of(conn).send_ping(0)
             conn.transmit()
 
-    def _report_failure(self, state: ConnectionState, exc: Exception, elapsed: float) -> None:
-        reason = str(exc) or type(exc).__name__
-        handshake_failed = state.connection is None
-        if handshake_failed and not state.registered:
+    def _report_failure(
+        self, state: ConnectionState, failure: Failure, handshake_failed: bool, elapsed: float
+    ) -> None:
+        """Metrics for a failed handshake; the banner (and report) for a post-quantum refusal
+        only: a network outage or a certificate problem is not post-quantum's fault."""
+        if handshake_failed:
             self.observer.handshake(state.group or state.group_tried, False, elapsed)
-        if self.config.post_quantum and handshake_failed:
-            failure = HandshakeFailure(
-                state.index, state.edge, state.group_tried, reason, self.connector_id
+        if not failure.shows_banner:
+            return
+        report = HandshakeFailure(
+            state.index, state.edge, state.group_tried, failure.reason, self.connector_id
+        )
+        print_banner(report)
+        if self.config.pq_report_url:
+            ca_file = str(self.config.ca_file) if self.config.ca_file else None
+            task = asyncio.ensure_future(
+                post_report(self.config.pq_report_url, report, ca_file, self.credentials)
             )
-            print_banner(failure)
-            if self.config.pq_report_url:
-                ca_file = str(self.config.ca_file) if self.config.ca_file else None
-                task = asyncio.ensure_future(
-                    post_report(self.config.pq_report_url, failure, ca_file)
-                )
-                self._reports.add(task)
-                task.add_done_callback(self._reports.discard)
-        logger.error("connIndex=%d edge=%s failed: %s", state.index, state.edge, reason)
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
 
     # ------------------------------------------------------------------ requests
 

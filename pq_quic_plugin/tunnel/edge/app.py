@@ -1,9 +1,13 @@
 """The edge's public side: an ASGI app that relays visitors' requests down a tunnel.
 
-It routes by Host to a tunnel with a live connection and streams both bodies without buffering
-them whole. Requests for hosts that belong to no tunnel reach the edge's own endpoint
-(``/pq-report``) or get a 404; the status page and metrics are served on the metrics address
-only (see ``ops``), never here.
+Every request is first checked (:mod:`.visitor_request`: header size, a valid host, unambiguous
+body framing, a normalized path), then routed by host to a tunnel with a live connection, within
+the visitor's and the tunnel's share of requests in flight (:mod:`.limits`), and both bodies are
+streamed without buffering them whole, each cancelled when it stays idle (:mod:`.relay`).
+Requests for hosts that belong to no tunnel reach the edge's own endpoint (``/pq-report``) or get
+a 404; the status page and metrics are served on the metrics address only (see ``ops``), never
+here. What goes wrong inside the tunnel is logged with a request id; the visitor gets the id and
+a generic sentence (:func:`.responses.failure_text`), never an internal address.
 """
 
 from __future__ import annotations
@@ -11,19 +15,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
 from typing import Any
 
 from ...asgi.scope import connection_facts
 from ...asgi.types import Receive, Scope, Send, lifespan
-from ..headers import EDGE_REPLACES, forwardable
-from ..hostnames import request_host
+from ..headers import EDGE_REPLACES, ORIGIN_ONLY, forwardable, forwarding_headers
 from ..observer import NO_OBSERVER, Observer
-from ..wire import Channel, FrameType, StreamReset
+from ..wire import FrameType, ProtocolError, StreamReset
+from .limits import InFlight, Limits, Refusal, visitor_key
 from .registry import LiveConnection, Registry
+from .relay import UploadEnd, pump_request, relay_response
 from .reports import PqReports
-from .responses import plain_text
+from .responses import failure_text, plain_text
 from .store import TunnelStore
+from .visitor_request import VisitorRequest, check_request
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.edge")
 
@@ -37,60 +44,70 @@ class EdgeApp:
         registry: Registry,
         observer: Observer = NO_OBSERVER,
         reports: PqReports | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.observer = observer
-        self.reports = reports if reports is not None else PqReports()
+        self.reports = reports if reports is not None else PqReports(store)
+        self.in_flight = InFlight(limits if limits is not None else Limits())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
             return
-        host = _host(scope)
+        request = check_request(scope)
+        if isinstance(request, Refusal):
+            await _refuse(scope, send, request)
+            return
+        host = request.host
         record = self.store.by_hostname(host) if host else None
         if record is None:
             await self._own_pages(scope, receive, send, host)
             return
         live = self.registry.pick(record.id)
         if live is None:
-            await plain_text(
-                send,
-                502,
-                (
-                    f"Tunnel {record.name} for {host} has no live connection to its connector. "
-                    "The connector may be stopped or still reconnecting; try again shortly."
-                ),
+            request_id = _request_id()
+            logger.warning(
+                "request %s: tunnel %s for %s has no live connection", request_id, record.name, host
             )
+            text = (
+                "This address has no live connection to its service right now; try again "
+                f"shortly (request id {request_id})."
+            )
+            await _refuse(scope, send, Refusal(502, text))
             return
-        if scope["type"] == "websocket":
-            await self._proxy_websocket(scope, receive, send, live)
-        else:
-            await self._proxy_http(scope, receive, send, live)
+        async with self.in_flight.slot(visitor_key(scope.get("client")), record.id) as refusal:
+            if refusal is not None:
+                await _refuse(scope, send, refusal)
+            elif scope["type"] == "websocket":
+                await self._proxy_websocket(scope, receive, send, live, request)
+            else:
+                await self._proxy_http(scope, receive, send, live, request)
 
     # ------------------------------------------------------------------ proxying
 
-    def _head(self, scope: Scope, live: LiveConnection) -> dict[str, Any]:
+    def _head(
+        self, scope: Scope, live: LiveConnection, request: VisitorRequest, request_id: str
+    ) -> dict[str, Any]:
         facts = connection_facts(scope)
         visitor = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
         headers = [[k, v] for k, v in forwardable(visitor, drop=EDGE_REPLACES)]
-        host = _host(scope)
         client = scope.get("client") or ("", 0)
+        server = scope.get("server") or ("", 0)
+        proto = "https" if scope.get("scheme") in ("https", "wss") else "http"
+        host = f"[{request.host}]" if ":" in request.host else request.host
+        headers.append(["host", host])
         headers += [
-            ["host", host],
-            ["x-forwarded-for", str(client[0])],
-            ["x-forwarded-proto", "https" if scope.get("scheme") in ("https", "wss") else "http"],
-            ["x-forwarded-host", host],
+            [k, v] for k, v in forwarding_headers(str(client[0]), request.host, proto, server[1])
         ]
-        path = scope.get("raw_path") or scope["path"].encode()
-        if scope.get("query_string"):
-            path += b"?" + scope["query_string"]
         return {
             "method": scope.get("method", "GET"),
-            "path": path.decode("latin-1"),
+            "path": request.path,
             "headers": headers,
             "websocket": scope["type"] == "websocket",
             "subprotocols": scope.get("subprotocols", []),
+            "request_id": request_id,
             "hops": [
                 {
                     "hop": "visitor-edge",
@@ -109,49 +126,69 @@ class EdgeApp:
         }
 
     async def _proxy_http(
-        self, scope: Scope, receive: Receive, send: Send, live: LiveConnection
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        live: LiveConnection,
+        request: VisitorRequest,
     ) -> None:
         started = time.monotonic()
+        request_id = _request_id()
         try:
             channel = live.connection.open_channel()
         except StreamReset as exc:
-            await plain_text(send, 502, f"tunnel connection lost: {exc}")
+            logger.warning("request %s: tunnel %s: %s", request_id, live.tunnel_name, exc)
+            await plain_text(send, 502, failure_text(502, request_id))
             return
         live.requests += 1
         live.in_flight += 1
         self.observer.request_started()
-        upload = asyncio.ensure_future(_pump_request(receive, channel))
+        idle = self.in_flight.limits.body_idle_timeout
+        upload = asyncio.ensure_future(pump_request(receive, channel, request.content_length, idle))
         status = 502
         response_started = False
         try:
-            await channel.send_json(FrameType.HEADERS, self._head(scope, live))
+            await channel.send_json(FrameType.HEADERS, self._head(scope, live, request, request_id))
             head = await channel.read_json(FrameType.HEADERS)
-            status = int(head["status"])
+            status = _status(head)
             await send(
                 {
                     "type": "http.response.start",
                     "status": status,
-                    "headers": [
-                        (k.encode("latin-1"), v.encode("latin-1"))
-                        for k, v in head.get("headers", [])
-                    ],
+                    "headers": _response_headers(head.get("headers", [])),
                 }
             )
             response_started = True
-            while (frame := await channel.read()) is not None:
-                if frame[0] == FrameType.DATA and frame[1]:
-                    await send({"type": "http.response.body", "body": frame[1], "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except StreamReset as exc:
+            if not await relay_response(channel, send, idle):
+                logger.info(
+                    "request %s: tunnel %s: response body idle for %.0fs, cancelled",
+                    request_id,
+                    live.tunnel_name,
+                    idle,
+                )
+        except (StreamReset, ProtocolError) as exc:
             if not response_started:
-                status = exc.code if isinstance(exc.code, int) and 400 <= exc.code < 600 else 502
-                await plain_text(send, status, f"The tunnel could not complete the request: {exc}")
+                status, text = _failure(exc, upload, request_id)
+                logger.warning(
+                    "request %s: tunnel %s: %s %s failed (%d): %s",
+                    request_id,
+                    live.tunnel_name,
+                    scope.get("method", "GET"),
+                    request.path[:200],
+                    status,
+                    exc,
+                )
+                await plain_text(send, status, text)
             else:
                 # A started response cannot change its status. Returning mid-body makes the
                 # server abort the visitor's response (HTTP/3: RESET_STREAM; HTTP/1.1: the
                 # connection closes), so a cut body is never taken for a complete one.
                 logger.warning(
-                    "tunnel %s: response aborted after the head: %s", live.tunnel_name, exc
+                    "request %s: tunnel %s: response aborted after the head: %s",
+                    request_id,
+                    live.tunnel_name,
+                    exc,
                 )
         finally:
             live.in_flight -= 1
@@ -160,23 +197,42 @@ class EdgeApp:
             self.observer.request_done(live.tunnel_id, status, time.monotonic() - started)
 
     async def _proxy_websocket(
-        self, scope: Scope, receive: Receive, send: Send, live: LiveConnection
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        live: LiveConnection,
+        request: VisitorRequest,
     ) -> None:
         connect = await receive()
         if connect["type"] != "websocket.connect":
             return
-        channel = live.connection.open_channel()
-        live.requests += 1
+        request_id = _request_id()
         try:
-            await channel.send_json(FrameType.HEADERS, self._head(scope, live))
-            head = await channel.read_json(FrameType.HEADERS)
+            channel = live.connection.open_channel()
         except StreamReset as exc:
-            logger.info("websocket through tunnel %s refused: %s", live.tunnel_name, exc)
+            logger.info("request %s: websocket via %s: %s", request_id, live.tunnel_name, exc)
             await send({"type": "websocket.close", "code": 1011})
             return
-        if int(head["status"]) != 101:
+        live.requests += 1
+        try:
+            await channel.send_json(FrameType.HEADERS, self._head(scope, live, request, request_id))
+            head = await channel.read_json(FrameType.HEADERS)
+            status = _status(head)
+        except (StreamReset, ProtocolError) as exc:
+            logger.info(
+                "request %s: websocket through tunnel %s refused: %s",
+                request_id,
+                live.tunnel_name,
+                exc,
+            )
+            await send({"type": "websocket.close", "code": 1011})
+            live.connection.forget(channel)
+            return
+        if status != 101:
             await send({"type": "websocket.close", "code": 1008})
             channel.reset()
+            live.connection.forget(channel)
             return
         await send({"type": "websocket.accept", "subprotocol": head.get("subprotocol")})
 
@@ -212,10 +268,19 @@ class EdgeApp:
             asyncio.ensure_future(origin_to_visitor()),
         ]
         try:
-            done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            for task in tasks:
+                if not task.cancelled() and task.exception() is not None:
+                    logger.info(
+                        "request %s: websocket via %s ended: %s",
+                        request_id,
+                        live.tunnel_name,
+                        task.exception(),
+                    )
             live.connection.forget(channel)
 
     # ------------------------------------------------------------------ edge's own pages
@@ -230,37 +295,52 @@ class EdgeApp:
         await plain_text(send, 404, f"No tunnel serves the host {host or '(none)'}.")
 
 
-async def _pump_request(receive: Receive, channel: Channel) -> None:
-    """Visitor's body into DATA frames; a visitor disconnect cancels the stream."""
-    try:
-        while True:
-            message = await receive()
-            if message["type"] == "http.request":
-                body = message.get("body", b"")
-                more = message.get("more_body", False)
-                if body:
-                    await channel.send_data(body, end=not more)
-                elif not more:
-                    await channel.end()
-                if not more:
-                    break
-            elif message["type"] == "http.disconnect":
-                channel.reset()
-                return
-        # Keep listening: a disconnect after the upload still cancels the request.
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                channel.reset()
-                return
-    except StreamReset:
+def _request_id() -> str:
+    """A short random id a visitor can quote and the edge's log line carries."""
+    return secrets.token_hex(6)
+
+
+def _status(head: dict[str, Any]) -> int:
+    """The response status a connector's head carries; ProtocolError if it is not one."""
+    status = head.get("status")
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise ProtocolError(f"bad status in the response head: {status!r}"[:200])
+    return status
+
+
+def _failure(exc: Exception, upload: asyncio.Future[UploadEnd], request_id: str) -> tuple[int, str]:
+    """The status and text a visitor gets for a request that failed before its response head:
+    its own body's fault (idle, or not its declared length), or the tunnel's, whose cause is
+    logged and never shown."""
+    if upload.done() and not upload.cancelled() and upload.exception() is None:
+        end = upload.result()
+        if end is UploadEnd.IDLE:
+            return 408, failure_text(408, request_id)
+        if end is UploadEnd.LENGTH:
+            return 400, "Bad request: the body does not match its Content-Length."
+    code = exc.code if isinstance(exc, StreamReset) else None
+    status = code if isinstance(code, int) and 400 <= code < 600 else 502
+    return status, failure_text(status, request_id)
+
+
+def _response_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    """The origin's response headers as the visitor gets them (:data:`ORIGIN_ONLY` and
+    hop-by-hop ones dropped); a pair that is not two latin-1 strings is dropped too."""
+    pairs = [(str(k), str(v)) for k, v in headers if isinstance(k, str) and isinstance(v, str)]
+    out = []
+    for k, v in forwardable(pairs, drop=ORIGIN_ONLY):
+        try:
+            out.append((k.encode("latin-1"), v.encode("latin-1")))
+        except UnicodeEncodeError:
+            logger.info("dropped response header %r: not latin-1", k[:100])
+    return out
+
+
+async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:
+    """Answer with the refusal's status and text (a WebSocket is closed before it opens, which
+    the server turns into a 403)."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
         return
-
-
-def _host(scope: Scope) -> str:
-    """The host the request names (see :func:`request_host`), else the address it reached."""
-    for key, value in scope.get("headers", []):
-        if key in (b"host", b":authority"):
-            return request_host(value.decode("latin-1"))
-    server = scope.get("server")
-    return str(server[0]) if server else ""
+    extra = [(b"retry-after", b"1")] if refusal.status in (429, 503) else []
+    await plain_text(send, refusal.status, refusal.text, extra)

@@ -4,6 +4,12 @@ A connector proves it holds the tunnel secret without sending it: the edge sends
 and the connector answers with an HMAC over the nonce and the connection's identity, keyed with
 a key derived from the secret (the edge stores only that derived key). Hostnames a connector
 claims must belong to its own tunnel; anything else is refused, logged, and nothing is routed.
+
+Until it has registered, a connection is a stranger's: it gets :data:`REGISTRATION_DEADLINE`
+from its first datagram, only the control stream, and strictly checked messages
+(:mod:`.hello`); any error closes the whole connection. A stranger is told the same thing
+whatever failed (:data:`AUTH_FAILED`); the reason goes to the edge's log, with every value the
+peer sent escaped and cut short (:mod:`..log_safe`).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from ...aioquic_binding.facade import peer_address, server_port
 from ...policy import Policy
 from ..credentials import verify_proof
 from ..hostnames import format_hostport
+from ..log_safe import shown, shown_host
 from ..observer import NO_OBSERVER, Observer
 from ..wire import (
     ALPN,
@@ -33,16 +40,29 @@ from ..wire import (
     PROTOCOL_VERSION,
     Channel,
     FrameType,
+    ProtocolError,
     StreamHandler,
     StreamReset,
     TunnelConnection,
+    decode_control,
 )
+from .hello import Malformed, canonical_uuid, parse_auth, parse_hello, parse_version
 from .registry import LiveConnection, Registry
 from .store import TunnelStore
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.edge")
 
-REGISTRATION_TIMEOUT = 10.0
+#: From a connector connection's first datagram to a finished registration, at most.
+REGISTRATION_DEADLINE = 10.0
+#: What a stranger is told, whatever the reason (the edge's log has the detail).
+AUTH_FAILED = (
+    "authentication failed: no such tunnel, or the wrong secret (the edge's log has the detail)"
+)
+MALFORMED = "registration refused: protocol error (the edge's log has the detail)"
+#: The key a proof for no tunnel is checked against, so that case costs what a wrong secret
+#: costs; random per process, so no proof ever matches it.
+_NO_TUNNEL_KEY = secrets.token_bytes(32)
+_NO_TUNNEL_ID = "00000000-0000-4000-8000-000000000000"
 
 
 @dataclass(eq=False)
@@ -58,7 +78,9 @@ class ConnectorListener:
     edge_id: str
     location: str
     observer: Observer = NO_OBSERVER
+    registration_deadline: float = REGISTRATION_DEADLINE
     _server: QuicServer | None = field(default=None, init=False, repr=False)
+    _accepting: bool = field(default=True, init=False, repr=False)
 
     async def start(
         self,
@@ -98,35 +120,55 @@ class ConnectorListener:
         if self._server is not None:
             self._server.close()
 
+    def stop_accepting(self) -> None:
+        """Refuse new connections from now on (the edge is stopping); live ones carry on."""
+        self._accepting = False
+
     def _make_handler(self, connection: TunnelConnection) -> StreamHandler:
-        control_claimed = False
+        if not self._accepting:
+            connection.refuse_soon("edge shutting down")
+        pending = _Pending(connection, self.registration_deadline)
 
         async def handle(channel: Channel) -> None:
-            nonlocal control_claimed
-            if not control_claimed and channel.stream_id == CONTROL_STREAM_ID:
-                control_claimed = True
-                await self._register(connection, channel)
-            else:
-                # Only the edge opens request streams; anything else is a protocol error.
+            if pending.registered:
+                # Only the edge opens request streams: a stream error, this stream only.
                 channel.reset()
+            elif pending.control_claimed or channel.stream_id != CONTROL_STREAM_ID:
+                # Before authentication nothing but the control stream is allowed at all.
+                self._drop(connection, f"opened stream {channel.stream_id} before registering")
+            else:
+                pending.control_claimed = True
+                await self._register(connection, channel, pending)
 
         return handle
 
-    async def _register(self, connection: TunnelConnection, channel: Channel) -> None:
+    def _drop(self, connection: TunnelConnection, detail: str) -> None:
+        """Close an unauthenticated connection that broke the protocol (no answer: the
+        peer did not follow it, and a stranger learns nothing from the close)."""
+        remote = _remote(connection)
+        logger.warning("refused connector from %s: %s", remote, detail)
+        self.observer.connector_refused(remote, detail)
+        if not connection.closed:
+            connection.close(error_code=ERROR_AUTH, reason_phrase=MALFORMED)
+
+    async def _register(
+        self, connection: TunnelConnection, channel: Channel, pending: _Pending
+    ) -> None:
         remote = _remote(connection)
         try:
-            hello = await asyncio.wait_for(
-                channel.read_json(FrameType.CONTROL), REGISTRATION_TIMEOUT
-            )
             live = await asyncio.wait_for(
-                self._authenticate(connection, channel, hello, remote), REGISTRATION_TIMEOUT
+                self._authenticate(connection, channel, remote), pending.remaining()
             )
-        except (asyncio.TimeoutError, StreamReset, ValueError, KeyError) as exc:
-            logger.warning("connector %s: registration failed: %s", remote, exc or "timeout")
-            connection.close(error_code=ERROR_AUTH, reason_phrase="registration failed")
+        except _Refused as refused:
+            await self._refuse(connection, channel, remote, refused)
             return
-        if live is None:
+        except asyncio.TimeoutError:
+            self._drop(connection, f"no registration within {self.registration_deadline:g}s")
             return
+        except (StreamReset, ProtocolError) as exc:
+            self._drop(connection, f"registration failed: {shown(str(exc), 200)}")
+            return
+        pending.done()
         self.registry.add(live)
         self.observer.connector_registered(live)
 
@@ -137,18 +179,23 @@ class ConnectorListener:
                 live.connector_id,
                 live.conn_index,
                 live.tunnel_name,
-                connection.close_reason,
+                shown(connection.close_reason, 200),
             )
             self.observer.connector_unregistered(live)
 
         connection.on_close.append(forget)
-        # The control stream stays open: the connector announces draining on it.
-        while True:
-            frame = await channel.read()
-            if frame is None:
-                return
+        # The control stream stays open: the connector announces draining on it. A message
+        # we cannot read is ignored (a stream error never takes the connection down).
+        while (frame := await channel.read()) is not None:
             kind, payload = frame
-            if kind == FrameType.CONTROL and b'"drain"' in payload:
+            if kind != FrameType.CONTROL:
+                continue
+            try:
+                message = decode_control(payload)
+            except ProtocolError as exc:
+                logger.debug("connection %s: ignored control message: %s", live.connector_id, exc)
+                continue
+            if message.get("type") == "drain" and not live.draining:
                 live.draining = True
                 logger.info(
                     "Connection %s connIndex=%d is draining (connector shutting down)",
@@ -157,56 +204,70 @@ class ConnectorListener:
                 )
 
     async def _authenticate(
-        self, connection: TunnelConnection, channel: Channel, hello: dict[str, Any], remote: str
-    ) -> LiveConnection | None:
-        if hello.get("type") != "hello":
-            raise ValueError("first control message is not hello")
-        tunnel_id = str(hello["tunnel_id"])
-        connector_id = str(hello["connector_id"])
-        conn_index = int(hello["conn_index"])
-        if int(hello.get("version", 0)) != PROTOCOL_VERSION:
-            return await self._refuse(
-                connection,
-                channel,
-                remote,
-                f"protocol version {hello.get('version')} not supported "
-                f"(edge speaks {PROTOCOL_VERSION})",
-            )
-        record = self.store.get(tunnel_id)
+        self, connection: TunnelConnection, channel: Channel, remote: str
+    ) -> LiveConnection:
+        """The registration exchange; raises :class:`_Refused` with what the peer may be told.
+
+        Whatever made authentication fail (no such tunnel, a tunnel name instead of its
+        UUID, a wrong proof), the peer gets the same answer after the same work: a challenge,
+        then a proof checked against the tunnel's key or, for no tunnel, a random one.
+        """
+        hello_message = await _read_control(channel, "hello")
+        try:
+            version = parse_version(hello_message)
+        except Malformed as exc:
+            raise _Refused(MALFORMED, str(exc)) from None
+        if version != PROTOCOL_VERSION:
+            reason = f"protocol version {version} not supported (edge speaks {PROTOCOL_VERSION})"
+            raise _Refused(reason, reason)
+        try:
+            hello = parse_hello(hello_message)
+        except Malformed as exc:
+            raise _Refused(MALFORMED, str(exc)) from None
         nonce = secrets.token_bytes(32)
-        # Always challenge, even for an unknown tunnel, so a prober learns nothing from timing.
         await channel.send_json(
             FrameType.CONTROL, {"type": "challenge", "nonce": base64.b64encode(nonce).decode()}
         )
-        answer = await channel.read_json(FrameType.CONTROL)
-        proof = base64.b64decode(answer.get("proof", ""))
+        try:
+            presented = parse_auth(await _read_control(channel, "auth"))
+        except Malformed as exc:
+            raise _Refused(MALFORMED, str(exc)) from None
+        tunnel_id = canonical_uuid(hello.tunnel_id)
+        record = self.store.by_id(tunnel_id) if tunnel_id else None
+        key = record.auth_key if record is not None else _NO_TUNNEL_KEY
+        proven = verify_proof(
+            key, nonce, tunnel_id or _NO_TUNNEL_ID, hello.connector_id, hello.conn_index, presented
+        )
+        if tunnel_id is None:
+            raise _Refused(AUTH_FAILED, f"tunnel_id {shown(hello.tunnel_id)} is not a UUID")
         if record is None:
-            return await self._refuse(connection, channel, remote, f"unknown tunnel {tunnel_id}")
-        if not verify_proof(record.auth_key, nonce, record.id, connector_id, conn_index, proof):
-            return await self._refuse(
-                connection, channel, remote, f"wrong secret for tunnel {record.name} ({record.id})"
-            )
-        for hostname in hello.get("hostnames", []) or []:
-            owner = self.store.by_hostname(hostname)
+            raise _Refused(AUTH_FAILED, f"unknown tunnel {tunnel_id}")
+        if not proven:
+            raise _Refused(AUTH_FAILED, f"wrong secret for tunnel {record.name} ({record.id})")
+        # Authenticated from here on: the connector may be told exactly what is wrong.
+        for hostname in hello.hostnames:
+            try:
+                owner = self.store.by_hostname(hostname)
+            except ValueError:
+                owner = None
             if owner is None or owner.id != record.id:
                 whose = f"tunnel {owner.name}" if owner else "no tunnel"
-                return await self._refuse(
-                    connection,
-                    channel,
-                    remote,
-                    f"tunnel {record.name} claims hostname {hostname}, which belongs to {whose}",
+                reason = (
+                    f"tunnel {record.name} claims hostname {shown_host(hostname)}, "
+                    f"which belongs to {whose}"
                 )
+                raise _Refused(reason, reason)
         group = negotiated_group(connection)
         live = LiveConnection(
             tunnel_id=record.id,
             tunnel_name=record.name,
-            connector_id=connector_id,
-            conn_index=conn_index,
+            connector_id=hello.connector_id,
+            conn_index=hello.conn_index,
             connection=connection,
             group=group.name if group else None,
             post_quantum=bool(group and group.post_quantum),
             remote=remote,
-            version=str(hello.get("software", "")),
+            version=hello.software,
         )
         await channel.send_json(
             FrameType.CONTROL,
@@ -220,8 +281,8 @@ class ConnectorListener:
         )
         logger.info(
             "Connection %s registered connIndex=%d tunnel=%s ip=%s group=%s%s",
-            connector_id,
-            conn_index,
+            hello.connector_id,
+            hello.conn_index,
             record.name,
             remote,
             live.group,
@@ -230,17 +291,74 @@ class ConnectorListener:
         return live
 
     async def _refuse(
-        self, connection: TunnelConnection, channel: Channel, remote: str, reason: str
-    ) -> LiveConnection | None:
-        logger.warning("refused connector from %s: %s", remote, reason)
-        self.observer.connector_refused(remote, reason)
+        self, connection: TunnelConnection, channel: Channel, remote: str, refused: _Refused
+    ) -> None:
+        """Log the detail, tell the peer only ``refused.public``, then close the connection."""
+        logger.warning("refused connector from %s: %s", remote, refused.detail)
+        self.observer.connector_refused(remote, refused.detail)
         try:
-            await channel.send_json(FrameType.CONTROL, {"type": "error", "reason": reason})
+            await channel.send_json(FrameType.CONTROL, {"type": "error", "reason": refused.public})
         except StreamReset:
             pass
         await asyncio.sleep(0.05)  # let the reason reach the connector before the close
-        connection.close(error_code=ERROR_AUTH, reason_phrase=reason[:200])
-        return None
+        if not connection.closed:
+            connection.close(error_code=ERROR_AUTH, reason_phrase=refused.public[:200])
+
+
+class _Refused(Exception):
+    """A refusal: ``public`` is what the peer is told, ``detail`` what the edge logs."""
+
+    def __init__(self, public: str, detail: str) -> None:
+        super().__init__(detail)
+        self.public = public
+        self.detail = detail
+
+
+class _Pending:
+    """A connector connection until it registers: it has ``deadline`` seconds
+    (:data:`REGISTRATION_DEADLINE`) from its first datagram; a peer that never sends
+    ``hello`` is closed, keepalives or not."""
+
+    def __init__(self, connection: TunnelConnection, deadline: float) -> None:
+        self.connection = connection
+        self.control_claimed = False
+        self.registered = False
+        loop = asyncio.get_running_loop()
+        self._seconds = deadline
+        self._deadline = loop.time() + deadline
+        self._timer = loop.call_at(self._deadline, self._expire)
+        connection.on_close.append(lambda _: self._timer.cancel())
+
+    def remaining(self) -> float:
+        return max(0.0, self._deadline - asyncio.get_running_loop().time())
+
+    def done(self) -> None:
+        self.registered = True
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        if self.registered or self.connection.closed:
+            return
+        logger.warning(
+            "refused connector from %s: no registration within %gs",
+            _remote(self.connection),
+            self._seconds,
+        )
+        self.connection.close(error_code=ERROR_AUTH, reason_phrase=MALFORMED)
+
+
+async def _read_control(channel: Channel, expected: str) -> dict[str, Any]:
+    """The next frame as a control message; anything else is a refusal (for the log)."""
+    frame = await channel.read()
+    if frame is None:
+        raise _Refused(MALFORMED, f"control stream ended before {expected!r}")
+    kind, payload = frame
+    if kind != FrameType.CONTROL:
+        raise _Refused(MALFORMED, f"expected a CONTROL frame ({expected!r}), got {kind.name}")
+    try:
+        return decode_control(payload)
+    except ProtocolError as exc:
+        raise _Refused(MALFORMED, f"{expected!r}: {exc}") from None
 
 
 def _remote(connection: TunnelConnection) -> str:

@@ -28,7 +28,8 @@ def live_file_path(store_path: Path) -> Path:
 
 
 class LiveFile(Observer):
-    """Rewrites the file (atomically) on every registration change; removed at edge stop."""
+    """Rewrites the file (atomically, mode 0600) on every registration change; removed at edge
+    stop."""
 
     def __init__(self, store_path: Path, registry: Registry) -> None:
         self.path = live_file_path(store_path)
@@ -38,8 +39,13 @@ class LiveFile(Observer):
         tunnels: dict[str, list[dict[str, Any]]] = {}
         for live in self.registry:
             tunnels.setdefault(live.tunnel_id, []).append(live.describe())
+        data = json.dumps({"updated": time.time(), "pid": os.getpid(), "tunnels": tunnels})
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"updated": time.time(), "pid": os.getpid(), "tunnels": tunnels}))
+        # It names tunnels, hostnames and connectors' addresses: as private as the store.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fd, 0o600)  # the umask can only remove bits; be exact anyway
+            fh.write(data.encode())
         os.replace(tmp, self.path)
 
     def clear(self) -> None:

@@ -1,16 +1,38 @@
-"""The two tiny ASGI helpers the edge's own answers share: a plain-text response and a bounded
-body read. The edge writes its own short answers (no tunnel for this host, the tunnel is down, a
-report was received) and must never read an unbounded body from a visitor.
+"""The edge's own short answers and the bounded body read they share.
+
+The edge writes its own answers (no tunnel for this host, the tunnel is down, a refused or
+failed request, a report was received) and must never read an unbounded body from a visitor.
+What went wrong inside the tunnel (an origin's address, a connector's reason) is for the logs:
+a visitor gets :func:`failure_text`, the same few words whatever the cause, and a request id
+that finds the detail in the edge's log.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ...asgi.types import Receive, Send
 
-__all__ = ["plain_text", "read_body"]
+__all__ = ["failure_text", "plain_text", "read_body"]
+
+#: What a visitor is told when a tunnelled request fails, by status; the cause is logged.
+_FAILURES = {
+    408: "The request body stopped arriving.",
+    502: "The service behind this address could not be reached.",
+    503: "The service behind this address is unavailable; try again shortly.",
+    504: "The service behind this address did not answer in time.",
+}
 
 
-async def plain_text(send: Send, status: int, text: str) -> None:
+def failure_text(status: int, request_id: str) -> str:
+    """The visitor's text for a tunnelled request that failed with ``status``."""
+    reason = _FAILURES.get(status, "The request could not be completed.")
+    return f"{reason} (request id {request_id})"
+
+
+async def plain_text(
+    send: Send, status: int, text: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
     """A complete ``text/plain`` response whose body is ``text`` and a newline."""
     body = (text + "\n").encode()
     await send(
@@ -20,6 +42,7 @@ async def plain_text(send: Send, status: int, text: str) -> None:
             "headers": [
                 (b"content-type", b"text/plain; charset=utf-8"),
                 (b"content-length", str(len(body)).encode()),
+                *headers,
             ],
         }
     )

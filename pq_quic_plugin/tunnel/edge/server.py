@@ -3,22 +3,34 @@
 Both listeners share one event loop so a visitor's request can be handed to a connector's
 connection without any inter-process hop. The public side is the hypercorn binding (HTTP/3 with
 ``--pq`` semantics, HTTP/1.1 and HTTP/2 over TCP with Alt-Svc).
+
+Stopping (docs/tunnel.md, "Shutdown and drain"): the first signal stops both listeners from
+accepting at once (the connector listener refuses new handshakes with "edge shutting down",
+hypercorn stops taking new visitors), lets requests in flight finish within ``grace-period``,
+then closes the connectors' connections with that reason; an idle edge is gone within a second.
+While running, the edge also watches the store so a tunnel deleted by ``pq-tunnel delete
+--force`` loses its live connections (closed with "tunnel deleted").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import socket
 from typing import TYPE_CHECKING
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 
 from ...hypercorn_binding import post_quantum
+from ..hostnames import HostPort
 from ..observer import NO_OBSERVER, Observer, Observers
+from ..wire import ERROR_AUTH
 from .app import EdgeApp
 from .connectors import ConnectorListener
+from .limits import Limits
 from .live_file import LiveFile
 from .registry import Registry
 from .store import TunnelStore
@@ -27,6 +39,15 @@ if TYPE_CHECKING:
     from ..config import EdgeConfig
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.edge")
+
+#: How often the edge looks for tunnels deleted from the store while connectors are live.
+DELETION_POLL = 1.0
+#: How often a stopping edge nudges hypercorn's HTTP/3 loop, which only checks whether it may
+#: stop when a datagram arrives (so an idle edge would otherwise wait out the grace period).
+WAKE_INTERVAL = 0.1
+#: The reason phrases connectors see (and log) when the edge closes their connections.
+REASON_SHUTDOWN = "edge shutting down"
+REASON_DELETED = "tunnel deleted"
 
 
 class Edge:
@@ -44,7 +65,7 @@ class Edge:
         self.registry = Registry()
         self.live_file = LiveFile(config.store, self.registry)
         observers = Observers(self.live_file, observer)
-        self.app = EdgeApp(self.store, self.registry, observers)
+        self.app = EdgeApp(self.store, self.registry, observers, limits=Limits.of(config.public))
         self.listener = ConnectorListener(
             self.store,
             self.registry,
@@ -79,7 +100,7 @@ class Edge:
                     "(grace period %.0fs); send again to exit now",
                     float(self.config.grace_period),
                 )
-                self._stop.set()
+                self.stop()
             else:
                 logger.warning("second signal: exiting now")
                 raise SystemExit(1)
@@ -115,6 +136,8 @@ class Edge:
             self.config.public.bind,
             self.config.public.pq,
         )
+        watcher = asyncio.ensure_future(self._watch_deletions())
+        waker = asyncio.ensure_future(self._wake_when_stopping())
         try:
             await hypercorn_serve(
                 self.app,  # type: ignore[arg-type]  # hypercorn's TypedDicts vs asgi.types
@@ -122,10 +145,60 @@ class Edge:
                 shutdown_trigger=self._stop.wait,
             )
         finally:
+            watcher.cancel()
+            waker.cancel()
+            await self._close_connectors()
             self.listener.close()
             self.live_file.clear()
         logger.info("edge stopped")
         return 0
+
+    async def _close_connectors(self) -> None:
+        """Visitors' requests are done (or the grace period is over): tell every connector why
+        its connection ends, so it logs that rather than a timeout, then let the close go out."""
+        lives = list(self.registry)
+        for live in lives:
+            if not live.connection.closed:
+                live.close(REASON_SHUTDOWN)
+        if lives:
+            await asyncio.sleep(0.05)
+
+    async def _wake_when_stopping(self) -> None:
+        """Once stopping, send hypercorn's UDP listener a one-byte datagram now and then (it is
+        not a QUIC packet and is dropped unread), so its loop sees the stop without waiting for
+        a visitor's datagram or the grace period."""
+        await self._stop.wait()
+        host, port = _wake_address(self.config.public.bind)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            while True:
+                with contextlib.suppress(OSError):
+                    sock.sendto(b"\0", (host, port))
+                await asyncio.sleep(WAKE_INTERVAL)
+
+    async def _watch_deletions(self) -> None:
+        """Close the live connections of a tunnel deleted from the store (``pq-tunnel delete
+        --force`` runs in another process; the store is the only thing both see)."""
+        while True:
+            await asyncio.sleep(DELETION_POLL)
+            for tunnel_id in {live.tunnel_id for live in self.registry}:
+                if self.store.get(tunnel_id) is not None:
+                    continue
+                for live in self.registry.connections(tunnel_id):
+                    if live.connection.closed:
+                        continue
+                    logger.warning(
+                        "tunnel %s (%s) was deleted: closing connection %s connIndex=%d",
+                        live.tunnel_name,
+                        tunnel_id,
+                        live.connector_id,
+                        live.conn_index,
+                    )
+                    # ERROR_AUTH: the tunnel's credentials no longer admit it; the connector
+                    # stops instead of retrying (docs/tunnel.md, "Retries").
+                    live.connection.close(error_code=ERROR_AUTH, reason_phrase=REASON_DELETED)
+                    live.connection.transmit()
 
     async def run(self) -> int:
         """:meth:`start` then :meth:`serve`, for an edge without operations."""
@@ -133,4 +206,16 @@ class Edge:
         return await self.serve()
 
     def stop(self) -> None:
+        """Stop accepting at once; :meth:`serve` returns once requests in flight are done."""
+        self.listener.stop_accepting()
         self._stop.set()
+
+
+def _wake_address(bind: HostPort) -> tuple[str, int]:
+    """Where a datagram reaches a listener bound to ``bind`` (a wildcard: through loopback)."""
+    host = bind.host
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    return host, bind.port

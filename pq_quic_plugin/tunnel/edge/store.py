@@ -9,15 +9,26 @@ for a readable error.
 
 Only the HKDF-derived auth key is stored, never the tunnel secret (see ``credentials.py``). The
 auth key still suffices to authenticate as the tunnel, so the database file (and SQLite's
-``-wal``/``-shm`` files, which inherit its mode) is created 0600.
+``-wal``/``-shm`` files, which inherit its mode) is created 0600 and a directory we create for
+it 0700, whatever the umask. A store found readable by others (say 0644, from a copy or an
+older release) is tightened to 0600 with a warning that its keys may have been read, rather
+than refused: the edge keeps serving, and the warning says what to do; one we cannot tighten
+(another user's file) is refused.
+
+The edge also keeps connectors' post-quantum failure reports here (``pq_reports``, the newest
+:data:`REPORTS_KEPT`), so an edge restart does not lose the evidence of a broken network.
 """
 
 from __future__ import annotations
 
+import builtins
+import json
+import logging
 import os
 import re
 import secrets
 import sqlite3
+import stat
 import threading
 import time
 import uuid
@@ -27,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import strict_json
 from ..credentials import SECRET_BYTES, derive_auth_key
 from ..hostnames import normalize_hostname, request_host
 
@@ -38,7 +50,11 @@ __all__ = [
     "TunnelConflictError",
 ]
 
+logger = logging.getLogger("pq_quic_plugin.tunnel.edge")
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: How many post-quantum failure reports the store keeps (older ones are deleted).
+REPORTS_KEPT = 200
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tunnels (
@@ -52,6 +68,11 @@ CREATE TABLE IF NOT EXISTS hostnames (
     tunnel_id TEXT NOT NULL REFERENCES tunnels(id) ON DELETE CASCADE
 );
 CREATE INDEX IF NOT EXISTS hostnames_by_tunnel ON hostnames(tunnel_id);
+CREATE TABLE IF NOT EXISTS pq_reports (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at REAL NOT NULL,
+    report      TEXT NOT NULL
+);
 """
 
 
@@ -87,10 +108,15 @@ class TunnelStore:
 
     def __init__(self, path: str | Path, *, timeout: float = 10.0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _private_directory(self.path.parent)
         # Create the file ourselves so it never exists with a wider mode than 0600.
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
+        try:
+            _tighten(fd, self.path)
+        finally:
+            os.close(fd)
+        for suffix in ("-wal", "-shm"):  # SQLite gives these the main file's mode, when new
+            _tighten_if_exists(Path(f"{self.path}{suffix}"))
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
             self.path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -233,6 +259,19 @@ class TunnelStore:
             record = self._record(db, self._require(db, tunnel_id))
         return record, secret
 
+    def by_id(self, tunnel_id: str) -> TunnelRecord | None:
+        """The tunnel with this UUID (any case), or ``None``; never looks names up, so what a
+        connector sends as its tunnel ID cannot be a name (nor probe for one)."""
+        try:
+            tid = str(uuid.UUID(tunnel_id))
+        except (ValueError, TypeError, AttributeError):
+            return None
+        with self._read() as db:
+            row = db.execute(
+                "SELECT id, name, created_at, auth_key FROM tunnels WHERE id = ?", (tid,)
+            ).fetchone()
+            return None if row is None else self._record(db, row)
+
     def get(self, id_or_name: str) -> TunnelRecord | None:
         """The tunnel with this UUID (any case) or exact name, or ``None``."""
         with self._read() as db:
@@ -269,6 +308,27 @@ class TunnelStore:
             ).fetchall()
             return [self._record(db, row) for row in rows]
 
+    def add_report(self, report: dict[str, object], keep: int = REPORTS_KEPT) -> None:
+        """Keep one post-quantum failure report (finite JSON only); the oldest beyond ``keep``
+        go."""
+        text = strict_json.dumps(report, separators=(",", ":"))
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO pq_reports (received_at, report) VALUES (?, ?)", (time.time(), text)
+            )
+            db.execute(
+                "DELETE FROM pq_reports WHERE id <= (SELECT MAX(id) FROM pq_reports) - ?",
+                (keep,),
+            )
+
+    def reports(self, count: int = REPORTS_KEPT) -> builtins.list[dict[str, object]]:
+        """The newest ``count`` reports, newest first."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT report FROM pq_reports ORDER BY id DESC LIMIT ?", (max(0, count),)
+            ).fetchall()
+        return [json.loads(text) for (text,) in rows]
+
     def delete(self, id_or_name: str) -> TunnelRecord:
         """Remove a tunnel and its hostnames; returns what was removed."""
         with self._write() as db:
@@ -291,6 +351,56 @@ class TunnelStore:
             row = self._require(db, id_or_name)
             db.execute("DELETE FROM hostnames WHERE hostname = ? AND tunnel_id = ?", (host, row[0]))
             return self._record(db, row)
+
+
+def _private_directory(directory: Path) -> None:
+    """Create ``directory`` (and missing parents) 0700, whatever the umask; an existing one is
+    left as it is (it may be shared, e.g. ``/var/lib``)."""
+    missing: list[Path] = []
+    for candidate in (directory, *directory.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    for new in reversed(missing):
+        try:
+            new.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # another process made it first
+        os.chmod(new, 0o700)  # the umask can only remove bits; be exact anyway
+
+
+def _tighten(fd: int, path: Path) -> None:
+    """Make the open store file 0600: say so if it was readable by others, refuse if we
+    cannot change it."""
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    if not mode & 0o077:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError as exc:
+        raise StoreError(
+            f"tunnel store {path} is readable by other users (mode {mode:04o}) and cannot be "
+            f"made private ({exc.strerror}); its keys let anyone act as its tunnels: "
+            f"chmod 600 {path} as its owner"
+        ) from None
+    logger.warning(
+        "tunnel store %s was readable by other users (mode %04o); changed it to 0600. Its "
+        "keys let anyone who read it act as its tunnels: if others could read it, re-create "
+        "those tunnels (pq-tunnel delete, then create)",
+        path,
+        mode,
+    )
+
+
+def _tighten_if_exists(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        _tighten(fd, path)
+    finally:
+        os.close(fd)
 
 
 def _is_uuid(text: str) -> bool:

@@ -3,21 +3,27 @@
 As in cloudflared, the connector and the edge each serve, on the address given by ``metrics``
 (default: a free port on 127.0.0.1, printed at start): ``/metrics`` (Prometheus text format),
 ``/ready`` (200 with JSON when at least one tunnel connection is registered, else 503; what
-orchestrators probe) and ``/healthcheck``. The edge adds its status page and one operator
-action. This is a separate tiny HTTP/1.1 server, never the public listener: nothing here is
-meant for visitors.
+orchestrators probe) and ``/healthcheck``. The edge adds its status page, the post-quantum
+failure reports (``/pq-report``) and one operator action. This is a separate tiny HTTP/1.1
+server, never the public listener: nothing here is meant for visitors.
+
+Its default address is loopback, which a browser on the same machine can still reach. So an
+action (a POST that changes state) must carry the header :data:`ACTION_HEADER`, which a web page
+cannot add to a cross-site request without a CORS preflight this server never grants, and is
+refused when the browser says it comes from another site (``Origin``, ``Sec-Fetch-Site``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import ipaddress
 import logging
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .. import strict_json
 from ..hostnames import HostPort
 from .metrics import Metrics
 from .status import render_status, status_data
@@ -27,6 +33,7 @@ if TYPE_CHECKING:
     from ..edge.server import Edge
 
 __all__ = [
+    "ACTION_HEADER",
     "OpsServer",
     "OpsResponse",
     "Route",
@@ -37,6 +44,8 @@ __all__ = [
 logger = logging.getLogger("pq_quic_plugin.tunnel")
 
 REQUEST_HEAD_TIMEOUT = 10.0
+#: An action needs this request header (any value): ``curl -X POST -H 'pq-tunnel-action: 1'``.
+ACTION_HEADER = "pq-tunnel-action"
 
 
 class OpsResponse(NamedTuple):
@@ -51,8 +60,10 @@ Route = Callable[[Mapping[str, str]], OpsResponse]
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
 
@@ -88,19 +99,34 @@ class OpsServer:
         port = self._server.sockets[0].getsockname()[1]
         self.address = HostPort(self.address.host, int(port))
         logger.info("Starting metrics server on %s/metrics", self.address)
+        if self.actions and not _is_loopback(self.address.host):
+            logger.warning(
+                "the operations address %s is not loopback: whoever reaches it sees the status "
+                "page and reports and may use %s (with the %s header)",
+                self.address,
+                ", ".join(self.actions),
+                ACTION_HEADER,
+            )
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
 
-    def answer(self, method: str, target: str) -> OpsResponse:
-        """The response to one request line (no I/O, so it is easy to test)."""
+    def answer(
+        self, method: str, target: str, headers: Mapping[str, str] | None = None
+    ) -> OpsResponse:
+        """The response to one request (no I/O, so it is easy to test); ``headers`` by
+        lower-case name."""
         path, _, query_text = target.partition("?")
         query = dict(p.split("=", 1) for p in query_text.split("&") if "=" in p)
         action = self.actions.get(path)
         if action is not None:
             if method != "POST":
                 return OpsResponse(405, "text/plain", b"POST only\n")
+            refusal = _cross_site(headers or {})
+            if refusal is not None:
+                logger.warning("refused operator action %s: %s", path, refusal)
+                return OpsResponse(403, "text/plain", f"{refusal}\n".encode())
             return action(query)
         route = self.routes.get(path)
         if route is None:
@@ -110,10 +136,20 @@ class OpsServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_HEAD_TIMEOUT)
-            line = request.split(b"\r\n", 1)[0].decode("latin-1").split()
+            first, *lines = request.decode("latin-1").split("\r\n")
+            line = first.split()
             method = line[0] if line else "GET"
             target = line[1] if len(line) > 1 else "/"
-            status, ctype, body = self.answer(method, target)
+            headers = {}
+            for header in lines:
+                name, sep, value = header.partition(":")
+                if sep:
+                    headers[name.strip().lower()] = value.strip()
+            try:
+                status, ctype, body = self.answer(method, target, headers)
+            except ValueError as exc:  # e.g. a value JSON cannot carry: an error, not a crash
+                logger.error("operations request %s failed: %s", target[:100], exc)
+                status, ctype, body = 500, "text/plain", b"internal error\n"
             writer.write(
                 f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
@@ -132,7 +168,29 @@ class OpsServer:
 
 
 def _json(status: int, data: Any) -> OpsResponse:
-    return OpsResponse(status, "application/json", json.dumps(data).encode())
+    """Strict JSON: a value JSON cannot carry (NaN) raises instead of breaking a client."""
+    return OpsResponse(status, "application/json", strict_json.dumps(data).encode())
+
+
+def _cross_site(headers: Mapping[str, str]) -> str | None:
+    """Why an action request may come from a web page (a cross-site request forgery), or
+    ``None`` for a request from a tool such as curl."""
+    site = headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return f"cross-site request (Sec-Fetch-Site: {site[:40]})"
+    origin = headers.get("origin")
+    if origin is not None and origin != f"http://{headers.get('host', '')}":
+        return f"request from another origin ({origin[:100]})"
+    if not headers.get(ACTION_HEADER):
+        return f"an operator action needs the header {ACTION_HEADER} (e.g. -H '{ACTION_HEADER}: 1')"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _ready(count: int, **identity: str) -> OpsResponse:
@@ -183,6 +241,9 @@ async def serve_edge_operations(edge: Edge, metrics: Metrics, address: HostPort)
     def status_json(query: Mapping[str, str]) -> OpsResponse:
         return _json(200, status_data(edge, metrics))
 
+    def reports(query: Mapping[str, str]) -> OpsResponse:
+        return _json(200, edge.app.reports.latest(200))
+
     def close_connection(query: Mapping[str, str]) -> OpsResponse:
         """Drop one tunnel connection, e.g. to move a connector to another edge; the connector
         reconnects with backoff."""
@@ -211,6 +272,7 @@ async def serve_edge_operations(edge: Edge, metrics: Metrics, address: HostPort)
             "/": status_page,
             "/status": status_page,
             "/status.json": status_json,
+            "/pq-report": reports,
         },
         actions={"/debug/close-connection": close_connection},
     )

@@ -8,25 +8,36 @@
 
 Bodies stream both ways and nothing holds a whole body. Every failure to reach the origin or to
 get a well-formed response head raises :class:`OriginError` with the status the visitor should
-get (502, or 504 for timeouts) and a plain reason naming the origin URL.
+get (502, 504 for timeouts, 400 for a request that cannot be sent as it is) and a plain reason
+naming the origin URL, for the log (:attr:`OriginError.public` is what a visitor may read).
+Framing is checked on the way for every protocol (:mod:`.framing`): the request's headers and
+body length before they are sent, the response's body against its head.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from ...policy import Policy
 from ..config import Service, parse_service
 from ..config.ingress import check_origin_protocol
+from .framing import FramedBody, LengthChecked
 from .h1 import H1Client
 from .h3 import H3Client
 from .https import HttpsClient
 from .request import OriginError, OriginRequest, OriginResponse, PeekedBody
 from .tls import TLSConnector
-from .websocket import OriginWebSocket, open_websocket
+from .websocket import MAX_MESSAGE, OriginWebSocket, open_websocket
 
 __all__ = ["OriginClient", "origin_service"]
+
+
+async def _chunks(body: AsyncIterator[bytes] | None) -> AsyncIterator[bytes]:
+    """The request body's chunks (none when there is no body)."""
+    if body is not None:
+        async for chunk in body:
+            yield chunk
 
 
 @functools.lru_cache(maxsize=256)
@@ -103,15 +114,28 @@ class OriginClient:
             check_origin_protocol(request.protocol, service)
         except ValueError as exc:
             raise OriginError(502, f"origin {service.text}: origin-protocol: {exc}") from None
-        body = await PeekedBody.of(request.body)
+        body = await PeekedBody.of(LengthChecked(_chunks(request.body), request.body_length))
         if service.kind == "http":
-            return await self._h1.request(service, request, body)
-        if request.protocol == "http3":
-            return await self._h3.request(service, request, body)
-        return await self._https.request(service, request, body)
+            response = await self._h1.request(service, request, body)
+        elif request.protocol == "http3":
+            response = await self._h3.request(service, request, body)
+        else:
+            response = await self._https.request(service, request, body)
+        # Every protocol's response leaves through here: one framing rule for all of them.
+        try:
+            response.body = FramedBody(
+                response.body, request.method, response.status, response.headers, service
+            )
+        except OriginError:
+            await response.aclose()
+            raise
+        return response
 
     async def websocket(
-        self, request: OriginRequest, subprotocols: Sequence[str] = ()
+        self,
+        request: OriginRequest,
+        subprotocols: Sequence[str] = (),
+        max_message: int = MAX_MESSAGE,
     ) -> OriginWebSocket:
         """Open a WebSocket to the origin over HTTP/1.1 (wsproto).
 
@@ -123,7 +147,10 @@ class OriginClient:
 
         Returns an :class:`OriginWebSocket` whose ``status`` is 101 when accepted or the
         origin's refusal status. Raises :class:`OriginError` when the origin cannot be
-        reached or gives no valid handshake answer.
+        reached or gives no valid handshake answer. A message from the origin over
+        ``max_message`` bytes closes the WebSocket with 1009 ("message too big").
         """
         service = origin_service(request.service)
-        return await open_websocket(service, request, subprotocols, self.connect_timeout, self._tls)
+        return await open_websocket(
+            service, request, subprotocols, self.connect_timeout, self._tls, max_message
+        )

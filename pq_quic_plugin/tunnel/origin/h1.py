@@ -24,15 +24,9 @@ import h11
 from ..config import Service
 from ..headers import find, forwardable
 from ..hostnames import format_hostport
-from .request import (
-    OriginError,
-    OriginHop,
-    OriginRequest,
-    OriginResponse,
-    PeekedBody,
-    plain,
-    retrieve,
-)
+from .errors import OriginError, plain
+from .framing import latin1, wire_headers
+from .request import OriginHop, OriginRequest, OriginResponse, PeekedBody, retrieve
 
 __all__ = [
     "H1Client",
@@ -456,7 +450,11 @@ def _wire_request(
         elif request.method.upper() in BODY_METHODS:
             out.append(("content-length", "0"))
     try:
-        return h11.Request(method=request.method, target=request.target(service), headers=out)
+        return h11.Request(
+            method=latin1(request.method, "method"),
+            target=latin1(request.target(service), "path"),
+            headers=wire_headers(out, lower=False),
+        )
     except h11.LocalProtocolError as exc:
         raise OriginError(
             502, f"origin {service.text}: cannot send this request over HTTP/1.1: {exc}"

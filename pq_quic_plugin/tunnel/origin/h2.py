@@ -8,6 +8,15 @@ visitor down. The connection's own window is large (:data:`CONNECTION_WINDOW`) s
 readers do not stall the other streams. Cancelling a request resets its stream (RST_STREAM
 CANCEL); the connection stays up for the others. This module is the connection; one request's
 life on it is :mod:`.h2_request`.
+
+A response whose body breaks its framing costs that one stream, not the connection: the ``h2``
+library treats a body that does not match ``Content-Length`` as an error of the whole
+connection (it sends GOAWAY and every other request on it fails), including the empty final
+DATA frame that servers send after a ``304`` that states the length of the resource. So frames
+are handed to ``h2`` one at a time, and each DATA frame is first checked against the stream's
+:class:`~pq_quic_plugin.message_framing.BodyFraming`: a response that has no body (``HEAD``,
+``204``, ``304``) is complete with its head, and a body that breaks its length resets its
+stream (PROTOCOL_ERROR); either way the frame's bytes are given back to the connection window.
 """
 
 from __future__ import annotations
@@ -26,10 +35,12 @@ import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 
+from ...message_framing import BodyFraming
 from ..config import Service
 from ..headers import forwardable
+from .errors import OriginError, plain
 from .h1 import READ_CHUNK
-from .request import OriginError, OriginHop, PeekedBody, plain
+from .request import OriginHop, PeekedBody
 
 __all__ = [
     "CONNECTION_WINDOW",
@@ -66,8 +77,9 @@ class StreamRefused(Exception):
 class OriginStream:
     """One request's stream: its response head, the unread response data, and what ended it."""
 
-    def __init__(self, stream_id: int) -> None:
+    def __init__(self, stream_id: int, method: bytes = b"GET") -> None:
         self.id = stream_id
+        self.framing = BodyFraming(method)
         self.status = 0
         self.headers: list[tuple[str, str]] = []
         self.data: deque[tuple[bytes, int]] = deque()  # (data, flow-controlled length)
@@ -120,6 +132,7 @@ class H2Session:
         self.idle_since = time.monotonic()
         self._capacity = asyncio.Event()  # a stream slot or send window may have opened
         self._reading: asyncio.Task[None] | None = None
+        self._inbox = bytearray()  # received bytes not yet split into frames
 
     # ------------------------------------------------------------------ the connection
 
@@ -162,8 +175,7 @@ class H2Session:
                 data = await self.reader.read(READ_CHUNK)
                 if not data:
                     break
-                for event in self.conn.receive_data(data):
-                    self._dispatch(event)
+                self._receive(data)
                 self._flush()
         except h2.exceptions.ProtocolError as exc:
             reason = f"HTTP/2 protocol error: {exc}"
@@ -176,6 +188,51 @@ class H2Session:
             raise
         finally:
             self._lost(reason)
+
+    def _receive(self, data: bytes) -> None:
+        """Hand complete frames to ``h2`` one by one, each after the events of those before it
+        are dispatched (a DATA frame is judged by the head its stream got)."""
+        inbox = self._inbox
+        inbox += data
+        offset = 0
+        while len(inbox) - offset >= 9:
+            length = int.from_bytes(inbox[offset : offset + 3], "big")
+            end = offset + 9 + length
+            if end > len(inbox):
+                break
+            frame = bytes(inbox[offset:end])
+            offset = end
+            if frame[3] == 0 and self._judged(frame, length):  # DATA
+                continue
+            for event in self.conn.receive_data(frame):
+                self._dispatch(event)
+        del inbox[:offset]
+
+    def _judged(self, frame: bytes, length: int) -> bool:
+        """Whether a DATA frame was handled here rather than by ``h2``: the end of a response
+        that has no body, or a body that breaks its length (its stream is reset)."""
+        stream = self.streams.get(int.from_bytes(frame[5:9], "big") & 0x7FFFFFFF)
+        if stream is None or stream.closed_by_us or stream.status == 0 or stream.ended:
+            return False
+        flags = frame[4]
+        padding = frame[9] + 1 if flags & 0x8 and length else 0
+        framing = stream.framing
+        broken = framing.data(max(0, length - padding))
+        if broken is None and flags & 0x1:
+            broken = framing.end()
+        if broken is None and framing.expected != 0:
+            return False  # a well-framed body: h2 takes it (and checks it too)
+        with contextlib.suppress(h2.exceptions.ProtocolError, KeyError):
+            if length:
+                self.conn.increment_flow_control_window(length)  # the bytes h2 never saw
+            if broken is not None:
+                stream.error = f"malformed response: {broken}"
+                self.conn.reset_stream(stream.id, ErrorCodes.PROTOCOL_ERROR)
+            elif flags & 0x1:
+                stream.ended = True  # complete with its head
+                self.conn.reset_stream(stream.id, ErrorCodes.NO_ERROR)
+        stream.wake()
+        return True
 
     def _lost(self, reason: str) -> None:
         """The connection is gone: every stream still open fails with ``reason``."""
@@ -200,6 +257,12 @@ class H2Session:
                 if name == ":status":
                     stream.status = int(value)
             stream.headers = forwardable(headers)  # drops pseudo-headers and hop-by-hop ones
+            lengths = [v for k, v in headers if k == "content-length"]
+            broken = stream.framing.head(stream.status, lengths)
+            if broken is not None:
+                stream.status, stream.error = 0, f"malformed response head: {broken}"
+                with contextlib.suppress(h2.exceptions.ProtocolError, KeyError):
+                    self.conn.reset_stream(stream.id, ErrorCodes.PROTOCOL_ERROR)
             stream.wake()
         elif isinstance(event, h2.events.DataReceived):
             if stream is None or stream.closed_by_us:
@@ -264,7 +327,7 @@ class H2Session:
         except h2.exceptions.NoAvailableStreamIDError:
             self.draining = True  # used up: the next request opens a new connection
             raise StreamRefused("no stream IDs left on this connection") from None
-        stream = OriginStream(stream_id)
+        stream = OriginStream(stream_id, dict(headers).get(b":method", b"GET"))
         try:
             self.conn.send_headers(stream_id, headers, end_stream=end)
         except h2.exceptions.ProtocolError as exc:

@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ..config import Service
+from .errors import OriginError
+from .framing import latin1, wire_headers
 from .h2 import H2Session, OriginStream, StreamGone, StreamRefused
-from .request import OriginError, OriginRequest, OriginResponse, PeekedBody
+from .request import OriginRequest, OriginResponse, PeekedBody
 from .request import retrieve as _retrieve
 
 __all__ = ["H2Body", "send_request"]
@@ -31,14 +33,11 @@ async def send_request(
     out = request.headers_to_send(session.hop, service)
     authority = next((v for k, v in out if k.lower() == "host"), service.host)
     headers = [
-        (b":method", request.method.encode("latin-1", "replace")),
+        (b":method", latin1(request.method, "method")),
         (b":scheme", b"https"),
-        (b":authority", authority.encode("latin-1", "replace")),
-        (b":path", request.target(service).encode("latin-1", "replace")),
-    ] + [
-        (k.strip().lower().encode("latin-1", "replace"), v.encode("latin-1", "replace"))
-        for k, v in out
-        if k.lower() != "host"
+        (b":authority", latin1(authority.strip(), "host")),
+        (b":path", latin1(request.target(service), "path")),
+        *wire_headers([(k, v) for k, v in out if k.lower() != "host"], lower=True),
     ]
     stream = await session.open_stream(headers, body.empty, request.timeout)
     return await _StreamExchange(session, stream, request).run(body)

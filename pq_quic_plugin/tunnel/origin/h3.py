@@ -21,7 +21,9 @@ from ...http3 import HTTP3Error, HTTP3Session, client_configuration, open_sessio
 from ..config import Service
 from ..headers import forwardable
 from ..hostnames import format_hostport
-from .request import OriginError, OriginHop, OriginRequest, OriginResponse, PeekedBody, plain
+from .errors import OriginError, plain
+from .framing import wire_headers
+from .request import OriginHop, OriginRequest, OriginResponse, PeekedBody
 
 __all__ = ["H3Client"]
 
@@ -151,10 +153,7 @@ class H3Client:
         for attempt in (1, 2):
             session = await self._session(service, request)
             hop = OriginHop.over("quic", session.group, http_version="3")
-            h3_headers = [
-                (k.strip().lower().encode("latin-1", "replace"), v.encode("latin-1", "replace"))
-                for k, v in request.headers_to_send(hop, service)
-            ]
+            h3_headers = wire_headers(request.headers_to_send(hop, service), lower=True)
             send_body = None if body.empty else body.chunks()
             try:
                 response = await session.open_stream(

@@ -17,6 +17,8 @@ from ...groups.base import Group
 from ..config import Service
 from ..headers import find, forwardable
 from ..hostnames import format_hostport
+from .errors import OriginError
+from .framing import body_length, without_stale_length
 
 __all__ = [
     "HOP_NAME",
@@ -29,19 +31,6 @@ __all__ = [
 ]
 
 HOP_NAME = "connector-origin"
-
-
-class OriginError(Exception):
-    """The origin could not be reached or answered badly.
-
-    ``status`` is what the visitor gets (502, or 504 for a timeout); ``reason`` is a plain
-    sentence that names the origin URL.
-    """
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -137,9 +126,17 @@ class OriginRequest:
         return list(self.headers)
 
     def headers_to_send(self, hop: OriginHop, service: Service) -> list[tuple[str, str]]:
-        """:meth:`headers_with` as HTTP/1.1 and HTTP/3 send them: without hop-by-hop headers,
-        with the ``Host`` that :func:`with_host` picks."""
-        return with_host(forwardable(self.headers_with(hop)), self.host_header, service)
+        """:meth:`headers_with` as every protocol sends them: without hop-by-hop headers, with
+        at most one ``Content-Length`` and none when ``Transfer-Encoding`` framed the body
+        (:func:`~.framing.without_stale_length`), with the ``Host`` that :func:`with_host`
+        picks."""
+        out = without_stale_length(self.body_length, forwardable(self.headers_with(hop)))
+        return with_host(out, self.host_header, service)
+
+    @property
+    def body_length(self) -> int | None:
+        """The body's declared length (None: it ends with the stream), from ``headers``."""
+        return body_length(self.headers)
 
     def target(self, service: Service) -> str:
         """The path to ask the origin for: the service's base path, then the visitor's."""
@@ -187,13 +184,6 @@ def with_host(
     if find(headers, "host") is None:
         return [("host", format_hostport(service.host, service.port)), *headers]
     return headers
-
-
-def plain(exc: BaseException) -> str:
-    """An exception as the tail of a sentence: ``connection refused``, not ``[Errno 111] ...``."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower() if exc.strerror[:1].isupper() else exc.strerror
-    return str(exc) or type(exc).__name__
 
 
 class PeekedBody:

@@ -18,8 +18,9 @@ from ... import negotiated_group, ssl_context
 from ...policy import Policy
 from ..config import Service
 from ..hostnames import format_hostport
+from .errors import OriginError, plain
 from .h1 import READ_CHUNK, tcp_socket
-from .request import OriginError, OriginHop, OriginRequest, plain
+from .request import OriginHop, OriginRequest
 
 __all__ = ["ALPN_FOR", "TLSConnector", "TLSStream", "handshake_failure", "tls_hop"]
 

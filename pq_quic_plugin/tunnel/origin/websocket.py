@@ -30,8 +30,10 @@ from wsproto.events import (
 from ..config import Service
 from ..headers import find, forwardable
 from ..hostnames import format_hostport
+from .errors import OriginError, plain
+from .framing import wire_headers
 from .h1 import PLAIN_HOP, READ_CHUNK, open_tcp
-from .request import OriginError, OriginHop, OriginRequest, plain
+from .request import OriginHop, OriginRequest
 from .tls import ALPN_FOR, TLSConnector
 
 __all__ = ["OriginWebSocket", "WEBSOCKET_OWN", "open_websocket"]
@@ -51,6 +53,11 @@ WEBSOCKET_OWN = frozenset(
 )
 #: The most of a refusal's body that is kept.
 REFUSAL_BODY = 65536
+#: The default largest message (bytes; text counted as UTF-8) taken from the origin. A larger
+#: one closes the WebSocket with 1009 "message too big" instead of being buffered whole.
+MAX_MESSAGE = 1 << 20
+#: WebSocket close code for a message over the limit (RFC 6455 7.4.1).
+MESSAGE_TOO_BIG = 1009
 
 
 async def open_websocket(
@@ -59,6 +66,7 @@ async def open_websocket(
     subprotocols: Sequence[str],
     connect_timeout: float,
     tls: TLSConnector,
+    max_message: int = MAX_MESSAGE,
 ) -> OriginWebSocket:
     """Connect and run the opening handshake; see :meth:`OriginClient.websocket`."""
     if service.kind == "https":
@@ -72,17 +80,20 @@ async def open_websocket(
     host = (
         request.host_header or find(chosen, "host") or format_hostport(service.host, service.port)
     )
-    extra = [
-        (k.encode("latin-1", "replace"), v.encode("latin-1", "replace"))
-        for k, v in forwardable(chosen, drop=WEBSOCKET_OWN)
-    ]
+    try:
+        extra = wire_headers(forwardable(chosen, drop=WEBSOCKET_OWN), lower=False)
+    except OriginError:
+        writer.close()
+        raise
     opening = Request(
         host=host,
         target=request.target(service),
         subprotocols=list(subprotocols),
         extra_headers=extra,
     )
-    origin = OriginWebSocket(WSConnection(ConnectionType.CLIENT), reader, writer, hop, service)
+    origin = OriginWebSocket(
+        WSConnection(ConnectionType.CLIENT), reader, writer, hop, service, max_message
+    )
     await origin.open(opening, request.timeout)
     return origin
 
@@ -93,8 +104,10 @@ class OriginWebSocket:
     ``receive()`` returns ``str`` or ``bytes`` messages and ``None`` once the connection is
     closed (then ``close_code``/``close_reason`` say how; 1006 when it just dropped). At most
     :attr:`QUEUE` messages wait unread: after that the socket is not read, so a slow consumer
-    slows the origin down instead of filling memory. Messages sent after the close are
-    dropped. Pings are answered automatically.
+    slows the origin down instead of filling memory. A message from the origin larger than
+    ``max_message`` bytes is not buffered: the WebSocket is closed with 1009 ("message too
+    big", also the ``close_code`` the reader sees). Messages sent after the close are dropped.
+    Pings are answered automatically.
     """
 
     QUEUE = 16
@@ -106,8 +119,11 @@ class OriginWebSocket:
         writer: asyncio.StreamWriter,
         hop: OriginHop,
         service: Service,
+        max_message: int = MAX_MESSAGE,
     ) -> None:
         self._ws, self._reader, self._writer = ws, reader, writer
+        self.max_message = max_message
+        self._size = 0  # bytes of the message being assembled
         self._service = service
         self.hop = hop
         self.status = 0
@@ -190,6 +206,16 @@ class OriginWebSocket:
         self._pump = asyncio.ensure_future(self._read_loop())
 
     async def _handle(self, event: Any) -> None:
+        if self._closed.is_set():
+            return
+        if isinstance(event, (TextMessage, BytesMessage)):
+            data = event.data
+            self._size += len(data.encode()) if isinstance(data, str) else len(data)
+            if self._size > self.max_message:
+                self._too_big()
+                return
+            if event.message_finished:
+                self._size = 0
         if isinstance(event, TextMessage):
             self._text.append(event.data)
             if event.message_finished:
@@ -208,6 +234,18 @@ class OriginWebSocket:
             if self._ws.state is ConnectionState.REMOTE_CLOSING:
                 self._write(self._ws.send(event.response()))
             self._closed.set()
+
+    def _too_big(self) -> None:
+        """Drop the message being assembled and close with 1009 (the origin and the reader)."""
+        self._text.clear()
+        self._bytes.clear()
+        reason = f"message too big (over {self.max_message} bytes)"
+        logger.info("origin %s: WebSocket closed: %s", self._service.text, reason)
+        if self._ws.state is ConnectionState.OPEN:
+            self._write(self._ws.send(CloseConnection(code=MESSAGE_TOO_BIG, reason=reason)))
+        if self.close_code is None:
+            self.close_code, self.close_reason = MESSAGE_TOO_BIG, reason
+        self._closed.set()
 
     async def _read_loop(self) -> None:
         try:
@@ -236,11 +274,10 @@ class OriginWebSocket:
         self._finished = True
         with contextlib.suppress(Exception):
             self._writer.close()
-        try:
+        # The reader gets None after the queued messages (from the queue, or, when the queue
+        # is full, from ``receive`` once it is empty: no task left waiting to put it).
+        with contextlib.suppress(asyncio.QueueFull):
             self._queue.put_nowait(None)
-        except asyncio.QueueFull:
-            # The reader is behind; it gets None after the queued messages.
-            asyncio.ensure_future(self._queue.put(None))
 
     def _write(self, data: bytes) -> None:
         if not self._writer.is_closing():
@@ -264,7 +301,8 @@ class OriginWebSocket:
 
     async def receive(self) -> str | bytes | None:
         """The next message, or None once the WebSocket is closed."""
-        if self._eof:
+        if self._eof or (self._finished and self._queue.empty()):
+            self._eof = True
             return None
         message = await self._queue.get()
         if message is None:

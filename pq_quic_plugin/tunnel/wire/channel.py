@@ -46,6 +46,7 @@ class Channel:
         self._frames: asyncio.Queue[tuple[FrameType, bytes] | None] = asyncio.Queue()
         self._error: StreamReset | None = None
         self._ended = False
+        self._eof = False  # the peer's FIN arrived after whole frames: the body is complete
 
     # -- receiving (called by the connection)
     def release_credit(self) -> None:
@@ -65,6 +66,7 @@ class Channel:
             if self._parser.pending:
                 self.fail(StreamReset("stream ended inside a frame"))
             else:
+                self._eof = True
                 self._frames.put_nowait(None)
 
     def fail(self, error: StreamReset) -> None:
@@ -75,11 +77,13 @@ class Channel:
     # -- reading
     async def read(self) -> tuple[FrameType, bytes] | None:
         """The next frame, or None at the end of the stream; raises StreamReset if cancelled."""
-        if self._error is not None and self._frames.empty():
+        if self._error is not None and self._frames.empty() and not self._eof:
             raise self._error
         frame = await self._frames.get()
         if frame is None:
-            if self._error is not None:
+            # A body that arrived whole stays whole: the connection closing after the peer's
+            # FIN (a connector draining) must not turn a complete response into an error.
+            if self._error is not None and not self._eof:
                 raise self._error
             self._frames.put_nowait(None)  # keep returning None
             return None
@@ -172,6 +176,10 @@ class TunnelConnection(QuicConnectionProtocol):
         self.channels: dict[int, Channel] = {}
         self.closed = False
         self.close_reason = ""
+        #: The CONNECTION_CLOSE's error code (transport or application), None while open.
+        self.close_code: int | None = None
+        self.handshake_done = False
+        self._refusal: str | None = None  # see refuse_soon
         self.closed_event = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self.on_close: list[Callable[[TunnelConnection], None]] = []
@@ -181,6 +189,32 @@ class TunnelConnection(QuicConnectionProtocol):
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
         super().datagram_received(data, addr)
         self.progress.notify()
+
+    def error_received(self, exc: Exception) -> None:
+        """The socket reported an error (on a connected socket: ICMP port unreachable when
+        nothing listens on the peer's port). Waiting for the idle timeout would only delay
+        the same outcome, so close now and say why."""
+        if self.closed:
+            return
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if isinstance(exc, ConnectionRefusedError):
+            reason = "UDP unreachable (ICMP port unreachable: nothing listens there)"
+        self.close(error_code=0x0, reason_phrase=reason)
+
+    def refuse_soon(self, reason: str) -> None:
+        """Close this new connection with ``reason`` as soon as the peer can read it.
+
+        A CONNECTION_CLOSE sent before the handshake ends goes out under the newest keys the
+        server has (1-RTT) which the client cannot read yet, so it would just see a timeout;
+        closing at the end of the handshake lets it log the reason instead.
+        """
+        self._refusal = reason
+        if self.handshake_done:
+            self._refuse()
+
+    def _refuse(self) -> None:
+        if self._refusal is not None and not self.closed:
+            self.close(error_code=0x2, reason_phrase=self._refusal)  # CONNECTION_REFUSED
 
     def open_channel(self) -> Channel:
         if self.closed:
@@ -208,8 +242,12 @@ class TunnelConnection(QuicConnectionProtocol):
             channel = self.channels.get(event.stream_id)
             if channel is not None:
                 channel.fail(StreamReset("peer stopped reading", event.error_code))
+        elif isinstance(event, events.HandshakeCompleted):
+            self.handshake_done = True
+            self._refuse()
         elif isinstance(event, events.ConnectionTerminated):
             self.closed = True
+            self.close_code = event.error_code
             self.close_reason = event.reason_phrase or f"error 0x{event.error_code:X}"
             for channel in self.channels.values():
                 channel.fail(StreamReset(f"tunnel connection closed: {self.close_reason}"))

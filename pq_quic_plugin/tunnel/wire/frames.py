@@ -15,11 +15,15 @@ from typing import Any
 from aioquic.buffer import Buffer, BufferReadError, encode_uint_var
 
 from ...asgi.types import HOPS_HEADER  # noqa: F401 - part of the wire format
+from .. import strict_json
 
 ALPN = "pq-tunnel/1"
 PROTOCOL_VERSION = 1
 CONTROL_STREAM_ID = 0  # the connector's first bidirectional stream
 MAX_FRAME = 1 << 20
+#: A CONTROL message is a few hundred bytes (a hello with many hostnames a few KiB); a bigger
+#: one is refused as soon as its length is read, before any of it is buffered.
+MAX_CONTROL = 64 * 1024
 DATA_CHUNK = 64 * 1024
 
 #: Application error codes for RESET_STREAM / STOP_SENDING and CONNECTION_CLOSE.
@@ -60,6 +64,18 @@ def encode_json(frame_type: FrameType, message: dict[str, Any]) -> bytes:
     return encode_frame(frame_type, json.dumps(message, separators=(",", ":")).encode())
 
 
+def decode_control(payload: bytes) -> dict[str, Any]:
+    """A CONTROL payload as a JSON object, decoded strictly (:mod:`..strict_json`: bounded
+    size and nesting, finite numbers, no repeated keys); raises :class:`ProtocolError`."""
+    try:
+        value = strict_json.loads(payload, max_bytes=MAX_CONTROL)
+    except strict_json.StrictJSONError as exc:
+        raise ProtocolError(f"CONTROL payload: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError("CONTROL payload is not a JSON object")
+    return value
+
+
 class FrameParser:
     """Incremental parser: feed bytes, get complete frames."""
 
@@ -78,6 +94,8 @@ class FrameParser:
                 break
             if length > MAX_FRAME:
                 raise ProtocolError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+            if kind == FrameType.CONTROL and length > MAX_CONTROL:
+                raise ProtocolError(f"CONTROL frame of {length} bytes exceeds {MAX_CONTROL}")
             start = buf.tell()
             if len(self._buf) < start + length:
                 break

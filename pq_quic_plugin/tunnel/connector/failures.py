@@ -1,0 +1,120 @@
+"""Why a tunnel connection failed, in the words an operator needs, and what to do about it.
+
+A connector that blames post-quantum for a network outage sends people the wrong way (the
+complaint of cloudflared#1149), and one that says only ``ConnectionError`` sends them nowhere.
+So every failure is sorted into one :class:`FailureKind` with the real reason attached:
+
+- ``network``: no answer (timeout), UDP unreachable, the connection dropped; retried.
+- ``tls``: the TLS handshake failed for a reason other than key exchange, e.g. the edge's
+  certificate did not verify; retried (a certificate can be renewed), never the PQ banner.
+- ``post-quantum``: the edge refused every key-exchange group we offered (``handshake_failure``
+  during the handshake while ``post-quantum`` is on): the only kind that shows the banner.
+- ``authentication``: the edge refused the registration, or closed a registered connection
+  because its tunnel was deleted. Permanent: retrying cannot help (docs/tunnel.md, "Retries").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+
+from ..wire import ERROR_AUTH, StreamReset, TunnelConnection
+from .registration import RegistrationError
+
+__all__ = ["Failure", "FailureKind", "classify", "describe_close"]
+
+#: QUIC carries a TLS alert as CRYPTO_ERROR (0x100) plus the alert number (RFC 9001, 4.8).
+_CRYPTO_ERROR = 0x100
+_ALERT_HANDSHAKE_FAILURE = 40
+_ALERT_ILLEGAL_PARAMETER = 47
+_ALERT_NAMES = {
+    10: "unexpected_message",
+    40: "handshake_failure",
+    42: "bad_certificate",
+    43: "unsupported_certificate",
+    44: "certificate_revoked",
+    45: "certificate_expired",
+    46: "certificate_unknown",
+    47: "illegal_parameter",
+    48: "unknown_ca",
+    50: "decode_error",
+    51: "decrypt_error",
+    70: "protocol_version",
+    80: "internal_error",
+    109: "missing_extension",
+    120: "no_application_protocol",
+}
+#: Words in a handshake_failure's reason that say it was the key exchange that failed.
+_KEY_EXCHANGE_WORDS = ("key share", "key-exchange", "key exchange", "group")
+#: The reason aioquic gives when a handshake heard nothing back for the idle timeout.
+_IDLE_TIMEOUT = "Idle timeout"
+
+
+class FailureKind(enum.Enum):
+    NETWORK = "network"
+    TLS = "tls"
+    POST_QUANTUM = "post-quantum"
+    AUTHENTICATION = "authentication"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed attempt: its kind and the reason, as shown in the log, banner and report."""
+
+    kind: FailureKind
+    reason: str
+
+    @property
+    def permanent(self) -> bool:
+        """Retrying cannot help: the edge said this tunnel may not connect."""
+        return self.kind is FailureKind.AUTHENTICATION
+
+    @property
+    def shows_banner(self) -> bool:
+        return self.kind is FailureKind.POST_QUANTUM
+
+
+def describe_close(code: int | None, reason: str) -> str:
+    """A CONNECTION_CLOSE as a person reads it: ``TLS alert handshake_failure: REASON``."""
+    if code is not None and _CRYPTO_ERROR <= code <= _CRYPTO_ERROR + 0xFF:
+        alert = code - _CRYPTO_ERROR
+        name = _ALERT_NAMES.get(alert, f"alert {alert}")
+        return f"TLS alert {name}: {reason}" if reason else f"TLS alert {name}"
+    return reason or ("closed" if code is None else f"error 0x{code:X}")
+
+
+def classify(
+    exc: BaseException, conn: TunnelConnection | None, *, post_quantum: bool, registered: bool
+) -> Failure:
+    """Sort the failure of one attempt; ``conn`` is the protocol the attempt created, if any
+    (its close code and reason are the real story behind aioquic's bare ``ConnectionError``)."""
+    if isinstance(exc, RegistrationError):
+        return Failure(FailureKind.AUTHENTICATION, f"the edge refused the registration: {exc}")
+    if isinstance(exc, asyncio.TimeoutError):
+        return Failure(FailureKind.NETWORK, "timeout: the edge did not answer the registration")
+    if conn is None or not conn.closed:
+        if isinstance(exc, StreamReset):
+            return Failure(FailureKind.NETWORK, f"connection dropped: {exc}")
+        return Failure(FailureKind.NETWORK, str(exc) or type(exc).__name__)
+    code, reason = conn.close_code, conn.close_reason
+    if code is not None and reason == f"error 0x{code:X}":
+        reason = ""  # the connection's stand-in for a close without a reason phrase
+    if registered and code == ERROR_AUTH:
+        return Failure(FailureKind.AUTHENTICATION, f"the edge closed the connection: {reason}")
+    if reason == _IDLE_TIMEOUT:
+        what = "connection" if conn.handshake_done else "handshake"
+        return Failure(FailureKind.NETWORK, f"timeout: no answer from the edge ({what})")
+    if code is not None and _CRYPTO_ERROR <= code <= _CRYPTO_ERROR + 0xFF:
+        alert = code - _CRYPTO_ERROR
+        text = describe_close(code, reason)
+        key_exchange = alert == _ALERT_HANDSHAKE_FAILURE and (
+            not reason or any(word in reason.lower() for word in _KEY_EXCHANGE_WORDS)
+        )
+        if alert == _ALERT_ILLEGAL_PARAMETER and "key share" in reason.lower():
+            key_exchange = True
+        if post_quantum and key_exchange and not conn.handshake_done:
+            return Failure(FailureKind.POST_QUANTUM, text)
+        return Failure(FailureKind.TLS, text)
+    text = describe_close(code, reason)
+    return Failure(FailureKind.NETWORK, f"connection lost: {text}" if registered else text)

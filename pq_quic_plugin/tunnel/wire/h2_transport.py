@@ -1,0 +1,590 @@
+"""The tunnel over HTTP/2 on TLS over TCP: one connection between an edge and a connector
+(docs/protocol.md, "The HTTP/2 transport"), with the surface of the QUIC
+:class:`~.channel.TunnelConnection` (:class:`~.transport.TunnelLink`).
+
+As in cloudflared's http2 transport, the connector dials (it is the TLS client) but is the
+HTTP/2 *server*, and the edge is the HTTP/2 *client*: only a client opens streams, and it is the
+edge that opens a stream per visitor request. The edge's first stream is the control stream
+(``:path /pq-tunnel/control``); the connector's registration runs on it exactly as on QUIC's
+stream 0, and it is ``channels[0]`` here too. Every other stream is one request
+(``:path /pq-tunnel/stream``); its DATA is the tunnel's frame stream, END_STREAM is QUIC's FIN,
+RST_STREAM with the tunnel's error codes is QUIC's RESET_STREAM + STOP_SENDING, and GOAWAY with
+the code and the reason (UTF-8 debug data) is QUIC's CONNECTION_CLOSE.
+
+Speed: the HTTP/2 state machine is the ``h2`` library; what this class adds is kept off the
+per-byte path: frames queued by many streams in one turn of the event loop leave in one
+``transport.write`` (or at once when :data:`FLUSH_BYTES` are waiting), no task per chunk, large
+DATA frames (:data:`MAX_FRAME_SIZE`), and the connection window reopened as data arrives (each
+stream's own window bounds memory, and one slow reader never stalls the others).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from ... import negotiated_group
+from ...groups.base import Group
+from .frames import CONTROL_STREAM_ID, ERROR_CANCELLED, ERROR_SHUTDOWN, ProtocolError, StreamReset
+from .h2_channel import H2Channel
+
+__all__ = [
+    "CONNECTION_WINDOW",
+    "CONTROL_PATH",
+    "FLUSH_BYTES",
+    "H2_ALPN",
+    "IDLE_TIMEOUT",
+    "KEEPALIVE",
+    "MAX_CONCURRENT_STREAMS",
+    "MAX_FRAME_SIZE",
+    "STREAM_PATH",
+    "STREAM_WINDOW",
+    "H2StreamHandler",
+    "H2TunnelConnection",
+]
+
+logger = logging.getLogger("pq_quic_plugin.tunnel")
+
+#: The TLS ALPN of the HTTP/2 transport (the QUIC transport's is ``pq-tunnel/1``).
+H2_ALPN = "pq-tunnel-h2/1"
+CONTROL_PATH = b"/pq-tunnel/control"
+STREAM_PATH = b"/pq-tunnel/stream"
+_CONTROL_H2_ID = 1  # a client's first stream
+
+#: Per-stream receive window: one largest tunnel frame (a 1 MiB WebSocket message) plus room,
+#: so such a frame always fits while the reader waits for it.
+STREAM_WINDOW = (1 << 20) + 64 * 1024
+#: Connection receive window; reopened as data arrives (per-stream windows bound memory).
+CONNECTION_WINDOW = 16 << 20
+#: Largest HTTP/2 frame either side accepts (SETTINGS_MAX_FRAME_SIZE); the default is 16 KiB.
+MAX_FRAME_SIZE = 256 * 1024
+#: Streams the edge may have open on one connection at once (the connector's setting).
+MAX_CONCURRENT_STREAMS = 512
+#: Queued HTTP/2 output that is written at once instead of at the end of the loop's turn.
+FLUSH_BYTES = 256 * 1024
+#: Send a PING after this long without hearing from the peer...
+KEEPALIVE = 1.0
+#: ... and close the connection ("Idle timeout", as QUIC says) after this long.
+IDLE_TIMEOUT = 5.0
+_DEFAULT_WINDOW = 65535
+
+_H2_PROTOCOL_ERROR = 0x1
+
+H2StreamHandler = Callable[[H2Channel], Awaitable[None]]
+
+
+def _request_headers(path: bytes) -> list[tuple[bytes, bytes]]:
+    return [
+        (b":method", b"POST"),
+        (b":scheme", b"https"),
+        (b":authority", b"pq-tunnel"),
+        (b":path", path),
+    ]
+
+
+class H2TunnelConnection(asyncio.Protocol):
+    """One edge-connector connection over HTTP/2 whose streams are :class:`H2Channel` objects.
+
+    ``role`` is the tunnel role: the ``"edge"`` (TLS server, HTTP/2 client: opens the control
+    stream and one stream per request with :meth:`open_channel`) or the ``"connector"`` (TLS
+    client, HTTP/2 server: its :meth:`open_channel` returns the control stream once; request
+    streams go to ``stream_handler``, each in its own task). The edge's control stream goes to
+    its ``stream_handler`` too, as QUIC's stream 0 does.
+    """
+
+    transport_name = "tcp"
+    protocol_name = "http2"
+
+    def __init__(
+        self,
+        role: Literal["edge", "connector"],
+        *,
+        stream_handler: H2StreamHandler | None = None,
+        keepalive: float = KEEPALIVE,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
+        self.role = role
+        self.stream_handler = stream_handler
+        self.keepalive = keepalive
+        self.idle_timeout = idle_timeout
+        config = h2.config.H2Configuration(client_side=role == "edge", header_encoding=None)
+        self.h2 = h2.connection.H2Connection(config)
+        self.channels: dict[int, H2Channel] = {}  # by tunnel stream ID (0: control)
+        self._by_h2: dict[int, H2Channel] = {}
+        self.closed = False
+        self.close_reason = ""
+        #: The GOAWAY's error code (ours or the peer's); None while open, and for a connection
+        #: that ended without one (TCP reset, EOF, a dead peer).
+        self.close_code: int | None = None
+        self.handshake_done = False
+        self.closed_event = asyncio.Event()
+        self.on_close: list[Callable[[H2TunnelConnection], None]] = []
+        self._lost = asyncio.Event()
+        self._transport: asyncio.Transport | None = None
+        self._refusal: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._control_taken = False
+        self._control_seen = False
+        self._writable = True
+        self._write_waiters: list[asyncio.Future[None]] = []
+        self._window_waiters: dict[int, asyncio.Future[None]] = {}
+        self._unflushed = 0
+        self._flush_handle: asyncio.Handle | None = None
+        self._conn_unacked = 0
+        self._last_heard = 0.0
+        self._pinged = False
+        self._ping_count = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------ facts
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """The TLS transport's facts (``ssl_object``, ``peername``, ...), so that
+        ``pq_quic_plugin.negotiated_group(link)`` works on this link as on QUIC's."""
+        if self._transport is None:
+            return default
+        return self._transport.get_extra_info(name, default)
+
+    @property
+    def group(self) -> Group | None:
+        """The key-exchange group the TLS handshake agreed on (None under policy ``off``)."""
+        return negotiated_group(self)
+
+    def peer_address(self) -> tuple[str, int]:
+        peer = self.get_extra_info("peername") or ("?", 0)
+        return str(peer[0]), int(peer[1])
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """The TLS handshake is done (asyncio calls this only afterwards): start HTTP/2."""
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.handshake_done = True
+        loop = asyncio.get_running_loop()
+        self._last_heard = loop.time()
+        ssl_object = transport.get_extra_info("ssl_object")
+        alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+        self.h2.initiate_connection()
+        settings: dict[h2.settings.SettingCodes | int, int] = {
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
+            h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: (
+                MAX_CONCURRENT_STREAMS if self.role == "connector" else 0
+            ),
+        }
+        if self.role == "edge":
+            settings[h2.settings.SettingCodes.ENABLE_PUSH] = 0
+        self.h2.update_settings(settings)
+        self.h2.increment_flow_control_window(CONNECTION_WINDOW - _DEFAULT_WINDOW)
+        if alpn != H2_ALPN:
+            self.close(_H2_PROTOCOL_ERROR, f"peer did not negotiate ALPN {H2_ALPN} ({alpn!r})")
+            return
+        if self._refusal is not None:
+            self.close(ERROR_SHUTDOWN, self._refusal)
+            return
+        if self.role == "edge":
+            self._open_control()
+        self.flush()
+        self._timer = loop.call_later(self.keepalive, self._tick)
+
+    def data_received(self, data: bytes) -> None:
+        self._last_heard = asyncio.get_running_loop().time()
+        self._pinged = False
+        if self.closed:
+            return
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            # h2 has queued its GOAWAY: send it, then go.
+            self.flush()
+            code = int(getattr(exc, "error_code", _H2_PROTOCOL_ERROR) or _H2_PROTOCOL_ERROR)
+            self._terminate(code, f"HTTP/2 protocol error from the peer: {exc}")
+            self._close_transport()
+            return
+        for event in events:
+            handler = self._dispatch.get(type(event))
+            if handler is not None:
+                handler(self, event)
+            if self.closed:
+                return
+        self.flush()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost.set()
+        if not self.closed:
+            reason = f"connection lost: {exc}" if exc else "connection lost: the peer closed TCP"
+            self._terminate(None, reason)
+
+    def pause_writing(self) -> None:
+        self._writable = False
+
+    def resume_writing(self) -> None:
+        self._writable = True
+        self._wake_all(self._write_waiters)
+
+    # ------------------------------------------------------------------ HTTP/2 events
+
+    def _on_request(self, event: h2.events.RequestReceived) -> None:
+        """The edge opened a stream (we are the connector)."""
+        fields = dict(event.headers or [])
+        sid = event.stream_id
+        is_post = fields.get(b":method") == b"POST"
+        path = fields.get(b":path")
+        if sid == _CONTROL_H2_ID:
+            if not is_post or path != CONTROL_PATH:
+                self.close(_H2_PROTOCOL_ERROR, "the edge's first stream is not the control stream")
+                return
+            channel = self.channels.get(CONTROL_STREAM_ID)
+            if channel is None:
+                channel = self._new_channel(sid, CONTROL_STREAM_ID, opened=True)
+            self._by_h2[sid] = channel
+            self._control_seen = True
+            channel.mark_open()
+        elif not self._control_seen:
+            self.close(_H2_PROTOCOL_ERROR, "the edge opened a request before the control stream")
+        elif is_post and path == STREAM_PATH:
+            channel = self._new_channel(sid, sid, opened=True)
+            self._by_h2[sid] = channel
+            self._spawn(channel)
+        else:
+            self._reset(sid, ERROR_CANCELLED)
+
+    def _on_response(self, event: h2.events.ResponseReceived) -> None:
+        """The connector answered a stream we opened (we are the edge)."""
+        channel = self._by_h2.get(event.stream_id)
+        status = dict(event.headers or []).get(b":status")
+        if channel is not None and status != b"200":
+            channel.fail(StreamReset(f"the connector refused the stream (status {status!r})"))
+            channel.reset(ERROR_CANCELLED)
+
+    def _on_data(self, event: h2.events.DataReceived) -> None:
+        length = event.flow_controlled_length or 0
+        self._conn_unacked += length
+        if self._conn_unacked >= CONNECTION_WINDOW // 4:
+            self.h2.increment_flow_control_window(self._conn_unacked)
+            self._conn_unacked = 0
+        channel = self._by_h2.get(event.stream_id or 0)
+        if channel is None:
+            return  # a stream we are done with: nobody reads it (h2 resets it)
+        data = event.data or b""
+        channel.feed(data)
+        if length > len(data):
+            channel.padding(length - len(data))
+
+    def _on_stream_ended(self, event: h2.events.StreamEnded) -> None:
+        channel = self._by_h2.get(event.stream_id or 0)
+        if channel is not None:
+            channel.feed(b"", end=True)
+
+    def _on_stream_reset(self, event: h2.events.StreamReset) -> None:
+        channel = self._by_h2.get(event.stream_id or 0)
+        if channel is not None:
+            channel.ended = True
+            channel.fail(StreamReset("reset by peer", int(event.error_code or 0)))
+
+    def _on_window(self, event: h2.events.WindowUpdated) -> None:
+        if event.stream_id:
+            waiter = self._window_waiters.pop(event.stream_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        else:
+            self._wake_windows()
+
+    def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
+        self._wake_windows()  # the initial window or the frame size may have grown
+
+    def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        code = int(event.error_code or 0)
+        reason = (event.additional_data or b"").decode("utf-8", "replace")[:500]
+        self._terminate(code, reason or f"error 0x{code:X}")
+        self._close_transport()
+
+    _dispatch: dict[type, Callable[[H2TunnelConnection, Any], None]] = {
+        h2.events.RequestReceived: _on_request,
+        h2.events.ResponseReceived: _on_response,
+        h2.events.DataReceived: _on_data,
+        h2.events.StreamEnded: _on_stream_ended,
+        h2.events.StreamReset: _on_stream_reset,
+        h2.events.WindowUpdated: _on_window,
+        h2.events.RemoteSettingsChanged: _on_settings,
+        h2.events.ConnectionTerminated: _on_goaway,
+    }
+
+    # ------------------------------------------------------------------ streams
+
+    def _new_channel(self, h2_id: int, stream_id: int, *, opened: bool) -> H2Channel:
+        channel = H2Channel(self, h2_id, stream_id, opened=opened, window=STREAM_WINDOW)
+        channel.head_pending = self.role == "connector"
+        self.channels[stream_id] = channel
+        return channel
+
+    def _open_control(self) -> None:
+        sid = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(sid, _request_headers(CONTROL_PATH))
+        channel = self._new_channel(sid, CONTROL_STREAM_ID, opened=True)
+        self._by_h2[sid] = channel
+        self._spawn(channel)
+
+    def open_channel(self) -> H2Channel:
+        """Edge: a new request stream. Connector: the control stream (once: over HTTP/2 only
+        the edge opens streams, and the connector never needs another)."""
+        if self.closed:
+            raise StreamReset(f"tunnel connection closed: {self.close_reason}")
+        if self.role == "connector":
+            if self._control_taken:
+                raise StreamReset("over http2 only the edge opens streams")
+            self._control_taken = True
+            channel = self.channels.get(CONTROL_STREAM_ID)
+            if channel is None:  # the edge's HEADERS for it are still on their way
+                channel = self._new_channel(_CONTROL_H2_ID, CONTROL_STREAM_ID, opened=False)
+            return channel
+        limit = self.h2.remote_settings.max_concurrent_streams
+        if self.h2.open_outbound_streams >= limit:
+            raise StreamReset(f"the connector allows {limit} concurrent streams")
+        sid = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(sid, _request_headers(STREAM_PATH))
+        channel = self._new_channel(sid, sid, opened=True)
+        self._by_h2[sid] = channel
+        self._queued(64)
+        return channel
+
+    def _spawn(self, channel: H2Channel) -> None:
+        handler = self.stream_handler
+        if handler is None:
+            channel.reset()
+            return
+
+        async def run() -> None:
+            try:
+                await handler(channel)
+            except (StreamReset, ProtocolError) as exc:
+                logger.debug("stream %d ended: %s", channel.stream_id, exc)
+                channel.reset()
+            except Exception:
+                logger.exception("stream %d handler failed", channel.stream_id)
+                channel.reset()
+            finally:
+                self.forget(channel)
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def forget(self, channel: H2Channel) -> None:
+        """The stream is done with: drop it, and reset it if either side is still open (an
+        HTTP/2 stream that is never closed holds one of the connector's stream slots)."""
+        self.channels.pop(channel.stream_id, None)
+        self._by_h2.pop(channel.h2_stream_id, None)
+        self._window_waiters.pop(channel.h2_stream_id, None)
+        stream = self.h2.streams.get(channel.h2_stream_id)
+        if stream is not None and not stream.closed and not self.closed:
+            self._reset(channel.h2_stream_id, ERROR_CANCELLED)
+
+    # ------------------------------------------------------------------ what channels call
+
+    def send_room(self, channel: H2Channel) -> int:
+        """Bytes ``channel`` may hand to HTTP/2 now (peer's windows, frame size)."""
+        try:
+            window = self.h2.local_flow_control_window(channel.h2_stream_id)
+        except h2.exceptions.StreamClosedError:
+            channel.fail(StreamReset("stream closed"))
+            return 0
+        return min(window, self.h2.max_outbound_frame_size)
+
+    def send_chunk(self, channel: H2Channel, data: bytes, end: bool) -> None:
+        sid = channel.h2_stream_id
+        try:
+            self._respond_once(channel)
+            self.h2.send_data(sid, data, end_stream=end)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as exc:
+            channel.fail(StreamReset(f"stream closed: {exc}"))
+            return
+        self._queued(len(data) + 9)
+
+    def end_stream(self, channel: H2Channel) -> None:
+        try:
+            self._respond_once(channel)
+            self.h2.end_stream(channel.h2_stream_id)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as exc:
+            channel.fail(StreamReset(f"stream closed: {exc}"))
+            return
+        self._queued(9)
+
+    def _respond_once(self, channel: H2Channel) -> None:
+        """As the HTTP/2 server, answer a stream's HEADERS before its first DATA."""
+        if channel.head_pending:
+            channel.head_pending = False
+            self.h2.send_headers(channel.h2_stream_id, [(b":status", b"200")])
+
+    def reset_stream(self, channel: H2Channel, code: int) -> None:
+        self._reset(channel.h2_stream_id, code)
+
+    def _reset(self, sid: int, code: int) -> None:
+        if self.closed:
+            return
+        try:
+            self.h2.reset_stream(sid, code)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+            return  # already closed: nothing to reset
+        self._queued(13)
+
+    def open_window(self, channel: H2Channel, size: int) -> None:
+        """The reader of ``channel`` took ``size`` bytes: let the peer send that much more."""
+        if self.closed or size <= 0:
+            return
+        try:
+            self.h2.increment_flow_control_window(size, channel.h2_stream_id)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+            return
+        self._queued(13)
+
+    async def wait_window(self, channel: H2Channel) -> None:
+        """Wait for the peer to open ``channel``'s window (or the connection's)."""
+        self.flush()  # what is queued may be what the peer needs to see first
+        waiter = self._window_waiters.get(channel.h2_stream_id)
+        if waiter is None or waiter.done():
+            waiter = asyncio.get_running_loop().create_future()
+            self._window_waiters[channel.h2_stream_id] = waiter
+        await waiter
+
+    def wake_writer(self, channel: H2Channel) -> None:
+        waiter = self._window_waiters.pop(channel.h2_stream_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait_writable(self) -> None:
+        """Wait while the TCP transport's buffer is above its high-water mark."""
+        while not self._writable and not self.closed:
+            waiter = asyncio.get_running_loop().create_future()
+            self._write_waiters.append(waiter)
+            await waiter
+
+    def _wake_windows(self) -> None:
+        waiters, self._window_waiters = self._window_waiters, {}
+        self._wake_all(list(waiters.values()))
+
+    @staticmethod
+    def _wake_all(waiters: list[asyncio.Future[None]]) -> None:
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        waiters.clear()
+
+    # ------------------------------------------------------------------ output
+
+    def _queued(self, size: int) -> None:
+        """HTTP/2 has ``size`` more bytes to send: write now if much is waiting, else at the end
+        of this turn of the event loop (so many streams' frames leave in one write)."""
+        self._unflushed += size
+        if self._unflushed >= FLUSH_BYTES:
+            self.flush()
+        elif self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write everything HTTP/2 has queued, in one ``transport.write``."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._unflushed = 0
+        data = self.h2.data_to_send()
+        transport = self._transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    transmit = flush
+
+    async def wait_flushed(self, timeout: float) -> int:
+        """Wait up to ``timeout`` until the TLS transport holds nothing unsent; returns what is
+        still waiting (0 when all went out). A graceful close sends the rest anyway, unless the
+        peer is gone."""
+        self.flush()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        transport = self._transport
+        while transport is not None and not self.closed:
+            pending = transport.get_write_buffer_size()
+            if pending == 0 or loop.time() >= deadline:
+                return pending
+            await asyncio.sleep(0.01)
+        return 0
+
+    # ------------------------------------------------------------------ closing
+
+    def refuse_soon(self, reason: str) -> None:
+        """Close this new connection with ``reason`` as soon as HTTP/2 is up (the GOAWAY then
+        carries it to the connector)."""
+        self._refusal = reason
+        if self.handshake_done:
+            self.close(ERROR_SHUTDOWN, reason)
+
+    def close(self, error_code: int = 0, reason_phrase: str = "") -> None:
+        """GOAWAY with ``error_code`` and ``reason_phrase``, then close TLS and TCP (what was
+        written, GOAWAY included, still goes out first)."""
+        if self.closed:
+            return
+        if self._transport is not None:
+            try:
+                self.h2.close_connection(error_code, reason_phrase.encode()[:1000] or None)
+            except h2.exceptions.ProtocolError:
+                pass
+            self.flush()
+        self._terminate(error_code, reason_phrase or f"error 0x{error_code:X}")
+        self._close_transport()
+
+    def _close_transport(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        else:
+            self._lost.set()
+
+    async def wait_closed(self) -> None:
+        await self._lost.wait()
+
+    def _terminate(self, code: int | None, reason: str) -> None:
+        """Mark closed (once): fail every stream, wake every waiter, tell ``on_close``."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        self.close_reason = reason
+        if self._timer is not None:
+            self._timer.cancel()
+        for channel in list(self.channels.values()):
+            channel.fail(StreamReset(f"tunnel connection closed: {reason}"))
+        self._wake_windows()
+        self._wake_all(self._write_waiters)
+        self.closed_event.set()
+        for callback in list(self.on_close):
+            callback(self)
+
+    def _tick(self) -> None:
+        """Keepalive: PING when the peer has been quiet; give up after ``idle_timeout``."""
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        quiet = loop.time() - self._last_heard
+        if quiet >= self.idle_timeout:
+            logger.info("tunnel connection idle for %.1fs: closing", quiet)
+            self._terminate(0, "Idle timeout")
+            if self._transport is not None:
+                self._transport.abort()
+            return
+        if quiet >= self.keepalive and not self._pinged:
+            self._pinged = True
+            self._ping_count += 1
+            self.h2.ping(self._ping_count.to_bytes(8, "big"))
+            self.flush()
+        self._timer = loop.call_later(self.keepalive, self._tick)
