@@ -15,6 +15,7 @@ from typing import Any
 
 from ...policy import Policy
 from ..hostnames import HostPort
+from ..logs import LOG_FORMATS
 from .ingress import ORIGIN_PROTOCOLS
 from .kinds import (
     BoolValue,
@@ -35,16 +36,22 @@ from .kinds import (
     TextValue,
     UrlValue,
 )
+from .origin_request import OriginSettings
 from .table import ConfigField, ConfigFlag, FieldTable, ValueKind
 
 __all__ = [
+    "TUNNEL_PROTOCOLS",
     "CONNECTORS_FIELDS",
     "CONNECTOR_FIELDS",
     "EDGE_FIELDS",
+    "ORIGIN_REQUEST_FIELDS",
     "PUBLIC_FIELDS",
     "RULE_FIELDS",
     "TABLES",
 ]
+
+#: The transports to the edge (``protocol``): QUIC today; issue 13 adds ``http2`` and ``auto``.
+TUNNEL_PROTOCOLS = ("quic",)
 
 
 def _field(
@@ -58,7 +65,7 @@ def _field(
     return ConfigField(key, key.replace("-", "_"), kind, doc, flag=flag, **options)
 
 
-def _metrics(doc: str, flag_help: str | None = None) -> ConfigField:
+def _metrics(doc: str, flag_help: str | None = None, env: str | None = None) -> ConfigField:
     """Both programs serve their metrics on a free local port unless told where."""
     return _field(
         "metrics",
@@ -66,10 +73,11 @@ def _metrics(doc: str, flag_help: str | None = None) -> ConfigField:
         doc,
         default=HostPort("127.0.0.1", 0),
         flag_help=flag_help,
+        env=env,
     )
 
 
-def _loglevel(program: str, flag_help: str) -> ConfigField:
+def _loglevel(program: str, flag_help: str, env: str | None = None) -> ConfigField:
     """Both programs log at the same levels, ``info`` unless told otherwise."""
     return _field(
         "loglevel",
@@ -77,10 +85,36 @@ def _loglevel(program: str, flag_help: str) -> ConfigField:
         f"how much the {program} logs",
         default="info",
         flag_help=flag_help,
+        env=env,
     )
 
 
-def _grace_period(flag_help: str | None = None) -> ConfigField:
+def _logs(program: str, env: bool) -> tuple[ConfigField, ConfigField]:
+    """Both programs can log to a file as well, and in JSON (``logs.py``)."""
+    return (
+        _field(
+            "logfile",
+            PathValue(must_exist=False),
+            f"also append the {program}'s log to this file (created 0600 if new); relative "
+            "to this file",
+            default_doc="none (standard error only)",
+            flag_help="also append the log to this file",
+            env="TUNNEL_LOGFILE" if env else None,
+        ),
+        _field(
+            "log-format",
+            ChoiceValue(LOG_FORMATS),
+            "`text`: cloudflared-like lines (`2026-01-02T10:00:00Z INF message`); `json`: one "
+            'JSON object per line (`{"time", "level", "logger", "message"}`), on standard '
+            "error and in `logfile` alike",
+            default="text",
+            flag_help="text, or json (one JSON object per line)",
+            env="TUNNEL_LOG_FORMAT" if env else None,
+        ),
+    )
+
+
+def _grace_period(flag_help: str | None = None, env: str | None = None) -> ConfigField:
     """Both programs give requests in flight the same time to finish at shutdown."""
     return _field(
         "grace-period",
@@ -88,6 +122,7 @@ def _grace_period(flag_help: str | None = None) -> ConfigField:
         "on SIGTERM/SIGINT, how long requests in flight may take to finish",
         default=30.0,
         flag_help=flag_help,
+        env=env,
     )
 
 
@@ -110,9 +145,127 @@ def _listener(
 def _https_only(values: Mapping[str, Any]) -> str | None:
     """Origin TLS options mean nothing for an HTTP/1.1 or a status-only service."""
     service = values["service"]
-    if service.kind == "https":
+    if service.tls:
         return None
-    return f"only applies to https:// services, not {service.text!r}"
+    return f"only applies to https:// and unix+tls: services, not {service.text!r}"
+
+
+def _origin_only(values: Mapping[str, Any]) -> str | None:
+    """``originRequest`` means nothing for a rule the connector answers itself."""
+    service = values["service"]
+    if service.is_origin:
+        return None
+    return f"only applies to services with an origin, not {service.text!r}"
+
+
+def _origin(key: str, attr: str, kind: ValueKind, default_doc: str, doc: str) -> ConfigField:
+    """An ``originRequest`` key: cloudflared's camelCase name; ``None`` when not given, so a
+    rule's value can be laid over the top level's (``OriginSettings.over``)."""
+    return ConfigField(key, attr, kind, doc, default_doc=default_doc)
+
+
+ORIGIN_REQUEST_FIELDS = FieldTable(
+    "origin-request",
+    "originRequest",
+    (
+        _origin(
+            "connectTimeout",
+            "connect_timeout",
+            DurationValue(),
+            "`10s`",
+            "how long connecting to the origin may take: the TCP (or Unix socket) connection, "
+            "or the QUIC handshake of an HTTP/3 origin; over it the visitor gets a 504",
+        ),
+        _origin(
+            "tlsTimeout",
+            "tls_timeout",
+            DurationValue(),
+            "`10s`",
+            "how long the TLS handshake with the origin may take once connected; over it the "
+            "visitor gets a 504. TLS services only",
+        ),
+        _origin(
+            "keepAliveTimeout",
+            "keep_alive_timeout",
+            DurationValue(),
+            "`4s`",
+            "a kept-alive connection to the origin (HTTP/1.1, or the HTTP/2 connection) idle "
+            "longer than this is closed, not reused; a request whose body cannot be replayed "
+            "reuses only one idle under 1s",
+        ),
+        _origin(
+            "keepAliveConnections",
+            "keep_alive_connections",
+            IntValue(0, None),
+            "`16`",
+            "how many idle HTTP/1.1 connections to keep open per origin; one more is closed "
+            "when its response ends; `0` keeps none (a connection per request)",
+        ),
+        _origin(
+            "noTLSVerify",
+            "no_tls_verify",
+            BoolValue(),
+            "`false`",
+            "`true`: accept any certificate from the origin (neither its issuer nor its name "
+            "is checked); the key exchange still follows `postQuantum`. TLS services only",
+        ),
+        _origin(
+            "caPool",
+            "ca_pool",
+            PathValue(must_exist=True),
+            "the system's trust store",
+            "a CA (PEM) to trust for the origin's certificate (the rule's `origin-ca-file` "
+            "says the same); relative to this file; must exist. TLS services only",
+        ),
+        _origin(
+            "originServerName",
+            "origin_server_name",
+            HostnameValue(wildcard=False),
+            "the service's host (`localhost` for `unix+tls:`)",
+            "the TLS server name sent to the origin (SNI) and checked in its certificate (the "
+            "rule's `origin-server-name` says the same). TLS services only",
+        ),
+        _origin(
+            "httpHostHeader",
+            "http_host_header",
+            HostHeaderValue(),
+            "the visitor's `Host`",
+            "the `Host` header (HTTP/2 and HTTP/3: `:authority`) the origin gets, WebSockets "
+            "included",
+        ),
+        _origin(
+            "disableChunkedEncoding",
+            "disable_chunked_encoding",
+            BoolValue(),
+            "`false`",
+            "`true`: a request body of unknown length (no `Content-Length`) is read whole, up "
+            "to 16 MiB (more gets a `413`), and sent to an HTTP/1.1 origin with a "
+            "`Content-Length` instead of `Transfer-Encoding: chunked`, for servers that cannot "
+            "read chunked bodies (many WSGI servers). HTTP/2 and HTTP/3 have no chunked "
+            "encoding and are not affected",
+        ),
+        _origin(
+            "http2Origin",
+            "http2_origin",
+            BoolValue(),
+            "`false`",
+            "`true`: HTTP/2 over TLS to the origin, the same as `origin-protocol: http2` (an "
+            "origin that does not offer `h2` by ALPN is a 502). `false`: as `origin-protocol` "
+            "says (`auto`: HTTP/2 when the origin offers it). TLS services only",
+        ),
+        _origin(
+            "postQuantum",
+            "post_quantum",
+            ChoiceValue([p.value for p in Policy]),
+            "`require` with `post-quantum: true`, else `prefer`",
+            "the key exchange of the connector-origin hop (ours, not cloudflared's): `require` "
+            "offers post-quantum groups only (a classical origin gets no request: 502, logged "
+            "with the reason), `prefer` offers post-quantum first and accepts classical "
+            "(logged), `off` offers classical groups only. TLS services only",
+        ),
+    ),
+)
+ORIGIN_REQUEST_FIELDS.check_dataclass(OriginSettings)
 
 
 RULE_FIELDS = FieldTable(
@@ -139,22 +292,28 @@ RULE_FIELDS = FieldTable(
             "is prefixed to the request path); `https://HOST[:PORT][/base]` — TLS to the "
             "origin with the connector's post-quantum policy: over TCP, HTTP/2 when the origin "
             "offers it and HTTP/1.1 otherwise, or HTTP/3 over QUIC with `origin-protocol: "
-            "http3` (port 443 if omitted); `http_status:NNN` — answer with status NNN (100-599) "
-            "without an origin",
+            "http3` (port 443 if omitted); `unix:/PATH` — HTTP/1.1 over the Unix socket at "
+            "PATH; `unix+tls:/PATH` — TLS over the Unix socket (post-quantum as for `https://`, "
+            "the certificate checked for `localhost` unless `originServerName` says otherwise); "
+            "`hello_world` — the connector's own test page, showing every hop's key exchange "
+            "(HTML, or JSON when the request accepts `application/json`); `http_status:NNN` — "
+            "answer with status NNN (100-599) without an origin",
             required=True,
         ),
         _field(
             "origin-ca-file",
             PathValue(must_exist=True),
-            "for `https://` services only: a CA (PEM) to trust for the origin's certificate; "
-            "relative to this file; must exist",
+            "for `https://` and `unix+tls:` services only: a CA (PEM) to trust for the "
+            "origin's certificate (as `originRequest: caPool`); relative to this file; must "
+            "exist",
             default_doc="the system's trust store",
             requires=_https_only,
         ),
         _field(
             "origin-server-name",
             HostnameValue(wildcard=False),
-            "for `https://` services only: the TLS server name to use for the origin",
+            "for `https://` and `unix+tls:` services only: the TLS server name to use for the "
+            "origin (as `originRequest: originServerName`)",
             default_doc="the service's host",
             requires=_https_only,
         ),
@@ -166,8 +325,19 @@ RULE_FIELDS = FieldTable(
             "HTTP/1.1 only. `http2`: HTTP/2 over TLS, `https://` only (no cleartext h2c; an "
             "origin that does not offer `h2` is a 502). `http3`: HTTP/3 over QUIC, `https://` "
             "only (what `https://` meant before TCP origins). WebSockets always use HTTP/1.1 "
-            "(over TLS for `https://`). Any case",
+            "(over TLS for `https://`). Any case. `http2` is what `originRequest: "
+            "http2Origin: true` says",
             default="auto",
+        ),
+        ConfigField(
+            "originRequest",
+            "origin_request",
+            OriginRequestValue(ORIGIN_REQUEST_FIELDS),
+            "how to reach this rule's origin, cloudflared's keys (see below); each key given "
+            "here wins over the same key in the top-level `originRequest`",
+            default=OriginSettings(),
+            default_doc="the top-level `originRequest`",
+            requires=_origin_only,
         ),
     ),
 )
@@ -182,14 +352,20 @@ CONNECTOR_FIELDS = FieldTable(
             TextValue("a tunnel name or UUID", metavar="NAME"),
             "the tunnel's name or UUID",
             default_doc="from the credentials file",
-            flag=ConfigFlag("NAME", "tunnel name or ID (optional with credentials)"),
+            flag=ConfigFlag(
+                "NAME",
+                "the tunnel's name or ID; its credentials are looked up in ~/.pq-tunnel "
+                "unless --credentials-file says where",
+            ),
+            env="TUNNEL_NAME",
         ),
         _field(
             "credentials-file",
             PathValue(must_exist=False),
             "the JSON file `pq-tunnel create` wrote; relative to this file",
-            default_doc="none (required to run)",
+            default_doc="the file in `~/.pq-tunnel/` whose tunnel is `tunnel`",
             flag_help="the credentials file pq-tunnel create wrote",
+            env="TUNNEL_CRED_FILE",
         ),
         _field(
             "edge",
@@ -197,7 +373,9 @@ CONNECTOR_FIELDS = FieldTable(
             "the edge's connector listener(s); `ha-connections` are spread over them",
             default=(),
             default_doc="none (required to run)",
-            flag_help="the edge's connector listener (repeatable)",
+            flag_help="the edge's connector listener (repeatable; the variable takes them "
+            "comma-separated)",
+            env="TUNNEL_EDGE",
         ),
         _field(
             "post-quantum",
@@ -207,6 +385,7 @@ CONNECTOR_FIELDS = FieldTable(
             "post-quantum, accept classical, and say so in the log",
             default=False,
             flag_help="post-quantum key exchange only, never a classical fallback",
+            env="TUNNEL_POST_QUANTUM",
         ),
         _field(
             "groups",
@@ -216,6 +395,7 @@ CONNECTOR_FIELDS = FieldTable(
             "case-insensitive; the flag takes them comma-separated",
             default_doc="the connector's default list",
             flag_help="key-exchange groups to offer, comma-separated",
+            env="TUNNEL_GROUPS",
         ),
         _field(
             "ha-connections",
@@ -223,20 +403,24 @@ CONNECTOR_FIELDS = FieldTable(
             "how many connections to keep open to the edge",
             default=4,
             flag_help="connections to keep open to the edge (1-16)",
+            env="TUNNEL_HA_CONNECTIONS",
         ),
         _metrics(
             "the metrics server (`/metrics`, `/ready`, `/healthcheck`); port 0 picks a free "
             "port, printed at start",
             "where to serve /metrics, /ready, /healthcheck",
+            env="TUNNEL_METRICS",
         ),
-        _loglevel("connector", "how much to log"),
-        _grace_period("time for requests in flight at shutdown, e.g. 30s"),
+        _loglevel("connector", "how much to log", env="TUNNEL_LOGLEVEL"),
+        *_logs("connector", env=True),
+        _grace_period("time for requests in flight at shutdown, e.g. 30s", "TUNNEL_GRACE_PERIOD"),
         _field(
             "pq-report-url",
             UrlValue(),
             "where to POST a JSON report when a post-quantum handshake fails (the edge serves "
             "one at `/pq-report`)",
             flag_help="where to POST post-quantum failure reports",
+            env="TUNNEL_PQ_REPORT_URL",
         ),
         _field(
             "retries",
@@ -248,6 +432,7 @@ CONNECTOR_FIELDS = FieldTable(
             "tunnel) is never retried",
             default=0,
             flag_help="failed attempts per connection before giving up (0: forever)",
+            env="TUNNEL_RETRIES",
         ),
         _field(
             "max-backoff",
@@ -257,6 +442,7 @@ CONNECTOR_FIELDS = FieldTable(
             "many connectors do not stampede a recovering edge",
             default=30.0,
             flag_help="longest wait between reconnect attempts, e.g. 30s",
+            env="TUNNEL_MAX_BACKOFF",
         ),
         _field(
             "ca-file",
@@ -265,6 +451,7 @@ CONNECTOR_FIELDS = FieldTable(
             "file; must exist",
             default_doc="the system's trust store",
             flag_help="CA that issued the edge's certificate",
+            env="TUNNEL_CACERT",
         ),
         _field(
             "edge-server-name",
@@ -272,6 +459,26 @@ CONNECTOR_FIELDS = FieldTable(
             "the TLS server name (SNI) the connector sends and checks the edge's certificate "
             "against",
             default_doc="the host part of each `edge` address",
+            flag_help="the name the edge's certificate must carry",
+            env="TUNNEL_EDGE_SERVER_NAME",
+        ),
+        _field(
+            "protocol",
+            ChoiceValue(TUNNEL_PROTOCOLS),
+            "the transport to the edge: `quic` (QUIC over UDP, ALPN `pq-tunnel/1`)",
+            default="quic",
+            flag_help="the transport to the edge",
+            env="TUNNEL_PROTOCOL",
+        ),
+        ConfigField(
+            "originRequest",
+            "origin_request",
+            OriginRequestValue(ORIGIN_REQUEST_FIELDS),
+            "how to reach the origins, cloudflared's keys (see below), for every rule; a rule's "
+            "own `originRequest` key wins. Settings for TLS origins apply to `https://` and "
+            "`unix+tls:` rules only",
+            default=OriginSettings(),
+            default_doc="none",
         ),
         _field(
             "ingress",
@@ -286,6 +493,26 @@ CONNECTOR_FIELDS = FieldTable(
             ServiceValue(),
             "quick tunnel: replaces every ingress rule with one catch-all to this service",
             flag=ConfigFlag("--url", "quick tunnel: send every request to this origin URL"),
+            env="TUNNEL_URL",
+        ),
+        ConfigField(
+            None,
+            "origin_ca_file",
+            PathValue(must_exist=True),
+            "with `--url https://...`: the rule's `origin-ca-file`",
+            flag=ConfigFlag("--origin-ca-file", "with --url https://...: CA of the origin"),
+            env="TUNNEL_ORIGIN_CA_POOL",
+        ),
+        ConfigField(
+            None,
+            "origin_server_name",
+            HostnameValue(wildcard=False),
+            "with `--url https://...`: the rule's `origin-server-name`",
+            flag=ConfigFlag(
+                "--origin-server-name",
+                "with --url https://...: the name the origin's certificate must carry",
+            ),
+            env="TUNNEL_ORIGIN_SERVER_NAME",
         ),
     ),
 )
@@ -389,6 +616,7 @@ EDGE_FIELDS = FieldTable(
         ),
         _metrics("the edge's metrics server"),
         _loglevel("edge", "how much to log (overrides the file)"),
+        *_logs("edge", env=False),
         _grace_period(),
         _field(
             "edge-id",
@@ -408,4 +636,11 @@ EDGE_FIELDS = FieldTable(
 )
 
 #: Every table, in the order the docs present them.
-TABLES = (CONNECTOR_FIELDS, RULE_FIELDS, EDGE_FIELDS, PUBLIC_FIELDS, CONNECTORS_FIELDS)
+TABLES = (
+    CONNECTOR_FIELDS,
+    RULE_FIELDS,
+    ORIGIN_REQUEST_FIELDS,
+    EDGE_FIELDS,
+    PUBLIC_FIELDS,
+    CONNECTORS_FIELDS,
+)

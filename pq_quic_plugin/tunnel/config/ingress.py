@@ -14,20 +14,27 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from ..hostnames import HostPort, hostname_matches
+from ..hostnames import HostPort, format_hostport, hostname_matches
+from .origin_request import OriginSettings
 
 __all__ = [
     "ORIGIN_PROTOCOLS",
     "SERVICE_HINT",
     "IngressRule",
     "Service",
+    "ServiceKind",
     "check_ingress",
     "check_origin_protocol",
     "compile_path",
     "parse_service",
 ]
 
-SERVICE_HINT = "use http://HOST:PORT, https://HOST:PORT or http_status:NNN"
+SERVICE_HINT = (
+    "use http://HOST:PORT, https://HOST:PORT, unix:/PATH, unix+tls:/PATH, hello_world or "
+    "http_status:NNN"
+)
+
+ServiceKind = Literal["http", "https", "unix", "unix+tls", "http_status", "hello_world"]
 
 #: How the connector speaks to an origin (``origin-protocol``); ``auto`` first, the default.
 ORIGIN_PROTOCOLS = ("auto", "http1", "http2", "http3")
@@ -39,20 +46,44 @@ class Service:
 
     ``kind`` is ``"http"`` (HTTP/1.1 to the origin), ``"https"`` (TLS to the origin,
     post-quantum: over TCP with HTTP/2 or HTTP/1.1, or HTTP/3 over QUIC, as the rule's
-    ``origin-protocol`` says) or ``"http_status"`` (answer with ``status`` and no origin).
+    ``origin-protocol`` says), ``"unix"`` / ``"unix+tls"`` (the same two over a Unix socket at
+    ``socket_path``, as cloudflared's ``unix:`` and ``unix+tls:``), ``"http_status"`` (answer
+    with ``status`` and no origin) or ``"hello_world"`` (the connector's own test page).
     ``base_path`` is prefixed to the request path (``""`` or ``"/base"``, no trailing slash).
     """
 
-    kind: Literal["http", "https", "http_status"]
+    kind: ServiceKind
     text: str
     host: str = ""
     port: int = 0
     base_path: str = ""
     status: int = 0
+    socket_path: str = ""
 
     @property
     def address(self) -> HostPort:
         return HostPort(self.host, self.port)
+
+    @property
+    def tls(self) -> bool:
+        """True for the services reached over TLS (``https://``, ``unix+tls:``)."""
+        return self.kind in ("https", "unix+tls")
+
+    @property
+    def is_origin(self) -> bool:
+        """True when requests go to an origin server (not answered by the connector)."""
+        return self.kind in ("http", "https", "unix", "unix+tls")
+
+    @property
+    def is_unix(self) -> bool:
+        return self.kind in ("unix", "unix+tls")
+
+    @property
+    def where(self) -> str:
+        """Where the origin listens, for messages: ``127.0.0.1:8000`` or ``unix:/run/x.sock``."""
+        if self.is_unix:
+            return f"unix:{self.socket_path}"
+        return format_hostport(self.host, self.port)
 
     def __str__(self) -> str:
         return self.text
@@ -73,6 +104,11 @@ def parse_service(text: str) -> Service:
         if not code.isdigit() or not 100 <= int(code) <= 599:
             raise bad("the status must be a number from 100 to 599")
         return Service("http_status", s, status=int(code))
+    if s.lower() == "hello_world":
+        return Service("hello_world", s)
+    scheme_text, colon, rest = s.partition(":")
+    if colon and scheme_text.lower() in ("unix", "unix+tls"):
+        return _unix_service(scheme_text.lower(), s, rest, bad)
     try:
         parts = urlsplit(s)
         port = parts.port
@@ -95,6 +131,19 @@ def parse_service(text: str) -> Service:
     return Service(kind, s, host=parts.hostname, port=port, base_path=parts.path.rstrip("/"))
 
 
+def _unix_service(
+    scheme: str, text: str, rest: str, bad: Callable[[str], ValueError]
+) -> Service:
+    """``unix:/path`` or ``unix+tls:/path`` (``unix:///path`` too): an absolute socket path."""
+    path = rest[2:] if rest.startswith("//") else rest
+    if not path.startswith("/"):
+        raise bad(f"{scheme}: needs an absolute socket path, e.g. {scheme}:/run/app.sock")
+    if "\x00" in path:
+        raise bad("NUL in the socket path")
+    kind: Literal["unix", "unix+tls"] = "unix" if scheme == "unix" else "unix+tls"
+    return Service(kind, text, host="localhost", socket_path=path)
+
+
 def check_origin_protocol(protocol: str, service: Service) -> None:
     """``ValueError`` unless ``protocol`` (an ``origin-protocol``) can reach ``service``.
 
@@ -107,12 +156,20 @@ def check_origin_protocol(protocol: str, service: Service) -> None:
         )
     if protocol == "auto":
         return
-    if service.kind == "http_status":
-        raise ValueError(f"only applies to http:// and https:// services, not {service.text!r}")
-    if service.kind == "http" and protocol != "http1":
+    if not service.is_origin:
+        raise ValueError(
+            f"only applies to services with an origin (http://, https://, unix:, unix+tls:), "
+            f"not {service.text!r}"
+        )
+    if not service.tls and protocol != "http1":
         raise ValueError(
             f"{protocol} needs an https:// service ({service.text!r} is plain HTTP, which the "
             "connector speaks as HTTP/1.1 only); use https:// or origin-protocol: http1"
+        )
+    if service.is_unix and protocol == "http3":
+        raise ValueError(
+            f"http3 needs a UDP origin; {service.text!r} is a Unix stream socket (use auto, "
+            "http1 or http2)"
         )
 
 
@@ -139,6 +196,7 @@ class IngressRule:
     origin_ca_file: Path | None = None
     origin_server_name: str | None = None
     origin_protocol: str = "auto"
+    origin_request: OriginSettings = field(default_factory=OriginSettings)
     index: int = 0
     line: int | None = None
     path_re: re.Pattern[str] | None = field(default=None, repr=False, compare=False)

@@ -17,6 +17,7 @@ import yaml
 from ...policy import Policy
 from ..hostnames import HostPort, normalize_hostname, parse_hostport
 from .ingress import IngressRule, check_ingress, compile_path, parse_service
+from .origin_request import TLS_ONLY_KEYS, OriginSettings
 from .table import FieldTable, SectionRead, ValueKind, read_section
 from .values import (
     LOG_LEVELS,
@@ -36,12 +37,14 @@ __all__ = [
     "ChoiceValue",
     "DurationValue",
     "GroupsValue",
+    "HostHeaderValue",
     "HostPortListValue",
     "HostPortValue",
     "HostnameValue",
     "IngressValue",
     "IntValue",
     "LogLevelValue",
+    "OriginRequestValue",
     "PathValue",
     "PolicyValue",
     "RegexValue",
@@ -211,6 +214,14 @@ class HostnameValue(RuleValue):
         return normalize_hostname(value, allow_wildcard=self.wildcard)
 
 
+class HostHeaderValue(RuleValue):
+    """A ``Host`` header value: a host name or address, maybe with ``:port``, kept as written."""
+
+    doc = "host[:port]"
+    metavar = "HOST"
+    rule = staticmethod(check_host_header)
+
+
 class HostPortValue(RuleValue):
     """``HOST:PORT``; ``listen`` allows port 0 (the OS picks a free port)."""
 
@@ -329,6 +340,26 @@ class SectionValue(ValueKind):
         return read_section(r, node, key, self.table, owner=owner)
 
 
+class OriginRequestValue(ValueKind):
+    """An ``originRequest`` mapping (cloudflared's keys), read with its own table into
+    :class:`~.origin_request.OriginSettings`; a key left out stays ``None``."""
+
+    doc = "mapping"
+    overridable = False
+
+    def __init__(self, table: FieldTable) -> None:
+        self.table = table
+
+    def show(self, value: Any) -> str:
+        return "none"
+
+    def read(
+        self, r: YamlReader, node: yaml.Node, key: str, owner: yaml.Node | None = None
+    ) -> OriginSettings:
+        section = read_section(r, node, key, self.table, owner=owner)
+        return OriginSettings(**section.values)
+
+
 class IngressValue(ValueKind):
     """The ``ingress`` list: each rule read with ``rules``, the last one a catch-all."""
 
@@ -364,8 +395,51 @@ class IngressValue(ValueKind):
         """One rule; a check across its keys (``IngressRule`` raises ``ValueError``) points at
         ``origin-protocol``, the key that names what the service cannot do."""
         section = read_section(r, item, where, self.rules)
+        origin_kind = self.rules.by_key("originRequest").kind
+        assert isinstance(origin_kind, OriginRequestValue)
+        _check_origin_request(r, section, where, origin_kind.table)
         try:
             return IngressRule(**section.values, index=index, line=item.start_mark.line + 1)
         except ValueError as exc:
             knode = section.keys.get("origin-protocol", (item, item))[0]
             raise r.error(knode, f"{where}.origin-protocol", str(exc)) from None
+
+
+#: A rule's own keys that say the same as an ``originRequest`` key (ours came first).
+_SAME_AS = {"origin-ca-file": "ca_pool", "origin-server-name": "origin_server_name"}
+
+
+def _check_origin_request(r: YamlReader, section: SectionRead, where: str, table: FieldTable) -> None:
+    """A rule's ``originRequest`` against the rule: TLS settings need a TLS service, and a
+    setting given twice (``origin-ca-file`` and ``caPool``, ``origin-protocol`` and
+    ``http2Origin``) must not disagree. Errors point at the ``originRequest`` key's line."""
+    if "originRequest" not in section.keys:
+        return
+    settings: OriginSettings = section.values["origin_request"]
+    service = section.values["service"]
+    vnode = section.keys["originRequest"][1]
+    assert isinstance(vnode, yaml.MappingNode)  # read_section checked it
+    written = {k.value: k for k, _ in vnode.value}
+
+    def fail(attr: str, message: str) -> Exception:
+        name = str(table.by_attr(attr).key)
+        return r.error(written.get(name, vnode), f"{where}.originRequest.{name}", message)
+
+    for attr in settings.given():
+        if attr in TLS_ONLY_KEYS and not service.tls:
+            raise fail(
+                attr,
+                f"only applies to services reached over TLS (https://, unix+tls:), not "
+                f"{service.text!r}",
+            )
+    for own, attr in _SAME_AS.items():
+        mine, theirs = section.values[own.replace("-", "_")], getattr(settings, attr)
+        if own in section.keys and theirs is not None and mine != theirs:
+            raise fail(attr, f"says something else than the rule's {own}; give only one of them")
+    protocol, http2 = section.values["origin_protocol"], settings.http2_origin
+    if http2 is not None and protocol != "auto" and http2 != (protocol == "http2"):
+        raise fail(
+            "http2_origin",
+            f"contradicts origin-protocol: {protocol}; give only one of them (http2Origin: "
+            "true is origin-protocol: http2)",
+        )

@@ -90,10 +90,13 @@ class ConfigField:
     """One configuration key, declared once.
 
     ``key`` is the YAML key (``None`` for a flag that has no key, like ``--url``); ``attr`` the
-    dataclass attribute it fills. ``default`` (or ``default_factory``) is the only place the
-    default lives; ``default_doc`` replaces it in the docs when the value alone would not say
-    what happens (``None`` meaning "the system's trust store"). ``requires`` returns why the
-    key is not allowed given the section's other values, or ``None`` when it is.
+    dataclass attribute it fills; ``env`` the environment variable that gives it too
+    (``TUNNEL_POST_QUANTUM``; cloudflared's name where it has one), read by
+    ``environment.py`` between the file and the flags. ``default`` (or ``default_factory``) is
+    the only place the default lives; ``default_doc`` replaces it in the docs when the value
+    alone would not say what happens (``None`` meaning "the system's trust store").
+    ``requires`` returns why the key is not allowed given the section's other values, or
+    ``None`` when it is.
     """
 
     key: str | None
@@ -105,6 +108,7 @@ class ConfigField:
     default_doc: str | None = None
     required: bool = False
     flag: ConfigFlag | None = None
+    env: str | None = None
     requires: Callable[[Mapping[str, Any]], str | None] | None = None
 
     def default_value(self) -> Any:
@@ -152,6 +156,7 @@ class FieldTable:
             ("key", [f.key for f in self.fields if f.key is not None]),
             ("attribute", [f.attr for f in self.fields]),
             ("flag", [f.flag.name for f in self.fields if f.flag]),
+            ("variable", [f.env for f in self.fields if f.env]),
         ):
             doubled = {n for n in names if names.count(n) > 1}
             if doubled:
@@ -171,6 +176,9 @@ class FieldTable:
 
     def flagged(self) -> tuple[ConfigField, ...]:
         return tuple(f for f in self.fields if f.flag is not None)
+
+    def from_environment(self) -> tuple[ConfigField, ...]:
+        return tuple(f for f in self.fields if f.env is not None)
 
     def by_key(self, key: str) -> ConfigField:
         for f in self.fields:
@@ -256,12 +264,17 @@ def read_section(
     return SectionRead(values, keys, node)
 
 
-def convert_overrides(table: FieldTable, given: Mapping[str, Any]) -> dict[str, Any]:
+def convert_overrides(
+    table: FieldTable,
+    given: Mapping[str, Any],
+    name: Callable[[ConfigField], str] = lambda f: f.label,
+) -> dict[str, Any]:
     """Convert override values by attribute name; ``None`` means "not given" and is skipped.
 
-    A bad value is a :class:`ConfigError` naming the flag (``--ha-connections: ...``); a name
-    the table does not know, or one a flag cannot set, is a ``TypeError`` (a programming
-    mistake, not an operator's).
+    A bad value is a :class:`ConfigError` naming where it came from: ``name(field)``, the flag
+    by default (``--ha-connections: ...``), the variable for values from the environment
+    (``TUNNEL_HA_CONNECTIONS: ...``). A name the table does not know, or one a flag cannot
+    set, is a ``TypeError`` (a programming mistake, not an operator's).
     """
     fields = {f.attr: f for f in table.fields if f.kind.overridable}
     unknown = sorted(set(given) - set(fields))
@@ -275,5 +288,5 @@ def convert_overrides(table: FieldTable, given: Mapping[str, Any]) -> dict[str, 
         try:
             out[attr] = f.kind.convert(value)
         except ValueError as exc:
-            raise ConfigError(f"{f.label}: {exc}", key=f.label) from None
+            raise ConfigError(f"{name(f)}: {exc}", key=name(f)) from None
     return out

@@ -16,10 +16,12 @@ from urllib.parse import urlsplit
 
 from ...plugins import UnknownGroupError, registry
 from ...policy import Policy
+from ..hostnames import request_host
 
 __all__ = [
     "LOG_LEVELS",
     "check_groups",
+    "check_host_header",
     "check_int",
     "check_loglevel",
     "check_url",
@@ -125,6 +127,18 @@ def check_url(value: Any) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{value!r} is not an http:// or https:// URL")
     return str(value)
+
+
+def check_host_header(value: Any) -> str:
+    """A value for the ``Host`` header: what a visitor's ``Host`` may be (a host name, an IPv4
+    address or a bracketed IPv6 one, maybe ``:port``), kept as written."""
+    text = str(value).strip()
+    if not request_host(text):
+        raise ValueError(
+            f"{value!r} is not a valid Host header value; write a host name, maybe with :PORT "
+            "(e.g. app.internal or app.internal:8080)"
+        )
+    return text
 
 
 def check_groups(names: Iterable[Any]) -> tuple[str, ...]:

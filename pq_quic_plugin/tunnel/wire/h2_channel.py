@@ -59,6 +59,7 @@ class H2Channel:
         window: int,
     ) -> None:
         self.connection = connection
+        self._out = connection.writer
         self.h2_stream_id = h2_stream_id
         self.stream_id = stream_id
         self._parser = FrameParser()
@@ -112,7 +113,7 @@ class H2Channel:
         if self._error is None:
             self._error = error
             self._wake_reader()
-            self.connection.wake_writer(self)
+            self._out.wake_writer(self.h2_stream_id)
             if self._opened is not None and not self._opened.done():
                 self._opened.set_result(None)
 
@@ -130,7 +131,7 @@ class H2Channel:
     def _reopen(self) -> None:
         size, self._unacked = self._unacked, 0
         if not self._eof and self._error is None:
-            self.connection.open_window(self, size)
+            self._out.open_window(self, size)
 
     # ------------------------------------------------------------------ reading
 
@@ -212,7 +213,7 @@ class H2Channel:
         self.ended = True
         if not self.is_open:
             await self._wait_open()
-        self.connection.end_stream(self)
+        self._out.end_stream(self)
 
     async def _write(self, data: bytes, end: bool) -> None:
         """Hand ``data`` to HTTP/2 as the peer's window allows, waiting for more window."""
@@ -228,18 +229,18 @@ class H2Channel:
                 raise self._error
             if link.closed:
                 raise StreamReset(f"tunnel connection closed: {link.close_reason}")
-            take = min(link.send_room(self), total - offset)
+            take = min(self._out.send_room(self), total - offset)
             last = offset + take == total
             if take > 0 or (last and end):
                 chunk = data if take == total else data[offset : offset + take]
                 if end and last:
                     self.ended = True
-                link.send_chunk(self, chunk, end and last)
+                self._out.send_chunk(self, chunk, end and last)
                 offset += take
                 if last:
                     break
             else:
-                await link.wait_window(self)
+                await self._out.wait_window(self)
         await self.drain()
 
     async def _wait_open(self) -> None:
@@ -257,9 +258,8 @@ class H2Channel:
 
     async def drain(self) -> None:
         """Wait while the TCP transport's buffer is full: bounded memory for big bodies."""
-        link = self.connection
-        await link.wait_writable()
-        if link.closed and self._error is None:
+        await self._out.wait_writable()
+        if self.connection.closed and self._error is None:
             raise StreamReset("tunnel connection closed")
 
     def reset(self, code: int = ERROR_CANCELLED) -> None:
@@ -267,7 +267,7 @@ class H2Channel:
         if not self._reset_sent:
             self._reset_sent = True
             self.ended = True
-            self.connection.reset_stream(self, code)
+            self._out.reset(self.h2_stream_id, code)
         self.fail(StreamReset("cancelled locally", code))
 
     def release_credit(self) -> None:

@@ -35,6 +35,7 @@ from ... import negotiated_group
 from ...groups.base import Group
 from .frames import CONTROL_STREAM_ID, ERROR_CANCELLED, ERROR_SHUTDOWN, ProtocolError, StreamReset
 from .h2_channel import H2Channel
+from .h2_writer import FLUSH_BYTES, H2Writer
 
 __all__ = [
     "CONNECTION_WINDOW",
@@ -68,8 +69,6 @@ CONNECTION_WINDOW = 16 << 20
 MAX_FRAME_SIZE = 256 * 1024
 #: Streams the edge may have open on one connection at once (the connector's setting).
 MAX_CONCURRENT_STREAMS = 512
-#: Queued HTTP/2 output that is written at once instead of at the end of the loop's turn.
-FLUSH_BYTES = 256 * 1024
 #: Send a PING after this long without hearing from the peer...
 KEEPALIVE = 1.0
 #: ... and close the connection ("Idle timeout", as QUIC says) after this long.
@@ -129,15 +128,12 @@ class H2TunnelConnection(asyncio.Protocol):
         self.on_close: list[Callable[[H2TunnelConnection], None]] = []
         self._lost = asyncio.Event()
         self._transport: asyncio.Transport | None = None
+        #: The outgoing side; :class:`H2Channel` writes through it.
+        self.writer = H2Writer(self.h2)
         self._refusal: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._control_taken = False
         self._control_seen = False
-        self._writable = True
-        self._write_waiters: list[asyncio.Future[None]] = []
-        self._window_waiters: dict[int, asyncio.Future[None]] = {}
-        self._unflushed = 0
-        self._flush_handle: asyncio.Handle | None = None
         self._conn_unacked = 0
         self._last_heard = 0.0
         self._pinged = False
@@ -168,6 +164,10 @@ class H2TunnelConnection(asyncio.Protocol):
         """The TLS handshake is done (asyncio calls this only afterwards): start HTTP/2."""
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self.writer.transport = transport
+        if self.closed:  # closed while its handshake ran: nothing to start
+            transport.close()
+            return
         self.handshake_done = True
         loop = asyncio.get_running_loop()
         self._last_heard = loop.time()
@@ -228,11 +228,10 @@ class H2TunnelConnection(asyncio.Protocol):
             self._terminate(None, reason)
 
     def pause_writing(self) -> None:
-        self._writable = False
+        self.writer.pause()
 
     def resume_writing(self) -> None:
-        self._writable = True
-        self._wake_all(self._write_waiters)
+        self.writer.resume()
 
     # ------------------------------------------------------------------ HTTP/2 events
 
@@ -259,7 +258,7 @@ class H2TunnelConnection(asyncio.Protocol):
             self._by_h2[sid] = channel
             self._spawn(channel)
         else:
-            self._reset(sid, ERROR_CANCELLED)
+            self.writer.reset(sid, ERROR_CANCELLED)
 
     def _on_response(self, event: h2.events.ResponseReceived) -> None:
         """The connector answered a stream we opened (we are the edge)."""
@@ -296,14 +295,12 @@ class H2TunnelConnection(asyncio.Protocol):
 
     def _on_window(self, event: h2.events.WindowUpdated) -> None:
         if event.stream_id:
-            waiter = self._window_waiters.pop(event.stream_id, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+            self.writer.wake_writer(event.stream_id)
         else:
-            self._wake_windows()
+            self.writer.wake_all_writers()
 
     def _on_settings(self, event: h2.events.RemoteSettingsChanged) -> None:
-        self._wake_windows()  # the initial window or the frame size may have grown
+        self.writer.wake_all_writers()  # the initial window or the frame size may have grown
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
         code = int(event.error_code or 0)
@@ -357,7 +354,7 @@ class H2TunnelConnection(asyncio.Protocol):
         self.h2.send_headers(sid, _request_headers(STREAM_PATH))
         channel = self._new_channel(sid, sid, opened=True)
         self._by_h2[sid] = channel
-        self._queued(64)
+        self.writer.queued(64)
         return channel
 
     def _spawn(self, channel: H2Channel) -> None:
@@ -387,122 +384,14 @@ class H2TunnelConnection(asyncio.Protocol):
         HTTP/2 stream that is never closed holds one of the connector's stream slots)."""
         self.channels.pop(channel.stream_id, None)
         self._by_h2.pop(channel.h2_stream_id, None)
-        self._window_waiters.pop(channel.h2_stream_id, None)
+        self.writer.wake_writer(channel.h2_stream_id)
         stream = self.h2.streams.get(channel.h2_stream_id)
-        if stream is not None and not stream.closed and not self.closed:
-            self._reset(channel.h2_stream_id, ERROR_CANCELLED)
-
-    # ------------------------------------------------------------------ what channels call
-
-    def send_room(self, channel: H2Channel) -> int:
-        """Bytes ``channel`` may hand to HTTP/2 now (peer's windows, frame size)."""
-        try:
-            window = self.h2.local_flow_control_window(channel.h2_stream_id)
-        except h2.exceptions.StreamClosedError:
-            channel.fail(StreamReset("stream closed"))
-            return 0
-        return min(window, self.h2.max_outbound_frame_size)
-
-    def send_chunk(self, channel: H2Channel, data: bytes, end: bool) -> None:
-        sid = channel.h2_stream_id
-        try:
-            self._respond_once(channel)
-            self.h2.send_data(sid, data, end_stream=end)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as exc:
-            channel.fail(StreamReset(f"stream closed: {exc}"))
-            return
-        self._queued(len(data) + 9)
-
-    def end_stream(self, channel: H2Channel) -> None:
-        try:
-            self._respond_once(channel)
-            self.h2.end_stream(channel.h2_stream_id)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError) as exc:
-            channel.fail(StreamReset(f"stream closed: {exc}"))
-            return
-        self._queued(9)
-
-    def _respond_once(self, channel: H2Channel) -> None:
-        """As the HTTP/2 server, answer a stream's HEADERS before its first DATA."""
-        if channel.head_pending:
-            channel.head_pending = False
-            self.h2.send_headers(channel.h2_stream_id, [(b":status", b"200")])
-
-    def reset_stream(self, channel: H2Channel, code: int) -> None:
-        self._reset(channel.h2_stream_id, code)
-
-    def _reset(self, sid: int, code: int) -> None:
-        if self.closed:
-            return
-        try:
-            self.h2.reset_stream(sid, code)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
-            return  # already closed: nothing to reset
-        self._queued(13)
-
-    def open_window(self, channel: H2Channel, size: int) -> None:
-        """The reader of ``channel`` took ``size`` bytes: let the peer send that much more."""
-        if self.closed or size <= 0:
-            return
-        try:
-            self.h2.increment_flow_control_window(size, channel.h2_stream_id)
-        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
-            return
-        self._queued(13)
-
-    async def wait_window(self, channel: H2Channel) -> None:
-        """Wait for the peer to open ``channel``'s window (or the connection's)."""
-        self.flush()  # what is queued may be what the peer needs to see first
-        waiter = self._window_waiters.get(channel.h2_stream_id)
-        if waiter is None or waiter.done():
-            waiter = asyncio.get_running_loop().create_future()
-            self._window_waiters[channel.h2_stream_id] = waiter
-        await waiter
-
-    def wake_writer(self, channel: H2Channel) -> None:
-        waiter = self._window_waiters.pop(channel.h2_stream_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def wait_writable(self) -> None:
-        """Wait while the TCP transport's buffer is above its high-water mark."""
-        while not self._writable and not self.closed:
-            waiter = asyncio.get_running_loop().create_future()
-            self._write_waiters.append(waiter)
-            await waiter
-
-    def _wake_windows(self) -> None:
-        waiters, self._window_waiters = self._window_waiters, {}
-        self._wake_all(list(waiters.values()))
-
-    @staticmethod
-    def _wake_all(waiters: list[asyncio.Future[None]]) -> None:
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        waiters.clear()
-
-    # ------------------------------------------------------------------ output
-
-    def _queued(self, size: int) -> None:
-        """HTTP/2 has ``size`` more bytes to send: write now if much is waiting, else at the end
-        of this turn of the event loop (so many streams' frames leave in one write)."""
-        self._unflushed += size
-        if self._unflushed >= FLUSH_BYTES:
-            self.flush()
-        elif self._flush_handle is None:
-            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+        if stream is not None and not stream.closed:
+            self.writer.reset(channel.h2_stream_id, ERROR_CANCELLED)
 
     def flush(self) -> None:
-        """Write everything HTTP/2 has queued, in one ``transport.write``."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        self._unflushed = 0
-        data = self.h2.data_to_send()
-        transport = self._transport
-        if data and transport is not None and not transport.is_closing():
-            transport.write(data)
+        """Write everything HTTP/2 has queued now (QUIC's ``transmit``)."""
+        self.writer.flush()
 
     transmit = flush
 
@@ -510,16 +399,7 @@ class H2TunnelConnection(asyncio.Protocol):
         """Wait up to ``timeout`` until the TLS transport holds nothing unsent; returns what is
         still waiting (0 when all went out). A graceful close sends the rest anyway, unless the
         peer is gone."""
-        self.flush()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        transport = self._transport
-        while transport is not None and not self.closed:
-            pending = transport.get_write_buffer_size()
-            if pending == 0 or loop.time() >= deadline:
-                return pending
-            await asyncio.sleep(0.01)
-        return 0
+        return await self.writer.wait_flushed(timeout)
 
     # ------------------------------------------------------------------ closing
 
@@ -564,8 +444,7 @@ class H2TunnelConnection(asyncio.Protocol):
             self._timer.cancel()
         for channel in list(self.channels.values()):
             channel.fail(StreamReset(f"tunnel connection closed: {reason}"))
-        self._wake_windows()
-        self._wake_all(self._write_waiters)
+        self.writer.shut()
         self.closed_event.set()
         for callback in list(self.on_close):
             callback(self)
