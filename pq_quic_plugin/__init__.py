@@ -3,8 +3,9 @@
 Public API (see docs/): :func:`configure` one QuicConfiguration, :func:`install` for every
 aioquic connection, :func:`ssl_context` for TLS over TCP (asyncio, trio, anyio, httpx), and
 :func:`negotiated_group` to read back what a handshake agreed on, on either transport.
-Authentication (ML-DSA certificates, QUIC): :func:`configure_auth`,
-:func:`negotiated_signature_scheme` and :func:`post_quantum_auth` (docs/auth.md).
+Authentication (ML-DSA certificates): :func:`configure_auth` on QUIC, ``ssl_context(auth=...,
+certificates=[...])`` on TCP, and :func:`negotiated_signature_scheme` and
+:func:`post_quantum_auth` on both (docs/auth.md).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from .aioquic_binding import configure, install, uninstall
 from .aioquic_binding import negotiated_group as _quic_negotiated_group
 from .aioquic_binding.auth_config import configure_auth
-from .aioquic_binding.authentication import negotiated_signature_scheme, post_quantum_auth
+from .aioquic_binding import authentication as _quic_auth
 from .auth_policy import AuthPolicy, SignatureScheme
 from .groups.base import Group, InvalidKeyShare
 from .plugins import UnknownGroupError, registry
@@ -49,6 +50,29 @@ def negotiated_group(connection: Any) -> Group | None:
     if group is None and tls_binding is not None:  # not imported: no TCP connection of ours
         group = tls_binding.negotiated_group(connection)
     return group
+
+
+def negotiated_signature_scheme(connection: Any) -> SignatureScheme | None:
+    """The server's CertificateVerify scheme of a finished handshake, on either side, or None.
+
+    Accepts what :func:`negotiated_group` accepts, on QUIC and on TCP. None before the
+    handshake, for stock aioquic or Python's ``ssl`` (policy off), for a resumed session, and
+    over TCP where OpenSSL's choice cannot be read (an RSA key's hash, TLS 1.2).
+    """
+    scheme = _quic_auth.negotiated_signature_scheme(connection)
+    tls_binding = sys.modules.get("pq_quic_plugin.tls_binding")
+    if scheme is None and tls_binding is not None:
+        scheme = tls_binding.negotiated_signature_scheme(connection)
+    return scheme
+
+
+def post_quantum_auth(connection: Any) -> bool:
+    """Whether the handshake authenticated the server post-quantum: an ML-DSA CertificateVerify
+    and every presented certificate signed with ML-DSA (on a client, also verified)."""
+    if _quic_auth.post_quantum_auth(connection):
+        return True
+    tls_binding = sys.modules.get("pq_quic_plugin.tls_binding")
+    return tls_binding is not None and bool(tls_binding.post_quantum_auth(connection))
 
 
 __all__ = [

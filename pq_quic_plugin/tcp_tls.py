@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
+from .auth_policy import AuthPolicy
 from .groups.base import Group
 from .policy import Policy
 
@@ -24,6 +25,8 @@ __all__ = ["ssl_context"]
 
 Password = str | bytes | bytearray | Callable[[], str | bytes | bytearray] | None
 PathLike = str | os.PathLike[str]
+#: One more certificate pair for a server: ``(certfile, keyfile)`` or with a password.
+CertificatePair = tuple[PathLike, PathLike | None] | tuple[PathLike, PathLike | None, Password]
 
 
 def ssl_context(
@@ -39,6 +42,8 @@ def ssl_context(
     verify: bool = True,
     check_hostname: bool | None = None,
     skip_quic_only: bool = False,
+    auth: AuthPolicy | str | bool | None = None,
+    certificates: Sequence[CertificatePair] = (),
 ) -> ssl.SSLContext:
     """An ``ssl.SSLContext`` for TCP whose key exchange follows ``policy``.
 
@@ -55,8 +60,24 @@ def ssl_context(
     server is verified against ``cafile`` (or the system's CAs) unless ``verify=False``, and its
     name is checked unless ``check_hostname=False``; ``alpn`` lists protocols, best first.
     ``SSLKEYLOGFILE`` in the environment is honoured as by ``ssl.create_default_context``.
+
+    Authentication (``docs/auth.md``), as ``configure_auth`` on QUIC: ``auth`` is ``prefer``
+    (default: ML-DSA when the peer can), ``require`` (a server refuses clients that offer no
+    ML-DSA, a client refuses a server that did not authenticate with ML-DSA on an all-ML-DSA
+    chain) or ``off``; ``certificates`` are a server's pairs beyond ``certfile``, each
+    ``(certfile, keyfile)`` or ``(certfile, keyfile, password)``, and OpenSSL picks per client.
+    Policy ``off`` (Python's ``ssl``, no ML-DSA) takes neither.
     """
     pol = Policy.parse(policy)
+    auth_policy = AuthPolicy.parse(auth)
+    if pol is Policy.OFF and (certificates or (auth is not None and auth_policy.value != "off")):
+        raise ValueError(
+            "post-quantum authentication (ML-DSA) over TCP runs on the post-quantum layer, and "
+            "policy 'off' uses Python's ssl: use policy 'prefer' or 'require', or drop "
+            "auth=/certificates="
+        )
+    if certificates and not server_side:
+        raise ValueError("certificates= is for servers: a client presents one certificate")
     if pol is Policy.OFF:
         if groups is not None:
             raise ValueError(
@@ -72,11 +93,13 @@ def ssl_context(
         group_policy = tls_group_policy(
             pol, groups, server_side=server_side, skip_quic_only=skip_quic_only
         )
-        ctx = PostQuantumSSLContext(group_policy, server_side=server_side)
+        ctx = PostQuantumSSLContext(group_policy, server_side=server_side, auth=auth_policy)
     if certfile is not None:
         ctx.load_cert_chain(certfile, keyfile, password)
     elif keyfile is not None:
         raise ValueError("keyfile needs certfile")
+    for pair in certificates:
+        ctx.add_cert_chain(*pair)  # type: ignore[attr-defined]
     _set_trust(ctx, server_side, cafile, verify, check_hostname)
     if alpn is not None:
         ctx.set_alpn_protocols(list(alpn))
@@ -87,9 +110,10 @@ def ssl_context(
     if openssl_context is not None:
         openssl_context()  # build now: whatever OpenSSL refuses fails here, not at a handshake
         logger.info(
-            "post-quantum TCP %s: %s",
+            "post-quantum TCP %s: %s; authentication %s",
             "server" if server_side else "client",
             ctx.group_policy.describe(),  # type: ignore[attr-defined]
+            auth_policy.value,
         )
     return ctx
 

@@ -15,8 +15,8 @@ run is reproduced by its seed. Every case starts from a well-formed hello for th
   doubled) and of the right length but invalid (all zero, all 0xFF); duplicate entries, shares
   for groups not listed, a hundred entries;
 * fields: session ids and cipher suites of odd sizes, non-null compression, no TLS 1.3, empty
-  or huge (5,000 unknown) signature algorithm lists, odd ALPN and server names, transport parameters missing, garbled or
-  duplicated, PSK and early-data extensions with garbage;
+  or huge (5,000 unknown) signature algorithm lists, odd ALPN and server names, transport
+  parameters missing, garbled or duplicated, PSK and early-data extensions with garbage;
 * the HelloRetryRequest path: a hello that earns a retry, followed in the same CRYPTO stream by
   a mutated second hello.
 

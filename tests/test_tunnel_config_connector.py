@@ -54,6 +54,8 @@ def test_defaults(tmp_path: Path) -> None:
         == "e.example"
     )
     with pytest.raises(ConfigError, match="credentials-file.*edge.*ingress"):
+        ConnectorConfig().check_runnable()
+    with pytest.raises(ConfigError, match="missing: edge.*ingress"):  # `tunnel` finds the creds
         cfg.check_runnable()
 
 
@@ -119,7 +121,8 @@ def test_bad_service_url(tmp_path: Path) -> None:
     err = error_of(path)
     assert str(err) == (
         f"{path}:6: ingress[1].service: 'htp://x' is not a valid service; "
-        "use http://HOST:PORT, https://HOST:PORT or http_status:NNN"
+        "use http://HOST:PORT, https://HOST:PORT, unix:/PATH, unix+tls:/PATH, hello_world or "
+        "http_status:NNN"
     )
 
 

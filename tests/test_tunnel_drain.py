@@ -6,6 +6,7 @@ a second. Real origin, edge and connector processes on loopback."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import signal
@@ -25,13 +26,18 @@ from waiting import wait_until
 
 from pq_quic_plugin.tunnel.connector.dialer import dial
 from pq_quic_plugin.tunnel.wire import ALPN, TunnelConnection
+from pq_quic_plugin.tunnel.wire.h2_endpoints import connector_tls, dial_h2
+from pq_quic_plugin.tunnel.wire.h2_transport import H2TunnelConnection
 from tools.readiness import tcp_accepts
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-#: Every transport the tunnel has between edge and connector. When the HTTP/2 transport lands,
-#: add it here with the connector config keys that select it.
-TRANSPORTS: dict[str, dict[str, Any]] = {"quic": {}}
+#: Every transport the tunnel has between edge and connector, with the connector config keys
+#: that select it.
+TRANSPORTS: dict[str, dict[str, Any]] = {
+    "quic": {"protocol": "quic"},
+    "http2": {"protocol": "http2"},
+}
 
 DOWNLOAD = 30 * 1024 * 1024
 CHUNK = bytes(range(256)) * 256  # what the example app's /bytes/N serves, repeated
@@ -137,13 +143,14 @@ def _edge_with_grace(chain: Chain, grace: str) -> Any:
     return edge
 
 
-def test_idle_edge_exits_within_a_second_of_sigterm(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_idle_edge_exits_within_a_second_of_sigterm(tmp_path: Path, transport: str) -> None:
     """A 30 s grace period, two connector connections, nothing in flight: out in about 1 s.
 
     hypercorn's HTTP/3 loop only notices a stop when a datagram arrives, so an idle edge used
     to wait out the whole grace period (32 s with the default 30 s).
     """
-    with running_chain(tmp_path) as chain:
+    with running_chain(tmp_path, protocol=transport) as chain:
         edge = _edge_with_grace(chain, "30s")
         assert chain.connector is not None
         started = time.monotonic()
@@ -176,6 +183,18 @@ async def _connector_handshake(port: int, ca: Path) -> str:
     return attempt[0].close_reason
 
 
+async def _connector_h2_handshake(port: int, ca: Path) -> str:
+    """The same over HTTP/2 on TCP: the edge's GOAWAY reason within a second, else ''."""
+    tls = connector_tls(True, cafile=ca)
+    link_of = functools.partial(H2TunnelConnection, "connector")
+    async with dial_h2("127.0.0.1", port, tls, link_of, server_hostname="localhost") as link:
+        try:
+            await asyncio.wait_for(link.closed_event.wait(), 1.0)
+        except asyncio.TimeoutError:
+            return ""
+        return link.close_reason
+
+
 async def _public_quic_handshake(port: int, ca: Path) -> bool:
     """Whether an HTTP/3 handshake with the public listener completes within 3 s."""
     config = QuicConfiguration(is_client=True, alpn_protocols=["h3"], server_name="localhost")
@@ -188,14 +207,19 @@ async def _public_quic_handshake(port: int, ca: Path) -> bool:
         return False
 
 
-def test_stopping_edge_refuses_new_connections_and_finishes_requests(tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", list(TRANSPORTS))
+def test_stopping_edge_refuses_new_connections_and_finishes_requests(
+    tmp_path: Path, transport: str
+) -> None:
     """While a request is in flight, a stopping edge refuses a new connector handshake with
-    "edge shutting down", takes no new visitor (TCP or QUIC), and still completes the request."""
-    with running_chain(tmp_path) as chain:
+    "edge shutting down" on both connector listeners (QUIC and HTTP/2), takes no new visitor
+    (TCP or QUIC), and still completes the request."""
+    with running_chain(tmp_path, protocol=transport) as chain:
         edge = _edge_with_grace(chain, "30s")
         assert chain.connector is not None
         ca = chain.pki.ca_cert
         assert asyncio.run(_connector_handshake(chain.connector_port, ca)) == ""  # open now
+        assert asyncio.run(_connector_h2_handshake(chain.connector_port, ca)) == ""
         context = ssl.create_default_context(cafile=str(ca))
         result: list[int] = []
 
@@ -215,6 +239,8 @@ def test_stopping_edge_refuses_new_connections_and_finishes_requests(tmp_path: P
         time.sleep(0.3)
         assert edge.proc.poll() is None  # still finishing the slow request
         assert asyncio.run(_connector_handshake(chain.connector_port, ca)) == "edge shutting down"
+        refused = asyncio.run(_connector_h2_handshake(chain.connector_port, ca))
+        assert refused == "edge shutting down"
         assert not tcp_accepts("127.0.0.1", chain.public_port)
         assert not asyncio.run(_public_quic_handshake(chain.public_port, ca))
         visitor.join(30)

@@ -1,4 +1,5 @@
-"""pq-tunnel end to end: origin, edge and connector as three real processes on loopback."""
+"""pq-tunnel end to end: origin, edge and connector as three real processes on loopback, once
+per transport between edge and connector (``protocol: quic`` and ``protocol: http2``)."""
 
 from __future__ import annotations
 
@@ -25,9 +26,13 @@ BULK_MB = int(os.environ.get("PQ_BULK_MB", "40"))
 RSS_GROWTH_LIMIT_MB = 24
 
 
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory):  # type: ignore[no-untyped-def]
-    with running_chain(tmp_path_factory.mktemp("chain")) as c:
+#: The connector's ``protocol`` -> the edge-connector hop's ``transport`` in the hop list.
+TRANSPORTS = {"quic": "quic", "http2": "tcp"}
+
+
+@pytest.fixture(scope="module", params=list(TRANSPORTS))
+def chain(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    with running_chain(tmp_path_factory.mktemp("chain"), protocol=request.param) as c:
         yield c
 
 
@@ -46,6 +51,7 @@ def test_every_hop_is_post_quantum(chain) -> None:  # type: ignore[no-untyped-de
     assert all(h["group"] == "X25519MLKEM768" and h["post_quantum"] for h in hops.values())
     assert facts["group"] == "X25519MLKEM768"  # the origin's own view of the last hop
     assert facts["all_hops_post_quantum"] is True
+    assert hops["edge-connector"]["transport"] == TRANSPORTS[chain.protocol]
     page = _get(chain, "/").body.decode()
     assert "post-quantum on every hop" in page
 
@@ -198,6 +204,7 @@ def test_list_shows_tunnel_and_live_connections(chain) -> None:  # type: ignore[
     conns = tunnels[0]["connections"]
     assert sorted(c["conn_index"] for c in conns) == [0, 1]
     assert {c["group"] for c in conns} == {"X25519MLKEM768"}
+    assert {c["protocol"] for c in conns} == {chain.protocol}
 
 
 def test_credentials_file_is_private(chain) -> None:  # type: ignore[no-untyped-def]
@@ -209,10 +216,11 @@ def test_logs_follow_the_reference_design_and_hold_no_secret(chain) -> None:  # 
     for text in [
         "Settings: post-quantum:true",
         "Generated Connector ID:",
-        "Initial protocol quic",
+        f"Initial protocol {chain.protocol}",
         "Using post-quantum key agreement X25519MLKEM768 for connIndex=0",
         "registered connIndex=0 edge=127.0.0.1:",
         "registered connIndex=1",
+        f"protocol={chain.protocol} group=X25519MLKEM768",
         "Starting metrics server on 127.0.0.1:",
     ]:
         assert text in log, text

@@ -65,8 +65,12 @@ def broken_origin() -> Iterator[int]:
         listener.close()
 
 
-def test_origin_breaking_off_resets_the_visitor_stream(tmp_path: Path, broken_origin: int) -> None:
-    with running_chain(tmp_path, connector=False) as chain:
+@pytest.mark.parametrize("transport", ["quic", "http2"])
+def test_origin_breaking_off_resets_the_visitor_stream(
+    tmp_path: Path, broken_origin: int, transport: str
+) -> None:
+    """On either transport between edge and connector (``protocol``)."""
+    with running_chain(tmp_path, connector=False, protocol=transport) as chain:
         config = chain.connector_config(
             "broken.yml",
             ingress=[

@@ -1,11 +1,13 @@
 """What the tunnel refuses: wrong secrets, unknown tunnels, foreign hostnames, classical edges
-under --post-quantum, and broken configs. Real edge and connector processes on loopback."""
+under --post-quantum, and broken configs, on both transports between edge and connector (QUIC
+and HTTP/2). Real edge and connector processes on loopback."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -16,9 +18,9 @@ from tunnel_chain import Chain, running_chain, start, start_edge, tunnel_cli, wr
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory):  # type: ignore[no-untyped-def]
-    with running_chain(tmp_path_factory.mktemp("refusals")) as c:
+@pytest.fixture(scope="module", params=["quic", "http2"])
+def chain(request, tmp_path_factory):  # type: ignore[no-untyped-def]
+    with running_chain(tmp_path_factory.mktemp("refusals"), protocol=request.param) as c:
         yield c
 
 
@@ -99,8 +101,11 @@ def test_a_tunnel_claiming_another_tunnels_hostname_is_refused(chain) -> None:  
     assert again.returncode == 2 and "demo" in again.stderr
 
 
-def test_post_quantum_connector_against_classical_edge(tmp_path: Path) -> None:
-    """--post-quantum: banner, report, no connection. Without it: classical plus a warning."""
+@pytest.mark.parametrize("protocol", ["quic", "http2", "auto"])
+def test_post_quantum_connector_against_classical_edge(tmp_path: Path, protocol: str) -> None:
+    """--post-quantum: banner, report, no connection, on QUIC and on HTTP/2 (``--post-quantum
+    --protocol http2``); under ``auto`` the refusal is not a reason to fall back to http2.
+    Without --post-quantum: classical plus a warning."""
     with running_chain(tmp_path, connector=False, connector_policy="prefer") as chain:
         # a second edge listener that accepts only classical groups, sharing the store
         ports = [free_port() for _ in range(3)]
@@ -122,13 +127,22 @@ def test_post_quantum_connector_against_classical_edge(tmp_path: Path) -> None:
                 edge=[f"127.0.0.1:{ports[1]}"],
                 ha_connections=1,
                 pq_report_url=report_url,
+                post_quantum=False,  # the flag says it
             ),
+            "--post-quantum",
+            "--protocol",
+            protocol,
         )
         strict.wait_for_log("POST-QUANTUM TUNNEL CONNECTION FAILED", 30)
         strict.wait_for_log("post-quantum failure report sent", 30)
+        # The next attempt (0.25-0.5 s later) is refused the same way, on the same transport.
+        strict.wait_for_log("reconnecting in", 10)
+        time.sleep(1.0)
         log = strict.log()
         assert "group tried=X25519MLKEM768" in log
         assert "registered connIndex" not in log
+        assert "Switching to fallback protocol" not in log
+        assert f"Initial protocol {'http2' if protocol == 'http2' else 'quic'}" in log
         stop(strict.proc)
         # Reports are read on the edge's metrics address (ports[2]), never the public one.
         with urllib.request.urlopen(f"http://127.0.0.1:{ports[2]}/pq-report", timeout=10) as resp:
@@ -141,12 +155,17 @@ def test_post_quantum_connector_against_classical_edge(tmp_path: Path) -> None:
         assert "pq-quic-plugin/" in reports[0]["version"]
 
         relaxed_yml = chain.connector_config(
-            "relaxed.yml", edge=[f"127.0.0.1:{ports[1]}"], ha_connections=1, post_quantum=False
+            "relaxed.yml",
+            edge=[f"127.0.0.1:{ports[1]}"],
+            ha_connections=1,
+            post_quantum=False,
+            protocol=protocol,
         )
         relaxed = _run_connector(chain, relaxed_yml)
         Chain.wait_connector(relaxed, relaxed_yml)
         log = relaxed.log()
         assert "NOT post-quantum" in log and "group=x25519" in log
+        assert f"protocol={'http2' if protocol == 'http2' else 'quic'} group=x25519" in log
         stop(relaxed.proc)
 
 

@@ -22,7 +22,7 @@ import yaml
 from pq_quic_plugin.devcert import DevPKI, make_dev_pki
 
 from .processes import Process, free_port, start, stop
-from .readiness import quic_answers, ready_connections, wait_listening, wait_ready
+from .readiness import quic_answers, ready_connections, tcp_accepts, wait_listening, wait_ready
 
 __all__ = [
     "EXAMPLE_APP_DIR",
@@ -115,7 +115,7 @@ def start_edge(config: Path, log: Path, cwd: Path, timeout: float = 30.0) -> Pro
     """Start ``pq-tunnel edge --config CONFIG``; return once both listeners answer.
 
     Ready means: the public port accepts TCP and answers QUIC, and the connector listener answers
-    QUIC (the addresses are read from the config file).
+    QUIC and accepts TCP (the addresses are read from the config file).
     """
     conf: dict[str, Any] = yaml.safe_load(config.read_text())
     public = _host_port(conf["public"]["bind"])
@@ -125,8 +125,8 @@ def start_edge(config: Path, log: Path, cwd: Path, timeout: float = 30.0) -> Pro
         wait_listening(edge, *public, timeout=timeout)
         wait_ready(
             edge,
-            lambda: quic_answers(*connectors),
-            f"the connector listener on udp {connectors[0]}:{connectors[1]}",
+            lambda: quic_answers(*connectors) and tcp_accepts(*connectors),
+            f"the connector listener on udp and tcp {connectors[0]}:{connectors[1]}",
             timeout,
         )
     except BaseException:
@@ -153,6 +153,8 @@ class Chain:
     origin_protocol: str | None = None
     """The ingress rule's ``origin-protocol``; None leaves it out (``auto``: TLS over TCP,
     HTTP/2 with hypercorn-pq)."""
+    protocol: str = "quic"
+    """The connector's ``protocol`` (transport to the edge): ``quic``, ``http2`` or ``auto``."""
 
     @property
     def url(self) -> str:
@@ -175,6 +177,7 @@ class Chain:
             "edge-server-name": "localhost",
             "metrics": f"127.0.0.1:{metrics}",
             "grace-period": "10s",
+            "protocol": self.protocol,
             "ingress": [
                 {
                     "hostname": TUNNEL_HOST,
@@ -296,8 +299,11 @@ def running_chain(
     origin_app: str = "app:app",
     origin_cwd: Path = EXAMPLE_APP_DIR,
     edge_public: dict[str, object] | None = None,
+    protocol: str = "quic",
 ) -> Iterator[Chain]:
     """Origin (the example app under ``hypercorn-pq --pq``), edge and connector, all ready.
+
+    ``protocol`` is the connector's transport to the edge (``quic``, ``http2``, ``auto``).
 
     The connector reaches the origin as ``https://`` with ``origin_protocol`` (None: the
     default, TLS over TCP; ``"http3"``: QUIC). ``origin_app`` in ``origin_cwd`` replaces the
@@ -346,6 +352,7 @@ def running_chain(
             edge,
             origin=origin,
             origin_protocol=origin_protocol,
+            protocol=protocol,
         )
         stack.callback(_stop_connector, chain)  # also one a test starts (connector=False)
         stack.callback(_stop_all, chain.extra)

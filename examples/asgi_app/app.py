@@ -1,4 +1,5 @@
-"""The example app: shows visitors which key exchange protected their own connection.
+"""The example app: shows visitors how their own connection was protected: the key exchange
+(post-quantum or not) and, separately, the server's authentication (ML-DSA or classical).
 
 Run from this directory (see README.md)::
 
@@ -56,6 +57,9 @@ th{color:var(--muted);font-weight:500;width:13em}
 thead th{width:auto}
 code{background:var(--code);padding:.1em .35em;border-radius:4px;font-size:.95em}
 small,.note{color:var(--muted)} .note{font-size:.9em;margin-top:1.2em}
+.label{color:var(--muted);font-size:.85em;text-transform:uppercase;letter-spacing:.06em;
+margin:.4em 0 .2em}
+.verdict.auth{font-size:1.4em}
 """
 
 
@@ -91,6 +95,19 @@ def render_page(facts: ConnectionFacts) -> str:
     if not tls:
         tls = "not reported" if facts.secure else "none (plain HTTP)"
     note = f"<p class=note>{e(facts.note)}</p>" if facts.note else ""
+    auth = facts.auth_verdict
+    auth_css = "pq" if facts.post_quantum_auth else "classic"
+    scheme = facts.signature_scheme
+    auth_cell = (
+        f"{e(auth)}: <code>{e(scheme)}</code>"
+        + (
+            f" <small>(0x{facts.signature_scheme_codepoint:04X})</small>"
+            if facts.signature_scheme_codepoint
+            else ""
+        )
+        if scheme
+        else "not reported by this server"
+    )
     return f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8>
 <meta name=viewport content="width=device-width,initial-scale=1">
@@ -98,19 +115,26 @@ def render_page(facts: ConnectionFacts) -> str:
 <title>Your connection: {e(verdict)}</title><style>{STYLE}</style></head>
 <body><main>
 <h1>How was your connection to this site protected?</h1>
+<div class=label>Key exchange</div>
 <div class="verdict {css}" id=verdict>{e(verdict)}</div>
+<div class=label>Authentication</div>
+<div class="verdict auth {auth_css}" id=auth-verdict>{e(auth)}</div>
 <table>
 <tr><th>Protocol</th><td id=protocol>{e(facts.protocol)}</td></tr>
 <tr><th>Transport</th><td id=transport>{e(facts.transport)}</td></tr>
 <tr><th>Key-exchange group</th><td id=group><code>{e(facts.group or "unknown")}</code>{codepoint}
 </td></tr>
+<tr><th>Authentication</th><td id=auth>{auth_cell}</td></tr>
 <tr><th>TLS</th><td id=tls>{e(tls)}</td></tr>
 </table>
 {_hop_table(facts) if facts.hops else ""}
 {note}
-<p class=note>Post-quantum means the key exchange would resist a future quantum computer
-(hybrid ML-KEM, such as <code>X25519MLKEM768</code>). Under <code>hypercorn-pq --pq</code> that
-holds for HTTP/3 and for HTTP/1.1 and HTTP/2 over TCP alike, whenever your browser offers it.
+<p class=note>Post-quantum key exchange means the traffic would resist decryption by a future
+quantum computer (hybrid ML-KEM, such as <code>X25519MLKEM768</code>); post-quantum
+authentication means the server proved its identity with an ML-DSA signature on an all-ML-DSA
+certificate chain, which such a computer could not forge (a classical ECDSA signature could be).
+Under <code>hypercorn-pq --pq</code> both hold for HTTP/3 and for HTTP/1.1 and HTTP/2 over TCP
+alike, whenever your browser offers them (authentication needs <code>--pq-certfile</code>).
 JSON: <code>/api/connection</code>.</p>
 </main></body></html>
 """

@@ -51,6 +51,8 @@ class AuthenticationMixin(tls.Context):
     pq_auth: AuthSettings = DEFAULT_AUTH
     pq_signature_scheme: SignatureScheme | None = None
     """The CertificateVerify scheme of this handshake (None before it, or when resumed)."""
+    pq_presented_certificate: Any = None
+    """The leaf a server sent (one of its pairs), for the facts; None on a client."""
     pq_post_quantum_auth: bool = False
     """ML-DSA CertificateVerify, and every presented certificate signed with ML-DSA; on a
     client, also a chain that was verified (``verify_mode`` is not ``CERT_NONE``)."""
@@ -124,6 +126,7 @@ class AuthenticationMixin(tls.Context):
             tls.push_certificate_verify(
                 handshake_buf, tls.CertificateVerify(algorithm=codepoint, signature=signature)
             )
+        self.pq_presented_certificate = credential.certificate
         self._pq_record_auth(codepoint, credential.post_quantum)
 
     # ------------------------------------------------------------------------------ both

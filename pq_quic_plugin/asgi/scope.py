@@ -7,7 +7,13 @@ The contract (filled by :mod:`pq_quic_plugin.hypercorn_binding`, documented in
     scope["extensions"]["pq_quic"] = {"transport": "quic", "group": "X25519MLKEM768",
                                       "codepoint": 4588, "post_quantum": True,
                                       "group_known": True,
+                                      "signature_scheme": "ML-DSA-65",
+                                      "signature_scheme_codepoint": 2309,
+                                      "post_quantum_auth": True,
                                       "hops": [...]}          # only behind pq-tunnel
+
+Key exchange (``group``, ``post_quantum``) and authentication (``signature_scheme``,
+``post_quantum_auth``: an ML-DSA signature on an all-ML-DSA chain) are separate facts.
 
 Tolerant by design: a scope from a server that adds nothing (stock hypercorn, uvicorn), or adds
 something malformed, yields "group unknown, not post-quantum" rather than an exception, so apps
@@ -84,6 +90,12 @@ class ConnectionFacts:
     note: str | None = None
     secure: bool = False
     """True when the request came over TLS (``tls`` extension present, or an https/wss scheme)."""
+    signature_scheme: str | None = None
+    """The server's CertificateVerify scheme, e.g. ``"ML-DSA-65"``, ``"ECDSA-P256-SHA256"``;
+    None when the server did not report it (resumed session, Python's ``ssl``, stock hypercorn)."""
+    signature_scheme_codepoint: int | None = None
+    post_quantum_auth: bool = False
+    """Whether the server authenticated post-quantum (ML-DSA, on an all-ML-DSA chain)."""
 
     @property
     def all_hops_post_quantum(self) -> bool:
@@ -116,6 +128,14 @@ class ConnectionFacts:
             return "not post-quantum (group unknown)"
         return "not post-quantum"
 
+    @property
+    def auth_verdict(self) -> str:
+        """``"post-quantum"``, ``"classical"`` or ``"not reported"`` for authentication
+        (separate from :attr:`verdict`, which is about key exchange)."""
+        if self.post_quantum_auth:
+            return "post-quantum"
+        return "classical" if self.signature_scheme else "not reported"
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (the example app's ``/api/connection``)."""
         return {
@@ -132,6 +152,10 @@ class ConnectionFacts:
             "hops": [dict(h) for h in self.hops],
             "all_hops_post_quantum": self.all_hops_post_quantum,
             "verdict": self.verdict,
+            "signature_scheme": self.signature_scheme,
+            "signature_scheme_codepoint": self.signature_scheme_codepoint,
+            "post_quantum_auth": self.post_quantum_auth,
+            "auth_verdict": self.auth_verdict,
             "note": self.note,
         }
 
@@ -204,4 +228,7 @@ def connection_facts(scope: Mapping[str, Any]) -> ConnectionFacts:
         hops=_hops(pq.get("hops")),
         note=_str(pq.get("note")),
         secure=has_tls or scope.get("scheme") in ("https", "wss"),
+        signature_scheme=_str(pq.get("signature_scheme")),
+        signature_scheme_codepoint=_int(pq.get("signature_scheme_codepoint")),
+        post_quantum_auth=pq.get("post_quantum_auth") is True,
     )

@@ -1,5 +1,6 @@
-"""``hypercorn-pq``: hypercorn's own command line plus ``--pq``, ``--pq-groups`` and
-``--pq-trust-hops-from``.
+"""``hypercorn-pq``: hypercorn's own command line plus ``--pq``, ``--pq-groups``,
+``--pq-trust-hops-from`` and the authentication options ``--pq-auth``, ``--pq-certfile`` and
+``--pq-keyfile``.
 
 hypercorn builds its argparse parser inside ``hypercorn.__main__.main`` and offers no way to
 extend it, and its option list must not be copied (it changes between releases). So this runs
@@ -14,6 +15,7 @@ hypercorn's real ``main`` with two of its module globals swapped for the duratio
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 import types
 from collections.abc import Sequence
@@ -23,8 +25,10 @@ import hypercorn.__main__ as hypercorn_main
 from hypercorn.config import Config
 
 from ..asgi.hop_trust import LOOPBACK
+from ..auth_policy import AuthPolicy
 from ..plugins import UnknownGroupError, registry
 from ..policy import GroupPolicy, Policy
+from .auth import NEEDS_PQ, auth_needs_pq, check_auth
 from .config import PostQuantumConfig, normalise_groups, normalise_trusted
 from .tcp import check_tcp
 
@@ -82,6 +86,29 @@ class _PostQuantumParser(argparse.ArgumentParser):
             help="Addresses or networks (e.g. 10.0.0.5,10.1.0.0/16) of the pq-tunnel connectors "
             "whose pq-tunnel-hops header is believed under --pq require; a hop list from "
             "anyone else is refused with 403. Default: loopback (127.0.0.1, ::1).",
+        )
+        group.add_argument(
+            "--pq-auth",
+            default=None,
+            choices=_POLICIES,
+            help="Post-quantum authentication (ML-DSA certificates) on both listeners: "
+            "'prefer' (default) signs with the ML-DSA certificate when the client offers ML-DSA "
+            "and with the classical one otherwise; 'require' refuses clients that cannot verify "
+            "ML-DSA; 'off' never uses an ML-DSA certificate. Needs --pq.",
+        )
+        group.add_argument(
+            "--pq-certfile",
+            default=None,
+            metavar="FILE",
+            help="A second certificate (PEM, leaf first), typically ML-DSA, served next to "
+            "--certfile: each client gets the one it can verify. Make a test one with: "
+            "python -m pq_quic_plugin.devcert DIR --sig ml-dsa-65",
+        )
+        group.add_argument(
+            "--pq-keyfile",
+            default=None,
+            metavar="FILE",
+            help="The private key of --pq-certfile (default: read from --pq-certfile).",
         )
         ns = super().parse_args(args, namespace)
         _State.parser, _State.args = self, ns
@@ -155,7 +182,10 @@ def _prepare(config: Config) -> PostQuantumConfig:
     pq_config.pq = policy.value
     pq_config.pq_groups = groups
     pq_config.pq_trust_hops_from = trusted
+    _merge_auth(pq_config, args)
     if policy is Policy.OFF:
+        if auth_needs_pq(pq_config):
+            _fail(NEEDS_PQ)
         _say(
             "post-quantum off: HTTP/3 (if configured) runs stock aioquic key exchange and TCP "
             "runs Python's ssl; add --pq"
@@ -187,6 +217,11 @@ def _prepare(config: Config) -> PostQuantumConfig:
             f"HTTP/3 (QUIC) on udp {', '.join(derived)}, the same port as the TCP bind "
             "(use --quic-bind to choose another)"
         )
+    if pq_config.ssl_enabled:
+        try:
+            _say(f"post-quantum {check_auth(pq_config)} (HTTP/3 and TCP)")
+        except (ValueError, OSError, ssl.SSLError) as exc:
+            _fail(f"authentication: {exc}")
     _say(f"post-quantum HTTP/3: {server.describe()}")
     _say(f"post-quantum TCP (HTTP/1.1, HTTP/2, WebSockets): {tcp.describe()}")
     if policy is Policy.REQUIRE:
@@ -197,6 +232,22 @@ def _prepare(config: Config) -> PostQuantumConfig:
             f"believed from {', '.join(trusted or LOOPBACK)} only"
         )
     return pq_config
+
+
+def _merge_auth(config: PostQuantumConfig, args: argparse.Namespace | None) -> None:
+    """Command-line authentication options over the config file's ``pq_auth``/``pq_certfile``/
+    ``pq_keyfile`` keys."""
+    for key in ("pq_auth", "pq_certfile", "pq_keyfile"):
+        value = getattr(args, key, None)
+        if value is not None:
+            setattr(config, key, value)
+    try:
+        if config.pq_auth is not None:
+            config.pq_auth = AuthPolicy.parse(config.pq_auth).value
+    except ValueError as exc:
+        _fail(f"pq_auth: {exc}")
+    if config.pq_keyfile and not config.pq_certfile:
+        _fail("--pq-keyfile needs --pq-certfile")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,9 +3,10 @@
 Hypercorn pickles its ``Config`` into every spawned worker. Because this class lives in this
 module, unpickling it in a worker imports the module, and importing it installs the hooks
 (:mod:`.hooks`): that is how ``-w 2`` workers become post-quantum without any code of ours
-running in them first. The keys ``pq``, ``pq_groups`` and ``pq_trust_hops_from`` are the same in
-a TOML config file, and apply to both listeners: QUIC through the hooks, TCP through
-:meth:`create_ssl_context`, which every worker calls for itself.
+running in them first. The keys ``pq``, ``pq_groups``, ``pq_trust_hops_from``, ``pq_auth``,
+``pq_certfile`` and ``pq_keyfile`` are the same in a TOML config file, and apply to both
+listeners: QUIC through the hooks, TCP through :meth:`create_ssl_context`, which every worker
+calls for itself.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Any
 from hypercorn.config import Config
 
 from ..asgi.hop_trust import TrustedPeers
+from ..auth_policy import AuthPolicy
 from ..plugins import registry
 from ..policy import GroupPolicy, Policy
+from .auth import NEEDS_PQ, auth_needs_pq, check_auth
 from .hooks import install_hooks
 from .tcp import check_tcp, tcp_context
 
@@ -33,6 +36,11 @@ class PostQuantumConfig(Config):
     #: Who may send a pq-tunnel hop list, for the enforcement under ``pq = "require"``;
     #: ``None``: loopback (:data:`~pq_quic_plugin.asgi.hop_trust.LOOPBACK`).
     pq_trust_hops_from: list[str] | None = None
+    #: Authentication policy, ``off``/``prefer``/``require`` (``None``: prefer), and an extra
+    #: certificate pair (ML-DSA, next to ``certfile``), chosen per client (``docs/auth.md``).
+    pq_auth: str | None = None
+    pq_certfile: str | None = None
+    pq_keyfile: str | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> PostQuantumConfig:
@@ -70,14 +78,21 @@ def normalise_trusted(value: Any) -> list[str] | None:
 
 
 def post_quantum(
-    config: Config, policy: Policy | str | bool | None = "prefer", groups: Any = None
+    config: Config,
+    policy: Policy | str | bool | None = "prefer",
+    groups: Any = None,
+    *,
+    auth: str | None = None,
+    pq_certfile: str | None = None,
+    pq_keyfile: str | None = None,
 ) -> PostQuantumConfig:
     """Library use: make a hypercorn Config post-quantum for ``hypercorn.asyncio.serve``.
 
     Validates the policy and groups up front, for QUIC and (with a certificate) for TCP: an
     unknown group name raises with the list of valid names, and a list that leaves TCP no group
     OpenSSL can negotiate raises naming the QUIC-only groups, so a mistake surfaces at start-up,
-    not at the first handshake.
+    not at the first handshake. ``auth``, ``pq_certfile`` and ``pq_keyfile`` are the
+    authentication settings (``pq_auth`` and the extra ML-DSA pair), checked the same way.
     """
     pq_config = (
         config if isinstance(config, PostQuantumConfig) else PostQuantumConfig.from_config(config)
@@ -85,8 +100,15 @@ def post_quantum(
     pol = Policy.parse(policy)
     pq_config.pq = pol.value
     pq_config.pq_groups = normalise_groups(groups)
+    if auth is not None:
+        pq_config.pq_auth = AuthPolicy.parse(auth).value
+    if pq_certfile is not None:
+        pq_config.pq_certfile, pq_config.pq_keyfile = pq_certfile, pq_keyfile
+    if pol is Policy.OFF and auth_needs_pq(pq_config):
+        raise ValueError(NEEDS_PQ)
     if pol is not Policy.OFF:
         GroupPolicy.server_default(pol, pq_config.pq_groups)  # fails early on a bad combination
         if pq_config.ssl_enabled:
             check_tcp(pol, pq_config.pq_groups)  # and for the TCP listener's groups
+            check_auth(pq_config)
     return pq_config

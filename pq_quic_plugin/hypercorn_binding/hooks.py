@@ -36,6 +36,7 @@ from hypercorn.protocol.quic import QuicProtocol
 from ..aioquic_binding import configure, settings_of
 from ..aioquic_binding.facade import quic_of
 from ..policy import Policy
+from .auth import configure_quic_listener
 from .h2_streams import harden_h2
 from .h3_streams import consumer, harden
 from .quic_guard import guard_listener
@@ -122,6 +123,7 @@ def _quic_protocol_init(original: Callable) -> Callable:
             logger.info("HTTP/3 listener: post-quantum policy off (stock aioquic key exchange)")
             return
         configure(self.quic_config, policy, groups=getattr(self.config, "pq_groups", None))
+        configure_quic_listener(self.quic_config, self.config)  # ML-DSA pair, auth, key log
         settings = settings_of(self.quic_config)
         side = settings.server if settings is not None else None
         described = side.describe() if side is not None else "off"

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..groups.base import Group
 from ..policy import GroupPolicy, Policy
+from .auth import auth_certificates, auth_policy_of
 
 logger = logging.getLogger("pq_quic_plugin.hypercorn")
 
@@ -87,6 +88,8 @@ def tcp_context(config: Any) -> ssl.SSLContext:
         cafile=config.ca_certs,
         alpn=config.alpn_protocols,
         skip_quic_only=True,
+        auth=auth_policy_of(config),
+        certificates=auth_certificates(config),
     )
     context.set_ciphers(config.ciphers)  # TLS 1.2 suites; TLS 1.3 keeps OpenSSL's
     context.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 7540 9.2; `require` raises it to 1.3

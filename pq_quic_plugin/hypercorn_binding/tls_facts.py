@@ -18,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from ..aioquic_binding import negotiated_group
+from ..aioquic_binding.authentication import negotiated_signature_scheme, post_quantum_auth
+from ..auth_policy import SignatureScheme
 from ..groups.base import Group
 
 TLS_1_3 = 0x0304
@@ -42,13 +44,23 @@ TCP_STDLIB_NOTE = (
 _PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", re.S)
 
 
-def _group_facts(transport: str, group: Group | None) -> dict[str, Any]:
+def _group_facts(
+    transport: str,
+    group: Group | None,
+    scheme: SignatureScheme | None = None,
+    post_quantum_auth: bool = False,
+) -> dict[str, Any]:
+    """Key exchange (``group``, ``post_quantum``) and authentication (``signature_scheme``,
+    ``post_quantum_auth``): two separate questions, reported side by side."""
     return {
         "transport": transport,
         "group": group.name if group else None,
         "codepoint": group.codepoint if group else None,
         "post_quantum": bool(group and group.post_quantum),
         "group_known": group is not None,
+        "signature_scheme": scheme.name if scheme else None,
+        "signature_scheme_codepoint": scheme.codepoint if scheme and scheme.codepoint else None,
+        "post_quantum_auth": bool(post_quantum_auth),
     }
 
 
@@ -76,13 +88,19 @@ def quic_facts(quic: QuicConnection) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(tls, pq_quic)`` extension dicts for an HTTP/3 connection."""
     ctx = quic.tls
     schedule = getattr(ctx, "key_schedule", None)
-    cert = getattr(ctx, "certificate", None)
+    # The leaf this handshake presented (the ML-DSA or the classical pair), else aioquic's own.
+    cert = getattr(ctx, "pq_presented_certificate", None) or getattr(ctx, "certificate", None)
     tls_ext = _tls_extension(
         cert.public_bytes(Encoding.PEM).decode("ascii") if cert else None,
         TLS_1_3,
         int(schedule.cipher_suite) if schedule is not None else None,
     )
-    pq = _group_facts("quic", negotiated_group(quic))
+    pq = _group_facts(
+        "quic",
+        negotiated_group(quic),
+        negotiated_signature_scheme(quic),
+        post_quantum_auth(quic),
+    )
     if not pq["group_known"]:
         pq["note"] = "this QUIC listener runs stock aioquic (post-quantum policy off)"
     return tls_ext, pq
@@ -125,9 +143,17 @@ def tcp_facts(tls: Any, server_cert: str | None = None) -> tuple[dict | None, di
         pq["note"] = "plain HTTP: no TLS at all"
         return None, pq
     post_quantum = _post_quantum_object(tls)
-    pq = _group_facts("tcp", post_quantum.pq_group if post_quantum is not None else None)
     if post_quantum is None:
+        pq = _group_facts("tcp", None)
         pq["note"] = TCP_STDLIB_NOTE
+    else:
+        pq = _group_facts(
+            "tcp",
+            post_quantum.pq_group,
+            post_quantum.signature_scheme(),
+            post_quantum.pq_post_quantum_auth,
+        )
+        server_cert = post_quantum.server_certificate_pem or server_cert
     cipher = tls.cipher()
     first_cert = _PEM_CERT.search(server_cert) if server_cert else None
     tls_ext = _tls_extension(

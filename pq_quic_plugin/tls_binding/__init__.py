@@ -17,7 +17,12 @@ from .connection import PostQuantumSSLObject  # noqa: E402
 from .context import PostQuantumSSLContext  # noqa: E402
 from .errors import PostQuantumRefusedError  # noqa: E402
 from .groups import QuicOnlyGroupError, split_tls_groups, tls_group_policy  # noqa: E402
-from .lookup import negotiated_group, tls_object_of  # noqa: E402
+from .lookup import (  # noqa: E402
+    negotiated_group,
+    negotiated_signature_scheme,
+    post_quantum_auth,
+    tls_object_of,
+)
 
 __all__ = [
     "PostQuantumRefusedError",
@@ -25,6 +30,8 @@ __all__ = [
     "PostQuantumSSLObject",
     "QuicOnlyGroupError",
     "negotiated_group",
+    "negotiated_signature_scheme",
+    "post_quantum_auth",
     "split_tls_groups",
     "tls_group_policy",
     "tls_object_of",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
+import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from OpenSSL import SSL, crypto
 
-from . import native
+from ..auth_policy import AuthPolicy
+from . import auth, native
 
 __all__ = ["OpenSSLSpec", "build", "load_chain", "load_trust"]
 
@@ -81,6 +83,9 @@ class OpenSSLSpec:
     alpn: tuple[bytes, ...] = ()
     keylog: str | None = None
     servername: native.ServernameCallback | None = None
+    extra_pairs: tuple[auth.Pair, ...] = ()
+    """A server's certificate/key pairs beyond ``chain``/``key`` (an ML-DSA one next to ECDSA)."""
+    auth: AuthPolicy = AuthPolicy.PREFER
 
 
 def openssl_options(stdlib_options: int) -> int:
@@ -119,11 +124,9 @@ def build(spec: OpenSSLSpec) -> SSL.Context:
         # Without a session id context OpenSSL refuses resumption when it verifies clients
         # ("session id context uninitialized"); Python's ssl sets one for the same reason.
         ctx.set_session_id(b"pq_quic_plugin")
-    if spec.chain and spec.key is not None:
-        ctx.use_certificate(spec.chain[0])
-        for extra in spec.chain[1:]:
-            ctx.add_extra_chain_cert(extra)
-        _use_private_key(ctx, spec.key)
+    if not native.set_sigalgs(ctx, auth.sigalgs_list(spec.auth)):
+        raise ValueError(f"OpenSSL refused the signature algorithms for policy {spec.auth}")
+    _use_pairs(ctx, _pairs(spec))
     _apply_trust(ctx, spec.trust, spec.default_paths, spec.verify_flags)
     if spec.alpn:
         if spec.server_side:
@@ -138,6 +141,59 @@ def build(spec: OpenSSLSpec) -> SSL.Context:
             ctx, spec.servername
         )
     return ctx
+
+
+def _pairs(spec: OpenSSLSpec) -> list[auth.Pair]:
+    """The pairs to load: a client's (its certificate, for servers that ask) as given; a
+    server's as its authentication policy allows, refused here if that leaves none."""
+    pairs: list[auth.Pair] = [(spec.chain, spec.key)] if spec.chain and spec.key is not None else []
+    pairs.extend(spec.extra_pairs)
+    if not spec.server_side or not pairs:
+        return pairs
+    usable = auth.usable_pairs(pairs, spec.auth)
+    if not usable:
+        if spec.auth is AuthPolicy.REQUIRE:
+            raise ValueError(
+                "authentication policy 'require' needs an ML-DSA certificate: pass one in "
+                "certificates=[(certfile, keyfile)] (python -m pq_quic_plugin.devcert DIR "
+                "--sig ml-dsa-65 makes a test one)"
+            )
+        raise ValueError(
+            "authentication policy 'off' never uses an ML-DSA certificate, and this server has "
+            "no other: add a classical (ECDSA) certificate or use policy 'prefer'"
+        )
+    return usable
+
+
+def _use_pairs(ctx: SSL.Context, pairs: list[auth.Pair]) -> None:
+    """Load each pair into the slot OpenSSL keeps for its key type, and remember every chain for
+    the facts (:attr:`pq_chains`, keyed by the leaf's DER).
+
+    One pair keeps its chain in the context's extra certificates, as before. With several, the
+    extra certificates would be sent with *every* leaf (an ECDSA CA behind an ML-DSA leaf), so
+    each chain goes into its own slot, which only ``use_certificate_chain_file`` reaches: the
+    public certificates pass through a temporary file.
+    """
+    chains: dict[bytes, tuple[x509.Certificate, ...]] = {}
+    for chain, key in pairs:
+        chains[chain[0].public_bytes(serialization.Encoding.DER)] = chain
+        if len(pairs) > 1 and len(chain) > 1:
+            _use_chain_file(ctx, chain)
+        else:
+            ctx.use_certificate(chain[0])
+            for extra in chain[1:]:
+                ctx.add_extra_chain_cert(extra)
+        _use_private_key(ctx, key)
+    ctx.pq_chains = chains  # type: ignore[attr-defined]
+    ctx.pq_auth_cache = {}  # type: ignore[attr-defined]  # (certificate id, TLS 1.3) -> facts
+
+
+def _use_chain_file(ctx: SSL.Context, chain: tuple[x509.Certificate, ...]) -> None:
+    pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+    with tempfile.NamedTemporaryFile(suffix=".pem") as handle:
+        handle.write(pem)
+        handle.flush()
+        ctx.use_certificate_chain_file(handle.name)
 
 
 def _apply_trust(

@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
 
+from ..auth_policy import CLIENT_REFUSAL_HINT, AuthPolicy, SignatureScheme
 from ..groups.base import Group
 from ..policy import GroupPolicy, Policy
-from . import native
-from .errors import translate, want_read
+from . import auth, native
+from .errors import auth_refused, translate, want_read
 from .groups import group_from_openssl
 from .peercert import certificate_dict
 
@@ -69,6 +70,7 @@ class PostQuantumSSLObject:
         server_side: bool,
         server_hostname: str | None,
         policy: GroupPolicy,
+        auth: AuthPolicy = AuthPolicy.PREFER,
     ) -> None:
         self._context = context
         self._conn = connection
@@ -87,6 +89,8 @@ class PostQuantumSSLObject:
         self._wire = native.Wire(connection, incoming, outgoing)
         self._server_hello = b""  # the first bytes of the server's first flight, to spot an HRR
         self._facts: _Facts | None = None
+        self._auth_policy = auth
+        self._auth: auth.AuthFacts | None = None
         #: Whether the handshake went through a HelloRetryRequest (seen on the wire, both sides).
         self.hello_retry = False
         # A weak reference: a strong one would make a cycle, and every connection's OpenSSL
@@ -152,6 +156,7 @@ class PostQuantumSSLObject:
             server_side=self._server_side,
             in_handshake=not self._established,
             hostname=self._hostname,
+            auth=self._auth_policy,
         )
         if isinstance(translated, (ssl.SSLWantReadError, ssl.SSLWantWriteError)):
             return translated
@@ -323,6 +328,58 @@ class PostQuantumSSLObject:
             facts = self._facts = _Facts(name, group_from_openssl(name), cipher, version)
         return facts
 
+    def signature_scheme(self) -> SignatureScheme | None:
+        """The server's CertificateVerify scheme (``ML-DSA-65``, ``ECDSA-P256-SHA256``), on
+        either side; None before the handshake, for a resumed session, and where OpenSSL's
+        choice cannot be read (an RSA key's hash, TLS 1.2): see :mod:`.auth`."""
+        return self._auth_facts().scheme if self._established else None
+
+    @property
+    def pq_signature_scheme(self) -> SignatureScheme | None:
+        return self.signature_scheme()
+
+    @property
+    def pq_post_quantum_auth(self) -> bool:
+        """ML-DSA CertificateVerify and an all-ML-DSA chain (verified, on a client)."""
+        return self._auth_facts().post_quantum if self._established else False
+
+    @property
+    def server_certificate_pem(self) -> str | None:
+        """On a server, the leaf this handshake presented (of the context's pairs), as PEM."""
+        if not self._server_side or not self._established:
+            return None
+        return self._auth_facts().leaf_pem
+
+    def _auth_facts(self) -> auth.AuthFacts:
+        facts = self._auth
+        if facts is None:
+            if native.session_reused(self._conn):
+                facts = auth.NO_AUTH  # a resumed TLS 1.3 session sends no certificate
+            elif self._server_side:
+                facts = auth.server_side_facts(self._conn, self.version() == "TLSv1.3")
+            else:
+                facts = auth.client_side_facts(self._conn, self.version() == "TLSv1.3")
+            self._auth = facts
+        return facts
+
+    def _check_auth(self) -> None:
+        """Log how the server authenticated; a ``require`` client refuses a classical one."""
+        if not self._server_side and self._auth_policy is AuthPolicy.REQUIRE:
+            reason = auth.client_refusal_reason(self._conn, self._auth_facts())
+            if reason is not None:
+                logger.error("refusing server: %s. %s", reason, CLIENT_REFUSAL_HINT)
+                self._failure = auth_refused(reason)
+                raise self._failure
+        if logger.isEnabledFor(logging.INFO):
+            facts = self._auth_facts()
+            logger.info(
+                "%s: authentication with %s over TCP, %s [%s]",
+                "server" if self._server_side else "client",
+                facts.scheme.name if facts.scheme else "an unreported scheme",
+                "post-quantum" if facts.post_quantum else "NOT post-quantum",
+                self._auth_policy.value,
+            )
+
     def get_channel_binding(self, cb_type: str = "tls-unique") -> bytes | None:
         """``tls-unique`` (RFC 5929) for TLS 1.2; None for TLS 1.3, which has no such value."""
         if cb_type not in ssl.CHANNEL_BINDING_TYPES:
@@ -377,7 +434,12 @@ class PostQuantumSSLObject:
     # ------------------------------------------------------------------ after the handshake
 
     def _handshake_done(self) -> None:
-        """Log the result like the QUIC binding; refuse a classical result under ``require``."""
+        """Log the result like the QUIC binding; refuse a classical result under ``require``
+        (key exchange, then authentication)."""
+        self._check_group()
+        self._check_auth()
+
+    def _check_group(self) -> None:
         group = self.pq_group
         name = group.name if group else (self.group() or "no group")
         side = "server" if self._server_side else "client"

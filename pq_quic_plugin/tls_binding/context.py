@@ -27,6 +27,7 @@ from typing import Any
 
 from OpenSSL import SSL
 
+from ..auth_policy import AuthPolicy
 from ..policy import GroupPolicy, Policy
 from . import builder, native
 from .connection import PostQuantumSSLObject
@@ -84,13 +85,19 @@ class _Setting:
 class PostQuantumSSLContext(ssl.SSLContext):
     """A TLS context for TCP with post-quantum key exchange; build one with ``ssl_context()``."""
 
-    def __new__(cls, group_policy: GroupPolicy, *, server_side: bool) -> PostQuantumSSLContext:
+    def __new__(
+        cls, group_policy: GroupPolicy, *, server_side: bool, auth: AuthPolicy = AuthPolicy.PREFER
+    ) -> PostQuantumSSLContext:
         protocol = ssl.PROTOCOL_TLS_SERVER if server_side else ssl.PROTOCOL_TLS_CLIENT
         return super().__new__(cls, protocol)
 
-    def __init__(self, group_policy: GroupPolicy, *, server_side: bool) -> None:
+    def __init__(
+        self, group_policy: GroupPolicy, *, server_side: bool, auth: AuthPolicy = AuthPolicy.PREFER
+    ) -> None:
         self._pq_policy = group_policy
         self._pq_server_side = server_side
+        self._auth = AuthPolicy.parse(auth)
+        self._extra_pairs: tuple[Any, ...] = ()
         self._pq_groups = (
             server_group_list(group_policy) if server_side else client_group_list(group_policy)
         )
@@ -115,6 +122,11 @@ class PostQuantumSSLContext(ssl.SSLContext):
     def group_policy(self) -> GroupPolicy:
         """The resolved post-quantum policy: ``.policy``, ``.groups``, ``.describe()``."""
         return self._pq_policy
+
+    @property
+    def auth_policy(self) -> AuthPolicy:
+        """The authentication policy (ML-DSA certificates, ``docs/auth.md``), fixed at creation."""
+        return self._auth
 
     @property
     def openssl_groups(self) -> str:
@@ -202,6 +214,17 @@ class PostQuantumSSLContext(ssl.SSLContext):
         self._chain, self._key = builder.load_chain(certfile, keyfile, password)
         self._changed()
 
+    def add_cert_chain(
+        self, certfile: Any, keyfile: Any = None, password: builder.Password = None
+    ) -> None:
+        """One more certificate/key pair for a server, next to ``load_cert_chain``'s (an ML-DSA
+        one beside ECDSA, or the other way round): OpenSSL picks per ClientHello, among the pairs
+        the authentication policy allows. Checked like ``load_cert_chain``."""
+        if not self._pq_server_side:
+            raise ValueError("add_cert_chain is for servers: a client presents one certificate")
+        self._extra_pairs = (*self._extra_pairs, builder.load_chain(certfile, keyfile, password))
+        self._changed()
+
     def load_verify_locations(
         self, cafile: Any = None, capath: Any = None, cadata: Any = None
     ) -> None:
@@ -287,6 +310,8 @@ class PostQuantumSSLContext(ssl.SSLContext):
             alpn=self._alpn,
             keylog=self._keylog,
             servername=self._on_servername if self._sni is not None else None,
+            extra_pairs=self._extra_pairs,
+            auth=self._auth,
         )
 
     def _on_servername(self, connection: SSL.Connection) -> int | None:
@@ -339,6 +364,7 @@ class PostQuantumSSLContext(ssl.SSLContext):
             server_side=server_side,
             server_hostname=hostname,
             policy=self._pq_policy,
+            auth=self._auth,
         )
 
     def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:

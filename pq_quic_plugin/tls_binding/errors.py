@@ -19,12 +19,14 @@ from typing import TypeVar
 
 from OpenSSL import SSL
 
+from ..auth_policy import AuthPolicy
 from ..policy import GroupPolicy, Policy
+from .auth import scheme_for_key
 from .native import verify_failure
 
 logger = logging.getLogger("pq_quic_plugin.tls")
 
-__all__ = ["PostQuantumRefusedError", "translate", "want_read"]
+__all__ = ["PostQuantumRefusedError", "auth_refused", "translate", "want_read"]
 
 
 class PostQuantumRefusedError(ssl.SSLError):
@@ -91,6 +93,39 @@ def _refused_client(policy: GroupPolicy, openssl_reason: str) -> str:
     )
 
 
+def auth_refused(reason: str) -> PostQuantumRefusedError:
+    """A ``require`` client's refusal of a server that did not authenticate with ML-DSA."""
+    return _stdlib(
+        PostQuantumRefusedError,
+        ssl.SSL_ERROR_SSL,
+        "POST_QUANTUM_AUTH_REFUSED",
+        f"{reason}. No connection was made.",
+    )
+
+
+#: OpenSSL's reason when a server holds no certificate the client's signature_algorithms allow.
+_NO_SIGNATURE = "no suitable signature algorithm"
+
+
+def _refused_signature(connection: SSL.Connection, auth: AuthPolicy | None, reason: str) -> str:
+    """A server's reason for refusing a client it has no certificate for: under ``require``
+    the client offered no ML-DSA (the only pairs loaded, see :mod:`.auth`)."""
+    chains = getattr(connection.get_context(), "pq_chains", {})
+    schemes = [scheme_for_key(chain[0].public_key(), True) for chain in chains.values()]
+    names = ", ".join(s.name for s in schemes if s is not None) or "none"
+    if auth is AuthPolicy.REQUIRE:
+        what = (
+            "client offered no ML-DSA signature scheme; server auth policy is 'require' "
+            f"(accepts: {names})"
+        )
+    else:
+        what = (
+            "client offered no signature scheme the server's certificates can sign with "
+            f"(server signs with: {names})"
+        )
+    return f"refusing handshake: {what} (OpenSSL: {reason})"
+
+
 def translate(
     error: SSL.Error,
     connection: SSL.Connection,
@@ -99,6 +134,7 @@ def translate(
     server_side: bool,
     in_handshake: bool,
     hostname: str | None,
+    auth: AuthPolicy | None = None,
 ) -> ssl.SSLError:
     """The ``ssl`` exception for ``error``, raised by ``connection`` (``policy`` None: no
     post-quantum policy applies, e.g. a context built for the ``off`` policy never gets here)."""
@@ -121,6 +157,10 @@ def translate(
     first = reasons[0] if reasons else "unknown error"
     if "certificate verify failed" in reasons:
         return _verification_error(connection, hostname)
+    if server_side and in_handshake and first == _NO_SIGNATURE:
+        text = _refused_signature(connection, auth, first)
+        logger.warning("%s", text)
+        return _stdlib(ssl.SSLError, ssl.SSL_ERROR_SSL, _reason_code(first), text)
     if require and in_handshake and policy is not None:
         if not server_side and any(alert in first for alert in (*_NO_COMMON_GROUND, _NO_TLS13)):
             return _refused_by_peer(policy, f"TLS {first.split('alert ', 1)[-1]} alert")

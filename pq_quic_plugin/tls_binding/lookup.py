@@ -13,10 +13,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from ..auth_policy import SignatureScheme
 from ..groups.base import Group
 from .connection import PostQuantumSSLObject
 
-__all__ = ["negotiated_group", "tls_object_of"]
+__all__ = ["negotiated_group", "negotiated_signature_scheme", "post_quantum_auth", "tls_object_of"]
 
 
 def _from_anyio(stream: Any) -> Any:
@@ -45,3 +46,15 @@ def negotiated_group(connection: Any) -> Group | None:
     """The group a TCP handshake agreed on (the registry's :class:`Group`), or None."""
     tls_object = tls_object_of(connection)
     return tls_object.pq_group if tls_object is not None else None
+
+
+def negotiated_signature_scheme(connection: Any) -> SignatureScheme | None:
+    """The server's CertificateVerify scheme on a TCP connection of ours, or None."""
+    tls_object = tls_object_of(connection)
+    return tls_object.signature_scheme() if tls_object is not None else None
+
+
+def post_quantum_auth(connection: Any) -> bool:
+    """Whether a TCP connection of ours authenticated the server post-quantum."""
+    tls_object = tls_object_of(connection)
+    return tls_object is not None and tls_object.pq_post_quantum_auth

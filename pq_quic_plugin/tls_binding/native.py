@@ -28,8 +28,10 @@ __all__ = [
     "error_pending",
     "expect_host",
     "session_reused",
+    "own_certificate_id",
     "set_groups",
     "set_servername_callback",
+    "set_sigalgs",
     "verify_failure",
     "Wire",
 ]
@@ -46,6 +48,24 @@ def set_groups(context: SSL.Context, groups: str) -> bool:
     if not ok:
         lib.ERR_clear_error()  # a refused list leaves an error that would poison the next call
     return ok
+
+
+def set_sigalgs(context: SSL.Context, sigalgs: str) -> bool:
+    """Set the TLS signature schemes (``signature_algorithms``: what a client offers and accepts,
+    what a server signs and verifies with) in OpenSSL's list syntax (``mldsa65:ed25519``);
+    False when OpenSSL refuses the list."""
+    ok = lib.SSL_CTX_set1_sigalgs_list(context._context, sigalgs.encode("ascii")) == 1
+    if not ok:
+        lib.ERR_clear_error()
+    return ok
+
+
+def own_certificate_id(connection: SSL.Connection) -> int:
+    """Which of its context's certificates a connection presented, as the address of OpenSSL's
+    ``X509`` (0 for none): stable as long as the context lives, so facts about each certificate
+    are worked out once per context, not once per handshake."""
+    cert = lib.SSL_get_certificate(connection._ssl)
+    return 0 if cert == ffi.NULL else int(ffi.cast("uintptr_t", cert))
 
 
 def accepts_groups(groups: str) -> bool:

@@ -68,7 +68,8 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
         instance="_ssl _from_ssl _into_ssl",
     ),
     # Groups, host-name checks, verification messages, output size, error queue, resumption,
-    # write mode, server-name callback, direct handshake steps, reads and output.
+    # write mode, server-name callback, direct handshake steps, reads and output, signature
+    # schemes and the certificate a server presented.
     *names_of(
         _BINDING,
         _NATIVE,
@@ -79,7 +80,7 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
         " SSL_session_reused SSL_read SSL_pending BIO_read SSL_write BIO_write ERR_peek_error"
         " SSL_MODE_ENABLE_PARTIAL_WRITE SSL_CTX_set_tlsext_servername_callback"
         " SSL_TLSEXT_ERR_OK SSL_TLSEXT_ERR_ALERT_FATAL SSL_do_handshake SSL_get_error"
-        " SSL_ERROR_WANT_READ",
+        " SSL_ERROR_WANT_READ SSL_CTX_set1_sigalgs_list SSL_get_certificate",
         owner_label=_LIB,
     ),
 )

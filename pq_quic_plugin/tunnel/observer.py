@@ -22,16 +22,31 @@ Direction = Literal["to_origin", "from_origin"]
 class Observer:
     """Every method is a no-op; override the ones you need."""
 
-    # -- a tunnel connection (connector side)
+    # -- a tunnel connection (both sides)
     def handshake(self, group: str | None, ok: bool, seconds: float) -> None:
-        """A tunnel connection's handshake finished (``ok``) or failed after ``seconds``."""
+        """A tunnel connection's handshake finished (``ok``) or failed after ``seconds``.
 
+        The edge reports ``ok`` once the connection has also registered (``seconds`` from
+        its first datagram), and a failure for a connection that closed before its handshake
+        finished (a classical connector under ``require``, a peer that went silent)."""
+
+    # -- a tunnel connection (connector side)
     def reconnect(self) -> None:
         """A tunnel connection is about to be re-established."""
 
+    def connection_registered(self, conn_index: int, location: str) -> None:
+        """HA connection ``conn_index`` registered with an edge at ``location``."""
+
+    def connection_lost(self, conn_index: int) -> None:
+        """HA connection ``conn_index`` is no longer registered."""
+
+    def origin_error(self) -> None:
+        """A request could not be proxied to the origin (unreachable, timed out, broke off)."""
+
     # -- proxied requests (both sides)
-    def request_started(self) -> None:
-        """A proxied request began; :meth:`request_done` follows exactly once."""
+    def request_started(self, tunnel_id: str = "") -> None:
+        """A proxied request began (``tunnel_id``: the tunnel it goes through, known on the
+        edge); :meth:`request_done` follows exactly once."""
 
     def request_done(self, tunnel_id: str, status: int, seconds: float) -> None:
         """A proxied request ended with ``status`` after ``seconds``."""
@@ -68,9 +83,21 @@ class Observers(Observer):
         for o in self.observers:
             o.reconnect()
 
-    def request_started(self) -> None:
+    def connection_registered(self, conn_index: int, location: str) -> None:
         for o in self.observers:
-            o.request_started()
+            o.connection_registered(conn_index, location)
+
+    def connection_lost(self, conn_index: int) -> None:
+        for o in self.observers:
+            o.connection_lost(conn_index)
+
+    def origin_error(self) -> None:
+        for o in self.observers:
+            o.origin_error()
+
+    def request_started(self, tunnel_id: str = "") -> None:
+        for o in self.observers:
+            o.request_started(tunnel_id)
 
     def request_done(self, tunnel_id: str, status: int, seconds: float) -> None:
         for o in self.observers:

@@ -8,16 +8,18 @@ what ``run`` needs before it can start, and how ``--url`` replaces the ingress r
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ...policy import GroupPolicy, Policy
 from ..hostnames import HostPort
+from .environment import environment_changes
 from .errors import ConfigError
 from .fields import CONNECTOR_FIELDS
 from .ingress import IngressRule
+from .origin_request import OriginSettings
 from .table import convert_overrides, read_section
 from .yaml_reader import YamlReader
 
@@ -44,12 +46,16 @@ class ConnectorConfig:
     ha_connections: int = _default("ha_connections")
     metrics: HostPort = _default("metrics")
     loglevel: str = _default("loglevel")
+    logfile: Path | None = _default("logfile")
+    log_format: str = _default("log_format")
     grace_period: float = _default("grace_period")
     pq_report_url: str | None = _default("pq_report_url")
     retries: int = _default("retries")
     max_backoff: float = _default("max_backoff")
     ca_file: Path | None = _default("ca_file")
     edge_server_name: str | None = _default("edge_server_name")
+    protocol: str = _default("protocol")
+    origin_request: OriginSettings = _default("origin_request")
     ingress: tuple[IngressRule, ...] = _default("ingress")
     source: Path | None = None
 
@@ -70,11 +76,14 @@ class ConnectorConfig:
     def check_runnable(self) -> None:
         """Raise :class:`ConfigError` unless everything ``run`` needs has been given.
 
-        Each missing key is named with the flag that can give it instead.
+        Each missing key is named with the flag that can give it instead. The credentials
+        file may be left out when the tunnel is named: ``run`` then looks for its credentials
+        where ``create`` puts them (``~/.pq-tunnel``).
         """
         missing = []
+        credentials = self.credentials_file is not None or self.tunnel is not None
         for attr, instead, given in (
-            ("credentials_file", "credentials_file", self.credentials_file is not None),
+            ("credentials_file", "credentials_file", credentials),
             ("edge", "edge", bool(self.edge)),
             ("ingress", "url", bool(self.ingress)),
         ):
@@ -106,29 +115,65 @@ class ConnectorConfig:
             url=url, edge=edge, credentials_file=credentials_file, **overrides
         )
 
-    def with_overrides(self, **flags: Any) -> ConnectorConfig:
-        """Apply command-line flags (attribute names); ``None`` means not given.
+    def with_overrides(
+        self, environ: Mapping[str, str] | None = None, **flags: Any
+    ) -> ConnectorConfig:
+        """Apply ``TUNNEL_*`` variables from ``environ``, then command-line flags (attribute
+        names; ``None`` means not given): flag > variable > file.
 
         Accepts every field a flag could set, including those without a flag today, plus
-        ``url`` (replaces the ingress rules with a single catch-all to that service). Values are
-        validated as in the file and errors name the flag, e.g. ``--ha-connections: expected
-        ...``. Relative paths are taken as given (relative to the current directory).
+        ``url`` (replaces the ingress rules with a single catch-all to that service, with
+        ``origin_ca_file`` and ``origin_server_name`` for an ``https://`` one). Values are
+        validated as in the file and errors name the flag or the variable, e.g.
+        ``--ha-connections: expected ...``, ``TUNNEL_HA_CONNECTIONS: expected ...``. Relative
+        paths are taken as given (relative to the current directory).
         """
-        changes = convert_overrides(CONNECTOR_FIELDS, flags)
-        if "url" in changes:
-            changes["ingress"] = (IngressRule(service=changes.pop("url")),)
+        from_env = environment_changes(CONNECTOR_FIELDS, environ or {})
+        from_flags = convert_overrides(CONNECTOR_FIELDS, flags)
+        changes = {**from_env, **from_flags}
+
+        def label(attr: str) -> str:
+            f = CONNECTOR_FIELDS.by_attr(attr)
+            return f.label if attr in from_flags or f.env is None else f.env
+
+        _quick_rule(changes, label)
         out = dataclasses.replace(self, **changes)
         try:
             check_pq_groups(out.post_quantum, out.groups)
         except ValueError as exc:
-            label = CONNECTOR_FIELDS.by_attr(
-                "groups" if "groups" in changes else "post_quantum"
-            ).label
-            raise ConfigError(f"{label}: {exc}", key=label) from None
+            name = label("groups" if "groups" in changes else "post_quantum")
+            raise ConfigError(f"{name}: {exc}", key=name) from None
         return out
 
 
 CONNECTOR_FIELDS.check_dataclass(ConnectorConfig, extra=("source",))
+
+#: The quick tunnel's options for its one rule: the rule's keys of the same names.
+_QUICK_RULE_OPTIONS = ("origin_ca_file", "origin_server_name")
+
+
+def _quick_rule(changes: dict[str, Any], label: Any) -> None:
+    """Turn ``url`` (and its TLS options) in ``changes`` into the one catch-all rule.
+
+    The options mean something only for that rule: without ``url`` they are an error that says
+    where they belong, and for a service without TLS an error as in a file.
+    """
+    options = {a: changes.pop(a) for a in _QUICK_RULE_OPTIONS if a in changes}
+    if "url" not in changes:
+        if options:
+            name = label(next(iter(options)))
+            raise ConfigError(
+                f"{name}: only with --url; in config.yml set it on the ingress rule",
+                key=name,
+            )
+        return
+    service = changes.pop("url")
+    if options and not service.tls:
+        name = label(next(iter(options)))
+        raise ConfigError(
+            f"{name}: only applies to https:// services, not {service.text!r}", key=name
+        )
+    changes["ingress"] = (IngressRule(service=service, **options),)
 
 
 def check_pq_groups(post_quantum: bool, groups: tuple[str, ...] | None) -> None:

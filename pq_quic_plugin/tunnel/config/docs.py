@@ -59,13 +59,34 @@ def flag_table(table: FieldTable) -> str:
     return "\n".join(lines)
 
 
+def sources_table(table: FieldTable) -> str:
+    """Every setting of ``table`` and the three places it can come from: the file's key, the
+    flag and the environment variable (``-`` where there is none)."""
+    lines = [_row(["key", "flag", "variable"]), _row(["---"] * 3)]
+    for f in table.fields:
+        if f.key is None and f.flag is None and f.env is None:
+            continue
+        lines.append(
+            _row(
+                [
+                    f"`{f.key}`" if f.key else "(no key)",
+                    f"`{f.flag_usage()}`" if f.flag else "-",
+                    f"`{f.env}`" if f.env else "-",
+                ]
+            )
+        )
+    return "\n".join(lines)
+
+
 def sections() -> dict[str, str]:
-    """Marker name → generated Markdown, for every table (and its flags, if it has any)."""
+    """Marker name → generated Markdown, for every table (and its flags and their sources, if
+    it has any)."""
     out: dict[str, str] = {}
     for table in TABLES:
         out[f"{table.name}-keys"] = key_table(table)
         if table.flagged():
             out[f"{table.name}-flags"] = flag_table(table)
+            out[f"{table.name}-sources"] = sources_table(table)
     return out
 
 

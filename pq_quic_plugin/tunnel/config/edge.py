@@ -69,6 +69,8 @@ class EdgeConfig:
     store: Path
     metrics: HostPort = EDGE_FIELDS.dataclass_default("metrics")
     loglevel: str = EDGE_FIELDS.dataclass_default("loglevel")
+    logfile: Path | None = EDGE_FIELDS.dataclass_default("logfile")
+    log_format: str = EDGE_FIELDS.dataclass_default("log_format")
     grace_period: float = EDGE_FIELDS.dataclass_default("grace_period")
     edge_id: str = EDGE_FIELDS.dataclass_default("edge_id")
     location: str = EDGE_FIELDS.dataclass_default("location")

@@ -131,9 +131,7 @@ def parse_service(text: str) -> Service:
     return Service(kind, s, host=parts.hostname, port=port, base_path=parts.path.rstrip("/"))
 
 
-def _unix_service(
-    scheme: str, text: str, rest: str, bad: Callable[[str], ValueError]
-) -> Service:
+def _unix_service(scheme: str, text: str, rest: str, bad: Callable[[str], ValueError]) -> Service:
     """``unix:/path`` or ``unix+tls:/path`` (``unix:///path`` too): an absolute socket path."""
     path = rest[2:] if rest.startswith("//") else rest
     if not path.startswith("/"):
@@ -158,8 +156,8 @@ def check_origin_protocol(protocol: str, service: Service) -> None:
         return
     if not service.is_origin:
         raise ValueError(
-            f"only applies to services with an origin (http://, https://, unix:, unix+tls:), "
-            f"not {service.text!r}"
+            f"only applies to http:// and https:// services (and unix:, unix+tls:), not "
+            f"{service.text!r}"
         )
     if not service.tls and protocol != "http1":
         raise ValueError(

@@ -21,6 +21,7 @@ from .origin_request import TLS_ONLY_KEYS, OriginSettings
 from .table import FieldTable, SectionRead, ValueKind, read_section
 from .values import (
     LOG_LEVELS,
+    check_host_header,
     check_int,
     check_loglevel,
     check_url,
@@ -409,7 +410,9 @@ class IngressValue(ValueKind):
 _SAME_AS = {"origin-ca-file": "ca_pool", "origin-server-name": "origin_server_name"}
 
 
-def _check_origin_request(r: YamlReader, section: SectionRead, where: str, table: FieldTable) -> None:
+def _check_origin_request(
+    r: YamlReader, section: SectionRead, where: str, table: FieldTable
+) -> None:
     """A rule's ``originRequest`` against the rule: TLS settings need a TLS service, and a
     setting given twice (``origin-ca-file`` and ``caPool``, ``origin-protocol`` and
     ``http2Origin``) must not disagree. Errors point at the ``originRequest`` key's line."""

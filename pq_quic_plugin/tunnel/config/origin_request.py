@@ -75,9 +75,7 @@ class OriginSettings:
 
     def given(self) -> tuple[str, ...]:
         """The attributes set at this level, for checks against the rule's service."""
-        return tuple(
-            f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None
-        )
+        return tuple(f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None)
 
     @property
     def connect_limit(self) -> float:

@@ -4,7 +4,8 @@ A connector that blames post-quantum for a network outage sends people the wrong
 complaint of cloudflared#1149), and one that says only ``ConnectionError`` sends them nowhere.
 So every failure is sorted into one :class:`FailureKind` with the real reason attached:
 
-- ``network``: no answer (timeout), UDP unreachable, the connection dropped; retried.
+- ``network``: no answer (timeout), UDP unreachable, TCP refused, the connection dropped;
+  retried. The only kind that makes ``protocol: auto`` switch transport (:mod:`.transports`).
 - ``tls``: the TLS handshake failed for a reason other than key exchange, e.g. the edge's
   certificate did not verify; retried (a certificate can be renewed), never the PQ banner.
 - ``post-quantum``: the edge refused every key-exchange group we offered (``handshake_failure``
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import ssl
 from dataclasses import dataclass
+from typing import Any
 
-from ..wire import ERROR_AUTH, StreamReset, TunnelConnection
+from ..wire import ERROR_AUTH, StreamReset
 from .registration import RegistrationError
 
 __all__ = ["Failure", "FailureKind", "classify", "describe_close"]
@@ -49,6 +52,9 @@ _ALERT_NAMES = {
 _KEY_EXCHANGE_WORDS = ("key share", "key-exchange", "key exchange", "group")
 #: The reason aioquic gives when a handshake heard nothing back for the idle timeout.
 _IDLE_TIMEOUT = "Idle timeout"
+#: The ``reason`` of the TLS layer's ``PostQuantumRefusedError`` (checked by name, so that this
+#: module does not import the TLS layer: a connector without post-quantum may lack it).
+_PQ_REFUSED = "POST_QUANTUM_REFUSED"
 
 
 class FailureKind(enum.Enum):
@@ -84,15 +90,23 @@ def describe_close(code: int | None, reason: str) -> str:
     return reason or ("closed" if code is None else f"error 0x{code:X}")
 
 
-def classify(
-    exc: BaseException, conn: TunnelConnection | None, *, post_quantum: bool, registered: bool
-) -> Failure:
-    """Sort the failure of one attempt; ``conn`` is the protocol the attempt created, if any
-    (its close code and reason are the real story behind aioquic's bare ``ConnectionError``)."""
+def classify(exc: BaseException, conn: Any, *, post_quantum: bool, registered: bool) -> Failure:
+    """Sort the failure of one attempt; ``conn`` is the link (a ``TunnelLink``) the attempt
+    created, if any (its close code and reason are the real story behind aioquic's bare
+    ``ConnectionError``). Over http2 the handshake's own exceptions say what happened."""
     if isinstance(exc, RegistrationError):
         return Failure(FailureKind.AUTHENTICATION, f"the edge refused the registration: {exc}")
+    if isinstance(exc, ssl.SSLError):
+        text = f"TLS handshake failed: {exc}"
+        if getattr(exc, "reason", None) == _PQ_REFUSED and post_quantum:
+            return Failure(FailureKind.POST_QUANTUM, str(exc))
+        return Failure(FailureKind.TLS, text)
     if isinstance(exc, asyncio.TimeoutError):
+        if conn is None or not conn.handshake_done:
+            return Failure(FailureKind.NETWORK, "timeout: no answer from the edge (handshake)")
         return Failure(FailureKind.NETWORK, "timeout: the edge did not answer the registration")
+    if isinstance(exc, ConnectionRefusedError) and conn is None:
+        return Failure(FailureKind.NETWORK, "TCP connection refused: nothing listens there")
     if conn is None or not conn.closed:
         if isinstance(exc, StreamReset):
             return Failure(FailureKind.NETWORK, f"connection dropped: {exc}")

@@ -25,15 +25,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from ...aioquic_binding import negotiated_group
+from ... import negotiated_group
 from ...asgi.types import HOPS_HEADER, Hop
-from ..config import ConnectorConfig
+from ...policy import Policy
+from ..config import ConnectorConfig, IngressRule
+from ..config.origin_request import OriginSettings
 from ..headers import find
 from ..observer import Observer
 from ..origin import OriginClient, OriginError, OriginHop, OriginRequest
-from ..wire import MAX_FRAME, Channel, FrameType
+from ..wire import MAX_FRAME, FrameType
+from ..wire import TunnelStream as Channel  # either transport's stream
+from .hello_world import hello_world
 
-__all__ = ["RequestProxy", "with_hops"]
+__all__ = ["RequestProxy", "origin_options", "with_hops"]
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.connector")
 
@@ -63,6 +67,36 @@ def _text(path: Path | None) -> str | None:
     return str(path) if path is not None else None
 
 
+#: How strict each key-exchange policy is, to tell a rule that weakens the connector's.
+_STRICTNESS = {Policy.OFF.value: 0, Policy.PREFER.value: 1, Policy.REQUIRE.value: 2}
+
+
+def origin_options(rule: IngressRule, top: OriginSettings) -> dict[str, Any]:
+    """The :class:`OriginRequest` keywords for ``rule``: its ``originRequest`` over the
+    top-level one (``top``), with the rule's own keys (``origin-ca-file``,
+    ``origin-server-name``, ``origin-protocol``) first. TLS settings at the top level apply to
+    TLS services only; ``http2Origin`` turns ``origin-protocol: auto`` into ``http2``."""
+    s = rule.origin_request.over(top)
+    tls = rule.service.tls
+    ca = rule.origin_ca_file or (s.ca_pool if tls else None)
+    protocol = rule.origin_protocol
+    if protocol == "auto" and tls and s.http2_origin:
+        protocol = "http2"
+    return {
+        "ca_file": _text(ca),
+        "server_name": rule.origin_server_name or (s.origin_server_name if tls else None),
+        "protocol": protocol,
+        "host_header": s.http_host_header,
+        "connect_timeout": s.connect_timeout,
+        "tls_timeout": s.tls_timeout,
+        "verify": not (tls and s.no_tls_verify),
+        "policy": s.post_quantum if tls else None,
+        "keepalive_timeout": s.keep_alive_timeout,
+        "keepalive_connections": s.keep_alive_connections,
+        "chunked": not s.disable_chunked_encoding,
+    }
+
+
 class RequestProxy:
     """Answers the edge's request streams from the ingress rules and the origin client."""
 
@@ -70,6 +104,37 @@ class RequestProxy:
         self.ingress = ingress
         self.origin = origin
         self.observer = observer
+        self._options = {
+            id(rule): origin_options(rule, ingress.origin_request) for rule in ingress.ingress
+        }
+        self._warn_weaker()
+
+    def _warn_weaker(self) -> None:
+        """Say at start which rules verify less, or offer a weaker key exchange, than the
+        connector would by itself: a rule may, but the operator should see it."""
+        for rule in self.ingress.ingress:
+            options = self._options[id(rule)]
+            if not options["verify"]:
+                logger.warning(
+                    "ingress[%d] %s: noTLSVerify: the origin's certificate is not checked",
+                    rule.index,
+                    rule.service,
+                )
+            policy = options["policy"]
+            if policy is not None and _STRICTNESS[policy] < _STRICTNESS[self.origin.policy]:
+                logger.warning(
+                    "ingress[%d] %s: postQuantum: %s is weaker than the connector's %s for "
+                    "this origin",
+                    rule.index,
+                    rule.service,
+                    policy,
+                    self.origin.policy,
+                )
+
+    def options(self, rule: IngressRule) -> dict[str, Any]:
+        """The origin settings of ``rule`` (computed once per configured rule)."""
+        found = self._options.get(id(rule))
+        return found if found is not None else origin_options(rule, self.ingress.origin_request)
 
     async def serve(self, channel: Channel) -> int:
         """Serve the request on ``channel``; returns the status the visitor got."""
@@ -85,16 +150,17 @@ class RequestProxy:
             return int(rule.service.status)
         hops = self._hops(head, channel)
         websocket = bool(head.get("websocket"))
+        method = str(head.get("method", "GET"))
+        if rule.service.kind == "hello_world":
+            return await self._hello_world(channel, method, path, headers, hops, websocket)
         request = OriginRequest(
             service=rule.service,
-            method=str(head.get("method", "GET")),
+            method=method,
             path=path,
             headers=headers,
             body=None if websocket else self._body(channel),
-            ca_file=_text(rule.origin_ca_file),
-            server_name=rule.origin_server_name,
             headers_for=lambda hop: with_hops(headers, hops, hop),
-            protocol=rule.origin_protocol,
+            **self.options(rule),
         )
         if websocket:
             return await self._serve_websocket(channel, request, list(head.get("subprotocols", [])))
@@ -112,16 +178,42 @@ class RequestProxy:
                     hop["post_quantum"] = tunnel_group.post_quantum
         return hops
 
+    async def _hello_world(
+        self,
+        channel: Channel,
+        method: str,
+        path: str,
+        headers: Headers,
+        hops: list[Hop],
+        websocket: bool,
+    ) -> int:
+        """The connector's own page; a WebSocket to it is refused (404), a body is read and
+        dropped."""
+        if websocket:
+            await channel.send_json(FrameType.HEADERS, {"status": 404, "subprotocol": None})
+            await channel.end()
+            return 404
+        async for _ in self._body(channel):
+            pass
+        status, out, body = hello_world(method, path, headers, hops)
+        await channel.send_json(
+            FrameType.HEADERS, {"status": status, "headers": [[k, v] for k, v in out]}
+        )
+        if body:
+            await channel.send_data(body)
+        await channel.end()
+        return status
+
     async def _body(self, channel: Channel) -> AsyncIterator[bytes]:
         while (frame := await channel.read()) is not None:
             if frame[0] == FrameType.DATA:
                 self.observer.relayed("to_origin", len(frame[1]))
                 yield frame[1]
 
-    @staticmethod
-    async def _refuse(channel: Channel, exc: OriginError, what: str) -> int:
+    async def _refuse(self, channel: Channel, exc: OriginError, what: str) -> int:
         """Log why (with the detail) and tell the edge only the status and a generic text."""
         logger.warning("request %s: %s: %s", channel.stream_id, what, exc.reason)
+        self.observer.origin_error()
         await channel.send_json(
             FrameType.ERROR, {"status": exc.status, "reason": exc.public}, end=True
         )
@@ -145,6 +237,7 @@ class RequestProxy:
         except OriginError as exc:
             # The head already went out, so no error page is possible: cancel the visitor's
             # stream (a reset, never a silently truncated body) and say why.
+            self.observer.origin_error()
             logger.warning(
                 "request %s: origin %s: %s (response cancelled after the head)",
                 channel.stream_id,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,16 @@ from ...aioquic_binding import configure
 from ..config import ConnectorConfig
 from ..credentials import Credentials, proof
 from ..hostnames import HostPort
-from ..wire import ALPN, PROTOCOL_VERSION, FrameType, TunnelConnection
+from ..wire import (
+    ALPN,
+    CONTROL_STREAM_ID,
+    PROTOCOL_VERSION,
+    FrameType,
+    ProtocolError,
+    StreamReset,
+    TunnelLink,
+    decode_control,
+)
 
 __all__ = [
     "DEFAULT_PQ_GROUPS",
@@ -36,7 +46,10 @@ __all__ = [
     "RegistrationError",
     "edge_configuration",
     "register",
+    "watch_control",
 ]
+
+logger = logging.getLogger("pq_quic_plugin.tunnel.connector")
 
 #: The post-quantum groups a connector may use by default with --post-quantum, as in the
 #: reference design today: the IANA hybrid first.
@@ -87,7 +100,7 @@ class Identity:
         return cls(credentials.tunnel_id, connector_id, credentials.auth_key, tuple(hostnames))
 
 
-async def register(conn: TunnelConnection, identity: Identity, conn_index: int) -> dict[str, Any]:
+async def register(conn: TunnelLink, identity: Identity, conn_index: int) -> dict[str, Any]:
     """Run the registration exchange; returns the edge's ``registered`` message.
 
     Raises :class:`RegistrationError` when the edge refuses, ``asyncio.TimeoutError`` when it
@@ -118,3 +131,31 @@ async def register(conn: TunnelConnection, identity: Identity, conn_index: int) 
     if answer.get("type") != "registered":
         raise RegistrationError(answer.get("reason", "refused by the edge"))
     return answer
+
+
+async def watch_control(conn: TunnelLink, conn_index: int) -> None:
+    """Read what the edge says on the control stream after registration: today the
+    ``hostnames`` message, sent when ``pq-tunnel route`` changed the tunnel's hostnames, which
+    is logged so the operator sees what this connector now serves. Anything else is ignored,
+    as the edge ignores what it does not know."""
+    channel = conn.channels.get(CONTROL_STREAM_ID)
+    if channel is None:
+        return
+    try:
+        while (frame := await channel.read()) is not None:
+            kind, payload = frame
+            if kind != FrameType.CONTROL:
+                continue
+            try:
+                message = decode_control(payload)
+            except ProtocolError:
+                continue
+            hostnames = message.get("hostnames")
+            if message.get("type") == "hostnames" and isinstance(hostnames, list):
+                logger.info(
+                    "connIndex=%d: the edge routes hostnames %s to this tunnel",
+                    conn_index,
+                    ", ".join(str(h) for h in hostnames) or "(none)",
+                )
+    except StreamReset:
+        return

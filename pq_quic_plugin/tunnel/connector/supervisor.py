@@ -1,4 +1,5 @@
-"""The connector: keeps HA QUIC connections to the edge and hands their requests to the origin.
+"""The connector: keeps HA connections to the edge (QUIC or HTTP/2, ``protocol``) and hands
+their requests to the origin.
 
 Each of ``ha-connections`` connections has its own supervising task: connect, register, serve
 until the connection drops, then reconnect with jittered exponential backoff capped at
@@ -10,10 +11,10 @@ has stopped the connector exits with status 1. The first SIGINT/SIGTERM drains (
 edge, waits up to ``grace-period`` for requests in flight and for the edge to acknowledge their
 last bytes); a second one exits at once.
 
-The pieces: :mod:`.dialer` (the QUIC connection), :mod:`.registration` (handshake settings and
-the registration exchange), :mod:`.failures` (what went wrong, and whether to retry),
-:mod:`.proxy` (one tunnelled request), :mod:`.report` (the post-quantum failure banner and
-report).
+The pieces: :mod:`.transports` (which transport, and opening it: :mod:`.dialer` for QUIC),
+:mod:`.registration` (handshake settings and the registration exchange), :mod:`.failures`
+(what went wrong, and whether to retry), :mod:`.proxy` (one tunnelled request), :mod:`.report`
+(the post-quantum failure banner and report).
 """
 
 from __future__ import annotations
@@ -25,23 +26,25 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from ... import __version__
-from ...aioquic_binding import negotiated_group
+from ... import __version__, negotiated_group
 from ...aioquic_binding.facade import quic_of
-from ...aioquic_binding.send_backpressure import wait_for_all_acked
 from ..config import ConnectorConfig
 from ..credentials import Credentials
 from ..hostnames import HostPort
 from ..observer import NO_OBSERVER, Observer
 from ..origin import OriginClient
-from ..wire import Channel, FrameType, StreamReset, TunnelConnection
-from .dialer import dial
+from ..wire import FrameType, StreamReset, TunnelConnection, TunnelLink, TunnelStream
 from .failures import Failure, classify
 from .proxy import RequestProxy
-from .registration import DEFAULT_PQ_GROUPS, Identity, edge_configuration, register
+from .registration import (
+    DEFAULT_PQ_GROUPS,
+    Identity,
+    register,
+    watch_control,
+)
 from .report import HandshakeFailure, post_report, print_banner
+from .transports import LinkFactory, ProtocolChoice, initial_protocol
 
 __all__ = [
     "BACKOFF_BASE",
@@ -75,8 +78,9 @@ class ConnectionState:
     group_tried: str | None = None
     group: str | None = None
     registered: bool = False
-    connection: TunnelConnection | None = None
-    attempt: TunnelConnection | None = None  # this attempt's protocol, from before the handshake
+    connection: TunnelLink | None = None
+    attempt: TunnelLink | None = None  # this attempt's link, from before the handshake
+    protocol: str = "quic"  # this attempt's transport: quic or http2
     attempts: int = 0
     reconnects: int = 0
     last_error: str = ""
@@ -109,6 +113,8 @@ class Connector:
         self.exit_code = 0
         self._identity = Identity.of(credentials, self.connector_id, config)
         self._proxy = RequestProxy(config, origin, observer)
+        self._links = LinkFactory(config, self._handle_stream, KEEPALIVE, IDLE_TIMEOUT)
+        self._choices = [ProtocolChoice(config.protocol) for _ in self.states]
         self._stopping = asyncio.Event()
         self._draining = False
         self._in_flight = 0
@@ -145,7 +151,7 @@ class Connector:
             ",".join(str(e) for e in c.edge),
         )
         logger.info("Generated Connector ID: %s", self.connector_id)
-        logger.info("Initial protocol quic")
+        logger.info("Initial protocol %s", initial_protocol(c.protocol))
         logger.info("Key exchange policy: %s", policy)
         if c.post_quantum:
             groups = c.groups or DEFAULT_PQ_GROUPS
@@ -229,10 +235,8 @@ class Connector:
                 conn.transmit()
         await asyncio.sleep(0.1)
 
-    async def _acked(self, conn: TunnelConnection, deadline: float) -> int:
-        return await wait_for_all_acked(
-            quic_of(conn),
-            conn.progress.wait,
+    async def _acked(self, conn: TunnelLink, deadline: float) -> int:
+        return await conn.wait_flushed(
             max(0.0, deadline - time.monotonic()),
             stopped=lambda: self._exit_now or conn.closed,
         )
@@ -267,7 +271,11 @@ class Connector:
             elif failure is not None:
                 failures += 1
             handshake_failed = state.connection is None
+            if failure is not None:
+                choice = self._choices[state.index]
+                failure = choice.after_failure(failure, handshake_failed, state.index)
             state.registered = False
+            self.observer.connection_lost(state.index)
             state.connection = None
             if self._stopping.is_set():
                 return
@@ -318,16 +326,9 @@ class Connector:
             self.exit_code = 1
             self._stopping.set()
 
-    def _protocol(self, *args: Any, **kwargs: Any) -> TunnelConnection:
-        """aioquic's ``create_protocol``: a tunnel connection whose streams come to us."""
-        conn = TunnelConnection(*args, **kwargs)
-        conn.stream_handler = self._handle_stream
-        return conn
-
     async def _connect_once(self, state: ConnectionState) -> None:
-        quic_config, state.group_tried = edge_configuration(
-            self.config, state.address, IDLE_TIMEOUT
-        )
+        state.protocol = self._choices[state.index].current
+        quic_config, state.group_tried = self._links.group_tried(state.protocol, state.address)
         if state.group_tried is not None:
             logger.info(
                 "Using post-quantum key agreement %s for connIndex=%d",
@@ -336,16 +337,10 @@ class Connector:
             )
         t0 = time.monotonic()
 
-        def created(conn: TunnelConnection) -> None:
+        def created(conn: TunnelLink) -> None:
             state.attempt = conn
 
-        async with dial(
-            state.address.host,
-            state.address.port,
-            quic_config,
-            self._protocol,
-            on_created=created,
-        ) as conn:
+        async with self._links.open(state.protocol, state.address, quic_config, created) as conn:
             state.connection = conn
             group = negotiated_group(conn)
             state.group = group.name if group else None
@@ -360,23 +355,30 @@ class Connector:
             answer = await register(conn, self._identity, state.index)
             state.registered = True
             state.registered_at = time.time()
+            self.observer.connection_registered(state.index, str(answer.get("location") or ""))
             logger.info(
-                "Connection %s registered connIndex=%d edge=%s location=%s group=%s",
+                "Connection %s registered connIndex=%d edge=%s location=%s protocol=%s group=%s",
                 self.connector_id,
                 state.index,
                 state.edge,
                 answer.get("location"),
+                state.protocol,
                 state.group,
             )
             keepalive = asyncio.ensure_future(self._keepalive(conn))
+            control = asyncio.ensure_future(watch_control(conn, state.index))
             try:
                 await conn.closed_event.wait()
             finally:
                 keepalive.cancel()
+                control.cancel()
             if not self._stopping.is_set():
                 raise ConnectionLost(f"connection lost: {conn.close_reason}")
 
-    async def _keepalive(self, conn: TunnelConnection) -> None:
+    async def _keepalive(self, conn: TunnelLink) -> None:
+        """QUIC PINGs (HTTP/2 links keep themselves alive)."""
+        if not isinstance(conn, TunnelConnection):
+            return
         while not conn.closed:
             await asyncio.sleep(KEEPALIVE)
             quic_of(conn).send_ping(0)
@@ -405,7 +407,7 @@ class Connector:
 
     # ------------------------------------------------------------------ requests
 
-    async def _handle_stream(self, channel: Channel) -> None:
+    async def _handle_stream(self, channel: TunnelStream) -> None:
         if self._draining:
             await channel.send_json(
                 FrameType.ERROR, {"status": 503, "reason": "connector is shutting down"}, end=True

@@ -23,6 +23,8 @@ from ...asgi.scope import connection_facts
 from ...asgi.types import Receive, Scope, Send, lifespan
 from ..headers import EDGE_REPLACES, ORIGIN_ONLY, forwardable, forwarding_headers
 from ..observer import NO_OBSERVER, Observer
+from ..ops.relay_counts import counted as _counted
+from ..ops.relay_counts import counting as _counting
 from ..wire import FrameType, ProtocolError, StreamReset
 from .limits import InFlight, Limits, Refusal, visitor_key
 from .registry import LiveConnection, Registry
@@ -118,7 +120,7 @@ class EdgeApp:
                 },
                 {
                     "hop": "edge-connector",
-                    "transport": "quic",
+                    "transport": live.connection.transport_name,
                     "group": live.group,
                     "post_quantum": live.post_quantum,
                 },
@@ -143,9 +145,11 @@ class EdgeApp:
             return
         live.requests += 1
         live.in_flight += 1
-        self.observer.request_started()
+        self.observer.request_started(live.tunnel_id)
         idle = self.in_flight.limits.body_idle_timeout
-        upload = asyncio.ensure_future(pump_request(receive, channel, request.content_length, idle))
+        upload = asyncio.ensure_future(
+            pump_request(_counted(receive, self.observer), channel, request.content_length, idle)
+        )
         status = 502
         response_started = False
         try:
@@ -160,7 +164,7 @@ class EdgeApp:
                 }
             )
             response_started = True
-            if not await relay_response(channel, send, idle):
+            if not await relay_response(channel, _counting(send, self.observer), idle):
                 logger.info(
                     "request %s: tunnel %s: response body idle for %.0fs, cancelled",
                     request_id,

@@ -1,4 +1,5 @@
-"""The edge's QUIC listener for connectors: registration and authentication.
+"""The edge's listeners for connectors, QUIC on UDP and HTTP/2 on TLS over TCP at the same
+address (docs/protocol.md): registration and authentication, the same on both transports.
 
 A connector proves it holds the tunnel secret without sending it: the edge sends a fresh nonce
 and the connector answers with an HMAC over the nonce and the connection's identity, keyed with
@@ -18,7 +19,7 @@ import asyncio
 import base64
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,8 +27,9 @@ from aioquic.asyncio import serve
 from aioquic.asyncio.server import QuicServer
 from aioquic.quic.configuration import QuicConfiguration
 
-from ...aioquic_binding import configure, negotiated_group
-from ...aioquic_binding.facade import peer_address, server_port
+from ... import negotiated_group
+from ...aioquic_binding import configure
+from ...aioquic_binding.facade import server_port
 from ...policy import Policy
 from ..credentials import verify_proof
 from ..hostnames import format_hostport
@@ -38,14 +40,16 @@ from ..wire import (
     CONTROL_STREAM_ID,
     ERROR_AUTH,
     PROTOCOL_VERSION,
-    Channel,
     FrameType,
     ProtocolError,
-    StreamHandler,
     StreamReset,
     TunnelConnection,
+    TunnelLink,
+    TunnelStream,
     decode_control,
 )
+from ..wire.h2_endpoints import edge_tls, listen_h2
+from ..wire.h2_transport import H2TunnelConnection
 from .hello import Malformed, canonical_uuid, parse_auth, parse_hello, parse_version
 from .registry import LiveConnection, Registry
 from .store import TunnelStore
@@ -64,12 +68,15 @@ MALFORMED = "registration refused: protocol error (the edge's log has the detail
 _NO_TUNNEL_KEY = secrets.token_bytes(32)
 _NO_TUNNEL_ID = "00000000-0000-4000-8000-000000000000"
 
+#: What a connection's streams are handed to (a QUIC ``Channel`` or an ``H2Channel``).
+Handler = Callable[[Any], Awaitable[None]]
+
 
 @dataclass(eq=False)
 class ConnectorListener:
     """Accepts connector connections, authenticates them and keeps the registry current.
 
-    It holds what it is given, plus the QUIC server once started; ``edge_id`` and
+    It holds what it is given, plus the QUIC and TCP servers once started; ``edge_id`` and
     ``location`` are what a connector is told when it registers. A listener equals only itself.
     """
 
@@ -80,6 +87,7 @@ class ConnectorListener:
     observer: Observer = NO_OBSERVER
     registration_deadline: float = REGISTRATION_DEADLINE
     _server: QuicServer | None = field(default=None, init=False, repr=False)
+    _tcp: asyncio.Server | None = field(default=None, init=False, repr=False)
     _accepting: bool = field(default=True, init=False, repr=False)
 
     async def start(
@@ -92,7 +100,8 @@ class ConnectorListener:
         groups: Sequence[str] | None = None,
         idle_timeout: float = 15.0,
     ) -> int:
-        """Bind the UDP listener and return its port (useful when ``port`` is 0)."""
+        """Bind the UDP listener, then the TCP one on the same port; return the port (useful
+        when ``port`` is 0)."""
         config = QuicConfiguration(
             is_client=False, alpn_protocols=[ALPN], idle_timeout=idle_timeout
         )
@@ -108,8 +117,11 @@ class ConnectorListener:
 
         self._server = await serve(host, port, configuration=config, create_protocol=_Protocol)
         bound = server_port(self._server)
+        self._tcp = await listen_h2(
+            host, bound, edge_tls(certfile, keyfile, policy, groups), self._h2_link
+        )
         logger.info(
-            "connector listener on udp %s, key exchange policy %s%s",
+            "connector listener on udp and tcp %s (quic, http2), key exchange policy %s%s",
             format_hostport(host, bound),
             policy,
             f" groups={groups}" if groups else "",
@@ -119,17 +131,26 @@ class ConnectorListener:
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
+        if self._tcp is not None:
+            self._tcp.close()
+
+    def _h2_link(self) -> H2TunnelConnection:
+        """A new connector connection over TCP (its TLS handshake still to come)."""
+        link = H2TunnelConnection("edge")
+        link.stream_handler = self._make_handler(link)
+        return link
 
     def stop_accepting(self) -> None:
         """Refuse new connections from now on (the edge is stopping); live ones carry on."""
         self._accepting = False
 
-    def _make_handler(self, connection: TunnelConnection) -> StreamHandler:
+    def _make_handler(self, connection: TunnelLink) -> Handler:
         if not self._accepting:
             connection.refuse_soon("edge shutting down")
         pending = _Pending(connection, self.registration_deadline)
+        connection.on_close.append(lambda c: self._handshake_failed(c, pending))
 
-        async def handle(channel: Channel) -> None:
+        async def handle(channel: TunnelStream) -> None:
             if pending.registered:
                 # Only the edge opens request streams: a stream error, this stream only.
                 channel.reset()
@@ -142,7 +163,14 @@ class ConnectorListener:
 
         return handle
 
-    def _drop(self, connection: TunnelConnection, detail: str) -> None:
+    def _handshake_failed(self, connection: TunnelLink, pending: _Pending) -> None:
+        """A connection that closed before its handshake finished: a failed handshake (a
+        classical connector under ``require``, a certificate it refused, a silent peer)."""
+        if not connection.handshake_done:
+            elapsed = self.registration_deadline - pending.remaining()
+            self.observer.handshake(None, False, elapsed)
+
+    def _drop(self, connection: TunnelLink, detail: str) -> None:
         """Close an unauthenticated connection that broke the protocol (no answer: the
         peer did not follow it, and a stranger learns nothing from the close)."""
         remote = _remote(connection)
@@ -152,7 +180,7 @@ class ConnectorListener:
             connection.close(error_code=ERROR_AUTH, reason_phrase=MALFORMED)
 
     async def _register(
-        self, connection: TunnelConnection, channel: Channel, pending: _Pending
+        self, connection: TunnelLink, channel: TunnelStream, pending: _Pending
     ) -> None:
         remote = _remote(connection)
         try:
@@ -170,9 +198,13 @@ class ConnectorListener:
             return
         pending.done()
         self.registry.add(live)
+        # Counted once registered: until then the edge does not know the connection is a
+        # connector's. The time runs from its first datagram.
+        elapsed = self.registration_deadline - pending.remaining()
+        self.observer.handshake(live.group, True, elapsed)
         self.observer.connector_registered(live)
 
-        def forget(_: TunnelConnection) -> None:
+        def forget(_: Any) -> None:
             self.registry.remove(live)
             logger.info(
                 "Connection %s unregistered connIndex=%d tunnel=%s (%s)",
@@ -204,7 +236,7 @@ class ConnectorListener:
                 )
 
     async def _authenticate(
-        self, connection: TunnelConnection, channel: Channel, remote: str
+        self, connection: TunnelLink, channel: TunnelStream, remote: str
     ) -> LiveConnection:
         """The registration exchange; raises :class:`_Refused` with what the peer may be told.
 
@@ -268,6 +300,8 @@ class ConnectorListener:
             post_quantum=bool(group and group.post_quantum),
             remote=remote,
             version=hello.software,
+            protocol=connection.protocol_name,
+            hostnames=record.hostnames,
         )
         await channel.send_json(
             FrameType.CONTROL,
@@ -280,18 +314,19 @@ class ConnectorListener:
             },
         )
         logger.info(
-            "Connection %s registered connIndex=%d tunnel=%s ip=%s group=%s%s",
+            "Connection %s registered connIndex=%d tunnel=%s ip=%s protocol=%s group=%s%s",
             hello.connector_id,
             hello.conn_index,
             record.name,
             remote,
+            connection.protocol_name,
             live.group,
             "" if live.post_quantum else " (NOT post-quantum)",
         )
         return live
 
     async def _refuse(
-        self, connection: TunnelConnection, channel: Channel, remote: str, refused: _Refused
+        self, connection: TunnelLink, channel: TunnelStream, remote: str, refused: _Refused
     ) -> None:
         """Log the detail, tell the peer only ``refused.public``, then close the connection."""
         logger.warning("refused connector from %s: %s", remote, refused.detail)
@@ -319,7 +354,7 @@ class _Pending:
     (:data:`REGISTRATION_DEADLINE`) from its first datagram; a peer that never sends
     ``hello`` is closed, keepalives or not."""
 
-    def __init__(self, connection: TunnelConnection, deadline: float) -> None:
+    def __init__(self, connection: TunnelLink, deadline: float) -> None:
         self.connection = connection
         self.control_claimed = False
         self.registered = False
@@ -347,7 +382,7 @@ class _Pending:
         self.connection.close(error_code=ERROR_AUTH, reason_phrase=MALFORMED)
 
 
-async def _read_control(channel: Channel, expected: str) -> dict[str, Any]:
+async def _read_control(channel: TunnelStream, expected: str) -> dict[str, Any]:
     """The next frame as a control message; anything else is a refusal (for the log)."""
     frame = await channel.read()
     if frame is None:
@@ -361,8 +396,8 @@ async def _read_control(channel: Channel, expected: str) -> dict[str, Any]:
         raise _Refused(MALFORMED, f"{expected!r}: {exc}") from None
 
 
-def _remote(connection: TunnelConnection) -> str:
+def _remote(connection: TunnelLink) -> str:
     try:
-        return format_hostport(*peer_address(connection))
-    except (AttributeError, IndexError):
+        return format_hostport(*connection.peer_address())
+    except (AttributeError, IndexError, TypeError):
         return "?"

@@ -6,17 +6,20 @@ connections) is easy to read and to test.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..wire import ERROR_SHUTDOWN, TunnelConnection
+from ..wire import CONTROL_STREAM_ID, ERROR_SHUTDOWN, FrameType, StreamReset, TunnelLink
 
 #: What :meth:`LiveConnection.describe` leaves out: the tunnel (descriptions are grouped by
-#: it) and the connection object itself.
-NOT_DESCRIBED = frozenset({"tunnel_id", "tunnel_name", "connection"})
+#: it), the connection object itself and the tunnel's hostnames (the store has them).
+NOT_DESCRIBED = frozenset({"tunnel_id", "tunnel_name", "connection", "hostnames"})
+#: How long telling a connector something on its control stream may take.
+CONTROL_SEND_TIMEOUT = 5.0
 
 
 @dataclass
@@ -27,15 +30,20 @@ class LiveConnection:
     tunnel_name: str
     connector_id: str
     conn_index: int
-    connection: TunnelConnection
+    connection: TunnelLink
     group: str | None
     post_quantum: bool
     remote: str
     version: str = ""
+    #: The transport the connector chose (``protocol``): ``quic`` or ``http2``.
+    protocol: str = "quic"
     registered_at: float = field(default_factory=time.time)
     draining: bool = False
     requests: int = 0
     in_flight: int = 0
+    #: The hostnames the connector was last told it serves (at registration, then on every
+    #: change ``pq-tunnel route`` makes).
+    hostnames: tuple[str, ...] = ()
 
     @property
     def usable(self) -> bool:
@@ -45,6 +53,20 @@ class LiveConnection:
         """Drop this connection now; the connector reconnects with backoff."""
         self.connection.close(error_code=ERROR_SHUTDOWN, reason_phrase=reason)
         self.connection.transmit()
+
+    async def send_control(self, message: dict[str, Any]) -> bool:
+        """Send ``message`` on the connection's control stream; False if it could not go (the
+        connection or its control stream is gone, or the send stalled)."""
+        channel = self.connection.channels.get(CONTROL_STREAM_ID)
+        if channel is None or self.connection.closed:
+            return False
+        try:
+            await asyncio.wait_for(
+                channel.send_json(FrameType.CONTROL, message), CONTROL_SEND_TIMEOUT
+            )
+        except (StreamReset, asyncio.TimeoutError, ConnectionError):
+            return False
+        return True
 
     def describe(self) -> dict[str, Any]:
         """Every field but :data:`NOT_DESCRIBED`, in order, for the operations endpoints and

@@ -14,7 +14,7 @@ import asyncio
 from enum import Enum
 
 from ...asgi.types import Receive, Send
-from ..wire import Channel, FrameType, StreamReset
+from ..wire import FrameType, StreamReset, TunnelStream
 from .idle import IdleTimer
 
 __all__ = ["UploadEnd", "pump_request", "relay_response"]
@@ -30,7 +30,7 @@ class UploadEnd(Enum):
 
 
 async def pump_request(
-    receive: Receive, channel: Channel, declared: int | None, idle_seconds: float
+    receive: Receive, channel: TunnelStream, declared: int | None, idle_seconds: float
 ) -> UploadEnd:
     """The visitor's body into DATA frames, then wait for a disconnect (which cancels the
     request). Runs as its own task; returns why it stopped (it is cancelled otherwise)."""
@@ -83,7 +83,7 @@ async def pump_request(
             return UploadEnd.DISCONNECT
 
 
-async def relay_response(channel: Channel, send: Send, idle_seconds: float) -> bool:
+async def relay_response(channel: TunnelStream, send: Send, idle_seconds: float) -> bool:
     """The tunnel's DATA frames to the visitor, then the end of the body.
 
     True when the body went out whole; False when it sat idle for ``idle_seconds`` and was

@@ -8,8 +8,11 @@ Stopping (docs/tunnel.md, "Shutdown and drain"): the first signal stops both lis
 accepting at once (the connector listener refuses new handshakes with "edge shutting down",
 hypercorn stops taking new visitors), lets requests in flight finish within ``grace-period``,
 then closes the connectors' connections with that reason; an idle edge is gone within a second.
-While running, the edge also watches the store so a tunnel deleted by ``pq-tunnel delete
---force`` loses its live connections (closed with "tunnel deleted").
+While running, the edge also watches the store (every :data:`STORE_POLL`): a tunnel deleted by
+``pq-tunnel delete --force`` loses its live connections (closed with "tunnel deleted"), and
+when ``pq-tunnel route`` changes a live tunnel's hostnames its connectors are told the new list
+on their control streams (requests are routed by the store on every request, so the change
+itself needs no restart). The same loop keeps the live file's heartbeat.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import logging
 import signal
 import socket
+import time
 from typing import TYPE_CHECKING
 
 from hypercorn.asyncio import serve as hypercorn_serve
@@ -31,7 +35,7 @@ from ..wire import ERROR_AUTH
 from .app import EdgeApp
 from .connectors import ConnectorListener
 from .limits import Limits
-from .live_file import LiveFile
+from .live_file import HEARTBEAT, LiveFile
 from .registry import Registry
 from .store import TunnelStore
 
@@ -40,8 +44,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.edge")
 
-#: How often the edge looks for tunnels deleted from the store while connectors are live.
-DELETION_POLL = 1.0
+#: How often the edge looks at the store for deleted tunnels and changed hostnames.
+STORE_POLL = 1.0
 #: How often a stopping edge nudges hypercorn's HTTP/3 loop, which only checks whether it may
 #: stop when a datagram arrives (so an idle edge would otherwise wait out the grace period).
 WAKE_INTERVAL = 0.1
@@ -63,7 +67,9 @@ class Edge:
         self.config = config
         self.store = TunnelStore(config.store)
         self.registry = Registry()
-        self.live_file = LiveFile(config.store, self.registry)
+        self.live_file = LiveFile(
+            config.store, self.registry, edge_id=config.edge_id, location=config.location
+        )
         observers = Observers(self.live_file, observer)
         self.app = EdgeApp(self.store, self.registry, observers, limits=Limits.of(config.public))
         self.listener = ConnectorListener(
@@ -136,7 +142,7 @@ class Edge:
             self.config.public.bind,
             self.config.public.pq,
         )
-        watcher = asyncio.ensure_future(self._watch_deletions())
+        watcher = asyncio.ensure_future(self._watch_store())
         waker = asyncio.ensure_future(self._wake_when_stopping())
         try:
             await hypercorn_serve(
@@ -177,28 +183,62 @@ class Edge:
                     sock.sendto(b"\0", (host, port))
                 await asyncio.sleep(WAKE_INTERVAL)
 
-    async def _watch_deletions(self) -> None:
-        """Close the live connections of a tunnel deleted from the store (``pq-tunnel delete
-        --force`` runs in another process; the store is the only thing both see)."""
+    async def _watch_store(self) -> None:
+        """Follow what other processes change in the store (``pq-tunnel delete --force`` and
+        ``route`` run elsewhere; the store is the only thing they share with the edge), and
+        rewrite the live file at least every :data:`HEARTBEAT` seconds so ``pq-tunnel list``
+        can tell a running edge from a dead one."""
+        written = time.monotonic()
         while True:
-            await asyncio.sleep(DELETION_POLL)
+            await asyncio.sleep(STORE_POLL)
             for tunnel_id in {live.tunnel_id for live in self.registry}:
-                if self.store.get(tunnel_id) is not None:
-                    continue
-                for live in self.registry.connections(tunnel_id):
-                    if live.connection.closed:
-                        continue
-                    logger.warning(
-                        "tunnel %s (%s) was deleted: closing connection %s connIndex=%d",
-                        live.tunnel_name,
-                        tunnel_id,
-                        live.connector_id,
-                        live.conn_index,
-                    )
-                    # ERROR_AUTH: the tunnel's credentials no longer admit it; the connector
-                    # stops instead of retrying (docs/tunnel.md, "Retries").
-                    live.connection.close(error_code=ERROR_AUTH, reason_phrase=REASON_DELETED)
-                    live.connection.transmit()
+                record = self.store.by_id(tunnel_id)
+                if record is None:
+                    self._close_deleted(tunnel_id)
+                else:
+                    await self._tell_hostnames(tunnel_id, record.name, record.hostnames)
+            if time.monotonic() - written >= HEARTBEAT:
+                self.live_file.write()
+                written = time.monotonic()
+
+    async def _tell_hostnames(self, tunnel_id: str, name: str, hostnames: tuple[str, ...]) -> None:
+        """Tell each live connection of the tunnel whose hostname list changed the new list
+        (``{"type": "hostnames", ...}``, docs/protocol.md)."""
+        stale = [
+            live
+            for live in self.registry.connections(tunnel_id)
+            if live.hostnames != hostnames and not live.connection.closed
+        ]
+        if not stale:
+            return
+        logger.info(
+            "tunnel %s now serves hostnames %s: telling %d connection(s)",
+            name,
+            ", ".join(hostnames) or "(none)",
+            len(stale),
+        )
+        for live in stale:
+            live.hostnames = hostnames
+            message = {"type": "hostnames", "hostnames": list(hostnames)}
+            if not await live.send_control(message):
+                logger.debug("connection %s: could not send the hostname list", live.connector_id)
+
+    def _close_deleted(self, tunnel_id: str) -> None:
+        """Close the live connections of a tunnel deleted from the store."""
+        for live in self.registry.connections(tunnel_id):
+            if live.connection.closed:
+                continue
+            logger.warning(
+                "tunnel %s (%s) was deleted: closing connection %s connIndex=%d",
+                live.tunnel_name,
+                tunnel_id,
+                live.connector_id,
+                live.conn_index,
+            )
+            # ERROR_AUTH: the tunnel's credentials no longer admit it; the connector stops
+            # instead of retrying (docs/tunnel.md, "Retries").
+            live.connection.close(error_code=ERROR_AUTH, reason_phrase=REASON_DELETED)
+            live.connection.transmit()
 
     async def run(self) -> int:
         """:meth:`start` then :meth:`serve`, for an edge without operations."""

@@ -223,7 +223,7 @@ class TunnelStore:
                 return
             raise TunnelConflictError(
                 f"hostname {hostname!r} already belongs to tunnel {owner[1]!r} ({owner[0]}); "
-                f"remove it there first"
+                f"remove it there first: pq-tunnel route {owner[1]} --remove-hostname {hostname}"
             )
         db.execute(
             "INSERT INTO hostnames (hostname, tunnel_id) VALUES (?, ?)", (hostname, tunnel_id)
@@ -277,6 +277,12 @@ class TunnelStore:
         with self._read() as db:
             row = self._find_row(db, id_or_name)
             return None if row is None else self._record(db, row)
+
+    def require(self, id_or_name: str) -> TunnelRecord:
+        """The tunnel with this UUID or name; :class:`TunnelNotFoundError` names the tunnels
+        there are, for an operator who mistyped."""
+        with self._read() as db:
+            return self._record(db, self._require(db, id_or_name))
 
     def by_hostname(self, host: str) -> TunnelRecord | None:
         """The tunnel serving a request's host: an exact hostname first, then the most specific

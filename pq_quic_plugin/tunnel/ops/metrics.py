@@ -3,19 +3,24 @@
 One class for both roles: the connector and the edge count the same things (handshakes,
 requests, latency, bytes), only the metric prefix differs (``pq_tunnel_connector_*``,
 ``pq_tunnel_edge_*``), so dashboards can put the two sides of a tunnel next to each other.
-Each instance has a registry of its own rather than the process-global one, so two roles (or two
-tests) in one process never collide.
+Both also export cloudflared's names (:mod:`.cloudflared_names`) and ``build_info``; only the
+connector has ``reconnects_total`` (the edge never reconnects). Each instance has a registry of
+its own rather than the process-global one, so two roles (or two tests) in one process never
+collide.
 """
 
 from __future__ import annotations
 
+import platform
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ... import __version__
 from ..observer import Direction, Observer
+from .cloudflared_names import CloudflaredNames
 
 if TYPE_CHECKING:
     from ..edge.registry import LiveConnection
@@ -83,7 +88,22 @@ class Metrics(Observer):
             registry=r,
         )
         self.bytes = Counter(f"{p}_bytes_total", "Body bytes relayed", ["direction"], registry=r)
-        self.reconnects = Counter(f"{p}_reconnects_total", "Tunnel reconnect attempts", registry=r)
+        for direction in ("to_origin", "from_origin"):
+            self.bytes.labels(direction=direction)  # both exist (at 0) before any traffic
+        self.reconnects = (
+            Counter(f"{p}_reconnects_total", "Tunnel reconnect attempts", registry=r)
+            if role == "connector"
+            else None
+        )
+        self.build_info = Gauge(
+            "build_info",
+            "Build and version information",
+            ["python_version", "version", "type"],
+            registry=r,
+        )
+        self.build_info.labels(platform.python_version(), __version__, role).set(1)
+        self.cloudflared = CloudflaredNames(per_tunnel=role == "edge")
+        r.register(self.cloudflared)
 
     # -- Observer
     def handshake(self, group: str | None, ok: bool, seconds: float) -> None:
@@ -92,16 +112,34 @@ class Metrics(Observer):
             self.connect_latency.observe(seconds)
 
     def reconnect(self) -> None:
-        self.reconnects.inc()
+        if self.reconnects is not None:
+            self.reconnects.inc()
 
-    def request_started(self) -> None:
+    def connection_registered(self, conn_index: int, location: str) -> None:
+        self.cloudflared.locations[conn_index] = location
+
+    def connection_lost(self, conn_index: int) -> None:
+        self.cloudflared.locations.pop(conn_index, None)
+
+    def origin_error(self) -> None:
+        self.cloudflared.errors[""] += 1
+
+    def request_started(self, tunnel_id: str = "") -> None:
         self.concurrent.inc()
+        self.cloudflared.concurrent[self.cloudflared.tunnel(tunnel_id)] += 1
 
     def request_done(self, tunnel_id: str, status: int, seconds: float) -> None:
         self.concurrent.dec()
         self.requests.labels(status=str(status)).inc()
         if status >= 500:
             self.errors.inc()
+        key = self.cloudflared.tunnel(tunnel_id)
+        self.cloudflared.concurrent[key] -= 1
+        self.cloudflared.requests[key] += 1
+        if self.cloudflared.per_tunnel and status >= 500:
+            # The edge cannot tell the origin's own 5xx from a failure to reach it; the
+            # connector counts only the failures (``origin_error``), as cloudflared does.
+            self.cloudflared.errors[key] += 1
         self.latency.observe(seconds)
         self.recent.add(tunnel_id, status)
 
@@ -109,8 +147,10 @@ class Metrics(Observer):
         self.bytes.labels(direction=direction).inc(count)
 
     def connector_registered(self, live: LiveConnection) -> None:
-        # The edge learns of a handshake only once the connector has also authenticated.
-        self.handshakes.labels(group=live.group or "none", result="ok").inc()
+        self.cloudflared.connections[live.tunnel_id] += 1
+
+    def connector_unregistered(self, live: LiveConnection) -> None:
+        self.cloudflared.connections[live.tunnel_id] -= 1
 
     def connector_refused(self, remote: str, reason: str) -> None:
         self.handshakes.labels(group="none", result="refused").inc()
@@ -119,4 +159,6 @@ class Metrics(Observer):
     def render(self, ha_connections: int) -> bytes:
         """The Prometheus text format, with the connection gauge read at scrape time."""
         self.ha_connections.set(ha_connections)
+        if not self.cloudflared.per_tunnel:
+            self.cloudflared.connections[""] = ha_connections
         return generate_latest(self.registry)

@@ -4,7 +4,11 @@
 * ``https://HOST:PORT[/base]``: TLS over TCP with the connector's post-quantum policy
   (:mod:`.https`): HTTP/2 (:mod:`.h2`) when the origin offers it by ALPN, else HTTP/1.1; or,
   with ``origin-protocol: http3``, HTTP/3 over QUIC (:mod:`.h3`).
+* ``unix:/path`` and ``unix+tls:/path``: the same two over a Unix socket (:mod:`.sockets`).
 * WebSockets over HTTP/1.1, TLS on TCP for ``https://`` services (:mod:`.websocket`).
+
+A request carries its rule's ``originRequest`` settings (timeouts, verification, keep-alive,
+the hop's key-exchange policy); the client's own settings apply where a rule gives none.
 
 Bodies stream both ways and nothing holds a whole body. Every failure to reach the origin or to
 get a well-formed response head raises :class:`OriginError` with the status the visitor should
@@ -22,6 +26,12 @@ from collections.abc import AsyncIterator, Sequence
 from ...policy import Policy
 from ..config import Service, parse_service
 from ..config.ingress import check_origin_protocol
+from ..config.origin_request import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_KEEPALIVE_CONNECTIONS,
+    DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_TLS_TIMEOUT,
+)
 from .framing import FramedBody, LengthChecked
 from .h1 import H1Client
 from .h3 import H3Client
@@ -49,12 +59,14 @@ def _parsed(url: str) -> Service:
 
 
 def origin_service(service: Service | str) -> Service:
-    """The parsed service (URL text is parsed once and cached); only http/https reach origins."""
+    """The parsed service (URL text is parsed once and cached); only http/https and the Unix
+    socket services reach origins."""
     parsed = _parsed(service) if isinstance(service, str) else service
-    if parsed.kind not in ("http", "https"):
+    if not parsed.is_origin:
         raise OriginError(
             502,
-            f"origin {parsed.text}: not an origin URL (use http://HOST:PORT or https://HOST:PORT)",
+            f"origin {parsed.text}: not an origin URL (use http://HOST:PORT, https://HOST:PORT, "
+            "unix:/PATH or unix+tls:/PATH)",
         )
     return parsed
 
@@ -65,23 +77,25 @@ class OriginClient:
     ``policy`` is the post-quantum policy for ``https://`` origins, over TCP and over QUIC:
     ``"prefer"`` (the default) or ``"require"`` (what the tunnel passes with
     ``--post-quantum``: only post-quantum groups are offered and a classical-only origin is
-    refused, never used). ``connect_timeout`` bounds a TCP connect with its TLS handshake, or
-    a QUIC handshake; keep-alive HTTP/1.1 connections, and HTTP/2 connections without a
-    request, idle longer than ``keepalive`` seconds are not reused for a request that cannot
-    be replayed.
+    refused, never used). ``connect_timeout`` bounds a TCP (or Unix socket) connect, or a
+    QUIC handshake, and ``tls_timeout`` a TLS handshake on TCP; keep-alive HTTP/1.1
+    connections, and HTTP/2 connections without a request, idle longer than ``keepalive``
+    seconds are not reused, and at most ``max_idle_per_origin`` idle HTTP/1.1 connections are
+    kept per origin. A request's own settings (its rule's ``originRequest``) win over these.
     """
 
     def __init__(
         self,
         policy: str = "prefer",
         *,
-        connect_timeout: float = 10.0,
-        keepalive: float = 4.0,
-        max_idle_per_origin: int = 16,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        tls_timeout: float = DEFAULT_TLS_TIMEOUT,
+        keepalive: float = DEFAULT_KEEPALIVE_TIMEOUT,
+        max_idle_per_origin: int = DEFAULT_KEEPALIVE_CONNECTIONS,
     ) -> None:
         self.policy = Policy.parse(policy).value  # a bad policy fails here, not per request
         self.connect_timeout = connect_timeout
-        self._tls = TLSConnector(self.policy, connect_timeout)
+        self._tls = TLSConnector(self.policy, connect_timeout, tls_timeout)
         self._h1 = H1Client(connect_timeout, keepalive, max_idle_per_origin)
         self._https = HttpsClient(self._tls, self._h1)
         self._h3 = H3Client(self.policy, connect_timeout)
@@ -114,8 +128,10 @@ class OriginClient:
             check_origin_protocol(request.protocol, service)
         except ValueError as exc:
             raise OriginError(502, f"origin {service.text}: origin-protocol: {exc}") from None
+        if request.policy is not None:
+            Policy.parse(request.policy)  # a typo is a programming error, found at once
         body = await PeekedBody.of(LengthChecked(_chunks(request.body), request.body_length))
-        if service.kind == "http":
+        if not service.tls:
             response = await self._h1.request(service, request, body)
         elif request.protocol == "http3":
             response = await self._h3.request(service, request, body)
@@ -139,8 +155,9 @@ class OriginClient:
     ) -> OriginWebSocket:
         """Open a WebSocket to the origin over HTTP/1.1 (wsproto).
 
-        ``http://`` services get ``ws://``; ``https://`` services get TLS over TCP (``wss://``)
-        on the same host and port, whatever the rule's ``origin-protocol``, with the same
+        ``http://`` (and ``unix:``) services get ``ws://``; ``https://`` (and ``unix+tls:``)
+        services get TLS (``wss://``) on the same address, whatever the rule's
+        ``origin-protocol``, with the same
         post-quantum policy and verification (``request.ca_file``, system roots when None, and
         ``request.server_name``) as HTTP requests, and the hop reports the group it agreed on.
         ``request.method`` and ``body`` are not used.

@@ -12,6 +12,7 @@ __all__ = ["PUBLIC_TEXT", "OriginError", "plain"]
 #: What a visitor is told, by status: generic on purpose (see :attr:`OriginError.public`).
 PUBLIC_TEXT = {
     400: "400 Bad Request: the request cannot be forwarded to the origin",
+    413: "413 Content Too Large: the request body is too large for this origin",
     502: "502 Bad Gateway: the origin could not be reached",
     504: "504 Gateway Timeout: the origin did not answer in time",
 }

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
@@ -23,83 +21,21 @@ import h11
 
 from ..config import Service
 from ..headers import find, forwardable
-from ..hostnames import format_hostport
 from .errors import OriginError, plain
 from .framing import latin1, wire_headers
 from .request import OriginHop, OriginRequest, OriginResponse, PeekedBody, retrieve
+from .sockets import PLAIN_HOP, READ_CHUNK, connect_limit, open_stream, plain_hop
 
-__all__ = [
-    "H1Client",
-    "H1Connection",
-    "H1Pool",
-    "PLAIN_HOP",
-    "READ_CHUNK",
-    "connect_failure",
-    "open_tcp",
-    "tcp_socket",
-]
+__all__ = ["UNCHUNKED_LIMIT", "H1Client", "H1Connection", "H1Pool"]
 
 #: Methods that get ``Content-Length: 0`` when they arrive without a body or a length.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-READ_CHUNK = 64 * 1024
-#: The hop to an ``http://`` origin: HTTP/1.1 over TCP, no TLS, so no key exchange at all.
-PLAIN_HOP = OriginHop.over("tcp", None, http_version="1.1")
+#: The most of a body of unknown length read whole under ``disableChunkedEncoding``.
+UNCHUNKED_LIMIT = 16 * 1024 * 1024
 
 
 class _Stale(Exception):
     """A reused keep-alive connection was closed by the origin before it answered."""
-
-
-def connect_failure(service: Service, exc: OSError) -> OriginError:
-    """The error for a TCP connection that could not be made: names the origin and what to
-    check."""
-    where = format_hostport(service.host, service.port)
-    if isinstance(exc, ConnectionRefusedError) or exc.errno == errno.ECONNREFUSED:
-        reason = f"{where} refused the connection (is the origin running?)"
-    else:
-        reason = f"cannot connect to {where}: {plain(exc)}"
-    return OriginError(502, f"origin {service.text}: {reason}")
-
-
-async def open_tcp(
-    service: Service, limit: float
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A TCP connection to the origin as streams; failures as :func:`tcp_socket`."""
-    sock = await tcp_socket(service, limit)
-    return await asyncio.open_connection(sock=sock, limit=READ_CHUNK)
-
-
-async def tcp_socket(service: Service, limit: float) -> socket.socket:
-    """A connected socket to the origin, for a TLS handshake started on it separately (so a
-    failed handshake is never mistaken for a failed connect); failures as :func:`open_tcp`."""
-    loop = asyncio.get_running_loop()
-
-    async def connect() -> socket.socket:
-        infos = await loop.getaddrinfo(service.host, service.port, type=socket.SOCK_STREAM)
-        failure: OSError = OSError(f"no address for {service.host}")
-        for family, kind, proto, _, address in infos:
-            sock = socket.socket(family, kind, proto)
-            sock.setblocking(False)
-            try:
-                await loop.sock_connect(sock, address)
-                return sock
-            except OSError as exc:
-                sock.close()
-                failure = exc
-            except BaseException:
-                sock.close()
-                raise
-        raise failure
-
-    try:
-        return await asyncio.wait_for(connect(), limit)
-    except asyncio.TimeoutError:
-        where = format_hostport(service.host, service.port)
-        raise OriginError(
-            504, f"origin {service.text}: no TCP connection to {where} within {limit:g}s"
-        ) from None
-    except OSError as exc:
-        raise connect_failure(service, exc) from None
 
 
 @dataclass
@@ -113,6 +49,7 @@ class H1Connection:
     conn: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT))
     idle_since: float = 0.0
     received: int = 0  # bytes of the current response
+    keep: int | None = None  # idle connections its pool key keeps (None: the pool's default)
 
     def usable(self, now: float, max_idle: float) -> bool:
         return (
@@ -156,9 +93,11 @@ class H1Pool:
         return None
 
     def release(self, c: H1Connection) -> None:
-        """A connection whose exchange completed cleanly goes back (or closes, if full)."""
+        """A connection whose exchange completed cleanly goes back (or closes, if full: the
+        rule's ``keepAliveConnections``, else the pool's ``max_idle``)."""
         pool = self._idle.setdefault(c.key, [])
-        if self.closed or len(pool) >= self.max_idle:
+        keep = self.max_idle if c.keep is None else c.keep
+        if self.closed or len(pool) >= keep:
             c.close()
             return
         c.idle_since = time.monotonic()
@@ -404,11 +343,16 @@ class H1Client:
         ``host:port``, reached over plain TCP. ``fresh`` is a connection opened for this very
         request (the TLS client's, once ALPN chose HTTP/1.1), used before any pooled one.
         """
-        pool_key: Hashable = service.address if key is None else key
-        open_new = connect or (lambda: self._connect(service, request.timeout))
+        pool_key: Hashable = _plain_key(service) if key is None else key
+        open_new = connect or (lambda: self._connect(service, request))
+        length = None
+        if not request.chunked and request.body_length is None and not body.empty:
+            body = await body.collected(UNCHUNKED_LIMIT, f"origin {service.text}")
+            length = len(body.first or b"")
         # A kept-alive connection may have been closed by the origin just now. Reuse one only
         # when the request can be replayed (no body) or the connection was idle very briefly.
-        max_idle = self.keepalive if body.empty else min(self.keepalive, 1.0)
+        keepalive = self.keepalive_for(request)
+        max_idle = keepalive if body.empty else min(keepalive, 1.0)
         for attempt in (1, 2):
             reused = None
             if attempt == 1 and fresh is not None:
@@ -416,8 +360,9 @@ class H1Client:
             else:
                 reused = self.pool.take(pool_key, max_idle) if attempt == 1 else None
                 c = reused or await open_new()
+            c.keep = request.keepalive_connections
             try:
-                wire = _wire_request(service, request, body, c.hop)
+                wire = _wire_request(service, request, body, c.hop, length)
             except OriginError:
                 self.pool.release(c)  # nothing was sent: the connection is as good as before
                 raise
@@ -434,18 +379,38 @@ class H1Client:
                 ) from None
         raise AssertionError("unreachable")
 
-    async def _connect(self, service: Service, timeout: float) -> H1Connection:
-        reader, writer = await open_tcp(service, min(timeout, self.connect_timeout))
-        return H1Connection(service.address, reader, writer)
+    def keepalive_for(self, request: OriginRequest) -> float:
+        """How long an idle connection may be reused: the rule's ``keepAliveTimeout``, else
+        the client's."""
+        if request.keepalive_timeout is None:
+            return self.keepalive
+        return request.keepalive_timeout
+
+    async def _connect(self, service: Service, request: OriginRequest) -> H1Connection:
+        limit = connect_limit(request, self.connect_timeout)
+        reader, writer = await open_stream(service, limit)
+        return H1Connection(_plain_key(service), reader, writer, hop=plain_hop(service))
+
+
+def _plain_key(service: Service) -> Hashable:
+    """The pool key of a service without TLS: its address, or its socket path."""
+    return ("unix", service.socket_path) if service.is_unix else service.address
 
 
 def _wire_request(
-    service: Service, request: OriginRequest, body: PeekedBody, hop: OriginHop
+    service: Service,
+    request: OriginRequest,
+    body: PeekedBody,
+    hop: OriginHop,
+    length: int | None = None,
 ) -> h11.Request:
-    """The request head as h11 sends it; the framing headers follow from the body."""
+    """The request head as h11 sends it; the framing headers follow from the body (``length``:
+    a body read whole for ``disableChunkedEncoding``, sent with that ``Content-Length``)."""
     out = request.headers_to_send(hop, service)
     if find(out, "content-length") is None:
-        if not body.empty:
+        if length is not None:
+            out.append(("content-length", str(length)))
+        elif not body.empty:
             out.append(("transfer-encoding", "chunked"))
         elif request.method.upper() in BODY_METHODS:
             out.append(("content-length", "0"))

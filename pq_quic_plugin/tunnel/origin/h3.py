@@ -29,8 +29,9 @@ __all__ = ["H3Client"]
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.origin")
 
-#: What a pooled session is keyed by: host, port, CA file, server name.
-SessionKey = tuple[str, int, str | None, str | None]
+#: What a pooled session is keyed by: host, port, CA file, server name, whether the
+#: certificate is verified, the key-exchange policy.
+SessionKey = tuple[str, int, str | None, str | None, bool, str]
 
 
 @dataclass
@@ -89,7 +90,8 @@ class H3Client:
 
     async def _session(self, service: Service, request: OriginRequest) -> HTTP3Session:
         ca, sni = request.ca_file, request.server_name
-        key: SessionKey = (service.host, service.port, ca, sni)
+        policy = request.policy or self.policy
+        key: SessionKey = (service.host, service.port, ca, sni, request.verify, policy)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one handshake per origin at a time; other origins do not wait
             entry = self._sessions.get(key)
@@ -112,13 +114,16 @@ class H3Client:
     async def _open(
         self, service: Service, request: OriginRequest, key: SessionKey
     ) -> HTTP3Session:
-        ca = request.ca_file
+        ca = request.ca_file if request.verify else None
         hostport = format_hostport(service.host, service.port)
-        limit = min(request.timeout, self.connect_timeout)
+        limit = self.connect_timeout if request.connect_timeout is None else request.connect_timeout
         where = f"{hostport} (UDP)"
         try:
             config = client_configuration(
-                self.policy, cafile=ca, server_name=request.server_name or service.host
+                key[5],
+                cafile=ca,
+                server_name=request.server_name or service.host,
+                verify=request.verify,
             )
         except (OSError, ssl.SSLError, ValueError) as exc:
             raise OriginError(
@@ -131,7 +136,7 @@ class H3Client:
             raise OriginError(
                 504,
                 f"origin {service.text}: no answer to the QUIC handshake from {where} within "
-                f"{limit:g}s (is it serving HTTP/3 there?)",
+                f"{limit:g}s (connectTimeout; is it serving HTTP/3 there?)",
             ) from None
         except HTTP3Error as exc:
             raise OriginError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 
 from ..config import Service
@@ -20,14 +21,15 @@ from .h1 import H1Client, H1Connection
 from .h2 import H2Session, StreamRefused
 from .h2_request import send_request
 from .request import OriginError, OriginHop, OriginRequest, OriginResponse, PeekedBody
-from .tls import ALPN_FOR, TLSConnector, TLSStream, tls_hop
+from .tls import ALPN_FOR, TLSConnector, TLSStream
 
 __all__ = ["HttpsClient"]
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.origin")
 
-#: What a TLS origin connection is pooled by: host, port, CA file, server name.
-TLSKey = tuple[str, str, int, str | None, str | None]
+#: What a TLS origin connection is pooled by: where it goes (host and port, or socket path),
+#: CA file, server name, whether the certificate was verified, the key-exchange policy.
+TLSKey = tuple[str, str, int, str | None, str | None, bool, str | None]
 
 
 class _NowHTTP2(Exception):
@@ -62,7 +64,16 @@ class HttpsClient:
 
     @staticmethod
     def key(service: Service, request: OriginRequest) -> TLSKey:
-        return ("tls", service.host, service.port, request.ca_file, request.server_name)
+        where = service.socket_path if service.is_unix else service.host
+        return (
+            "tls",
+            where,
+            service.port,
+            request.ca_file,
+            request.server_name,
+            request.verify,
+            request.policy,
+        )
 
     async def request(
         self, service: Service, request: OriginRequest, body: PeekedBody
@@ -119,7 +130,8 @@ class HttpsClient:
         key, alpn = self.key(service, request), ALPN_FOR[request.protocol]
         # As for HTTP/1.1 keep-alive: a connection idle long enough for the origin to be closing
         # it is not used for a request that cannot be replayed.
-        max_idle = self.h1.keepalive if body.empty else min(self.h1.keepalive, 1.0)
+        keepalive = self.h1.keepalive_for(request)
+        max_idle = keepalive if body.empty else min(keepalive, 1.0)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one handshake per origin at a time; other origins do not wait
             session = self._sessions.get(key)
@@ -145,7 +157,7 @@ class HttpsClient:
     def _adopt(self, key: TLSKey, service: Service, opened: TLSStream) -> H2Session:
         """Make a new connection whose ALPN chose ``h2`` this origin's HTTP/2 session."""
         self._chosen[key] = "h2"
-        hop = tls_hop(opened.writer, "2")
+        hop = dataclasses.replace(opened.hop, http_version="2")
         session = H2Session(opened.reader, opened.writer, service, hop)
         session.start()
         old = self._sessions.get(key)
@@ -166,9 +178,10 @@ class HttpsClient:
         self._logged[key] = seen
         logger.log(
             level,
-            "origin %s: %s over TLS on TCP, key exchange %s (%s)",
+            "origin %s: %s over TLS on %s, key exchange %s (%s)",
             service.text,
             protocol,
+            "a Unix socket" if service.is_unix else "TCP",
             hop.group or "unknown",
             "post-quantum" if hop.post_quantum else "classical",
         )

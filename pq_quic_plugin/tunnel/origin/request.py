@@ -103,8 +103,16 @@ class OriginRequest:
     ``protocol`` is the rule's ``origin-protocol``: ``auto`` (``https://``: TLS over TCP,
     HTTP/2 when the origin offers it by ALPN, else HTTP/1.1; ``http://``: HTTP/1.1),
     ``http1``, ``http2`` (``https://`` only) or ``http3`` (QUIC, ``https://`` only).
-    ``timeout`` bounds connecting, the wait for the response head once the request body has
-    been sent, and any stall of the upload; the response body has no timeout.
+    ``timeout`` bounds the wait for the response head once the request body has been sent,
+    and any stall of the upload; the response body has no timeout.
+
+    The rest are a rule's ``originRequest`` (``None``: the client's own setting):
+    ``connect_timeout`` and ``tls_timeout`` bound connecting and the TLS handshake (504 when
+    over); ``verify`` False accepts any origin certificate (``noTLSVerify``); ``policy`` is the
+    origin hop's key-exchange policy (``postQuantum``); ``keepalive_timeout`` and
+    ``keepalive_connections`` say how long and how many idle connections are kept;
+    ``chunked`` False sends a body of unknown length with a ``Content-Length``, read whole
+    (``disableChunkedEncoding``). ``host_header`` is ``httpHostHeader``.
     """
 
     service: Service | str
@@ -118,6 +126,13 @@ class OriginRequest:
     headers_for: HeadersFor | None = None
     host_header: str | None = None
     protocol: str = "auto"
+    connect_timeout: float | None = None
+    tls_timeout: float | None = None
+    verify: bool = True
+    policy: str | None = None
+    keepalive_timeout: float | None = None
+    keepalive_connections: int | None = None
+    chunked: bool = True
 
     def headers_with(self, hop: OriginHop) -> list[tuple[str, str]]:
         """The headers to send once the hop is known (``headers_for``'s, else ``headers``)."""
@@ -182,7 +197,8 @@ def with_host(
         headers = [(k, v) for k, v in headers if k.lower() != "host"]
         return [("host", host_header), *headers]
     if find(headers, "host") is None:
-        return [("host", format_hostport(service.host, service.port)), *headers]
+        own = "localhost" if service.is_unix else format_hostport(service.host, service.port)
+        return [("host", own), *headers]
     return headers
 
 
@@ -215,6 +231,21 @@ class PeekedBody:
     @property
     def empty(self) -> bool:
         return self.first is None
+
+    async def collected(self, limit: int, what: str) -> PeekedBody:
+        """The whole body as one chunk (for an origin that cannot take it chunked); over
+        ``limit`` bytes it is a 413 for ``what`` (the origin), never a body held unbounded."""
+        parts, size = [], 0
+        async for chunk in self.chunks():
+            size += len(chunk)
+            if size > limit:
+                raise OriginError(
+                    413,
+                    f"{what}: the request body is over {limit} bytes and has no Content-Length; "
+                    "disableChunkedEncoding needs it whole",
+                )
+            parts.append(chunk)
+        return PeekedBody(b"".join(parts) or None, _nothing())
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Every non-empty chunk, the peeked one first."""

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from ... import negotiated_group, ssl_context
 from ...policy import Policy
 from ..config import Service
-from ..hostnames import format_hostport
 from .errors import OriginError, plain
-from .h1 import READ_CHUNK, tcp_socket
 from .request import OriginHop, OriginRequest
+from .sockets import READ_CHUNK, connect_limit, origin_socket
 
 __all__ = ["ALPN_FOR", "TLSConnector", "TLSStream", "handshake_failure", "tls_hop"]
 
@@ -43,32 +42,53 @@ class TLSStream:
     hop: OriginHop
 
 
-def tls_hop(writer: asyncio.StreamWriter, http_version: str) -> OriginHop:
-    """The connector-origin hop of this TLS connection: the group the handshake agreed on."""
-    return OriginHop.over("tcp", negotiated_group(writer), http_version=http_version, tls=True)
+def tls_hop(writer: asyncio.StreamWriter, http_version: str, transport: str = "tcp") -> OriginHop:
+    """The connector-origin hop of this TLS connection: the group the handshake agreed on;
+    ``transport`` is ``tcp`` or ``unix``."""
+    return OriginHop.over(transport, negotiated_group(writer), http_version=http_version, tls=True)
+
+
+#: What a client context is built from: CA file, ALPN list, policy, whether to verify.
+ContextKey = tuple[str | None, tuple[str, ...], str, bool]
 
 
 class TLSConnector:
-    """Opens TLS connections to origins; one client context per (CA file, ALPN list).
+    """Opens TLS connections to origins; one client context per (CA file, ALPN list, policy,
+    verification).
 
     A context is built once (building one loads the CA file and sets up OpenSSL) and reused by
     every connection with the same verification settings; a CA file that cannot be loaded is
-    an :class:`OriginError` for the request, tried again on the next one.
+    an :class:`OriginError` for the request, tried again on the next one. ``policy`` and
+    ``connect_timeout`` are the client's; a request's ``policy`` (a rule's ``postQuantum``),
+    ``connect_timeout`` and ``tls_timeout`` replace them for that request.
     """
 
-    def __init__(self, policy: str, connect_timeout: float) -> None:
+    def __init__(self, policy: str, connect_timeout: float, tls_timeout: float = 10.0) -> None:
         self.policy = policy
         self.connect_timeout = connect_timeout
-        self._contexts: dict[tuple[str | None, tuple[str, ...]], ssl.SSLContext] = {}
+        self.tls_timeout = tls_timeout
+        self._contexts: dict[ContextKey, ssl.SSLContext] = {}
 
     def context(
-        self, service: Service, ca_file: str | None, alpn: tuple[str, ...]
+        self,
+        service: Service,
+        ca_file: str | None,
+        alpn: tuple[str, ...],
+        policy: str | None = None,
+        verify: bool = True,
     ) -> ssl.SSLContext:
-        key = (ca_file, alpn)
+        chosen = policy or self.policy
+        key = (ca_file if verify else None, alpn, chosen, verify)
         context = self._contexts.get(key)
         if context is None:
             try:
-                context = ssl_context(self.policy, server_side=False, cafile=ca_file, alpn=alpn)
+                context = ssl_context(
+                    chosen,
+                    server_side=False,
+                    cafile=ca_file if verify else None,
+                    alpn=alpn,
+                    verify=verify,
+                )
             except (OSError, ssl.SSLError, ValueError) as exc:
                 raise OriginError(
                     502,
@@ -85,12 +105,9 @@ class TLSConnector:
         connection, a certificate that did not verify, a post-quantum handshake the origin
         refused (by an alert, or by dropping the connection as TLS stacks without ML-KEM do
         under a post-quantum-only offer)."""
-        context = self.context(service, request.ca_file, alpn)
-        loop = asyncio.get_running_loop()
-        limit = min(request.timeout, self.connect_timeout)
-        deadline = loop.time() + limit
-        sock = await tcp_socket(service, limit)
-        where = format_hostport(service.host, service.port)
+        context = self.context(service, request.ca_file, alpn, request.policy, request.verify)
+        sock = await origin_socket(service, connect_limit(request, self.connect_timeout))
+        limit = request.tls_timeout if request.tls_timeout is not None else self.tls_timeout
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
@@ -99,19 +116,22 @@ class TLSConnector:
                     server_hostname=request.server_name or service.host,
                     limit=READ_CHUNK,
                 ),
-                max(0.05, deadline - loop.time()),
+                limit,
             )
         except asyncio.TimeoutError:
             sock.close()
             raise OriginError(
-                504, f"origin {service.text}: no TLS handshake with {where} within {limit:g}s"
+                504,
+                f"origin {service.text}: no TLS handshake with {service.where} within {limit:g}s "
+                "(tlsTimeout)",
             ) from None
         except OSError as exc:  # ssl.SSLError included
             sock.close()
             raise OriginError(502, handshake_failure(service, exc, context)) from None
         tls = writer.get_extra_info("ssl_object")
         chosen = tls.selected_alpn_protocol() if tls is not None else None
-        return TLSStream(reader, writer, chosen, tls_hop(writer, "1.1"))
+        transport = "unix" if service.is_unix else "tcp"
+        return TLSStream(reader, writer, chosen, tls_hop(writer, "1.1", transport))
 
 
 def handshake_failure(service: Service, exc: OSError, context: ssl.SSLContext) -> str:
@@ -123,8 +143,7 @@ def handshake_failure(service: Service, exc: OSError, context: ssl.SSLContext) -
     ``ssl``) answers an offer of post-quantum groups only; a verification failure says what did
     not verify; anything else gives OpenSSL's reason.
     """
-    where = format_hostport(service.host, service.port)
-    head = f"origin {service.text}: TLS handshake with {where} failed"
+    head = f"origin {service.text}: TLS handshake with {service.where} failed"
     if isinstance(exc, ssl.SSLCertVerificationError):
         detail = exc.verify_message or exc.reason or "certificate verify failed"
         return f"{head}: its certificate did not verify: {detail}"
@@ -144,10 +163,11 @@ def handshake_failure(service: Service, exc: OSError, context: ssl.SSLContext) -
     if group_policy is not None and group_policy.policy is Policy.REQUIRE:
         return (
             f"{closed}. The connector offered only post-quantum key exchange "
-            f"[{', '.join(group_policy.names)}] because it runs with --post-quantum; an origin "
+            f"[{', '.join(group_policy.names)}] because it runs with --post-quantum (or the "
+            "rule says originRequest: postQuantum: require); an origin "
             "whose TLS cannot do that (OpenSSL before 3.5, Python's ssl module, a classical "
             "group list) refuses the handshake this way. Serve the origin with post-quantum "
-            "TLS (e.g. hypercorn-pq --pq), or run the connector without --post-quantum. No "
-            "classical connection was made"
+            "TLS (e.g. hypercorn-pq --pq), or run the connector without --post-quantum (or "
+            "set postQuantum: prefer for this origin). No classical connection was made"
         )
     return closed

@@ -32,8 +32,8 @@ from ..headers import find, forwardable
 from ..hostnames import format_hostport
 from .errors import OriginError, plain
 from .framing import wire_headers
-from .h1 import PLAIN_HOP, READ_CHUNK, open_tcp
 from .request import OriginHop, OriginRequest
+from .sockets import READ_CHUNK, connect_limit, open_stream, plain_hop
 from .tls import ALPN_FOR, TLSConnector
 
 __all__ = ["OriginWebSocket", "WEBSOCKET_OWN", "open_websocket"]
@@ -69,16 +69,17 @@ async def open_websocket(
     max_message: int = MAX_MESSAGE,
 ) -> OriginWebSocket:
     """Connect and run the opening handshake; see :meth:`OriginClient.websocket`."""
-    if service.kind == "https":
+    if service.tls:
         opened = await tls.connect(service, request, ALPN_FOR["http1"])
         reader, writer, hop = opened.reader, opened.writer, opened.hop
     else:
-        limit = min(request.timeout, connect_timeout)
-        reader, writer = await open_tcp(service, limit)
-        hop = PLAIN_HOP
+        reader, writer = await open_stream(service, connect_limit(request, connect_timeout))
+        hop = plain_hop(service)
     chosen = request.headers_with(hop)
     host = (
-        request.host_header or find(chosen, "host") or format_hostport(service.host, service.port)
+        request.host_header
+        or find(chosen, "host")
+        or ("localhost" if service.is_unix else format_hostport(service.host, service.port))
     )
     try:
         extra = wire_headers(forwardable(chosen, drop=WEBSOCKET_OWN), lower=False)

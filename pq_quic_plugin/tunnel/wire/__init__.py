@@ -1,5 +1,6 @@
-"""The edge-connector protocol: sans-IO frames (:mod:`.frames`) and the asyncio channel that
-carries them over a QUIC stream (:mod:`.channel`). See docs/protocol.md.
+"""The edge-connector protocol: sans-IO frames (:mod:`.frames`), carried over QUIC streams
+(:mod:`.channel`) or HTTP/2 streams on TLS over TCP (:mod:`.h2_transport`), both behind the
+:class:`TunnelLink` / :class:`TunnelStream` protocols (:mod:`.transport`). See docs/protocol.md.
 """
 
 from .channel import Channel, StreamHandler, TunnelConnection
@@ -22,6 +23,7 @@ from .frames import (
     encode_frame,
     encode_json,
 )
+from .transport import TunnelLink, TunnelStream
 
 __all__ = [
     "ALPN",
@@ -40,6 +42,8 @@ __all__ = [
     "ProtocolError",
     "StreamHandler",
     "TunnelConnection",
+    "TunnelLink",
+    "TunnelStream",
     "StreamReset",
     "decode_control",
     "encode_frame",

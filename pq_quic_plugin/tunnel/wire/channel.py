@@ -14,9 +14,13 @@ from aioquic.asyncio import QuicConnectionProtocol
 from aioquic.buffer import size_uint_var
 from aioquic.quic import events
 
-from ...aioquic_binding.facade import quic_of
+from ...aioquic_binding.facade import peer_address, quic_of
 from ...aioquic_binding.flow_control import ReceiveCredit
-from ...aioquic_binding.send_backpressure import ProgressSignal, wait_for_send_room
+from ...aioquic_binding.send_backpressure import (
+    ProgressSignal,
+    wait_for_all_acked,
+    wait_for_send_room,
+)
 from .frames import (
     DATA_CHUNK,
     ERROR_CANCELLED,
@@ -170,6 +174,9 @@ class TunnelConnection(QuicConnectionProtocol):
     """
 
     stream_handler: StreamHandler | None = None
+    #: What the hop list and the operations pages call this transport (HTTP/2's: tcp, http2).
+    transport_name = "quic"
+    protocol_name = "quic"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -199,7 +206,18 @@ class TunnelConnection(QuicConnectionProtocol):
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         if isinstance(exc, ConnectionRefusedError):
             reason = "UDP unreachable (ICMP port unreachable: nothing listens there)"
+        elif isinstance(exc, PermissionError):
+            reason = "UDP blocked (sending was not permitted: a local firewall drops UDP)"
         self.close(error_code=0x0, reason_phrase=reason)
+
+    def peer_address(self) -> tuple[str, int]:
+        return peer_address(self)
+
+    async def wait_flushed(self, timeout: float, stopped: Callable[[], bool] | None = None) -> int:
+        """Wait up to ``timeout`` until the peer acknowledged every byte sent on any stream;
+        returns what is still unacknowledged (0: all), for a drain that must not cut a
+        response whose writer already finished."""
+        return await wait_for_all_acked(self._quic, self.progress.wait, timeout, stopped=stopped)
 
     def refuse_soon(self, reason: str) -> None:
         """Close this new connection with ``reason`` as soon as the peer can read it.

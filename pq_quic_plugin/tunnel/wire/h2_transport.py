@@ -395,11 +395,11 @@ class H2TunnelConnection(asyncio.Protocol):
 
     transmit = flush
 
-    async def wait_flushed(self, timeout: float) -> int:
+    async def wait_flushed(self, timeout: float, stopped: Callable[[], bool] | None = None) -> int:
         """Wait up to ``timeout`` until the TLS transport holds nothing unsent; returns what is
         still waiting (0 when all went out). A graceful close sends the rest anyway, unless the
         peer is gone."""
-        return await self.writer.wait_flushed(timeout)
+        return await self.writer.wait_flushed(timeout, stopped)
 
     # ------------------------------------------------------------------ closing
 

@@ -10,6 +10,7 @@ waits while the TLS transport is above its high-water mark (asyncio's ``pause_wr
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import h2.connection
@@ -159,16 +160,16 @@ class H2Writer:
         if data and transport is not None and not transport.is_closing():
             transport.write(data)
 
-    async def wait_flushed(self, timeout: float) -> int:
-        """Wait up to ``timeout`` until the transport holds nothing unsent; returns what is
-        still waiting."""
+    async def wait_flushed(self, timeout: float, stopped: Callable[[], bool] | None = None) -> int:
+        """Wait up to ``timeout`` (or until ``stopped()``) until the transport holds nothing
+        unsent; returns what is still waiting."""
         self.flush()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         transport = self.transport
         while transport is not None and not self.closed:
             pending = transport.get_write_buffer_size()
-            if pending == 0 or loop.time() >= deadline:
+            if pending == 0 or loop.time() >= deadline or (stopped is not None and stopped()):
                 return pending
             await asyncio.sleep(0.01)
         return 0

@@ -69,6 +69,11 @@ class TunnelLink(Protocol):
     its type names the transport's own stream class, so it is not part of this protocol).
     """
 
+    #: The hop list's ``transport`` for this link: ``quic`` or ``tcp``.
+    transport_name: str
+    #: The connector's ``protocol`` that made it: ``quic`` or ``http2``.
+    protocol_name: str
+
     @property
     def channels(self) -> Mapping[int, TunnelStream]:
         """Open streams by :attr:`TunnelStream.stream_id`; ``channels.get(0)`` is control."""
@@ -108,6 +113,15 @@ class TunnelLink(Protocol):
 
     def refuse_soon(self, reason: str) -> None:
         """Close a new connection with ``reason`` as soon as the peer can read it."""
+        ...
+
+    def peer_address(self) -> tuple[str, int]:
+        """The other end's (host, port)."""
+        ...
+
+    async def wait_flushed(self, timeout: float, stopped: Callable[[], bool] | None = None) -> int:
+        """Wait up to ``timeout`` until everything sent has left (QUIC: acknowledged by the
+        peer; HTTP/2: handed to the kernel); returns the bytes still waiting (0: none)."""
         ...
 
 
