@@ -18,7 +18,15 @@ tables), :mod:`.results` (JSON files) and :mod:`.plots`.
 
 from pathlib import Path
 
-BENCHMARKS = ("handshake_cpu", "tcp_handshake", "wire", "http3_serving", "tcp_serving", "tunnel")
+BENCHMARKS = (
+    "handshake_cpu",
+    "tcp_handshake",
+    "wire",
+    "http3_serving",
+    "tcp_serving",
+    "tunnel",
+    "tunnel_idle_memory",
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 """The repository: servers run from here (``bench.asgi_app:app``), full results go below it."""

@@ -112,7 +112,9 @@ class RecordingOrigin:
         return conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
 
-def tls_server_context(cert: Path, key: Path, alpn: tuple[str, ...] = ("http/1.1",)) -> ssl.SSLContext:
+def tls_server_context(
+    cert: Path, key: Path, alpn: tuple[str, ...] = ("http/1.1",)
+) -> ssl.SSLContext:
     """A server context from Python's ``ssl``: the system's OpenSSL, classical key exchange."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(cert), str(key))

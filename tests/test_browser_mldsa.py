@@ -78,7 +78,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     spki = f"{pkis.ml_dsa.spki_sha256_b64},{pkis.ecdsa.spki_sha256_b64}"
     with hypercorn_pq(args, directory, port, env=env) as server:
         yield Served(port, keylog, spki, pkis)
-        assert "Traceback" not in server.log()
+        log = server.log()
+    assert "Traceback" not in log, log[-3000:]
 
 
 @contextlib.contextmanager

@@ -228,3 +228,18 @@ def test_logs_follow_the_reference_design_and_hold_no_secret(chain) -> None:  # 
     for proc in (chain.edge, chain.connector):
         assert secret not in proc.log()
     assert "Connection " in chain.edge.log() and "registered connIndex=0" in chain.edge.log()
+
+
+def test_metrics_and_status_page_show_each_connections_protocol(chain) -> None:  # type: ignore[no-untyped-def]
+    other = "quic" if chain.protocol == "http2" else "http2"
+    for role, port in (("edge", chain.edge_metrics), ("connector", chain.connector_metrics)):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        assert f'pq_tunnel_{role}_connections{{protocol="{chain.protocol}"}} 2.0' in text, role
+        assert f'pq_tunnel_{role}_connections{{protocol="{other}"}} 0.0' in text, role
+    status = f"http://127.0.0.1:{chain.edge_metrics}/status"
+    with urllib.request.urlopen(status + ".json", timeout=10) as resp:
+        conns = json.loads(resp.read())["tunnels"][0]["connections"]
+    assert [c["protocol"] for c in conns] == [chain.protocol] * 2
+    with urllib.request.urlopen(status, timeout=10) as resp:
+        assert resp.read().decode().count(f"over {chain.protocol}") == 2

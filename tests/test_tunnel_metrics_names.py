@@ -88,10 +88,13 @@ def test_connector_exports_cloudflareds_names(chain: Chain) -> None:
         slow = threading.Thread(target=lambda: client.get(url + "/slow?delay=1.5", timeout=20))
         slow.start()
         wait_until(
-            lambda: value(
-                scrape(chain.connector_metrics), "cloudflared_tunnel_concurrent_requests_per_tunnel"
-            )
-            >= 1,
+            lambda: (
+                value(
+                    scrape(chain.connector_metrics),
+                    "cloudflared_tunnel_concurrent_requests_per_tunnel",
+                )
+                >= 1
+            ),
             timeout=10,
             what="the slow request counted as in flight",
         )
@@ -142,7 +145,9 @@ def test_edge_exports_per_tunnel_names_and_fixed_counters(chain: Chain) -> None:
     errors = "cloudflared_tunnel_request_errors"
     assert value(after, errors, tunnel_id=tunnel) - value(before, errors, tunnel_id=tunnel) == 1
     sent = "pq_tunnel_edge_bytes_total"
-    down = value(after, sent, direction="from_origin") - value(before, sent, direction="from_origin")
+    down = value(after, sent, direction="from_origin") - value(
+        before, sent, direction="from_origin"
+    )
     up = value(after, sent, direction="to_origin") - value(before, sent, direction="to_origin")
     assert down >= 300_000 + len(upload) and up >= len(upload)
 

@@ -195,4 +195,3 @@ def test_post_quantum_require_refuses_a_classical_origin(
     hop = _origin_hop(allowed.json()["hops"])
     assert hop["group"] == "x25519" and hop["post_quantum"] is False
     c.connector.wait_for_log("postQuantum: prefer is weaker than the connector's require")
-

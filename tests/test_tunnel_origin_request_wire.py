@@ -111,9 +111,7 @@ def test_the_top_level_timeout_applies_unless_the_rule_says_otherwise() -> None:
             url = f"http://127.0.0.1:{port}"
             top = {"connect_timeout": 0.3}
             inherited = await failure(client, request(url, top=top))
-            overridden = await failure(
-                client, request(url, rule={"connect_timeout": 0.6}, top=top)
-            )
+            overridden = await failure(client, request(url, rule={"connect_timeout": 0.6}, top=top))
             return inherited, overridden
 
     inherited, overridden = run(go)

@@ -30,7 +30,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ListenerConfig:
-    """The keys both listener sections start with, as ``fields._listener`` declares them:
+    """The keys both listener sections start with, as ``edge_fields._listener`` declares them:
     where the listener binds and the certificate pair it presents."""
 
     bind: HostPort

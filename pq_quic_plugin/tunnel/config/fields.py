@@ -1,4 +1,8 @@
-"""The field tables: every key of ``config.yml`` and ``edge.yaml``, declared here and only here.
+"""The field tables: every key of ``config.yml`` and ``edge.yaml``, declared once.
+
+The connector's tables are here; the edge's are in ``edge_fields.py``, ``originRequest``'s in
+``origin_fields.py`` and the rows both programs share in ``common_fields.py``; all are
+reached from here (``TABLES``).
 
 Adding a key means adding a row: the YAML reader accepts it, ``with_overrides`` and argparse
 take its flag, and ``python -m pq_quic_plugin.tunnel.config.docs`` documents it. The dataclass
@@ -8,14 +12,15 @@ checked against them at import.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from ...policy import Policy
-from ..hostnames import HostPort
-from ..logs import LOG_FORMATS
+from .common_fields import field_row as _field
+from .common_fields import grace_period_field as _grace_period
+from .common_fields import log_fields as _logs
+from .common_fields import loglevel_field as _loglevel
+from .common_fields import metrics_field as _metrics
+from .edge_fields import CONNECTORS_FIELDS, EDGE_FIELDS, PUBLIC_FIELDS
 from .ingress import ORIGIN_PROTOCOLS
 from .kinds import (
     BoolValue,
@@ -24,22 +29,18 @@ from .kinds import (
     GroupsValue,
     HostnameValue,
     HostPortListValue,
-    HostPortValue,
     IngressValue,
     IntValue,
-    LogLevelValue,
     OriginRequestValue,
     PathValue,
-    PolicyValue,
     RegexValue,
-    SectionValue,
     ServiceValue,
     TextValue,
     UrlValue,
 )
 from .origin_fields import ORIGIN_REQUEST_FIELDS
 from .origin_request import OriginSettings
-from .table import ConfigField, ConfigFlag, FieldTable, ValueKind
+from .table import ConfigField, ConfigFlag, FieldTable
 
 __all__ = [
     "CONNECTORS_FIELDS",
@@ -54,94 +55,6 @@ __all__ = [
 
 #: The transports to the edge (``protocol``): ``auto`` tries QUIC and falls back to HTTP/2.
 TUNNEL_PROTOCOLS = ("auto", "quic", "http2")
-
-
-def _field(
-    key: str, kind: ValueKind, doc: str, *, flag_help: str | None = None, **options: Any
-) -> ConfigField:
-    """A key whose attribute is the key in snake case and whose flag, if it has one, is
-    ``--KEY`` with ``flag_help``, so a row says neither twice. That is every key but
-    ``tunnel`` (a positional argument); ``--url`` has no key. ``options`` are
-    :class:`ConfigField`'s."""
-    flag = None if flag_help is None else ConfigFlag(f"--{key}", flag_help)
-    return ConfigField(key, key.replace("-", "_"), kind, doc, flag=flag, **options)
-
-
-def _metrics(doc: str, flag_help: str | None = None, env: str | None = None) -> ConfigField:
-    """Both programs serve their metrics on a free local port unless told where."""
-    return _field(
-        "metrics",
-        HostPortValue(listen=True),
-        doc,
-        default=HostPort("127.0.0.1", 0),
-        flag_help=flag_help,
-        env=env,
-    )
-
-
-def _loglevel(program: str, flag_help: str, env: str | None = None) -> ConfigField:
-    """Both programs log at the same levels, ``info`` unless told otherwise."""
-    return _field(
-        "loglevel",
-        LogLevelValue(),
-        f"how much the {program} logs",
-        default="info",
-        flag_help=flag_help,
-        env=env,
-    )
-
-
-def _logs(program: str, env: bool) -> tuple[ConfigField, ConfigField]:
-    """Both programs can log to a file as well, and in JSON (``logs.py``)."""
-    return (
-        _field(
-            "logfile",
-            PathValue(must_exist=False),
-            f"also append the {program}'s log to this file (created 0600 if new); relative "
-            "to this file",
-            default_doc="none (standard error only)",
-            flag_help="also append the log to this file",
-            env="TUNNEL_LOGFILE" if env else None,
-        ),
-        _field(
-            "log-format",
-            ChoiceValue(LOG_FORMATS),
-            "`text`: cloudflared-like lines (`2026-01-02T10:00:00Z INF message`); `json`: one "
-            'JSON object per line (`{"time", "level", "logger", "message"}`), on standard '
-            "error and in `logfile` alike",
-            default="text",
-            flag_help="text, or json (one JSON object per line)",
-            env="TUNNEL_LOG_FORMAT" if env else None,
-        ),
-    )
-
-
-def _grace_period(flag_help: str | None = None, env: str | None = None) -> ConfigField:
-    """Both programs give requests in flight the same time to finish at shutdown."""
-    return _field(
-        "grace-period",
-        DurationValue(),
-        "on SIGTERM/SIGINT, how long requests in flight may take to finish",
-        default=30.0,
-        flag_help=flag_help,
-        env=env,
-    )
-
-
-def _listener(
-    *, bind: str, certfile: str, keyfile: str, pair_default: str | None
-) -> tuple[ConfigField, ...]:
-    """The keys both of the edge's listeners start with (``edge.ListenerConfig``): where it
-    binds, and the certificate and key it presents, which must exist. ``pair_default`` is what
-    the pair defaults to, ``None`` when it is required."""
-    pair: dict[str, Any] = (
-        {"required": True} if pair_default is None else {"default_doc": pair_default}
-    )
-    return (
-        _field("bind", HostPortValue(listen=True), bind, required=True),
-        _field("certfile", PathValue(must_exist=True), certfile, **pair),
-        _field("keyfile", PathValue(must_exist=True), keyfile, **pair),
-    )
 
 
 def _https_only(values: Mapping[str, Any]) -> str | None:
@@ -410,124 +323,6 @@ CONNECTOR_FIELDS = FieldTable(
                 "with --url https://...: the name the origin's certificate must carry",
             ),
             env="TUNNEL_ORIGIN_SERVER_NAME",
-        ),
-    ),
-)
-
-PUBLIC_FIELDS = FieldTable(
-    "edge-public",
-    "edge.yaml: public",
-    (
-        *_listener(
-            bind="where visitors connect: HTTP/3 on UDP and HTTP/1.1 + HTTP/2 on TCP (with "
-            "`Alt-Svc`), one port for both",
-            certfile="the certificate chain (PEM) visitors see; must exist",
-            keyfile="its private key (PEM); must exist",
-            pair_default=None,
-        ),
-        _field(
-            "pq",
-            PolicyValue([Policy.PREFER, Policy.REQUIRE]),
-            "`prefer`: post-quantum key exchange when the visitor offers it, classical "
-            "otherwise; `require`: post-quantum or no connection, on QUIC (HTTP/3) and on TCP "
-            "(HTTP/1.1, HTTP/2) alike: a classical visitor fails in the TLS handshake",
-            default=Policy.PREFER,
-        ),
-        _field(
-            "max-requests-per-visitor",
-            IntValue(1, None),
-            "requests (and WebSockets) one visitor may have in flight through the tunnels at "
-            "once; more wait for one of theirs to finish (up to 4 times this many, for at most "
-            "10s, holding no tunnel stream), the rest get `429`. A visitor is one IPv4 address "
-            "or one IPv6 /64; raise it when many people share an address (a large NAT)",
-            default=64,
-        ),
-        _field(
-            "max-requests-per-tunnel",
-            IntValue(1, None),
-            "requests (and WebSockets) one tunnel may have in flight at once, all visitors "
-            "together; more get `503` at once instead of waiting for a tunnel stream",
-            default=512,
-        ),
-        _field(
-            "body-idle-timeout",
-            DurationValue(),
-            "a request or response body that moves no byte for this long (a visitor that "
-            "stops sending or stops reading, an origin that stalls mid-body) is cancelled and "
-            "its tunnel stream freed; the wait for the response head is not limited",
-            default=60.0,
-        ),
-    ),
-)
-
-CONNECTORS_FIELDS = FieldTable(
-    "edge-connectors",
-    "edge.yaml: connectors",
-    (
-        *_listener(
-            bind="where connectors' QUIC connections arrive (UDP); must not be the public UDP port",
-            certfile="a separate certificate for connectors; give `keyfile` too",
-            keyfile="the separate certificate's key; give `certfile` too",
-            pair_default="the `public` pair",
-        ),
-        _field(
-            "post-quantum",
-            PolicyValue(list(Policy)),
-            "which key exchanges the edge accepts from connectors: `require` (post-quantum "
-            "only: a classical-only connector is refused), `prefer` (post-quantum first, "
-            "classical accepted), `off` (aioquic's classical groups only)",
-            default=Policy.PREFER,
-        ),
-        _field(
-            "groups",
-            GroupsValue(),
-            "the groups accepted, in the edge's preference order; unknown names are an error "
-            "listing the valid ones; with `require` at least one must be post-quantum",
-            default_doc="every registered group, post-quantum first",
-        ),
-    ),
-)
-
-EDGE_FIELDS = FieldTable(
-    "edge",
-    "edge.yaml",
-    (
-        _field(
-            "public",
-            SectionValue(PUBLIC_FIELDS),
-            "the visitors' listener, see below",
-            required=True,
-        ),
-        _field(
-            "connectors",
-            SectionValue(CONNECTORS_FIELDS),
-            "the connectors' QUIC listener, see below",
-            required=True,
-        ),
-        _field(
-            "store",
-            PathValue(must_exist=False),
-            "the SQLite tunnel store `pq-tunnel create` writes (created with mode 0600)",
-            default=Path("tunnels.db"),
-            default_doc="`tunnels.db` next to this file",
-        ),
-        _metrics("the edge's metrics server"),
-        _loglevel("edge", "how much to log (overrides the file)"),
-        *_logs("edge", env=False),
-        _grace_period(),
-        _field(
-            "edge-id",
-            TextValue(),
-            "this edge's name in logs, registrations and the status page; set it when several "
-            "edges share a host",
-            default_factory=socket.gethostname,
-            default_doc="the machine's host name",
-        ),
-        _field(
-            "location",
-            TextValue(),
-            "free text shown to connectors (`location=...` in their logs)",
-            default="local",
         ),
     ),
 )

@@ -129,6 +129,14 @@ class Connector:
         """Registered connections right now (``/ready`` is 200 while this is above 0)."""
         return sum(1 for s in self.states if s.registered)
 
+    def protocols(self) -> dict[str, int]:
+        """Registered connections by transport (``quic``, ``http2``), for ``/metrics``."""
+        counts: dict[str, int] = {}
+        for state in self.states:
+            if state.registered:
+                counts[state.protocol] = counts.get(state.protocol, 0) + 1
+        return counts
+
     # ------------------------------------------------------------------ lifecycle
 
     def log_settings(self) -> None:

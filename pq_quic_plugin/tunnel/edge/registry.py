@@ -104,3 +104,10 @@ class Registry:
 
     def count(self) -> int:
         return sum(len(c) for c in self._by_tunnel.values())
+
+    def protocols(self) -> dict[str, int]:
+        """Live connections by transport (``quic``, ``http2``), for ``/metrics``."""
+        counts: dict[str, int] = {}
+        for live in self:
+            counts[live.protocol] = counts.get(live.protocol, 0) + 1
+        return counts

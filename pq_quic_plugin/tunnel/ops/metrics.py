@@ -14,6 +14,7 @@ from __future__ import annotations
 import platform
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -62,6 +63,12 @@ class Metrics(Observer):
         p = f"pq_tunnel_{role}"
         self.ha_connections = Gauge(
             f"{p}_ha_connections", "Registered tunnel connections", registry=r
+        )
+        self.by_protocol = Gauge(
+            f"{p}_connections",
+            "Registered tunnel connections by transport (protocol: quic, http2)",
+            ["protocol"],
+            registry=r,
         )
         self.handshakes = Counter(
             f"{p}_handshakes_total", "Tunnel QUIC handshakes", ["group", "result"], registry=r
@@ -156,9 +163,11 @@ class Metrics(Observer):
         self.handshakes.labels(group="none", result="refused").inc()
 
     # -- exposition
-    def render(self, ha_connections: int) -> bytes:
-        """The Prometheus text format, with the connection gauge read at scrape time."""
+    def render(self, ha_connections: int, by_protocol: Mapping[str, int] | None = None) -> bytes:
+        """The Prometheus text format, with the connection gauges read at scrape time."""
         self.ha_connections.set(ha_connections)
+        for protocol in ("quic", "http2"):
+            self.by_protocol.labels(protocol=protocol).set((by_protocol or {}).get(protocol, 0))
         if not self.cloudflared.per_tunnel:
             self.cloudflared.connections[""] = ha_connections
         return generate_latest(self.registry)

@@ -211,7 +211,11 @@ async def serve_connector_operations(
     """Start the connector's operations server; raises ``OSError`` if it cannot bind."""
 
     def prometheus(query: Mapping[str, str]) -> OpsResponse:
-        return OpsResponse(200, CONTENT_TYPE_LATEST, metrics.render(connector.ready_connections))
+        return OpsResponse(
+            200,
+            CONTENT_TYPE_LATEST,
+            metrics.render(connector.ready_connections, connector.protocols()),
+        )
 
     def ready(query: Mapping[str, str]) -> OpsResponse:
         return _ready(connector.ready_connections, connectorId=connector.connector_id)
@@ -229,7 +233,11 @@ async def serve_edge_operations(edge: Edge, metrics: Metrics, address: HostPort)
     cannot bind. ``metrics`` must be (among) the observer the edge was built with."""
 
     def prometheus(query: Mapping[str, str]) -> OpsResponse:
-        return OpsResponse(200, CONTENT_TYPE_LATEST, metrics.render(edge.registry.count()))
+        return OpsResponse(
+            200,
+            CONTENT_TYPE_LATEST,
+            metrics.render(edge.registry.count(), edge.registry.protocols()),
+        )
 
     def ready(query: Mapping[str, str]) -> OpsResponse:
         return _ready(edge.registry.count(), edgeId=edge.config.edge_id)

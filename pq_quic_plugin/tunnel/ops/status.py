@@ -53,7 +53,8 @@ def render_status(data: dict[str, Any]) -> str:
                 f"<li>connIndex {c['conn_index']}: <b>{e(str(c['group']))}</b> "
                 f"<span class={'pq' if c['post_quantum'] else 'classic'}>"
                 f"{'post-quantum' if c['post_quantum'] else 'NOT post-quantum'}</span>"
-                f"{' (draining)' if c['draining'] else ''} from {e(c['remote'])}, "
+                f"{' (draining)' if c['draining'] else ''} from {e(c['remote'])} "
+                f"over {e(str(c.get('protocol', 'quic')))}, "
                 f"{c['requests']} requests</li>"
                 for c in t["connections"]
             )

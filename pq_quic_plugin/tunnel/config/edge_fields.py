@@ -1,0 +1,166 @@
+"""The edge's field tables: ``edge.yaml`` and its ``public`` and ``connectors`` sections.
+
+Kept apart from the connector's tables (``fields.py``, which re-exports these so every table
+is still reached from one place) to keep each module small.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+from ...policy import Policy
+from .common_fields import field_row as _field
+from .common_fields import grace_period_field as _grace_period
+from .common_fields import log_fields as _logs
+from .common_fields import loglevel_field as _loglevel
+from .common_fields import metrics_field as _metrics
+from .kinds import (
+    DurationValue,
+    GroupsValue,
+    HostPortValue,
+    IntValue,
+    PathValue,
+    PolicyValue,
+    SectionValue,
+    TextValue,
+)
+from .table import ConfigField, FieldTable
+
+__all__ = ["CONNECTORS_FIELDS", "EDGE_FIELDS", "PUBLIC_FIELDS"]
+
+
+def _listener(
+    *, bind: str, certfile: str, keyfile: str, pair_default: str | None
+) -> tuple[ConfigField, ...]:
+    """The keys both of the edge's listeners start with (``edge.ListenerConfig``): where it
+    binds, and the certificate and key it presents, which must exist. ``pair_default`` is what
+    the pair defaults to, ``None`` when it is required."""
+    pair: dict[str, Any] = (
+        {"required": True} if pair_default is None else {"default_doc": pair_default}
+    )
+    return (
+        _field("bind", HostPortValue(listen=True), bind, required=True),
+        _field("certfile", PathValue(must_exist=True), certfile, **pair),
+        _field("keyfile", PathValue(must_exist=True), keyfile, **pair),
+    )
+
+
+PUBLIC_FIELDS = FieldTable(
+    "edge-public",
+    "edge.yaml: public",
+    (
+        *_listener(
+            bind="where visitors connect: HTTP/3 on UDP and HTTP/1.1 + HTTP/2 on TCP (with "
+            "`Alt-Svc`), one port for both",
+            certfile="the certificate chain (PEM) visitors see; must exist",
+            keyfile="its private key (PEM); must exist",
+            pair_default=None,
+        ),
+        _field(
+            "pq",
+            PolicyValue([Policy.PREFER, Policy.REQUIRE]),
+            "`prefer`: post-quantum key exchange when the visitor offers it, classical "
+            "otherwise; `require`: post-quantum or no connection, on QUIC (HTTP/3) and on TCP "
+            "(HTTP/1.1, HTTP/2) alike: a classical visitor fails in the TLS handshake",
+            default=Policy.PREFER,
+        ),
+        _field(
+            "max-requests-per-visitor",
+            IntValue(1, None),
+            "requests (and WebSockets) one visitor may have in flight through the tunnels at "
+            "once; more wait for one of theirs to finish (up to 4 times this many, for at most "
+            "10s, holding no tunnel stream), the rest get `429`. A visitor is one IPv4 address "
+            "or one IPv6 /64; raise it when many people share an address (a large NAT)",
+            default=64,
+        ),
+        _field(
+            "max-requests-per-tunnel",
+            IntValue(1, None),
+            "requests (and WebSockets) one tunnel may have in flight at once, all visitors "
+            "together; more get `503` at once instead of waiting for a tunnel stream",
+            default=512,
+        ),
+        _field(
+            "body-idle-timeout",
+            DurationValue(),
+            "a request or response body that moves no byte for this long (a visitor that "
+            "stops sending or stops reading, an origin that stalls mid-body) is cancelled and "
+            "its tunnel stream freed; the wait for the response head is not limited",
+            default=60.0,
+        ),
+    ),
+)
+
+CONNECTORS_FIELDS = FieldTable(
+    "edge-connectors",
+    "edge.yaml: connectors",
+    (
+        *_listener(
+            bind="where connectors' QUIC connections arrive (UDP); must not be the public UDP port",
+            certfile="a separate certificate for connectors; give `keyfile` too",
+            keyfile="the separate certificate's key; give `certfile` too",
+            pair_default="the `public` pair",
+        ),
+        _field(
+            "post-quantum",
+            PolicyValue(list(Policy)),
+            "which key exchanges the edge accepts from connectors: `require` (post-quantum "
+            "only: a classical-only connector is refused), `prefer` (post-quantum first, "
+            "classical accepted), `off` (aioquic's classical groups only)",
+            default=Policy.PREFER,
+        ),
+        _field(
+            "groups",
+            GroupsValue(),
+            "the groups accepted, in the edge's preference order; unknown names are an error "
+            "listing the valid ones; with `require` at least one must be post-quantum",
+            default_doc="every registered group, post-quantum first",
+        ),
+    ),
+)
+
+EDGE_FIELDS = FieldTable(
+    "edge",
+    "edge.yaml",
+    (
+        _field(
+            "public",
+            SectionValue(PUBLIC_FIELDS),
+            "the visitors' listener, see below",
+            required=True,
+        ),
+        _field(
+            "connectors",
+            SectionValue(CONNECTORS_FIELDS),
+            "the connectors' QUIC listener, see below",
+            required=True,
+        ),
+        _field(
+            "store",
+            PathValue(must_exist=False),
+            "the SQLite tunnel store `pq-tunnel create` writes (created with mode 0600)",
+            default=Path("tunnels.db"),
+            default_doc="`tunnels.db` next to this file",
+        ),
+        _metrics("the edge's metrics server"),
+        _loglevel("edge", "how much to log (overrides the file)"),
+        *_logs("edge", env=False),
+        _grace_period(),
+        _field(
+            "edge-id",
+            TextValue(),
+            "this edge's name in logs, registrations and the status page; set it when several "
+            "edges share a host",
+            default_factory=socket.gethostname,
+            default_doc="the machine's host name",
+        ),
+        _field(
+            "location",
+            TextValue(),
+            "free text shown to connectors (`location=...` in their logs)",
+            default="local",
+        ),
+    ),
+)
