@@ -20,6 +20,7 @@ from pathlib import Path
 
 BENCHMARKS = (
     "handshake_cpu",
+    "handshake_auth",
     "tcp_handshake",
     "wire",
     "http3_serving",

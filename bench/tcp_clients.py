@@ -51,12 +51,19 @@ async def new_connection_per_request(
 
 
 async def reused_connections(
-    url: str, ctx: Any, http2: bool, in_flight: int, duration: float, limit: int
+    url: str,
+    ctx: Any,
+    http2: bool,
+    in_flight: int,
+    duration: float,
+    limit: int,
+    headers: dict[str, str] | None = None,
 ) -> tuple[list[float], int, float]:
     """One client with ``in_flight`` requests at a time: over HTTP/1.1 that many keep-alive
     connections, over HTTP/2 that many streams on one connection. The connections are opened
-    (one request each) before the measured loop."""
-    async with client(ctx, http2) as session:
+    (one request each) before the measured loop. ``headers`` go with every request (a
+    ``Host`` to reach a tunnel by name through 127.0.0.1)."""
+    async with client(ctx, http2, headers=headers) as session:
         warm = await asyncio.gather(*(session.get(url) for _ in range(in_flight)))
         if not all(_expect(r, http2) for r in warm):
             raise RuntimeError(f"warm-up failed: {warm[0]} {warm[0].http_version}")

@@ -36,7 +36,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from tools.loopback import Chain, running_chain, stop
+from tools.loopback import Chain, Process, running_chain, stop, tunnel_cli
 
 from . import tcp_clients
 from .load import load_summary, reused_connections
@@ -47,10 +47,26 @@ from .results import publish
 from .ssh_tunnel import Skipped, ssh_reverse_tunnel
 from .stats import ratio
 from .tunnel_report import plot, show
-from .tunnel_routes import DIRECT_H3, DIRECT_TCP, SMALL, SSH, TUNNEL, Route, build_routes
+from .tunnel_routes import (
+    DIRECT_H3,
+    DIRECT_TCP,
+    H2_HOST,
+    SMALL,
+    SSH,
+    TUNNEL,
+    TUNNEL_H2,
+    Route,
+    build_routes,
+)
 
 NAME = "tunnel"
-RATIOS = [(TUNNEL, DIRECT_H3), (SSH, DIRECT_TCP), (TUNNEL, SSH)]
+RATIOS = [
+    (TUNNEL, DIRECT_H3),
+    (SSH, DIRECT_TCP),
+    (TUNNEL, SSH),
+    (TUNNEL_H2, DIRECT_TCP),
+    (TUNNEL_H2, SSH),
+]
 
 
 # --- load ----------------------------------------------------------------------------------
@@ -71,7 +87,9 @@ async def _download(route: Route, size: int) -> float:
     else:
         import httpx
 
-        async with httpx.AsyncClient(verify=route.client, timeout=120) as client:
+        async with httpx.AsyncClient(
+            verify=route.client, timeout=120, headers=route.headers
+        ) as client:
             await client.get(route.url + SMALL)
             t0 = time.perf_counter()
             async with client.stream("GET", route.url + path) as response:
@@ -107,7 +125,7 @@ def _small_slice(route: Route, inflight: int, duration: float, limit: int) -> di
         if route.transport == "h3":  # HTTP/3 multiplexes: one connection, streams in flight
             return reused_connections(route.url, route.client, 1, inflight, duration, limit, SMALL)
         return tcp_clients.reused_connections(  # HTTP/1.1: inflight keep-alive connections
-            route.url + SMALL, route.client, False, inflight, duration, limit
+            route.url + SMALL, route.client, False, inflight, duration, limit, route.headers
         )
 
     (latencies, errors, elapsed), cost = _measured(route, work)
@@ -128,6 +146,33 @@ def _aggregate(
         else None,
         "other_processes_cpu_share": round(max(s["other_share"] for s in slices + bulk), 3),
     }
+
+
+def _h2_tunnel(chain: Chain) -> Process:
+    """A second tunnel on the chain's edge (:data:`H2_HOST`) to the same origin, its connector
+    over http2; returns the connector once its connections are registered."""
+    made = tunnel_cli(
+        "create", "h2", "--hostname", H2_HOST, "--config", str(chain.dir / "edge.yaml"),
+        "--credentials-file", "h2-creds.json", cwd=chain.dir,
+    )  # fmt: skip
+    if made.returncode != 0:
+        raise RuntimeError(f"pq-tunnel create h2: {made.stderr}")
+    config = chain.connector_config(
+        "h2.yml",
+        tunnel="h2",
+        credentials_file="h2-creds.json",
+        protocol="http2",
+        ingress=[
+            {
+                "hostname": H2_HOST,
+                "service": f"https://127.0.0.1:{chain.origin_port}",
+                "origin-ca-file": str(chain.pki.ca_cert),
+                "origin-server-name": "localhost",
+            },
+            {"service": "http_status:404"},
+        ],
+    )
+    return chain.start_connector(config=config)
 
 
 # --- memory per connector connection -------------------------------------------------------
@@ -208,7 +253,9 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         except Skipped as exc:
             skipped = str(exc)
             print(f"  SKIPPING the ssh -R rows: {skipped}", flush=True)
-        routes = build_routes(chain, ssh)
+        h2 = _h2_tunnel(chain)
+        stack.callback(stop, h2.proc)
+        routes = build_routes(chain, ssh, h2.proc.pid)
         for route in routes:  # warm-up, not recorded: first connections, imports, caches
             _small_slice(route, inflight, 0.2, 2 * inflight)
         for rep in range(reps):

@@ -100,6 +100,9 @@ async def _measure_one(
     alive = sum(1 for link in held if not link.closed)
     after = rss_mb(edge_pid)
     peak = rss_mb(edge_pid, "VmHWM")
+    for link in held:  # all at once: each dial's exit then only waits for its own close
+        link.close()
+        link.transmit()
     for stack in _STACKS:
         await stack.aclose()
     _STACKS.clear()

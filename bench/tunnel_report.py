@@ -11,7 +11,7 @@ from typing import Any
 
 from .plots import machine_caption, pyplot, save_figure
 from .report import table
-from .tunnel_routes import DIRECT_H3, DIRECT_TCP, SMALL, SSH, TUNNEL
+from .tunnel_routes import DIRECT_H3, DIRECT_TCP, SMALL, SSH, TUNNEL, TUNNEL_H2
 
 
 def show(result: dict[str, Any]) -> None:
@@ -103,7 +103,13 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
 
     res = result["results"]
     labels = list(res)
-    colors = {DIRECT_H3: "#4c72b0", TUNNEL: "#2a9d55", DIRECT_TCP: "#888888", SSH: "#dd8452"}
+    colors = {
+        DIRECT_H3: "#4c72b0",
+        TUNNEL: "#2a9d55",
+        TUNNEL_H2: "#8fbc8f",
+        DIRECT_TCP: "#888888",
+        SSH: "#dd8452",
+    }
     fig, axes = plt.subplots(1, 4, figsize=(18, 5))
     for ax, key, title, fmt, log in (
         (axes[0], "requests_per_s", f"GET {SMALL}, 8 in flight: requests/s", "{:.0f}", False),

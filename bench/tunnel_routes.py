@@ -1,7 +1,9 @@
-"""The tunnel benchmark's four paths from its client to the origin, and the client for each.
+"""The tunnel benchmark's paths from its client to the origin, and the client for each.
 
-Each tunnel has a direct path over its own transport beside it (HTTP/3 for pq-tunnel, TLS/TCP
-for ``ssh -R``), so that a ratio prices the tunnel and not HTTP/3 against HTTP/1.1.
+Each tunnel has a direct path over its own transport beside it (HTTP/3 for pq-tunnel over QUIC,
+TLS/TCP for pq-tunnel over http2 and ``ssh -R``), so that a ratio prices the tunnel and not
+HTTP/3 against HTTP/1.1. pq-tunnel over http2 is a second tunnel on the same edge and origin
+(:data:`H2_HOST`), its connector with ``protocol: http2``: TCP on every hop.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from tools.loopback import Chain
 
 DIRECT_H3, TUNNEL = "direct HTTP/3", "pq-tunnel"
 DIRECT_TCP, SSH = "direct TCP", "ssh -R"
+TUNNEL_H2 = "pq-tunnel http2"
+#: The http2 tunnel's hostname; the client reaches it through 127.0.0.1 with this Host header.
+H2_HOST = "h2.localhost"
 SMALL = "/pid"  # the example app's smallest response: {"pid":N}, a dozen bytes of JSON
 
 
@@ -27,9 +32,13 @@ class Route:
     pids: list[int]  # the path's own processes (CPU per request is theirs)
     note: str
     client: Any = field(default=None, repr=False)  # QuicConfiguration or ssl.SSLContext
+    headers: dict[str, str] | None = None  # sent with every request (TCP routes)
 
 
-def build_routes(chain: Chain, ssh: dict[str, Any] | None) -> list[Route]:
+def build_routes(
+    chain: Chain, ssh: dict[str, Any] | None, h2_connector: int | None = None
+) -> list[Route]:
+    """The paths; ``h2_connector`` is the PID of the http2 tunnel's connector, if running."""
     from pq_quic_plugin.http3 import client_configuration
 
     ca = str(chain.pki.ca_cert)
@@ -60,6 +69,18 @@ def build_routes(chain: Chain, ssh: dict[str, Any] | None) -> list[Route]:
             "HTTPS/1.1 keep-alive (httpx) to the origin's TCP listener",
         ),
     ]
+    if h2_connector is not None:
+        routes.append(
+            Route(
+                TUNNEL_H2,
+                "tcp",
+                f"https://127.0.0.1:{chain.public_port}",
+                [*origin, chain.edge.proc.pid, h2_connector],
+                "HTTPS/1.1 to the edge, edge -> connector over HTTP/2 on TLS/TCP, connector -> "
+                "origin HTTP/2 on TLS/TCP; X25519MLKEM768 on every hop",
+                headers={"host": H2_HOST},
+            )
+        )
     if ssh is not None:
         routes.append(
             Route(

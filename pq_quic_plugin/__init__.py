@@ -13,10 +13,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from .aioquic_binding import authentication as _quic_auth
 from .aioquic_binding import configure, install, uninstall
 from .aioquic_binding import negotiated_group as _quic_negotiated_group
 from .aioquic_binding.auth_config import configure_auth
-from .aioquic_binding import authentication as _quic_auth
 from .auth_policy import AuthPolicy, SignatureScheme
 from .groups.base import Group, InvalidKeyShare
 from .plugins import UnknownGroupError, registry

@@ -33,6 +33,7 @@ def test_tunnel_benchmark_quick(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "ratios:" in done.stdout
     assert "| pq-tunnel / direct HTTP/3 |" in done.stdout
+    assert "| pq-tunnel http2 / direct TCP |" in done.stdout
     assert (tmp_path / "tunnel.json").exists()
 
 

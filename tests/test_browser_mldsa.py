@@ -200,7 +200,10 @@ def test_curl_gets_the_ecdsa_certificate_and_is_served(served: Served, tmp_path:
     url = f"https://localhost:{served.port}/api/connection"
     with capture(f"tcp port {served.port}", tmp_path / "curl.pcap") as pcap:
         out = subprocess.run(
-            [CURL, "-sS", "--cacert", str(served.pkis.cas), "--max-time", "20", url], capture_output=True, text=True, timeout=30
+            [CURL, "-sS", "--cacert", str(served.pkis.cas), "--max-time", "20", url],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     assert out.returncode == 0, out.stderr
     assert '"signature_scheme":"ECDSA-P256-SHA256"' in out.stdout

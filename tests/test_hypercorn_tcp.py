@@ -117,6 +117,9 @@ def test_scope_carries_the_tls_and_pq_quic_extensions(scope_prefer: Any, pki: De
             "codepoint": 0x11EC,
             "post_quantum": True,
             "group_known": True,
+            "signature_scheme": "ECDSA-P256-SHA256",  # the dev PKI's ECDSA certificate
+            "signature_scheme_codepoint": 0x0403,
+            "post_quantum_auth": False,
         }
         tls = scope["tls"]
         assert tls["server_cert"] == pki.cert.read_text()

@@ -89,6 +89,9 @@ def test_post_quantum_with_hypercorns_alpn(
         "codepoint": 0x11EC,
         "post_quantum": True,
         "group_known": True,
+        "signature_scheme": "ECDSA-P256-SHA256",  # the dev PKI's ECDSA certificate
+        "signature_scheme_codepoint": 0x0403,
+        "post_quantum_auth": False,
     }
     tls = seen["tls"]
     assert tls["tls_version"] == 0x0304 and tls["cipher_suite"] in (0x1301, 0x1302, 0x1303)

@@ -170,7 +170,9 @@ def test_over_asyncio_sockets_the_writer_reports_it(pkis: Pkis) -> None:
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             scheme = pq_quic_plugin.negotiated_signature_scheme(writer)
-            seen.append((scheme.name if scheme else "none", pq_quic_plugin.post_quantum_auth(writer)))
+            seen.append(
+                (scheme.name if scheme else "none", pq_quic_plugin.post_quantum_auth(writer))
+            )
             writer.write(b"ok")
             await writer.drain()
             writer.close()
@@ -205,7 +207,11 @@ def test_configuration_mistakes_fail_at_once(pkis: Pkis) -> None:
         )
     with pytest.raises(ValueError, match="'off' never uses an ML-DSA certificate"):
         pq_quic_plugin.ssl_context(
-            "prefer", server_side=True, certfile=pkis.ml_dsa.cert, keyfile=pkis.ml_dsa.key, auth="off"
+            "prefer",
+            server_side=True,
+            certfile=pkis.ml_dsa.cert,
+            keyfile=pkis.ml_dsa.key,
+            auth="off",
         )
     with pytest.raises(ValueError, match="policy 'off' uses Python's ssl"):
         pq_quic_plugin.ssl_context(

@@ -5,9 +5,16 @@ in memory, so a writer that produces faster than the peer reads (a 100 MB downlo
 client) would buffer the whole body. Every writer of ours (the HTTP/3 client's uploads, tunnel
 channels in both directions, hypercorn-pq's responses) therefore waits while more than
 :data:`SEND_BUFFER_HIGH` bytes of its stream are unacknowledged. The writers differ only in how
-they can wait: our own protocols are woken by the next datagram (:class:`ProgressSignal`),
+they can wait: our own protocols see every datagram arrive (:class:`ProgressSignal`),
 hypercorn's worker (asyncio or trio) only offers a sleep. Both go through
 :func:`wait_for_send_room`.
+
+A writer whose reader stopped (a visitor that never reads its download) may wait for minutes,
+and a tunnel connection can carry dozens of them. Waiting must then cost nothing: a
+:class:`ProgressSignal` checks each waiter's own condition when a datagram arrives and wakes
+only the writers whose stream has room again (or ended), not every writer on every
+acknowledgement; and the safety-net timeouts, and a sleeping writer's polls, back off to
+:data:`_IDLE_WAIT` while nothing moves, so a stalled stream costs a few wake-ups a second.
 """
 
 from __future__ import annotations
@@ -31,8 +38,12 @@ __all__ = [
 #: Unacknowledged bytes per stream above which a writer waits (two 256 KiB windows in flight).
 SEND_BUFFER_HIGH = 512 * 1024
 
-#: The longest single wait between two checks; acknowledgements usually wake us sooner.
+#: The longest wait between two checks while the stream makes progress (acknowledgements
+#: usually wake a :class:`ProgressSignal` waiter sooner).
 _MAX_WAIT = 0.02
+#: The longest wait between two checks once nothing moved for a while (a stalled reader): a
+#: sleeping writer notices the stall ending at most this late; a signalled one at once.
+_IDLE_WAIT = 0.25
 
 
 class SendStalled(Exception):
@@ -40,71 +51,103 @@ class SendStalled(Exception):
 
 
 class ProgressSignal:
-    """Wakes writers when a datagram arrives (it may carry acknowledgements or credit).
+    """Wakes writers when a datagram gave them what they wait for.
 
-    A protocol calls :meth:`notify` from ``datagram_received``; :meth:`wait` returns at the
-    next notification or after ``timeout``, whichever is first. Cheaper and quicker than a
-    fixed polling interval: writers wake exactly when something may have changed.
+    A protocol calls :meth:`notify` from ``datagram_received``: each waiter registered a cheap
+    ``ready()`` check (its stream has room again) and only waiters whose check passes are
+    woken. Waking every writer on every acknowledgement would cost, with 40 stalled streams,
+    40 task switches per datagram for nothing. Events that end waits without a datagram saying
+    so (a stream failed or reset locally, the connection closed) call :meth:`wake_all`.
+    :meth:`wait` also returns after ``timeout``, a safety net.
     """
 
     def __init__(self) -> None:
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: dict[asyncio.Future[None], Callable[[], bool] | None] = {}
 
     def notify(self) -> None:
+        """Something arrived: wake the waiters whose ``ready()`` now holds (all without one)."""
         if not self._waiters:
             return
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        for waiter, ready in list(self._waiters.items()):
+            if ready is None or ready():
+                del self._waiters[waiter]
+                _wake(waiter)
 
-    async def wait(self, timeout: float) -> None:
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+    def wake_all(self) -> None:
+        """Wake every waiter (a stream or the connection ended: they re-check why they wait)."""
+        waiters, self._waiters = self._waiters, {}
+        for waiter in waiters:
+            _wake(waiter)
+
+    async def wait(self, timeout: float, ready: Callable[[], bool] | None = None) -> None:
+        """Until a :meth:`notify` after which ``ready()`` holds (any :meth:`notify` without
+        ``ready``), a :meth:`wake_all`, or ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters[waiter] = ready
+        timer = loop.call_later(timeout, _wake, waiter)
         try:
-            await asyncio.wait_for(waiter, timeout)
-        except asyncio.TimeoutError:
-            pass
+            await waiter
         finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+            timer.cancel()
+            self._waiters.pop(waiter, None)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def wait_for_send_room(
     quic: QuicConnection,
     stream_id: int,
-    wait: Callable[[float], Awaitable[object]],
+    wait: ProgressSignal | Callable[[float], Awaitable[object]],
     *,
     stopped: Callable[[], bool] | None = None,
     stall_timeout: float | None = None,
 ) -> bool:
     """Wait until ``stream_id`` has at most :data:`SEND_BUFFER_HIGH` bytes unacknowledged.
 
-    ``wait(seconds)`` is how the caller waits between checks (a :class:`ProgressSignal` or
-    the worker's sleep); the interval grows from 1 ms to 20 ms. Returns True when there is
-    room, False when the stream can no longer be written (reset, gone, connection closing, or
-    ``stopped()`` says so). Raises :class:`SendStalled` when no byte was acknowledged for
-    ``stall_timeout`` seconds.
+    ``wait`` is how the caller waits between checks: a :class:`ProgressSignal` (woken when a
+    datagram gives this stream room; the caller calls its ``wake_all`` when the stream fails
+    locally) or the worker's sleep. The interval between checks grows
+    from 1 ms to 20 ms while bytes are being acknowledged, and to :data:`_IDLE_WAIT` while
+    none are. Returns True when there is room, False when the stream can no longer be written
+    (reset, gone, connection closing, or ``stopped()`` says so). Raises :class:`SendStalled`
+    when no byte was acknowledged for ``stall_timeout`` seconds.
     """
+
+    def over() -> bool:
+        return send_state(quic, stream_id) in (SendState.GONE, SendState.RESET) or (
+            stopped is not None and stopped()
+        )
+
+    def has_room() -> bool:  # runs for every datagram while waiting: keep it this cheap
+        return send_buffered(quic, stream_id) <= SEND_BUFFER_HIGH
+
     delay = 0.001
     buffered = send_buffered(quic, stream_id)
     since = time.monotonic()
     while buffered > SEND_BUFFER_HIGH:
-        if send_state(quic, stream_id) in (SendState.GONE, SendState.RESET):
+        if over():
             return False
-        if stopped is not None and stopped():
-            return False
-        await wait(delay)
-        delay = min(delay * 2, _MAX_WAIT)
+        if isinstance(wait, ProgressSignal):
+            await wait.wait(delay, has_room)
+        else:
+            await wait(delay)
         now = send_buffered(quic, stream_id)
         if now < buffered:
             since = time.monotonic()
-        elif stall_timeout is not None and time.monotonic() - since > stall_timeout:
-            raise SendStalled(f"the peer acknowledged nothing for {stall_timeout:g}s")
+            delay = min(delay * 2, _MAX_WAIT)
+        else:
+            idle = time.monotonic() - since
+            if stall_timeout is not None and idle > stall_timeout:
+                raise SendStalled(f"the peer acknowledged nothing for {stall_timeout:g}s")
+            delay = min(delay * 2, _MAX_WAIT if idle < _IDLE_WAIT else _IDLE_WAIT)
+            if stall_timeout is not None:
+                delay = min(delay, max(0.001, stall_timeout - idle))
         buffered = now
-    return send_state(quic, stream_id) not in (SendState.GONE, SendState.RESET) and not (
-        stopped is not None and stopped()
-    )
+    return not over()
 
 
 async def wait_for_all_acked(

@@ -150,6 +150,7 @@ class H3ClientProtocol(QuicConnectionProtocol):
             stream.head.set_exception(error)
             stream.head.exception()  # retrieved: no "never retrieved" warning if unused
         stream.chunks.put_nowait(None)
+        self.progress.wake_all()  # an upload waiting for room stops now, not at its timeout
 
     def release(self, stream: RequestStream) -> None:
         """Forget a request; cancel it on the wire unless both directions completed."""
@@ -206,7 +207,7 @@ class H3ClientProtocol(QuicConnectionProtocol):
                     f"connection closed before the response ended: {reason}", event.error_code
                 ),
             )
-        self.progress.notify()
+        self.progress.wake_all()
 
     def _stop_sending(self, stream: RequestStream, error_code: int) -> None:
         """The server will read no more of the request body.
@@ -217,6 +218,7 @@ class H3ClientProtocol(QuicConnectionProtocol):
         remaining frames have been handled).
         """
         stream.upload_stopped = True
+        self.progress.wake_all()
         if error_code == ErrorCode.H3_NO_ERROR:
             return
 

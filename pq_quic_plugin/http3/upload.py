@@ -47,7 +47,7 @@ async def send_body(
                 room = await wait_for_send_room(
                     protocol.quic,
                     stream_id,
-                    protocol.progress.wait,
+                    protocol.progress,
                     stopped=stopped,
                     stall_timeout=stall_timeout,
                 )

@@ -29,7 +29,8 @@ from OpenSSL import SSL
 from ..auth_policy import CLIENT_REFUSAL_HINT, AuthPolicy, SignatureScheme
 from ..groups.base import Group
 from ..policy import GroupPolicy, Policy
-from . import auth, native
+from . import auth as tls_auth
+from . import native
 from .errors import auth_refused, translate, want_read
 from .groups import group_from_openssl
 from .peercert import certificate_dict
@@ -90,7 +91,7 @@ class PostQuantumSSLObject:
         self._server_hello = b""  # the first bytes of the server's first flight, to spot an HRR
         self._facts: _Facts | None = None
         self._auth_policy = auth
-        self._auth: auth.AuthFacts | None = None
+        self._auth: tls_auth.AuthFacts | None = None
         #: Whether the handshake went through a HelloRetryRequest (seen on the wire, both sides).
         self.hello_retry = False
         # A weak reference: a strong one would make a cycle, and every connection's OpenSSL
@@ -350,22 +351,22 @@ class PostQuantumSSLObject:
             return None
         return self._auth_facts().leaf_pem
 
-    def _auth_facts(self) -> auth.AuthFacts:
+    def _auth_facts(self) -> tls_auth.AuthFacts:
         facts = self._auth
         if facts is None:
             if native.session_reused(self._conn):
-                facts = auth.NO_AUTH  # a resumed TLS 1.3 session sends no certificate
+                facts = tls_auth.NO_AUTH  # a resumed TLS 1.3 session sends no certificate
             elif self._server_side:
-                facts = auth.server_side_facts(self._conn, self.version() == "TLSv1.3")
+                facts = tls_auth.server_side_facts(self._conn, self.version() == "TLSv1.3")
             else:
-                facts = auth.client_side_facts(self._conn, self.version() == "TLSv1.3")
+                facts = tls_auth.client_side_facts(self._conn, self.version() == "TLSv1.3")
             self._auth = facts
         return facts
 
     def _check_auth(self) -> None:
         """Log how the server authenticated; a ``require`` client refuses a classical one."""
         if not self._server_side and self._auth_policy is AuthPolicy.REQUIRE:
-            reason = auth.client_refusal_reason(self._conn, self._auth_facts())
+            reason = tls_auth.client_refusal_reason(self._conn, self._auth_facts())
             if reason is not None:
                 logger.error("refusing server: %s. %s", reason, CLIENT_REFUSAL_HINT)
                 self._failure = auth_refused(reason)

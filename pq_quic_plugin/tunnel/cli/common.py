@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..config import load_edge_config
+from ..config.store_url import RedisURL, StoreValue
 
 __all__ = ["PROG", "fail", "store_path"]
 
@@ -19,10 +20,11 @@ def fail(message: str) -> int:
     return 2
 
 
-def store_path(args: argparse.Namespace) -> Path:
-    """``--store``, else the store ``--config edge.yaml`` names, else ``./tunnels.db``."""
+def store_path(args: argparse.Namespace) -> Path | RedisURL:
+    """``--store`` (a file or a ``redis://`` URL), else the store ``--config edge.yaml``
+    names, else ``./tunnels.db``."""
     if args.store:
-        return Path(args.store)
+        return StoreValue().convert(args.store)
     if args.config:
         return load_edge_config(args.config).store
     return Path("tunnels.db")

@@ -44,6 +44,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(f"logfile: cannot open {config.logfile}: {exc.strerror or exc}")
     from ..edge.server import Edge
+    from ..edge.store import StoreError
     from ..ops.metrics import Metrics
     from ..ops.server import serve_edge_operations
 
@@ -60,6 +61,8 @@ def cmd_edge(args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(main())
+    except StoreError as exc:  # the store cannot be reached or refuses us: it says which
+        return fail(str(exc))
     except OSError as exc:
         return fail(f"cannot listen: {exc}")
 

@@ -1,9 +1,12 @@
-"""``pq-tunnel list`` and ``pq-tunnel info``: what the store and the running edge know.
+"""``pq-tunnel list`` and ``pq-tunnel info``: what the store and the running edges know.
 
-Both read the tunnel store and the edge's live file (``edge/live_file.py``); a live file whose
-edge is gone is ignored, so a dead edge's connections are never shown as live. Tables are
-aligned to their widest cell, as ``cloudflared tunnel list`` prints them; ``--json`` gives the
-same facts for scripts.
+Both read the tunnel store and the running edges' live connections (:mod:`.live_view`: the
+edge's live file next to a SQLite store, every edge's registry entry in a cluster's Redis); an
+edge that is gone is ignored, so a dead edge's connections are never shown as live. With a
+cluster, ``list`` ends with the edges (ID, location, relay address, connections, last
+heartbeat) and ``info`` says which edge holds each connection. Tables are aligned to their
+widest cell, as ``cloudflared tunnel list`` prints them; ``--json`` gives the same facts for
+scripts.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..config import ConfigError
+from ..edge.live_file import LiveState
 from .common import fail, store_path
+from .live_view import connections_by_tunnel, is_cluster, live_states
 
 __all__ = ["cmd_info", "cmd_list", "format_table"]
 
@@ -38,22 +43,50 @@ def _when(moment: datetime | float) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _connections_summary(conns: list[dict[str, Any]]) -> str:
-    return ", ".join(f"#{c.get('conn_index')} {c.get('group') or '?'}" for c in conns) or "-"
+def _connections_summary(conns: list[dict[str, Any]], cluster: bool) -> str:
+    """``#0 X25519MLKEM768, #1 x25519``; in a cluster, each with its edge: ``... @edge-a``."""
+    return (
+        ", ".join(
+            f"#{c.get('conn_index')} {c.get('group') or '?'}"
+            + (f" @{c.get('edge_id')}" if cluster else "")
+            for c in conns
+        )
+        or "-"
+    )
+
+
+def _edges_table(states: list[LiveState]) -> list[str]:
+    """The cluster's running edges, for the end of ``list``."""
+    if not states:
+        return ["", "No edge of this cluster is running (none has sent a heartbeat lately)."]
+    rows = [["EDGE", "LOCATION", "HOST", "PID", "RELAY", "CONNECTIONS", "LAST HEARTBEAT"]]
+    for s in states:
+        count = sum(len(c) for c in s.tunnels.values())
+        rows.append(
+            [
+                s.edge_id,
+                s.location,
+                s.host or "?",
+                str(s.pid),
+                s.relay or "-",
+                str(count),
+                _when(s.updated),
+            ]
+        )
+    return ["", *format_table(rows)]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from ..edge.live_file import read_live_state
-    from ..edge.store import StoreError, TunnelStore
+    from ..edge.store import StoreError, open_store
 
     try:
-        path = store_path(args)
-        with TunnelStore(path) as store:
+        with open_store(store_path(args)) as store:
             records = store.list()
+            states = live_states(store)
+            cluster = is_cluster(store)
     except (ConfigError, StoreError, OSError) as exc:
         return fail(str(exc))
-    state = read_live_state(path)
-    live = state.tunnels if state is not None else {}
+    live = connections_by_tunnel(states)
     if args.json:
         print(
             json.dumps(
@@ -73,6 +106,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     if not records:
         print("No tunnels. Create one with: pq-tunnel create NAME --hostname HOST")
+        if cluster:
+            print("\n".join(_edges_table(states)))
         return 0
     rows = [["ID", "NAME", "CREATED", "HOSTNAMES", "CONNECTIONS"]]
     for r in records:
@@ -82,16 +117,31 @@ def cmd_list(args: argparse.Namespace) -> int:
                 r.name,
                 _when(r.created_at),
                 ",".join(r.hostnames) or "-",
-                _connections_summary(live.get(r.id, [])),
+                _connections_summary(live.get(r.id, []), cluster),
             ]
         )
     print("\n".join(format_table(rows)))
+    if cluster:
+        print("\n".join(_edges_table(states)))
     return 0
 
 
-def _info(record: Any, state: Any) -> dict[str, Any]:
-    """The facts ``info`` shows, as ``--json`` prints them: connections grouped by connector."""
-    conns = state.tunnels.get(record.id, []) if state is not None else []
+def _edge_facts(state: LiveState, tunnel_id: str) -> dict[str, Any]:
+    return {
+        "edge_id": state.edge_id,
+        "location": state.location,
+        "pid": state.pid,
+        "host": state.host,
+        "relay": state.relay,
+        "connections": len(state.tunnels.get(tunnel_id, [])),
+    }
+
+
+def _info(record: Any, states: list[LiveState]) -> dict[str, Any]:
+    """The facts ``info`` shows, as ``--json`` prints them: connections grouped by connector,
+    each naming the edge that holds it; ``edges``: every running edge of the store (``edge``:
+    the one edge, for a store with one)."""
+    conns = connections_by_tunnel(states).get(record.id, [])
     connectors: dict[str, dict[str, Any]] = {}
     for c in sorted(conns, key=lambda c: (str(c.get("connector_id")), c.get("conn_index", 0))):
         entry = connectors.setdefault(
@@ -106,8 +156,8 @@ def _info(record: Any, state: Any) -> dict[str, Any]:
         entry["connections"].append(
             {
                 "conn_index": c.get("conn_index"),
-                "edge_id": state.edge_id,
-                "location": state.location,
+                "edge_id": c.get("edge_id"),
+                "location": c.get("location"),
                 "protocol": c.get("protocol") or "quic",
                 "group": c.get("group"),
                 "post_quantum": bool(c.get("post_quantum")),
@@ -118,32 +168,38 @@ def _info(record: Any, state: Any) -> dict[str, Any]:
                 "draining": bool(c.get("draining")),
             }
         )
-    edge = None
-    if state is not None:
-        edge = {"edge_id": state.edge_id, "location": state.location, "pid": state.pid}
+    edges = [_edge_facts(s, record.id) for s in states]
     return {
         "id": record.id,
         "name": record.name,
         "created": _when(record.created_at),
         "hostnames": list(record.hostnames),
-        "edge": edge,
+        "edge": edges[0] if len(edges) == 1 else None,
+        "edges": edges,
         "connectors": list(connectors.values()),
     }
 
 
-def _print_info(info: dict[str, Any]) -> None:
-    edge = info["edge"]
-    where = (
-        f"{edge['edge_id']} (location {edge['location']}, pid {edge['pid']})"
-        if edge
-        else "no running edge found next to the store"
-    )
+def _where(edge: dict[str, Any]) -> str:
+    host = f", host {edge['host']}" if edge.get("host") else ""
+    relay = f", relay {edge['relay']}" if edge.get("relay") else ""
+    return f"{edge['edge_id']} (location {edge['location']}{host}, pid {edge['pid']}{relay})"
+
+
+def _print_info(info: dict[str, Any], cluster: bool) -> None:
+    edges = info["edges"]
+    if not cluster:
+        where = _where(edges[0]) if edges else "no running edge found next to the store"
+    elif edges:
+        where = "; ".join(f"{_where(e)}: {e['connections']} connection(s)" for e in edges)
+    else:
+        where = "no edge of this cluster is running"
     for label, value in (
         ("NAME", info["name"]),
         ("ID", info["id"]),
         ("CREATED", info["created"]),
         ("HOSTNAMES", ", ".join(info["hostnames"]) or "-"),
-        ("EDGE", where),
+        ("EDGES" if cluster else "EDGE", where),
     ):
         print(f"{label + ':':<11}{value}")
     if not info["connectors"]:
@@ -174,18 +230,18 @@ def _print_info(info: dict[str, Any]) -> None:
 def cmd_info(args: argparse.Namespace) -> int:
     """One tunnel: its hostnames, the running edge, and every connector with its
     connections (edge, protocol, key-exchange group, since when, requests)."""
-    from ..edge.live_file import read_live_state
-    from ..edge.store import StoreError, TunnelStore
+    from ..edge.store import StoreError, open_store
 
     try:
-        path = store_path(args)
-        with TunnelStore(path) as store:
+        with open_store(store_path(args)) as store:
             record = store.require(args.name)
+            states = live_states(store)
+            cluster = is_cluster(store)
     except (ConfigError, StoreError, OSError) as exc:
         return fail(str(exc))
-    info = _info(record, read_live_state(path))
+    info = _info(record, states)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
-        _print_info(info)
+        _print_info(info, cluster)
     return 0

@@ -15,11 +15,15 @@ from typing import Any
 
 from ...policy import GroupPolicy, Policy
 from ..hostnames import HostPort
+from .cluster import ClusterConfig
+from .edge_fields import CLUSTER_FIELDS
 from .fields import CONNECTORS_FIELDS, EDGE_FIELDS, PUBLIC_FIELDS
+from .store_url import RedisURL
 from .table import SectionRead, convert_overrides, read_section
 from .yaml_reader import YamlReader
 
 __all__ = [
+    "ClusterConfig",
     "ConnectorListenerConfig",
     "EdgeConfig",
     "ListenerConfig",
@@ -62,11 +66,13 @@ class ConnectorListenerConfig(ListenerConfig):
 
 @dataclass(frozen=True)
 class EdgeConfig:
-    """What ``pq-tunnel edge`` needs; ``source`` is the file read."""
+    """What ``pq-tunnel edge`` needs; ``source`` is the file read. ``store`` is a SQLite file
+    or a Redis URL (shown with its password masked); ``cluster`` is set only with Redis."""
 
     public: PublicListenerConfig
     connectors: ConnectorListenerConfig
-    store: Path
+    store: Path | RedisURL
+    cluster: ClusterConfig | None = EDGE_FIELDS.dataclass_default("cluster")
     metrics: HostPort = EDGE_FIELDS.dataclass_default("metrics")
     loglevel: str = EDGE_FIELDS.dataclass_default("loglevel")
     logfile: Path | None = EDGE_FIELDS.dataclass_default("logfile")
@@ -84,6 +90,7 @@ class EdgeConfig:
 
 PUBLIC_FIELDS.check_dataclass(PublicListenerConfig)
 CONNECTORS_FIELDS.check_dataclass(ConnectorListenerConfig)
+CLUSTER_FIELDS.check_dataclass(ClusterConfig)
 EDGE_FIELDS.check_dataclass(EdgeConfig, extra=("source",))
 
 
@@ -126,4 +133,6 @@ def load_edge_config(path: str | Path) -> EdgeConfig:
     public = PublicListenerConfig(**values["public"].values)
     values["connectors"] = _connectors(r, values["connectors"], public)
     values["public"] = public
+    if values["cluster"] is not None:
+        values["cluster"] = ClusterConfig(**values["cluster"].values)
     return EdgeConfig(**values, source=r.path)

@@ -7,10 +7,12 @@ is still reached from one place) to keep each module small.
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ...policy import Policy
+from .cluster import DEFAULT_REGISTRY_TTL, SecretFileValue
 from .common_fields import field_row as _field
 from .common_fields import grace_period_field as _grace_period
 from .common_fields import log_fields as _logs
@@ -26,9 +28,10 @@ from .kinds import (
     SectionValue,
     TextValue,
 )
+from .store_url import StoreValue, is_redis_url
 from .table import ConfigField, FieldTable
 
-__all__ = ["CONNECTORS_FIELDS", "EDGE_FIELDS", "PUBLIC_FIELDS"]
+__all__ = ["CLUSTER_FIELDS", "CONNECTORS_FIELDS", "EDGE_FIELDS", "PUBLIC_FIELDS"]
 
 
 def _listener(
@@ -121,6 +124,45 @@ CONNECTORS_FIELDS = FieldTable(
     ),
 )
 
+CLUSTER_FIELDS = FieldTable(
+    "edge-cluster",
+    "edge.yaml: cluster",
+    (
+        _field(
+            "relay",
+            HostPortValue(listen=False),
+            "where this edge takes requests relayed by the cluster's other edges, as they "
+            "reach it (published in the registry; the relay itself is not built yet, see "
+            "docs/cluster.md)",
+            required=True,
+        ),
+        _field(
+            "secret-file",
+            SecretFileValue(),
+            "a file of at least 32 random bytes that every edge of the cluster shares (`head "
+            "-c 32 /dev/urandom`), readable by its owner only (mode 0600): checked at start; "
+            "relative to this file",
+            required=True,
+        ),
+        _field(
+            "registry-ttl",
+            DurationValue(),
+            "how long this edge's entries in the live registry (its connections, its relay "
+            "address) outlive its last heartbeat (sent every third of it): an edge that dies "
+            "drops out of `pq-tunnel list` within this time",
+            default=DEFAULT_REGISTRY_TTL,
+        ),
+    ),
+)
+
+
+def _redis_store_only(values: Mapping[str, Any]) -> str | None:
+    """A cluster shares its tunnels and registry through Redis; a SQLite file is one edge's."""
+    if is_redis_url(str(values.get("store", ""))):
+        return None
+    return "a cluster needs a shared store: set `store: redis://HOST:PORT/DB` (docs/cluster.md)"
+
+
 EDGE_FIELDS = FieldTable(
     "edge",
     "edge.yaml",
@@ -139,10 +181,21 @@ EDGE_FIELDS = FieldTable(
         ),
         _field(
             "store",
-            PathValue(must_exist=False),
-            "the SQLite tunnel store `pq-tunnel create` writes (created with mode 0600)",
+            StoreValue(),
+            "where the tunnels are kept, which `pq-tunnel create` writes: a SQLite file for one "
+            "edge (created with mode 0600), or `redis://[:PASSWORD@]HOST:PORT/DB` (`rediss://` "
+            "for TLS) shared by several edges, which then also keeps the live registry and the "
+            "post-quantum failure reports (docs/cluster.md); logs show the URL's password as "
+            "`***`",
             default=Path("tunnels.db"),
             default_doc="`tunnels.db` next to this file",
+        ),
+        _field(
+            "cluster",
+            SectionValue(CLUSTER_FIELDS),
+            "this edge as one of several sharing a `redis://` store, see below",
+            default_doc="none (a single edge)",
+            requires=_redis_store_only,
         ),
         _metrics("the edge's metrics server"),
         _loglevel("edge", "how much to log (overrides the file)"),

@@ -20,7 +20,7 @@ from .common_fields import grace_period_field as _grace_period
 from .common_fields import log_fields as _logs
 from .common_fields import loglevel_field as _loglevel
 from .common_fields import metrics_field as _metrics
-from .edge_fields import CONNECTORS_FIELDS, EDGE_FIELDS, PUBLIC_FIELDS
+from .edge_fields import CLUSTER_FIELDS, CONNECTORS_FIELDS, EDGE_FIELDS, PUBLIC_FIELDS
 from .ingress import ORIGIN_PROTOCOLS
 from .kinds import (
     BoolValue,
@@ -43,6 +43,7 @@ from .origin_request import OriginSettings
 from .table import ConfigField, ConfigFlag, FieldTable
 
 __all__ = [
+    "CLUSTER_FIELDS",
     "CONNECTORS_FIELDS",
     "CONNECTOR_FIELDS",
     "EDGE_FIELDS",
@@ -335,4 +336,5 @@ TABLES = (
     EDGE_FIELDS,
     PUBLIC_FIELDS,
     CONNECTORS_FIELDS,
+    CLUSTER_FIELDS,
 )

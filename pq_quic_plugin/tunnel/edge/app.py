@@ -31,7 +31,7 @@ from .registry import LiveConnection, Registry
 from .relay import UploadEnd, pump_request, relay_response
 from .reports import PqReports
 from .responses import failure_text, plain_text
-from .store import TunnelStore
+from .store import EdgeStore
 from .visitor_request import VisitorRequest, check_request
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.edge")
@@ -42,7 +42,7 @@ class EdgeApp:
 
     def __init__(
         self,
-        store: TunnelStore,
+        store: EdgeStore,
         registry: Registry,
         observer: Observer = NO_OBSERVER,
         reports: PqReports | None = None,

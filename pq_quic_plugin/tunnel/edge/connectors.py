@@ -52,7 +52,7 @@ from ..wire.h2_endpoints import edge_tls, listen_h2
 from ..wire.h2_transport import H2TunnelConnection
 from .hello import Malformed, canonical_uuid, parse_auth, parse_hello, parse_version
 from .registry import LiveConnection, Registry
-from .store import TunnelStore
+from .store import EdgeStore
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.edge")
 
@@ -80,7 +80,7 @@ class ConnectorListener:
     ``location`` are what a connector is told when it registers. A listener equals only itself.
     """
 
-    store: TunnelStore
+    store: EdgeStore
     registry: Registry
     edge_id: str
     location: str
@@ -265,7 +265,7 @@ class ConnectorListener:
         except Malformed as exc:
             raise _Refused(MALFORMED, str(exc)) from None
         tunnel_id = canonical_uuid(hello.tunnel_id)
-        record = self.store.by_id(tunnel_id) if tunnel_id else None
+        record = await self.store.fresh_by_id(tunnel_id) if tunnel_id else None
         key = record.auth_key if record is not None else _NO_TUNNEL_KEY
         proven = verify_proof(
             key, nonce, tunnel_id or _NO_TUNNEL_ID, hello.connector_id, hello.conn_index, presented

@@ -28,6 +28,7 @@ __all__ = [
     "LiveFile",
     "LiveState",
     "live_file_path",
+    "process_exists",
     "read_live_connections",
     "read_live_state",
 ]
@@ -44,13 +45,16 @@ def live_file_path(store_path: Path) -> Path:
 
 @dataclass(frozen=True)
 class LiveState:
-    """What the running edge last wrote: who it is and its connections by tunnel ID."""
+    """What a running edge last published: who it is and its connections by tunnel ID (from
+    the live file, or from a cluster's registry on Redis, which adds ``host`` and ``relay``)."""
 
     edge_id: str
     location: str
     pid: int
     updated: float
     tunnels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    host: str = ""
+    relay: str = ""
 
 
 class LiveFile(Observer):
@@ -92,6 +96,14 @@ class LiveFile(Observer):
         except FileNotFoundError:
             pass
 
+    async def start(self) -> None:
+        """Write the file (the Redis registry's start claims the edge's ID; a file has no
+        one to claim it from)."""
+        self.write()
+
+    async def stop(self) -> None:
+        self.clear()
+
     # -- Observer
     def connector_registered(self, live: LiveConnection) -> None:
         self.write()
@@ -100,7 +112,7 @@ class LiveFile(Observer):
         self.write()
 
 
-def _process_exists(pid: int) -> bool:
+def process_exists(pid: int) -> bool:
     """Whether ``pid`` is a running process (on this machine, where the store is)."""
     if pid <= 0:
         return False
@@ -122,7 +134,7 @@ def read_live_state(store_path: Path, now: float | None = None) -> LiveState | N
         tunnels = {str(k): list(v) for k, v in dict(data.get("tunnels", {})).items()}
     except (OSError, ValueError, TypeError, AttributeError):
         return None
-    if (now or time.time()) - updated > STALE_AFTER or not _process_exists(pid):
+    if (now or time.time()) - updated > STALE_AFTER or not process_exists(pid):
         return None
     return LiveState(
         edge_id=str(data.get("edge_id", "")),

@@ -14,7 +14,9 @@ host that is not a tunnel's. That makes every report untrusted input from the in
   stored, and cannot push real reports out.
 * **What is kept.** Flattened to short printable scalars and finite numbers (``NaN`` is refused
   on input, so ``/status.json`` stays JSON), in the tunnel store, the newest
-  :data:`~.store.REPORTS_KEPT`, so an edge restart keeps them.
+  :data:`~.store.REPORTS_KEPT`, so an edge restart keeps them: the SQLite file, or the
+  cluster's Redis, where every edge's status page shows every edge's reports (an edge that
+  cannot reach Redis keeps them in memory and sends them once it can).
 * **Who may read.** Nobody here: ``GET`` answers ``405``; the reports are on the metrics address
   (``/pq-report`` and the status page).
 """
@@ -35,7 +37,7 @@ from ..log_safe import shown
 from ..rate_limit import TokenBuckets
 from .hello import canonical_uuid
 from .responses import plain_text
-from .store import TunnelStore
+from .store import EdgeStore
 
 __all__ = ["MAX_REPORT", "MAX_SKEW", "PqReports", "REPORT_HEADERS"]
 
@@ -60,7 +62,7 @@ _REFUSED = (
 class PqReports:
     """An ASGI endpoint: a POST adds a report to the store; anything else is ``405``."""
 
-    def __init__(self, store: TunnelStore, *, clock: Any = time.time) -> None:
+    def __init__(self, store: EdgeStore, *, clock: Any = time.time) -> None:
         self.store = store
         self._clock = clock
         self._per_source = TokenBuckets(*PER_SOURCE)

@@ -33,11 +33,12 @@ from ..hostnames import HostPort
 from ..observer import NO_OBSERVER, Observer, Observers
 from ..wire import ERROR_AUTH
 from .app import EdgeApp
+from .backends import live_publisher
 from .connectors import ConnectorListener
 from .limits import Limits
-from .live_file import HEARTBEAT, LiveFile
+from .live_file import HEARTBEAT
 from .registry import Registry
-from .store import TunnelStore
+from .store import open_edge_store
 
 if TYPE_CHECKING:
     from ..config import EdgeConfig
@@ -65,11 +66,9 @@ class Edge:
 
     def __init__(self, config: EdgeConfig, observer: Observer = NO_OBSERVER) -> None:
         self.config = config
-        self.store = TunnelStore(config.store)
+        self.store = open_edge_store(config)
         self.registry = Registry()
-        self.live_file = LiveFile(
-            config.store, self.registry, edge_id=config.edge_id, location=config.location
-        )
+        self.live_file = live_publisher(config, self.store, self.registry)
         observers = Observers(self.live_file, observer)
         self.app = EdgeApp(self.store, self.registry, observers, limits=Limits.of(config.public))
         self.listener = ConnectorListener(
@@ -115,7 +114,8 @@ class Edge:
             loop.add_signal_handler(sig, handler)
 
     async def start(self) -> int:
-        """Bind the connector listener; returns its UDP port."""
+        """Reach the store, bind the connector listener; returns its UDP port."""
+        await self.store.start()  # StoreError (naming the store) before anything is bound
         connectors = self.config.connectors
         host, port = connectors.bind
         self.connector_port = await self.listener.start(
@@ -130,9 +130,9 @@ class Edge:
             "edge %s (location %s) starting; tunnels in %s",
             self.config.edge_id,
             self.config.location,
-            self.config.store,
+            self.store.describe(),
         )
-        self.live_file.write()
+        await self.live_file.start()
         return self.connector_port
 
     async def serve(self) -> int:
@@ -155,7 +155,8 @@ class Edge:
             waker.cancel()
             await self._close_connectors()
             self.listener.close()
-            self.live_file.clear()
+            await self.live_file.stop()
+            await self.store.aclose()
         logger.info("edge stopped")
         return 0
 
@@ -190,7 +191,7 @@ class Edge:
         can tell a running edge from a dead one."""
         written = time.monotonic()
         while True:
-            await asyncio.sleep(STORE_POLL)
+            await self.store.next_change(STORE_POLL)  # SQLite: a sleep; Redis: a change
             for tunnel_id in {live.tunnel_id for live in self.registry}:
                 record = self.store.by_id(tunnel_id)
                 if record is None:

@@ -77,6 +77,7 @@ class Channel:
         if self._error is None:
             self._error = error
             self._frames.put_nowait(None)
+            self.connection.progress.wake_all()  # a writer waiting in drain() stops now
 
     # -- reading
     async def read(self) -> tuple[FrameType, bytes] | None:
@@ -117,7 +118,7 @@ class Channel:
             raise self._error
         quic = quic_of(self.connection)
         quic.send_stream_data(self.stream_id, encode_frame(frame_type, payload), end)
-        self.connection.transmit()
+        self.connection.transmit_soon()
         await self.drain()
 
     async def send_json(self, frame_type: FrameType, message: dict, end: bool = False) -> None:
@@ -142,7 +143,7 @@ class Channel:
         await wait_for_send_room(
             quic_of(self.connection),
             self.stream_id,
-            self.connection.progress.wait,
+            self.connection.progress,
             stopped=lambda: self._error is not None or self.connection.closed,
         )
         if self.connection.closed and self._error is None:
@@ -192,10 +193,28 @@ class TunnelConnection(QuicConnectionProtocol):
         self.on_close: list[Callable[[TunnelConnection], None]] = []
         self._last_peer_stream = -1
         self.progress = ProgressSignal()  # wakes writers waiting in Channel.drain
+        self._transmit_pending = False
 
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
         super().datagram_received(data, addr)
         self.progress.notify()
+
+    def transmit_soon(self) -> None:
+        """Send what the streams queued once this turn of the event loop is over.
+
+        A connector relaying an origin's body writes one small frame per origin datagram, often
+        for many streams at once; transmitting after each would put each frame in a datagram of
+        its own (half empty, and a packet to build, encrypt and acknowledge). Frames written in
+        the same turn share datagrams instead.
+        """
+        if not self._transmit_pending:
+            self._transmit_pending = True
+            asyncio.get_running_loop().call_soon(self._transmit_now)
+
+    def _transmit_now(self) -> None:
+        self._transmit_pending = False
+        if not self.closed:
+            self.transmit()
 
     def error_received(self, exc: Exception) -> None:
         """The socket reported an error (on a connected socket: ICMP port unreachable when
