@@ -60,17 +60,15 @@ def store_error(url: RedisURL, exc: BaseException) -> StoreError:
     masked), in words an operator can act on."""
     where = f"tunnel store {url.masked}"
     message = str(exc)
-    if isinstance(exc, redis_errors.AuthenticationError) or "WRONGPASS" in message:
-        if "required" in message.lower():
-            return StoreError(
-                f"{where}: Redis wants a password: give it in the URL "
-                "(redis://:PASSWORD@HOST:PORT/DB)"
-            )
-        return StoreError(f"{where}: authentication failed: wrong password (or user) in the URL")
-    if "NOAUTH" in message:
+    wants_password = not url.has_password and (
+        "NOAUTH" in message or "required" in message.lower() or "authenticated" in message
+    )
+    if wants_password:
         return StoreError(
             f"{where}: Redis wants a password: give it in the URL (redis://:PASSWORD@HOST:PORT/DB)"
         )
+    if isinstance(exc, redis_errors.AuthenticationError) or "WRONGPASS" in message:
+        return StoreError(f"{where}: authentication failed: wrong password (or user) in the URL")
     if "NOPERM" in message:
         return StoreError(
             f"{where}: the Redis user may not run what the store needs ({message[:200]}); "

@@ -203,14 +203,36 @@ class RedisEdgeStore:
             self._changed.set()
 
     async def _resync(self) -> None:
-        """Replace the whole copy with a snapshot of the store."""
+        """Replace the whole copy with a snapshot of the store.
+
+        A store whose version went backwards lost its data (a Redis restarted without
+        persistence, or flushed): its snapshot would delete every tunnel this edge serves and
+        cut off their connectors. The edge keeps those it holds instead (and takes what the
+        store has), with an ERROR saying what happened; they go when deleted explicitly.
+        """
         snap = schema.parse_snapshot(await self._snapshot(args=[schema.PREFIX]))
         by_id = {r.id: r for r in snap.records}
+        lost = [r for tid, r in self._by_id.items() if tid not in by_id]
+        if snap.version < self.version and lost:
+            logger.error(
+                "tunnel store %s went back from version %d to %d and lacks %d tunnel(s) this "
+                "edge serves (%s): it lost its data (Redis restarted without persistence?). "
+                "Still serving them from memory; restore Redis's data (docs/cluster.md)",
+                self.url.masked,
+                self.version,
+                snap.version,
+                len(lost),
+                ", ".join(sorted(r.name for r in lost))[:300],
+            )
+            by_id.update({r.id: r for r in lost})
+            records = list(by_id.values())
+        else:
+            records = list(snap.records)
         if by_id != self._by_id:
             self._changed.set()
         self._by_id = by_id
-        self._by_name = {r.name: r.id for r in snap.records}
-        self._by_host = {h: r.id for r in snap.records for h in r.hostnames}
+        self._by_name = {r.name: r.id for r in records}
+        self._by_host = {h: r.id for r in records for h in r.hostnames}
         self.version = snap.version
 
     async def _watch(self) -> None:
