@@ -72,15 +72,27 @@ class Origins:
 
 
 def expected_hop(kind: str, group: str | None = PQ) -> OriginHop:
-    """The connector-origin hop a request over ``kind`` reports when ``group`` was agreed."""
+    """The connector-origin hop a request over ``kind`` reports when ``group`` was agreed
+    (the test origins present devcert's ECDSA certificate: classical authentication)."""
     if kind == "http":
         return OriginHop("connector-origin", "tcp", None, False, http_version="1.1")
     post_quantum = group == PQ
+    auth = {"signature_scheme": ECDSA_SCHEME, "post_quantum_auth": False}
     if kind == "h3":
-        return OriginHop("connector-origin", "quic", group, post_quantum, http_version="3")
+        return OriginHop("connector-origin", "quic", group, post_quantum, http_version="3", **auth)
     return OriginHop(
-        "connector-origin", "tcp", group, post_quantum, tls=True, http_version=HTTP_VERSION[kind]
+        "connector-origin",
+        "tcp",
+        group,
+        post_quantum,
+        tls=True,
+        http_version=HTTP_VERSION[kind],
+        **auth,
     )
+
+
+#: What the test origins' certificate signs with (their hop's ``signature_scheme``).
+ECDSA_SCHEME = "ECDSA-P256-SHA256"
 
 
 def run(

@@ -144,12 +144,13 @@ def _write(tmp_path: Path, name: str, data: dict[str, Any]) -> Path:
 
 def _edge_base(tmp_path: Path, minimal: bool = False) -> dict[str, Any]:
     """A valid edge.yaml; not ``minimal``: with every key a sample may replace."""
-    for name in ("cert.pem", "key.pem"):
+    for name in ("cert.pem", "key.pem", "pq-cert.pem", "pq-key.pem"):
         (tmp_path / name).write_text("placeholder\n")
     pair = {"certfile": "cert.pem", "keyfile": "key.pem"}
+    pq_pair = {} if minimal else {"pq-certfile": "pq-cert.pem", "pq-keyfile": "pq-key.pem"}
     return {
-        "public": {"bind": "127.0.0.1:8443", **pair},
-        "connectors": {"bind": "127.0.0.1:7844", **({} if minimal else pair)},
+        "public": {"bind": "127.0.0.1:8443", **pair, **pq_pair},
+        "connectors": {"bind": "127.0.0.1:7844", **({} if minimal else pair), **pq_pair},
     }
 
 
@@ -171,6 +172,8 @@ def _read_back(table: FieldTable, f: ConfigField, value: Any, tmp_path: Path) ->
         data[f.key] = value
         return getattr(load_edge_config(_write(tmp_path, "edge.yaml", data)), f.attr)
     section = {PUBLIC_FIELDS.name: "public", CONNECTORS_FIELDS.name: "connectors"}[table.name]
+    if f.key == "post-quantum":  # an ML-DSA pair needs a post-quantum policy (auth_pairs.py)
+        data[section] = {k: v for k, v in data[section].items() if not k.startswith("pq-")}
     data[section][f.key] = value
     return getattr(getattr(load_edge_config(_write(tmp_path, "edge.yaml", data)), section), f.attr)
 

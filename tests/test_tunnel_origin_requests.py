@@ -71,6 +71,8 @@ def test_hop_as_dict_is_what_the_origin_middleware_reads() -> None:
         "transport": "quic",
         "group": PQ,
         "post_quantum": True,
+        "signature_scheme": "ECDSA-P256-SHA256",
+        "post_quantum_auth": False,
         "http_version": "3",
     }
     assert expected_hop("h2").as_dict() == {
@@ -78,6 +80,8 @@ def test_hop_as_dict_is_what_the_origin_middleware_reads() -> None:
         "transport": "tcp",
         "group": PQ,
         "post_quantum": True,
+        "signature_scheme": "ECDSA-P256-SHA256",
+        "post_quantum_auth": False,
         "http_version": "2",
         "tls": True,
     }
@@ -86,6 +90,8 @@ def test_hop_as_dict_is_what_the_origin_middleware_reads() -> None:
         "transport": "tcp",
         "group": None,
         "post_quantum": False,
+        "signature_scheme": None,
+        "post_quantum_auth": False,
         "http_version": "1.1",
     }
 

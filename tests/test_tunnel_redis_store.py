@@ -17,6 +17,8 @@ import asyncio
 import base64
 import json
 import os
+import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -222,7 +224,7 @@ def _edge_yaml(tmp_path: Path, **extra: object) -> Path:
 
 
 def _secret(tmp_path: Path, size: int = 32, mode: int = 0o600) -> str:
-    path = tmp_path / "cluster.key"
+    path = tmp_path / f"cluster-{size}-{mode:o}.key"
     path.write_bytes(os.urandom(size))
     path.chmod(mode)
     return str(path)
@@ -249,3 +251,42 @@ def test_edge_yaml_takes_a_redis_store_and_checks_the_cluster_secret(tmp_path: P
         with pytest.raises(ConfigError, match=words) as refused:
             load_edge_config(_edge_yaml(tmp_path, **bad))
         assert PASSWORD not in str(refused.value)
+
+
+def _claim(server: RedisServer, pid: int) -> StoreError | None:
+    """Start a registry entry for ``edge-x`` over one left by ``pid`` on this machine."""
+    from pq_quic_plugin.tunnel.edge.registry import Registry
+    from pq_quic_plugin.tunnel.edge.registry_redis import RedisLive
+
+    left = {"edge_id": "edge-x", "host": socket.gethostname(), "pid": pid, "instance": "old"}
+    server.client().set("pq-tunnel:edge:edge-x", json.dumps(left), px=60_000)
+
+    async def main() -> StoreError | None:
+        edge = RedisEdgeStore(_url(server))
+        await edge.start()
+        live = RedisLive(edge.client, edge.url, Registry(), edge_id="edge-x", location="l")
+        try:
+            await live.start()
+        except StoreError as exc:
+            return exc
+        finally:
+            await live.stop()
+            await edge.aclose()
+        return None
+
+    return asyncio.run(main())
+
+
+def test_two_running_edges_cannot_share_an_edge_id(server: RedisServer) -> None:
+    server.client().flushdb()
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        refused = _claim(server, sleeper.pid)  # another edge process that still runs
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert refused is not None and "edge-id 'edge-x' is already in use" in str(refused)
+    assert PASSWORD not in str(refused)
+    assert b'"old"' in (server.client().get("pq-tunnel:edge:edge-x") or b""), "left alone"
+    assert _claim(server, sleeper.pid) is None, "a dead edge's entry is taken over"
+    assert not server.client().exists("pq-tunnel:edge:edge-x"), "a clean stop removes it"

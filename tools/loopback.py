@@ -155,6 +155,13 @@ class Chain:
     HTTP/2 with hypercorn-pq)."""
     protocol: str = "quic"
     """The connector's ``protocol`` (transport to the edge): ``quic``, ``http2`` or ``auto``."""
+    pq_pki: DevPKI | None = None
+    """The ML-DSA set (CA, leaf) next to ``pki``, when the chain was started with one."""
+
+    @property
+    def cafile(self) -> Path:
+        """What clients trust: ``cas.pem`` (both CAs) with an ML-DSA set, else ``ca.pem``."""
+        return self.dir / "pki" / "cas.pem" if self.pq_pki is not None else self.pki.ca_cert
 
     @property
     def url(self) -> str:
@@ -173,7 +180,7 @@ class Chain:
             "edge": [f"127.0.0.1:{self.connector_port}"],
             "post-quantum": True,
             "ha-connections": 2,
-            "ca-file": str(self.pki.ca_cert),
+            "ca-file": str(self.cafile),
             "edge-server-name": "localhost",
             "metrics": f"127.0.0.1:{metrics}",
             "grace-period": "10s",
@@ -182,7 +189,7 @@ class Chain:
                 {
                     "hostname": TUNNEL_HOST,
                     "service": f"https://127.0.0.1:{self.origin_port}",
-                    "origin-ca-file": str(self.pki.ca_cert),
+                    "origin-ca-file": str(self.cafile),
                     "origin-server-name": "localhost",
                 },
                 {"service": "http_status:404"},
@@ -260,10 +267,13 @@ def write_edge_config(
     groups: list[str] | None = None,
     name: str = "edge.yaml",
     public_options: dict[str, object] | None = None,
+    pq_pki: DevPKI | None = None,
 ) -> Path:
     """Write an edge config listening on loopback; the tunnel store is ``tunnels.db``.
 
-    ``public_options`` are extra keys of the ``public`` section (limits, for instance)."""
+    ``public_options`` are extra keys of the ``public`` section (limits, for instance).
+    ``pq_pki``: an ML-DSA pair (``pq-certfile``/``pq-keyfile``) for the public listener, which
+    the connector listener inherits (it names no certificate of its own)."""
     connector_listener: dict[str, object] = {
         "bind": f"127.0.0.1:{connectors}",
         "post-quantum": connector_policy,
@@ -276,6 +286,11 @@ def write_edge_config(
             "certfile": str(pki.cert),
             "keyfile": str(pki.key),
             "pq": "prefer",
+            **(
+                {"pq-certfile": str(pq_pki.cert), "pq-keyfile": str(pq_pki.key)}
+                if pq_pki is not None
+                else {}
+            ),
             **(public_options or {}),
         },
         "connectors": connector_listener,
@@ -300,10 +315,15 @@ def running_chain(
     origin_cwd: Path = EXAMPLE_APP_DIR,
     edge_public: dict[str, object] | None = None,
     protocol: str = "quic",
+    ml_dsa_edge: bool = False,
+    ml_dsa_origin: bool = False,
 ) -> Iterator[Chain]:
     """Origin (the example app under ``hypercorn-pq --pq``), edge and connector, all ready.
 
     ``protocol`` is the connector's transport to the edge (``quic``, ``http2``, ``auto``).
+    ``ml_dsa_edge`` / ``ml_dsa_origin`` give the edge's listeners / the origin an ML-DSA-65
+    certificate next to the ECDSA one (docs/auth.md); clients then trust ``chain.cafile``
+    (both CAs), the connector included.
 
     The connector reaches the origin as ``https://`` with ``origin_protocol`` (None: the
     default, TLS over TCP; ``"http3"``: QUIC). ``origin_app`` in ``origin_cwd`` replaces the
@@ -311,6 +331,10 @@ def running_chain(
     """
     directory.mkdir(parents=True, exist_ok=True)
     pki = make_dev_pki(directory / "pki", hostnames=("localhost",))
+    pq_pki = None
+    if ml_dsa_edge or ml_dsa_origin:
+        pq_pki = make_dev_pki(directory / "pki", hostnames=("localhost",), sig="ml-dsa-65")
+        (directory / "pki" / "cas.pem").write_bytes(pki.ca_pem + pq_pki.ca_pem)
     origin_port, public, conn_port, edge_metrics, conn_metrics = (free_port() for _ in range(5))
     edge_yaml = write_edge_config(
         directory,
@@ -320,6 +344,7 @@ def running_chain(
         edge_metrics,
         connector_policy,
         public_options=edge_public,
+        pq_pki=pq_pki if ml_dsa_edge else None,
     )
     created = tunnel_cli(
         "create",
@@ -334,6 +359,8 @@ def running_chain(
     )
     assert created.returncode == 0, created.stderr
     tls = ["--certfile", str(pki.cert), "--keyfile", str(pki.key)]
+    if ml_dsa_origin and pq_pki is not None:
+        tls += ["--pq-certfile", str(pq_pki.cert), "--pq-keyfile", str(pq_pki.key)]
     origin_args = ["--pq", *tls, "-b", f"127.0.0.1:{origin_port}", "--graceful-timeout", "1"]
     with contextlib.ExitStack() as stack:
         origin = stack.enter_context(
@@ -353,6 +380,7 @@ def running_chain(
             origin=origin,
             origin_protocol=origin_protocol,
             protocol=protocol,
+            pq_pki=pq_pki,
         )
         stack.callback(_stop_connector, chain)  # also one a test starts (connector=False)
         stack.callback(_stop_all, chain.extra)

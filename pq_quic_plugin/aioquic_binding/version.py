@@ -105,7 +105,7 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     Internal(
         QuicConnection, "_write_stream_limits", _FLOW, params=("self", "builder", "space", "stream")
     ),
-    *names_of(QuicStream, _FLOW, instance="max_stream_data_local"),
+    *names_of(QuicStream, _FLOW, instance="max_stream_data_local max_stream_data_local_sent"),
     *names_of(QuicStreamReceiver, _FLOW, instance="highest_offset _buffer_start _stop_error_code"),
     # h3_stream_errors.py: a malformed response resets its stream, not the connection.
     Internal(H3Connection, "_check_content_length", _H3, params=("self", "stream")),

@@ -37,6 +37,8 @@ class Hop(_HopRequired, total=False):
     tls: bool  # TLS over TCP (the connector-origin hop to an https:// service)
     http_version: str  # "1.1", "2", "3": what ran over the hop
     codepoint: int
+    signature_scheme: str | None  # the hop's CertificateVerify scheme, e.g. "ML-DSA-65"
+    post_quantum_auth: bool  # ML-DSA signature on an all-ML-DSA chain (docs/auth.md)
 
 
 async def lifespan(receive: Receive, send: Send) -> None:

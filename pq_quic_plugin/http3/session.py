@@ -140,6 +140,12 @@ class HTTP3Session:
         return self._protocol.group
 
     @property
+    def protocol(self) -> H3ClientProtocol:
+        """The QUIC connection's protocol, for what ``pq_quic_plugin``'s fact functions read
+        (``negotiated_signature_scheme``, ``post_quantum_auth``)."""
+        return self._protocol
+
+    @property
     def closed(self) -> bool:
         return self._protocol.terminated is not None
 

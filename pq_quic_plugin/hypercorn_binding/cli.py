@@ -179,6 +179,7 @@ def _prepare(config: Config) -> PostQuantumConfig:
         raise
 
     pq_config = PostQuantumConfig.from_config(config)
+    pq_config.pq_h2_binding = True  # every worker: cheap h2 frame reprs (docs/binding.md)
     pq_config.pq = policy.value
     pq_config.pq_groups = groups
     pq_config.pq_trust_hops_from = trusted

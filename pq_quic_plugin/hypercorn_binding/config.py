@@ -19,6 +19,7 @@ from hypercorn.config import Config
 
 from ..asgi.hop_trust import TrustedPeers
 from ..auth_policy import AuthPolicy
+from ..h2_binding import apply as apply_h2_binding
 from ..plugins import registry
 from ..policy import GroupPolicy, Policy
 from .auth import NEEDS_PQ, auth_needs_pq, check_auth
@@ -32,6 +33,8 @@ class PostQuantumConfig(Config):
     """hypercorn's Config plus ``pq`` (off / prefer / require) and ``pq_groups`` (names)."""
 
     pq: str = "off"
+    #: Set by ``hypercorn-pq``: the workers apply the h2 binding (:mod:`pq_quic_plugin.h2_binding`).
+    pq_h2_binding: bool = False
     pq_groups: list[str] | None = None
     #: Who may send a pq-tunnel hop list, for the enforcement under ``pq = "require"``;
     #: ``None``: loopback (:data:`~pq_quic_plugin.asgi.hop_trust.LOOPBACK`).
@@ -52,6 +55,8 @@ class PostQuantumConfig(Config):
     def create_ssl_context(self) -> ssl.SSLContext | None:
         """The TCP listener's TLS: post-quantum under ``pq`` prefer/require (hypercorn's own
         settings carried over, :mod:`.tcp`), Python's ``ssl`` as in stock hypercorn when off."""
+        if self.pq_h2_binding:  # each worker calls this once, for itself
+            apply_h2_binding()
         if not self.ssl_enabled or Policy.parse(self.pq or "off") is Policy.OFF:
             return super().create_ssl_context()
         return tcp_context(self)

@@ -32,7 +32,9 @@ COMMANDS: dict[str, tuple[str, str, tuple[str, ...]]] = {
         "Run the edge: visitors connect to its public listener (HTTP/3 on UDP, HTTP/1.1 and "
         "HTTP/2 on TCP, one port) and connectors to its QUIC listener; requests for a "
         "tunnel's hostnames go down that tunnel's connections. Runs until SIGTERM/SIGINT "
-        "(the first drains within grace-period).",
+        "(the first drains within grace-period). An ML-DSA certificate next to the classical "
+        "one (pq-certfile and pq-keyfile in edge.yaml's listener sections) authenticates the "
+        "edge post-quantum to visitors and connectors that offer ML-DSA (docs/auth.md).",
         (
             "pq-tunnel edge --config edge.yaml",
             "pq-tunnel edge --config edge.yaml --loglevel debug --log-format json",
@@ -157,8 +159,9 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--store",
-        metavar="FILE",
-        help="the tunnel store itself (default: from --config, else ./tunnels.db)",
+        metavar="FILE|URL",
+        help="the tunnel store itself: a SQLite file or a redis:// URL (default: from "
+        "--config, else ./tunnels.db)",
     )
 
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 
+from ...h2_binding import apply as apply_h2_binding
 from ..config import (
     CONNECTOR_FIELDS,
     EDGE_FIELDS,
@@ -22,6 +23,7 @@ from ..config import (
     load_edge_config,
 )
 from ..logs import setup_logging
+from ..profiling import profiled
 from .common import fail
 
 __all__ = ["build_connector_config", "cmd_edge", "cmd_run", "flag_values"]
@@ -35,6 +37,7 @@ def flag_values(args: argparse.Namespace, table: FieldTable) -> dict[str, object
 
 
 def cmd_edge(args: argparse.Namespace) -> int:
+    apply_h2_binding()  # cheap h2 frame reprs (docs/binding.md, "The h2 binding")
     try:
         config = load_edge_config(args.config).with_overrides(**flag_values(args, EDGE_FIELDS))
     except (ConfigError, OSError) as exc:
@@ -60,7 +63,8 @@ def cmd_edge(args: argparse.Namespace) -> int:
             await ops.stop()
 
     try:
-        return asyncio.run(main())
+        with profiled("edge"):
+            return asyncio.run(main())
     except StoreError as exc:  # the store cannot be reached or refuses us: it says which
         return fail(str(exc))
     except OSError as exc:
@@ -77,6 +81,7 @@ def build_connector_config(args: argparse.Namespace) -> ConnectorConfig:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    apply_h2_binding()  # cheap h2 frame reprs (docs/binding.md, "The h2 binding")
     from ..connector import Connector
     from ..credentials import CredentialsError, load_credentials
     from ..credentials_home import CredentialsNotFoundError, find_credentials
@@ -121,4 +126,5 @@ def cmd_run(args: argparse.Namespace) -> int:
         finally:
             await ops.stop()
 
-    return asyncio.run(main())
+    with profiled("connector"):
+        return asyncio.run(main())

@@ -42,6 +42,7 @@ class ConnectorConfig:
     credentials_file: Path | None = _default("credentials_file")
     edge: tuple[HostPort, ...] = _default("edge")
     post_quantum: bool = _default("post_quantum")
+    post_quantum_auth: bool = _default("post_quantum_auth")
     groups: tuple[str, ...] | None = _default("groups")
     ha_connections: int = _default("ha_connections")
     metrics: HostPort = _default("metrics")

@@ -15,6 +15,7 @@ from typing import Any
 
 from ...policy import GroupPolicy, Policy
 from ..hostnames import HostPort
+from .auth_pairs import check_pq_pair, connectors_pq_pair, ml_dsa_pairs
 from .cluster import ClusterConfig
 from .edge_fields import CLUSTER_FIELDS
 from .fields import CONNECTORS_FIELDS, EDGE_FIELDS, PUBLIC_FIELDS
@@ -40,6 +41,12 @@ class ListenerConfig:
     bind: HostPort
     certfile: Path
     keyfile: Path
+    pq_certfile: Path | None = None  # an ML-DSA pair next to the classical one (auth_pairs.py)
+    pq_keyfile: Path | None = None
+
+    def certificates(self) -> list[tuple[Path, Path]]:
+        """The ML-DSA pair as ``configure_auth``/``ssl_context`` take extra pairs, or none."""
+        return ml_dsa_pairs(self)
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,7 @@ def _connectors(
         )
     if "certfile" not in keys:
         values["certfile"], values["keyfile"] = public.certfile, public.keyfile
+    connectors_pq_pair(r, keys, values, public)
     connectors = ConnectorListenerConfig(**values)
     try:
         connectors.group_policy()
@@ -130,6 +138,7 @@ def load_edge_config(path: str | Path) -> EdgeConfig:
     """Read and validate an ``edge.yaml``; relative paths are against its directory."""
     r = YamlReader(Path(path))
     values = read_section(r, r.compose(), "", EDGE_FIELDS).values
+    check_pq_pair(r, values["public"].keys, "public")
     public = PublicListenerConfig(**values["public"].values)
     values["connectors"] = _connectors(r, values["connectors"], public)
     values["public"] = public

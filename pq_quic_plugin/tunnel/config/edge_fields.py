@@ -35,11 +35,12 @@ __all__ = ["CLUSTER_FIELDS", "CONNECTORS_FIELDS", "EDGE_FIELDS", "PUBLIC_FIELDS"
 
 
 def _listener(
-    *, bind: str, certfile: str, keyfile: str, pair_default: str | None
+    *, bind: str, certfile: str, keyfile: str, pair_default: str | None, pq_default: str = "none"
 ) -> tuple[ConfigField, ...]:
     """The keys both of the edge's listeners start with (``edge.ListenerConfig``): where it
     binds, and the certificate and key it presents, which must exist. ``pair_default`` is what
-    the pair defaults to, ``None`` when it is required."""
+    the pair defaults to, ``None`` when it is required. ``pq-certfile``/``pq-keyfile`` are an
+    ML-DSA pair held next to it (``config/auth_pairs.py`` has their rules)."""
     pair: dict[str, Any] = (
         {"required": True} if pair_default is None else {"default_doc": pair_default}
     )
@@ -47,6 +48,21 @@ def _listener(
         _field("bind", HostPortValue(listen=True), bind, required=True),
         _field("certfile", PathValue(must_exist=True), certfile, **pair),
         _field("keyfile", PathValue(must_exist=True), keyfile, **pair),
+        _field(
+            "pq-certfile",
+            PathValue(must_exist=True),
+            "an ML-DSA certificate chain (PEM) held next to `certfile`: a peer that offers "
+            "ML-DSA gets it (post-quantum authentication, docs/auth.md), any other peer gets "
+            "`certfile`; on QUIC and TCP alike. `pq_quic_plugin.devcert` makes a test one "
+            "(its ML-DSA-65 set, docs/auth.md); give `pq-keyfile` too; must exist",
+            default_doc=pq_default,
+        ),
+        _field(
+            "pq-keyfile",
+            PathValue(must_exist=True),
+            "the ML-DSA certificate's private key (PEM); give `pq-certfile` too; must exist",
+            default_doc=pq_default,
+        ),
     )
 
 
@@ -105,6 +121,7 @@ CONNECTORS_FIELDS = FieldTable(
             certfile="a separate certificate for connectors; give `keyfile` too",
             keyfile="the separate certificate's key; give `certfile` too",
             pair_default="the `public` pair",
+            pq_default="the `public` ML-DSA pair, when this section gives no certificate",
         ),
         _field(
             "post-quantum",

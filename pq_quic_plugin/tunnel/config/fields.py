@@ -194,6 +194,20 @@ CONNECTOR_FIELDS = FieldTable(
             env="TUNNEL_POST_QUANTUM",
         ),
         _field(
+            "post-quantum-auth",
+            BoolValue(),
+            "`true`: demand post-quantum (ML-DSA) authentication of the edge, on QUIC and "
+            "http2 alike: an edge that presents a classical certificate (or an ML-DSA leaf "
+            "under a classical CA) is refused in the handshake, with the post-quantum banner "
+            "and report (once per connection), and retried every `max-backoff`. `false`: offer "
+            "ML-DSA and accept a classical certificate (the hop list says which). Independent "
+            "of `post-quantum` (key exchange); `ca-file` must hold the CA of the edge's ML-DSA "
+            "certificate (devcert's `cas.pem` holds both of its CAs, docs/auth.md)",
+            default=False,
+            flag_help="demand ML-DSA (post-quantum) authentication of the edge",
+            env="TUNNEL_POST_QUANTUM_AUTH",
+        ),
+        _field(
             "groups",
             GroupsValue(),
             "the key-exchange groups to offer; with `post-quantum: true` at least one must be "

@@ -9,7 +9,13 @@ So every failure is sorted into one :class:`FailureKind` with the real reason at
 - ``tls``: the TLS handshake failed for a reason other than key exchange, e.g. the edge's
   certificate did not verify; retried (a certificate can be renewed), never the PQ banner.
 - ``post-quantum``: the edge refused every key-exchange group we offered (``handshake_failure``
-  during the handshake while ``post-quantum`` is on): the only kind that shows the banner.
+  during the handshake while ``post-quantum`` is on), or, under ``post-quantum-auth``, the edge
+  did not authenticate with ML-DSA (``Failure.edge_auth``; the reason says what it
+  presented): the only kind that shows the banner. An authentication refusal is retried,
+  since the edge's operator can fix it without touching the connector (a new certificate),
+  but as the permanent-ish thing it is: at ``max-backoff`` from the first failure, with the
+  banner and report once per connection rather than at every attempt (:mod:`.supervisor`);
+  never as a network failure, so ``protocol: auto`` does not switch transport over it.
 - ``authentication``: the edge refused the registration, or closed a registered connection
   because its tunnel was deleted. Permanent: retrying cannot help (docs/tunnel.md, "Retries").
 """
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +32,7 @@ from typing import Any
 from ..wire import ERROR_AUTH, StreamReset
 from .registration import RegistrationError
 
-__all__ = ["Failure", "FailureKind", "classify", "describe_close"]
+__all__ = ["Failure", "FailureKind", "auth_refusal", "classify", "describe_close"]
 
 #: QUIC carries a TLS alert as CRYPTO_ERROR (0x100) plus the alert number (RFC 9001, 4.8).
 _CRYPTO_ERROR = 0x100
@@ -55,6 +62,11 @@ _IDLE_TIMEOUT = "Idle timeout"
 #: The ``reason`` of the TLS layer's ``PostQuantumRefusedError`` (checked by name, so that this
 #: module does not import the TLS layer: a connector without post-quantum may lack it).
 _PQ_REFUSED = "POST_QUANTUM_REFUSED"
+#: The same for a ``require`` client's refusal of a server that did not sign with ML-DSA.
+_PQ_AUTH_REFUSED = "POST_QUANTUM_AUTH_REFUSED"
+#: How ``auth_policy.client_refusal`` words the two refusals (QUIC alert and TCP error alike).
+_CLASSICAL_SERVER = re.compile(r"server authenticated with ([\w.-]+) \(classical\)")
+_MIXED_CHAIN = re.compile(r"server signed with ([\w.-]+) but its certificate chain is not all")
 
 
 class FailureKind(enum.Enum):
@@ -70,6 +82,9 @@ class Failure:
 
     kind: FailureKind
     reason: str
+    edge_auth: bool = False
+    """A post-quantum failure of the edge's authentication (``post-quantum-auth``), not of the
+    key exchange: the banner says what to check accordingly."""
 
     @property
     def permanent(self) -> bool:
@@ -90,7 +105,32 @@ def describe_close(code: int | None, reason: str) -> str:
     return reason or ("closed" if code is None else f"error 0x{code:X}")
 
 
-def classify(exc: BaseException, conn: Any, *, post_quantum: bool, registered: bool) -> Failure:
+def auth_refusal(text: str) -> str | None:
+    """The operator's sentence for our refusal of an edge that did not authenticate with
+    ML-DSA, from the TLS layer's reason (``auth_policy.client_refusal``); None for any other."""
+    classical = _CLASSICAL_SERVER.search(text)
+    if classical:
+        return (
+            f"edge presented a classical certificate ({classical.group(1)}); "
+            "post-quantum-auth requires ML-DSA"
+        )
+    mixed = _MIXED_CHAIN.search(text)
+    if mixed:
+        return (
+            f"edge presented an {mixed.group(1)} certificate whose chain is not all ML-DSA; "
+            "post-quantum-auth requires ML-DSA throughout"
+        )
+    return None
+
+
+def classify(
+    exc: BaseException,
+    conn: Any,
+    *,
+    post_quantum: bool,
+    registered: bool,
+    post_quantum_auth: bool = False,
+) -> Failure:
     """Sort the failure of one attempt; ``conn`` is the link (a ``TunnelLink``) the attempt
     created, if any (its close code and reason are the real story behind aioquic's bare
     ``ConnectionError``). Over http2 the handshake's own exceptions say what happened."""
@@ -98,6 +138,9 @@ def classify(exc: BaseException, conn: Any, *, post_quantum: bool, registered: b
         return Failure(FailureKind.AUTHENTICATION, f"the edge refused the registration: {exc}")
     if isinstance(exc, ssl.SSLError):
         text = f"TLS handshake failed: {exc}"
+        refusal = auth_refusal(str(exc))
+        if getattr(exc, "reason", None) == _PQ_AUTH_REFUSED and post_quantum_auth and refusal:
+            return Failure(FailureKind.POST_QUANTUM, refusal, edge_auth=True)
         if getattr(exc, "reason", None) == _PQ_REFUSED and post_quantum:
             return Failure(FailureKind.POST_QUANTUM, str(exc))
         return Failure(FailureKind.TLS, text)
@@ -129,6 +172,9 @@ def classify(exc: BaseException, conn: Any, *, post_quantum: bool, registered: b
             key_exchange = True
         if post_quantum and key_exchange and not conn.handshake_done:
             return Failure(FailureKind.POST_QUANTUM, text)
+        refusal = auth_refusal(reason) if alert == _ALERT_HANDSHAKE_FAILURE else None
+        if post_quantum_auth and refusal and not conn.handshake_done:
+            return Failure(FailureKind.POST_QUANTUM, refusal, edge_auth=True)
         return Failure(FailureKind.TLS, text)
     text = describe_close(code, reason)
     return Failure(FailureKind.NETWORK, f"connection lost: {text}" if registered else text)

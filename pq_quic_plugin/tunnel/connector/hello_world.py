@@ -25,6 +25,8 @@ INTERNAL_HOP: Hop = {
     "transport": "internal",
     "group": None,
     "post_quantum": False,
+    "signature_scheme": None,
+    "post_quantum_auth": False,
 }
 
 

@@ -4,7 +4,8 @@ The handshake follows the reference design (docs/tunnel.md): with ``post-quantum
 connector offers post-quantum groups only (policy ``require``) and sends a key share for one
 allowed group picked at random, so operators learn from the logs whether a fragmented
 ClientHello gets through their network; there is never a classical fallback. Otherwise it
-prefers post-quantum and accepts classical.
+prefers post-quantum and accepts classical. Authentication is a separate setting
+(:func:`auth_policy`): ``post-quantum-auth`` refuses an edge that does not sign with ML-DSA.
 
 Registration then runs on the first stream (docs/protocol.md): ``hello`` naming the tunnel and
 its hostnames, the edge's ``challenge`` nonce, our ``auth`` proof (an HMAC with the key derived
@@ -25,6 +26,7 @@ from aioquic.quic.configuration import QuicConfiguration
 
 from ... import __version__
 from ...aioquic_binding import configure
+from ...aioquic_binding.auth_config import configure_auth
 from ..config import ConnectorConfig
 from ..credentials import Credentials, proof
 from ..hostnames import HostPort
@@ -44,6 +46,7 @@ __all__ = [
     "REGISTRATION_TIMEOUT",
     "Identity",
     "RegistrationError",
+    "auth_policy",
     "edge_configuration",
     "register",
     "watch_control",
@@ -75,14 +78,23 @@ def edge_configuration(
     )
     if config.ca_file:
         quic.load_verify_locations(str(config.ca_file))
+    group = None
     if not config.post_quantum:
         configure(quic, "prefer")
-        return quic, None
-    groups = config.groups or DEFAULT_PQ_GROUPS
-    group = random.choice(groups)
-    others = [g for g in groups if g != group]
-    configure(quic, "require", groups=[group, *others], key_shares=[group])
+    else:
+        groups = config.groups or DEFAULT_PQ_GROUPS
+        group = random.choice(groups)
+        others = [g for g in groups if g != group]
+        configure(quic, "require", groups=[group, *others], key_shares=[group])
+    configure_auth(quic, auth_policy(config))
     return quic, group
+
+
+def auth_policy(config: ConnectorConfig) -> str:
+    """How the connector authenticates the edge, on both transports: ``post-quantum-auth``
+    demands ML-DSA (``require``); otherwise ML-DSA is offered and a classical certificate
+    accepted (``prefer``), and the hop list says which one the edge used."""
+    return "require" if config.post_quantum_auth else "prefer"
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ class HandshakeFailure:
     group_tried: str | None
     error: str
     connector_id: str
+    edge_auth: bool = False
+    """The edge's authentication failed (``post-quantum-auth``), not the key exchange."""
 
     def as_report(self) -> dict[str, Any]:
         """The JSON body of the failure report."""
@@ -51,24 +53,49 @@ class HandshakeFailure:
             "group": self.group_tried,
             "version": f"pq-quic-plugin/{__version__}",
             "error": self.error,
+            "failed": "authentication" if self.edge_auth else "key-exchange",
             "conn_index": self.conn_index,
             "edge": self.edge,
             "connector_id": self.connector_id,
         }
 
 
-def print_banner(failure: HandshakeFailure) -> None:
-    """Say it loudly on stderr, and say what to check next."""
-    lines = [
-        "=" * 78,
-        "POST-QUANTUM TUNNEL CONNECTION FAILED (no classical fallback: --post-quantum is set)",
-        f"  connIndex={failure.conn_index} edge={failure.edge} group tried={failure.group_tried}",
-        f"  error: {failure.error}",
-        "  What to check:",
+#: The banner's headline and what to check, for a key-exchange failure and for an
+#: authentication failure (the edge did not sign with ML-DSA under ``post-quantum-auth``).
+_KEY_EXCHANGE = (
+    ("POST-QUANTUM TUNNEL CONNECTION FAILED (no classical fallback: --post-quantum is set)",),
+    (
         "   - does the edge accept post-quantum key exchange? (edge.yaml: connectors:",
         "     post-quantum: prefer|require, and the group above in connectors: groups)",
         "   - does your network pass UDP and fragmented (multi-datagram) ClientHellos?",
         "   - run without --post-quantum to see whether a classical connection works",
+    ),
+)
+_AUTHENTICATION = (
+    (
+        "POST-QUANTUM AUTHENTICATION OF THE EDGE FAILED (post-quantum-auth is set: a classical",
+        "certificate is never accepted; no connection was made)",
+    ),
+    (
+        "   - does the edge hold an ML-DSA certificate? (edge.yaml: connectors: pq-certfile and",
+        "     pq-keyfile; python -m pq_quic_plugin.devcert DIR --sig ml-dsa-65 makes a test one)",
+        "   - is its whole chain ML-DSA (an ML-DSA leaf under an ECDSA CA is not enough)?",
+        "   - does ca-file hold the ML-DSA CA (devcert's cas.pem holds both)?",
+        "   - run without post-quantum-auth to see which certificate the edge presents",
+    ),
+)
+
+
+def print_banner(failure: HandshakeFailure) -> None:
+    """Say it loudly on stderr, and say what to check next."""
+    headline, checks = _AUTHENTICATION if failure.edge_auth else _KEY_EXCHANGE
+    lines = [
+        "=" * 78,
+        *headline,
+        f"  connIndex={failure.conn_index} edge={failure.edge} group tried={failure.group_tried}",
+        f"  error: {failure.error}",
+        "  What to check:",
+        *checks,
         f"  Known problems: {TROUBLESHOOTING[0]}",
         f"  {TROUBLESHOOTING[1]}",
         "=" * 78,

@@ -31,6 +31,7 @@ from ... import __version__, negotiated_group
 from ...aioquic_binding.facade import quic_of
 from ..config import ConnectorConfig
 from ..credentials import Credentials
+from ..hop_auth import describe_auth
 from ..hostnames import HostPort
 from ..observer import NO_OBSERVER, Observer
 from ..origin import OriginClient
@@ -85,6 +86,7 @@ class ConnectionState:
     reconnects: int = 0
     last_error: str = ""
     registered_at: float = 0.0
+    announced: str = ""  # the authentication refusal whose banner this slot has shown
 
     @property
     def edge(self) -> str:
@@ -153,14 +155,21 @@ class Connector:
         )
         logger.info("Version pq-quic-plugin/%s", __version__)
         logger.info(
-            "Settings: post-quantum:%s ha-connections:%d edge:%s",
+            "Settings: post-quantum:%s post-quantum-auth:%s ha-connections:%d edge:%s",
             str(c.post_quantum).lower(),
+            str(c.post_quantum_auth).lower(),
             c.ha_connections,
             ",".join(str(e) for e in c.edge),
         )
         logger.info("Generated Connector ID: %s", self.connector_id)
         logger.info("Initial protocol %s", initial_protocol(c.protocol))
         logger.info("Key exchange policy: %s", policy)
+        logger.info(
+            "Edge authentication: %s",
+            "require (ML-DSA only: a classical certificate is refused)"
+            if c.post_quantum_auth
+            else "prefer (ML-DSA offered, a classical certificate accepted)",
+        )
         if c.post_quantum:
             groups = c.groups or DEFAULT_PQ_GROUPS
             logger.info("Tunnel connection curve preferences: [%s]", " ".join(groups))
@@ -272,6 +281,7 @@ class Connector:
                         state.attempt,
                         post_quantum=self.config.post_quantum,
                         registered=state.registered,
+                        post_quantum_auth=self.config.post_quantum_auth,
                     )
             if failure is not None and state.registered:
                 delay = BACKOFF_BASE  # it worked for a while: start over
@@ -294,6 +304,9 @@ class Connector:
                 self._give_up(state, failure, failures)
                 return
             state.reconnects += 1
+            if failure.edge_auth:
+                # The edge's certificate changes only when its operator acts: do not hammer.
+                delay = cap
             wait = random.uniform(delay / 2, delay)  # jitter: connectors do not stampede
             logger.warning(
                 "connIndex=%d edge=%s %s failure: %s; reconnecting in %.1fs (attempt %d)",
@@ -363,15 +376,18 @@ class Connector:
             answer = await register(conn, self._identity, state.index)
             state.registered = True
             state.registered_at = time.time()
+            state.announced = ""
             self.observer.connection_registered(state.index, str(answer.get("location") or ""))
             logger.info(
-                "Connection %s registered connIndex=%d edge=%s location=%s protocol=%s group=%s",
+                "Connection %s registered connIndex=%d edge=%s location=%s protocol=%s group=%s "
+                "auth=%s",
                 self.connector_id,
                 state.index,
                 state.edge,
                 answer.get("location"),
                 state.protocol,
                 state.group,
+                describe_auth(conn),
             )
             keepalive = asyncio.ensure_future(self._keepalive(conn))
             control = asyncio.ensure_future(watch_control(conn, state.index))
@@ -396,13 +412,25 @@ class Connector:
         self, state: ConnectionState, failure: Failure, handshake_failed: bool, elapsed: float
     ) -> None:
         """Metrics for a failed handshake; the banner (and report) for a post-quantum refusal
-        only: a network outage or a certificate problem is not post-quantum's fault."""
+        only: a network outage or a certificate problem is not post-quantum's fault. An
+        authentication refusal is announced once per slot, not at every attempt."""
         if handshake_failed:
             self.observer.handshake(state.group or state.group_tried, False, elapsed)
         if not failure.shows_banner:
             return
+        if failure.edge_auth:
+            # Once per slot until it changes (or the slot connects): it will not go away by
+            # itself, and the WARNING line of each attempt still says it.
+            if state.announced == failure.reason:
+                return
+            state.announced = failure.reason
         report = HandshakeFailure(
-            state.index, state.edge, state.group_tried, failure.reason, self.connector_id
+            state.index,
+            state.edge,
+            state.group_tried,
+            failure.reason,
+            self.connector_id,
+            edge_auth=failure.edge_auth,
         )
         print_banner(report)
         if self.config.pq_report_url:

@@ -25,7 +25,7 @@ from ..wire.h2_endpoints import connector_tls, dial_h2
 from ..wire.h2_transport import H2TunnelConnection
 from .dialer import dial
 from .failures import Failure, FailureKind
-from .registration import DEFAULT_PQ_GROUPS, edge_configuration
+from .registration import DEFAULT_PQ_GROUPS, auth_policy, edge_configuration
 
 __all__ = ["UDP_BLOCKED_HINT", "LinkFactory", "ProtocolChoice", "initial_protocol"]
 
@@ -103,7 +103,7 @@ class LinkFactory:
         if self._tls is None:
             c = self.config
             groups = (c.groups or DEFAULT_PQ_GROUPS) if c.post_quantum else c.groups
-            self._tls = connector_tls(c.post_quantum, groups, c.ca_file)
+            self._tls = connector_tls(c.post_quantum, groups, c.ca_file, auth=auth_policy(c))
         return self._tls
 
     @contextlib.asynccontextmanager

@@ -22,6 +22,7 @@ from typing import Any
 from ...asgi.scope import connection_facts
 from ...asgi.types import Receive, Scope, Send, lifespan
 from ..headers import EDGE_REPLACES, ORIGIN_ONLY, forwardable, forwarding_headers
+from ..hop_auth import auth_fields
 from ..observer import NO_OBSERVER, Observer
 from ..ops.relay_counts import counted as _counted
 from ..ops.relay_counts import counting as _counting
@@ -117,12 +118,15 @@ class EdgeApp:
                     "http_version": facts.http_version,
                     "group": facts.group,
                     "post_quantum": facts.post_quantum,
+                    "signature_scheme": facts.signature_scheme,
+                    "post_quantum_auth": facts.post_quantum_auth,
                 },
                 {
                     "hop": "edge-connector",
                     "transport": live.connection.transport_name,
                     "group": live.group,
                     "post_quantum": live.post_quantum,
+                    **auth_fields(live.connection),  # the edge's view of its own handshake
                 },
             ],
         }

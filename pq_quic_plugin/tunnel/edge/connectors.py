@@ -29,9 +29,11 @@ from aioquic.quic.configuration import QuicConfiguration
 
 from ... import negotiated_group
 from ...aioquic_binding import configure
+from ...aioquic_binding.auth_config import configure_auth
 from ...aioquic_binding.facade import server_port
 from ...policy import Policy
 from ..credentials import verify_proof
+from ..hop_auth import describe_auth
 from ..hostnames import format_hostport
 from ..log_safe import shown, shown_host
 from ..observer import NO_OBSERVER, Observer
@@ -99,15 +101,18 @@ class ConnectorListener:
         policy: Policy = Policy.PREFER,
         groups: Sequence[str] | None = None,
         idle_timeout: float = 15.0,
+        certificates: Sequence[tuple[str, str]] = (),
     ) -> int:
         """Bind the UDP listener, then the TCP one on the same port; return the port (useful
-        when ``port`` is 0)."""
+        when ``port`` is 0). ``certificates``: an ML-DSA pair next to ``certfile``, for
+        connectors that offer ML-DSA (docs/auth.md)."""
         config = QuicConfiguration(
             is_client=False, alpn_protocols=[ALPN], idle_timeout=idle_timeout
         )
         config.load_cert_chain(certfile, keyfile)
         if policy is not Policy.OFF:
             configure(config, policy, groups=groups)
+            configure_auth(config, "prefer", certificates=list(certificates))
         make_handler = self._make_handler
 
         class _Protocol(TunnelConnection):
@@ -118,7 +123,7 @@ class ConnectorListener:
         self._server = await serve(host, port, configuration=config, create_protocol=_Protocol)
         bound = server_port(self._server)
         self._tcp = await listen_h2(
-            host, bound, edge_tls(certfile, keyfile, policy, groups), self._h2_link
+            host, bound, edge_tls(certfile, keyfile, policy, groups, certificates), self._h2_link
         )
         logger.info(
             "connector listener on udp and tcp %s (quic, http2), key exchange policy %s%s",
@@ -314,7 +319,7 @@ class ConnectorListener:
             },
         )
         logger.info(
-            "Connection %s registered connIndex=%d tunnel=%s ip=%s protocol=%s group=%s%s",
+            "Connection %s registered connIndex=%d tunnel=%s ip=%s protocol=%s group=%s%s auth=%s",
             hello.connector_id,
             hello.conn_index,
             record.name,
@@ -322,6 +327,7 @@ class ConnectorListener:
             connection.protocol_name,
             live.group,
             "" if live.post_quantum else " (NOT post-quantum)",
+            describe_auth(connection),
         )
         return live
 

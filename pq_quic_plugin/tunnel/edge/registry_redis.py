@@ -41,6 +41,16 @@ __all__ = ["RedisLive"]
 logger = logging.getLogger("pq_quic_plugin.tunnel.edge")
 
 _ERRORS = (redis_errors.RedisError, OSError, asyncio.TimeoutError)
+#: Delete the entry only if it is still this instance's (another edge may have taken the ID
+#: over after this one lost Redis for longer than its TTL).
+_REMOVE_OWN = """
+local entry = redis.call('GET', KEYS[1])
+if entry and string.find(entry, '"instance": "' .. ARGV[1] .. '"', 1, true) then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+end
+return 0
+"""
 
 
 class RedisLive(Observer):
@@ -69,6 +79,7 @@ class RedisLive(Observer):
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._remove = client.register_script(_REMOVE_OWN)
 
     def entry(self) -> dict[str, Any]:
         tunnels: dict[str, list[dict[str, Any]]] = {}
@@ -111,11 +122,11 @@ class RedisLive(Observer):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._task is None:
+            return  # never claimed the ID: the entry there is another edge's
         with contextlib.suppress(*_ERRORS):
-            pipe = self.client.pipeline(transaction=True)
-            pipe.delete(schema.edge_key(self.edge_id))
-            pipe.zrem(schema.EDGES, self.edge_id)
-            await asyncio.wait_for(pipe.execute(), 2.0)
+            keys = [schema.edge_key(self.edge_id), schema.EDGES]
+            await asyncio.wait_for(self._remove(keys=keys, args=[self.instance, self.edge_id]), 2)
 
     def write(self) -> None:
         """Publish soon (a registration changed); the heartbeat task does the writing."""

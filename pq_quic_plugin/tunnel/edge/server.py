@@ -92,7 +92,11 @@ class Edge:
         config.graceful_timeout = float(self.config.grace_period)
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
-        return post_quantum(config, public.pq)
+        pairs = public.certificates()  # an ML-DSA pair for visitors that offer ML-DSA
+        if not pairs:
+            return post_quantum(config, public.pq)
+        (pq_cert, pq_key), *_ = pairs
+        return post_quantum(config, public.pq, pq_certfile=str(pq_cert), pq_keyfile=str(pq_key))
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -125,6 +129,7 @@ class Edge:
             str(connectors.keyfile),
             policy=connectors.post_quantum,
             groups=connectors.groups,
+            certificates=[(str(c), str(k)) for c, k in connectors.certificates()],
         )
         logger.info(
             "edge %s (location %s) starting; tunnels in %s",

@@ -44,6 +44,7 @@ from .request import OriginHop, PeekedBody
 
 __all__ = [
     "CONNECTION_WINDOW",
+    "MAX_FRAME_SIZE",
     "STREAM_WINDOW",
     "H2Session",
     "OriginStream",
@@ -57,6 +58,9 @@ STREAM_WINDOW = 1024 * 1024
 CONNECTION_WINDOW = 16 * 1024 * 1024
 #: The request and response headers we accept from an origin, in bytes (HPACK-decoded).
 MAX_HEADER_LIST = 256 * 1024
+#: The largest DATA frame the origin may send us (HTTP/2's default is 16 KiB): fewer, larger
+#: frames cost the origin and the connector less per byte; the windows still bound memory.
+MAX_FRAME_SIZE = 256 * 1024
 
 
 class StreamGone(Exception):
@@ -114,7 +118,14 @@ class H2Session:
         self.reader, self.writer = reader, writer
         self.service = service
         self.hop = hop
-        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        # h2's outbound checks (no connection-specific headers, ``te`` only ``trailers``,
+        # pseudo-headers first and known, ``:authority`` and ``:path`` present) hold by
+        # construction in :func:`~.h2_request.send_request` (``forwardable`` and
+        # ``wire_headers``, which also check what h2 does not), so they are not run twice per
+        # request. Normalising stays on: it marks credentials never-indexed in HPACK.
+        config = h2.config.H2Configuration(
+            client_side=True, header_encoding=None, validate_outbound_headers=False
+        )
         self.conn = h2.connection.H2Connection(config)
         self.conn.local_settings = h2.settings.Settings(
             client=True,
@@ -123,8 +134,12 @@ class H2Session:
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST,
+                h2.settings.SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE,
             },
         )
+        # Settings given at construction are in force from the start (the origin reads them in
+        # our preface), but h2 took its inbound frame limit from the defaults it had before.
+        self.conn.max_inbound_frame_size = MAX_FRAME_SIZE
         self.streams: dict[int, OriginStream] = {}
         self.closed_reason: str | None = None
         self.draining = False  # no new streams: GOAWAY received, or retired by the pool

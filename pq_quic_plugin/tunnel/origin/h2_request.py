@@ -19,7 +19,7 @@ from .h2 import H2Session, OriginStream, StreamGone, StreamRefused
 from .request import OriginRequest, OriginResponse, PeekedBody
 from .request import retrieve as _retrieve
 
-__all__ = ["H2Body", "send_request"]
+__all__ = ["JOIN_LIMIT", "H2Body", "send_request"]
 
 
 async def send_request(
@@ -50,9 +50,23 @@ class _StreamExchange:
     def __init__(self, session: H2Session, stream: OriginStream, request: OriginRequest) -> None:
         self.session, self.stream, self.request = session, stream, request
         self.what = f"{request.method} {request.path}"
+        self.timed_out = False
+
+    def _no_answer(self) -> OriginError:
+        return OriginError(
+            504,
+            f"origin {self.session.service.text} did not answer {self.what} within "
+            f"{self.request.timeout:g}s",
+        )
+
+    def _time_out(self) -> None:
+        self.timed_out = True
+        self.stream.wake()
 
     async def _head(self) -> None:
         while self.stream.status == 0:
+            if self.timed_out:
+                raise self._no_answer()
             if self.stream.error is not None:
                 if self.stream.retryable:
                     raise StreamRefused(self.stream.error)
@@ -65,9 +79,9 @@ class _StreamExchange:
 
     async def run(self, body: PeekedBody) -> OriginResponse:
         session, stream = self.session, self.stream
-        uploading = asyncio.ensure_future(
-            session.upload(stream, body, self.request.timeout) if not body.empty else _done()
-        )
+        if body.empty:
+            return await self._run_without_body()
+        uploading = asyncio.ensure_future(session.upload(stream, body, self.request.timeout))
         reading = asyncio.ensure_future(self._head())
         try:
             await self._race(reading, uploading)
@@ -82,6 +96,25 @@ class _StreamExchange:
             raise
         return OriginResponse(
             stream.status, stream.headers, H2Body(session, stream, uploading), session.hop
+        )
+
+    async def _run_without_body(self) -> OriginResponse:
+        """No upload to race (the head went with END_STREAM): wait for the response head in
+        this task, under one timer, with no task of its own (most requests are like this)."""
+        session, stream = self.session, self.stream
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self.request.timeout, self._time_out)
+        try:
+            await self._head()
+        except BaseException:
+            session.cancel(stream)
+            raise
+        finally:
+            timer.cancel()
+        sent = loop.create_future()  # the upload, done: there is none
+        sent.set_result(None)
+        return OriginResponse(
+            stream.status, stream.headers, H2Body(session, stream, sent), session.hop
         )
 
     async def _race(self, reading: asyncio.Task[None], uploading: asyncio.Task[None]) -> None:
@@ -107,22 +140,33 @@ class _StreamExchange:
                     raise failure
                 continue  # sent (or the stream went away: the head or its error follows)
             if not done:
-                raise OriginError(
-                    504,
-                    f"origin {self.session.service.text} did not answer {self.what} within "
-                    f"{timeout:g}s",
-                )
+                raise self._no_answer()
 
 
-async def _done() -> None:
-    return None
+#: The most response body :class:`H2Body` hands out in one chunk, joined from DATA frames that
+#: have arrived already (never waiting for more): the connector then sends one tunnel write per
+#: read from the origin, not one per 16 KiB HTTP/2 frame.
+JOIN_LIMIT = 256 * 1024
+
+
+def _join_ready(stream: OriginStream, data: bytes, flow: int) -> tuple[bytes, int]:
+    """``data`` plus the stream's other received DATA up to :data:`JOIN_LIMIT` bytes, and the
+    flow-controlled length of all of it."""
+    parts, size = [data], len(data)
+    while stream.data and size < JOIN_LIMIT:
+        more, more_flow = stream.data.popleft()
+        parts.append(more)
+        size += len(more)
+        flow += more_flow
+    return b"".join(parts), flow
 
 
 class H2Body(AsyncIterator[bytes]):
-    """A response body from an HTTP/2 origin; each chunk taken opens the window that much."""
+    """A response body from an HTTP/2 origin; each chunk taken opens the window that much.
+    Chunks that arrived together are handed out as one (:data:`JOIN_LIMIT`)."""
 
     def __init__(
-        self, session: H2Session, stream: OriginStream, upload: asyncio.Task[None]
+        self, session: H2Session, stream: OriginStream, upload: asyncio.Future[None]
     ) -> None:
         self._session, self._stream, self._upload = session, stream, upload
         self._done = False
@@ -135,6 +179,8 @@ class H2Body(AsyncIterator[bytes]):
         while not self._done:
             if stream.data:
                 data, flow = stream.data.popleft()
+                if stream.data and len(data) < JOIN_LIMIT:
+                    data, flow = _join_ready(stream, data, flow)
                 self._session.taken(stream, flow)
                 if data:
                     return data

@@ -157,7 +157,9 @@ class H3Client:
         timeout = request.timeout
         for attempt in (1, 2):
             session = await self._session(service, request)
-            hop = OriginHop.over("quic", session.group, http_version="3")
+            hop = OriginHop.over(
+                "quic", session.group, http_version="3", connection=session.protocol
+            )
             h3_headers = wire_headers(request.headers_to_send(hop, service), lower=True)
             send_body = None if body.empty else body.chunks()
             try:

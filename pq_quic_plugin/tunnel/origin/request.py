@@ -16,6 +16,7 @@ from ...asgi.types import Hop
 from ...groups.base import Group
 from ..config import Service
 from ..headers import find, forwardable
+from ..hop_auth import auth_of
 from ..hostnames import format_hostport
 from .errors import OriginError
 from .framing import body_length, without_stale_length
@@ -49,6 +50,8 @@ class OriginHop:
     post_quantum: bool
     tls: bool = False
     http_version: str | None = None
+    signature_scheme: str | None = None  # the origin's CertificateVerify scheme (hop_auth.py)
+    post_quantum_auth: bool = False
 
     @classmethod
     def over(
@@ -58,10 +61,13 @@ class OriginHop:
         *,
         http_version: str | None = None,
         tls: bool = False,
+        connection: Any = None,
     ) -> OriginHop:
         """The hop over ``transport`` that negotiated ``group`` (None: no key exchange, or
-        not known); every origin path reports its hop this one way."""
+        not known), authenticated as ``connection``'s handshake says (None: no TLS); every
+        origin path reports its hop this one way."""
         post_quantum = bool(group is not None and group.post_quantum)
+        scheme, pq_auth = auth_of(connection) if connection is not None else (None, False)
         return cls(
             HOP_NAME,
             transport,
@@ -69,6 +75,8 @@ class OriginHop:
             post_quantum,
             tls=tls,
             http_version=http_version,
+            signature_scheme=scheme.name if scheme is not None else None,
+            post_quantum_auth=pq_auth,
         )
 
     def as_dict(self) -> Hop:
@@ -77,6 +85,8 @@ class OriginHop:
             "transport": self.transport,
             "group": self.group,
             "post_quantum": self.post_quantum,
+            "signature_scheme": self.signature_scheme,
+            "post_quantum_auth": self.post_quantum_auth,
         }
         if self.http_version is not None:
             out["http_version"] = self.http_version
@@ -262,7 +272,7 @@ async def _nothing() -> AsyncIterator[bytes]:
     yield b""  # pragma: no cover - makes this an async generator
 
 
-def retrieve(task: asyncio.Task[Any] | None) -> BaseException | None:
+def retrieve(task: asyncio.Future[Any] | None) -> BaseException | None:
     """A finished task's exception (marking it retrieved), else None."""
     if task is None or not task.done() or task.cancelled():
         return None

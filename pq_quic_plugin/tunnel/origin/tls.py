@@ -45,7 +45,9 @@ class TLSStream:
 def tls_hop(writer: asyncio.StreamWriter, http_version: str, transport: str = "tcp") -> OriginHop:
     """The connector-origin hop of this TLS connection: the group the handshake agreed on;
     ``transport`` is ``tcp`` or ``unix``."""
-    return OriginHop.over(transport, negotiated_group(writer), http_version=http_version, tls=True)
+    return OriginHop.over(
+        transport, negotiated_group(writer), http_version=http_version, tls=True, connection=writer
+    )
 
 
 #: What a client context is built from: CA file, ALPN list, policy, whether to verify.

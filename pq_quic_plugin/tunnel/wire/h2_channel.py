@@ -155,6 +155,14 @@ class H2Channel:
                 await self._reader
             finally:
                 self._reader = None
+        return self._take()
+
+    def read_ready(self) -> tuple[FrameType, bytes] | None:
+        """The next frame if one has arrived already, else None (never waits): lets a relay
+        put the frames that came in one TCP read into one write of its own."""
+        return self._take() if self._frames else None
+
+    def _take(self) -> tuple[FrameType, bytes]:
         frame = self._frames.popleft()
         size = 1 + size_uint_var(len(frame[1])) + len(frame[1])
         self._held -= size

@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 from ...policy import Policy
-from ...tcp_tls import PathLike, ssl_context
+from ...tcp_tls import CertificatePair, PathLike, ssl_context
 from .h2_transport import H2_ALPN, H2TunnelConnection
 
 __all__ = ["connector_tls", "dial_h2", "edge_tls", "listen_h2"]
@@ -31,8 +31,10 @@ def edge_tls(
     keyfile: PathLike,
     policy: Policy | str = Policy.PREFER,
     groups: Iterable[str] | None = None,
+    certificates: Sequence[CertificatePair] = (),
 ) -> ssl.SSLContext:
-    """The edge's TLS server context for connectors over TCP."""
+    """The edge's TLS server context for connectors over TCP; ``certificates`` are more pairs
+    (an ML-DSA one), OpenSSL picks per connector (docs/auth.md)."""
     return ssl_context(
         policy,
         list(groups) if groups is not None else None,
@@ -41,6 +43,7 @@ def edge_tls(
         keyfile=keyfile,
         alpn=[H2_ALPN],
         skip_quic_only=True,
+        certificates=certificates,
     )
 
 
@@ -48,8 +51,10 @@ def connector_tls(
     post_quantum: bool,
     groups: Iterable[str] | None = None,
     cafile: PathLike | None = None,
+    auth: str = "prefer",
 ) -> ssl.SSLContext:
-    """The connector's TLS client context: post-quantum only under ``post_quantum``."""
+    """The connector's TLS client context: post-quantum only under ``post_quantum``; ``auth``
+    ``require`` refuses an edge that does not authenticate with ML-DSA."""
     return ssl_context(
         Policy.REQUIRE if post_quantum else Policy.PREFER,
         list(groups) if groups is not None else None,
@@ -57,6 +62,7 @@ def connector_tls(
         cafile=cafile,
         alpn=[H2_ALPN],
         skip_quic_only=True,
+        auth=auth,
     )
 
 

@@ -80,13 +80,17 @@ _H2_PROTOCOL_ERROR = 0x1
 H2StreamHandler = Callable[[H2Channel], Awaitable[None]]
 
 
-def _request_headers(path: bytes) -> list[tuple[bytes, bytes]]:
-    return [
+def _request_headers(path: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    return (
         (b":method", b"POST"),
         (b":scheme", b"https"),
         (b":authority", b"pq-tunnel"),
         (b":path", path),
-    ]
+    )
+
+
+_CONTROL_HEADERS = _request_headers(CONTROL_PATH)
+_STREAM_HEADERS = _request_headers(STREAM_PATH)
 
 
 class H2TunnelConnection(asyncio.Protocol):
@@ -114,7 +118,15 @@ class H2TunnelConnection(asyncio.Protocol):
         self.stream_handler = stream_handler
         self.keepalive = keepalive
         self.idle_timeout = idle_timeout
-        config = h2.config.H2Configuration(client_side=role == "edge", header_encoding=None)
+        # The only headers we send are the constant ones below (:func:`_request_headers`,
+        # ``:status 200``): checking and normalising them again per stream is work for
+        # nothing. What the peer sends is still checked.
+        config = h2.config.H2Configuration(
+            client_side=role == "edge",
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         self.h2 = h2.connection.H2Connection(config)
         self.channels: dict[int, H2Channel] = {}  # by tunnel stream ID (0: control)
         self._by_h2: dict[int, H2Channel] = {}
@@ -329,7 +341,7 @@ class H2TunnelConnection(asyncio.Protocol):
 
     def _open_control(self) -> None:
         sid = self.h2.get_next_available_stream_id()
-        self.h2.send_headers(sid, _request_headers(CONTROL_PATH))
+        self.h2.send_headers(sid, _CONTROL_HEADERS)
         channel = self._new_channel(sid, CONTROL_STREAM_ID, opened=True)
         self._by_h2[sid] = channel
         self._spawn(channel)
@@ -351,7 +363,7 @@ class H2TunnelConnection(asyncio.Protocol):
         if self.h2.open_outbound_streams >= limit:
             raise StreamReset(f"the connector allows {limit} concurrent streams")
         sid = self.h2.get_next_available_stream_id()
-        self.h2.send_headers(sid, _request_headers(STREAM_PATH))
+        self.h2.send_headers(sid, _STREAM_HEADERS)
         channel = self._new_channel(sid, sid, opened=True)
         self._by_h2[sid] = channel
         self.writer.queued(64)

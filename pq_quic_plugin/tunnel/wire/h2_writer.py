@@ -27,6 +27,7 @@ __all__ = ["FLUSH_BYTES", "H2Writer"]
 FLUSH_BYTES = 256 * 1024
 _FRAME_HEADER = 9
 _SMALL_FRAME = 13  # RST_STREAM, WINDOW_UPDATE
+_RESPONSE_HEADERS = ((b":status", b"200"),)
 
 
 class H2Writer:
@@ -76,7 +77,7 @@ class H2Writer:
         """As the HTTP/2 server, answer a stream's HEADERS before its first DATA."""
         if channel.head_pending:
             channel.head_pending = False
-            self.h2.send_headers(channel.h2_stream_id, [(b":status", b"200")])
+            self.h2.send_headers(channel.h2_stream_id, _RESPONSE_HEADERS)
 
     def reset(self, h2_stream_id: int, code: int) -> None:
         """RST_STREAM, unless the stream is closed already (then there is nothing to reset)."""
