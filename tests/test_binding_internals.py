@@ -196,6 +196,7 @@ def _real_instances(pki: Any) -> Iterator[Any]:
         ]
 
     yield from (client, server, client.tls, server.tls, stream, stream.sender, stream.receiver)
+    yield client._loss  # its round-trip time tunes receive windows (flow_control.py)
     yield H3Connection(_handshaken(pki)[0])
     yield StreamBuffer(EventWrapper)
     yield context

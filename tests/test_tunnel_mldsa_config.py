@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pq_quic_plugin.asgi.scope import connection_facts
 from pq_quic_plugin.auth_policy import ML_DSA_65, SignatureScheme, client_refusal
 from pq_quic_plugin.tls_binding.errors import auth_refused
 from pq_quic_plugin.tunnel.config import ConfigError, load_connector_config, load_edge_config
@@ -29,7 +30,12 @@ def _edge_yaml(tmp_path: Path, public: dict[str, Any], connectors: dict[str, Any
     for name in ("cert.pem", "key.pem", "mldsa-cert.pem", "mldsa-key.pem", "own.pem"):
         (tmp_path / name).write_text("placeholder\n")
     conf = {
-        "public": {"bind": "127.0.0.1:8443", "certfile": "cert.pem", "keyfile": "key.pem", **public},
+        "public": {
+            "bind": "127.0.0.1:8443",
+            "certfile": "cert.pem",
+            "keyfile": "key.pem",
+            **public,
+        },
         "connectors": {"bind": "127.0.0.1:7844", **connectors},
     }
     path = tmp_path / "edge.yaml"
@@ -100,9 +106,7 @@ def test_a_classical_edge_under_post_quantum_auth_is_a_post_quantum_failure() ->
     text = client_refusal(ECDSA, ECDSA.codepoint, chain_pq=False)
     tcp_error = auth_refused(text)
     for exc, conn in ((tcp_error, None), (ConnectionError(), _ClosedQuicAttempt(text))):
-        failure = classify(
-            exc, conn, post_quantum=False, registered=False, post_quantum_auth=True
-        )
+        failure = classify(exc, conn, post_quantum=False, registered=False, post_quantum_auth=True)
         assert (failure.kind, failure.reason, failure.edge_auth) == (
             FailureKind.POST_QUANTUM,
             CLASSICAL,
@@ -138,3 +142,14 @@ def test_the_banner_and_report_say_authentication(capsys: pytest.CaptureFixture[
     assert report.as_report()["failed"] == "authentication"
     kex = HandshakeFailure(0, "127.0.0.1:7844", "X25519MLKEM768", "refused", "c1")
     assert kex.as_report()["failed"] == "key-exchange"
+
+
+def test_the_scope_reads_hop_authentication_failing_closed() -> None:
+    hops = [
+        {"hop": "visitor-edge", "post_quantum": True, "post_quantum_auth": True},
+        {"hop": "edge-connector", "post_quantum": True, "post_quantum_auth": "true"},
+        {"hop": "connector-origin", "post_quantum": True},
+    ]
+    scope = {"type": "http", "extensions": {"pq_quic": {"hops": hops}}}
+    read = connection_facts(scope).hops
+    assert [h.get("post_quantum_auth") for h in read] == [True, False, None]

@@ -26,7 +26,9 @@ from pq_quic_plugin.http3 import fetch
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-REASON = "edge presented a classical certificate (ECDSA-P256-SHA256); post-quantum-auth requires ML-DSA"
+REASON = (
+    "edge presented a classical certificate (ECDSA-P256-SHA256); post-quantum-auth requires ML-DSA"
+)
 
 
 def _run_connector(chain: Chain, config: Path) -> Any:

@@ -152,6 +152,8 @@ def test_unix_tls_service_end_to_end_post_quantum(chain: tuple[Chain, dict[str, 
         "tls": True,
         "group": PQ,
         "post_quantum": True,
+        "signature_scheme": "ECDSA-P256-SHA256",  # the origin's devcert certificate
+        "post_quantum_auth": False,
     }
     assert facts["http_version"] == "2"
 
@@ -173,6 +175,8 @@ def test_hello_world_shows_every_hop(chain: tuple[Chain, dict[str, Any]]) -> Non
         "transport": "internal",
         "group": None,
         "post_quantum": False,
+        "signature_scheme": None,
+        "post_quantum_auth": False,
     }
     assert facts["post_quantum"] is False and facts["host"] == "localhost"
     page = _get(chain, "/hello")

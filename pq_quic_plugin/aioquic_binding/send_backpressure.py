@@ -9,6 +9,14 @@ they can wait: our own protocols see every datagram arrive (:class:`ProgressSign
 hypercorn's worker (asyncio or trio) only offers a sleep. Both go through
 :func:`wait_for_send_room`.
 
+Acknowledged bytes are not the whole story: a peer whose reader is slow keeps the stream's
+flow-control window shut, and aioquic would go on buffering what the writer gives it (up to
+:data:`SEND_BUFFER_HIGH`) without sending any of it. A relay (the connector between an origin
+and the edge) would then take half a megabyte from the origin for each stalled stream. So a
+writer also waits while more than :data:`SEND_BLOCKED_HIGH` bytes are beyond the peer's
+window: the QUIC counterpart of TCP's ``TCP_NOTSENT_LOWAT``. Bytes the congestion window holds
+back do not count, so a fast reader's throughput is unchanged.
+
 A writer whose reader stopped (a visitor that never reads its download) may wait for minutes,
 and a tunnel connection can carry dozens of them. Waiting must then cost nothing: a
 :class:`ProgressSignal` checks each waiter's own condition when a datagram arrives and wakes
@@ -25,9 +33,10 @@ from collections.abc import Awaitable, Callable
 
 from aioquic.quic.connection import QuicConnection
 
-from .facade import SendState, send_buffered, send_state, unacked_send_bytes
+from .facade import SendState, send_state, unacked_send_bytes
 
 __all__ = [
+    "SEND_BLOCKED_HIGH",
     "SEND_BUFFER_HIGH",
     "ProgressSignal",
     "SendStalled",
@@ -37,6 +46,9 @@ __all__ = [
 
 #: Unacknowledged bytes per stream above which a writer waits (two 256 KiB windows in flight).
 SEND_BUFFER_HIGH = 512 * 1024
+#: Bytes written beyond the peer's stream window (MAX_STREAM_DATA) above which a writer waits:
+#: one tunnel frame's worth, ready to go out the moment the window opens.
+SEND_BLOCKED_HIGH = 64 * 1024
 
 #: The longest wait between two checks while the stream makes progress (acknowledgements
 #: usually wake a :class:`ProgressSignal` waiter sooner).
@@ -106,7 +118,8 @@ async def wait_for_send_room(
     stopped: Callable[[], bool] | None = None,
     stall_timeout: float | None = None,
 ) -> bool:
-    """Wait until ``stream_id`` has at most :data:`SEND_BUFFER_HIGH` bytes unacknowledged.
+    """Wait until ``stream_id`` has at most :data:`SEND_BUFFER_HIGH` bytes unacknowledged and
+    at most :data:`SEND_BLOCKED_HIGH` bytes beyond the peer's window.
 
     ``wait`` is how the caller waits between checks: a :class:`ProgressSignal` (woken when a
     datagram gives this stream room; the caller calls its ``wake_all`` when the stream fails
@@ -114,7 +127,7 @@ async def wait_for_send_room(
     from 1 ms to 20 ms while bytes are being acknowledged, and to :data:`_IDLE_WAIT` while
     none are. Returns True when there is room, False when the stream can no longer be written
     (reset, gone, connection closing, or ``stopped()`` says so). Raises :class:`SendStalled`
-    when no byte was acknowledged for ``stall_timeout`` seconds.
+    when no byte was acknowledged (and the window did not open) for ``stall_timeout`` seconds.
     """
 
     def over() -> bool:
@@ -123,20 +136,20 @@ async def wait_for_send_room(
         )
 
     def has_room() -> bool:  # runs for every datagram while waiting: keep it this cheap
-        return send_buffered(quic, stream_id) <= SEND_BUFFER_HIGH
+        return _queued(quic, stream_id) is None
 
     delay = 0.001
-    buffered = send_buffered(quic, stream_id)
+    queued = _queued(quic, stream_id)
     since = time.monotonic()
-    while buffered > SEND_BUFFER_HIGH:
+    while queued is not None:
         if over():
             return False
         if isinstance(wait, ProgressSignal):
             await wait.wait(delay, has_room)
         else:
             await wait(delay)
-        now = send_buffered(quic, stream_id)
-        if now < buffered:
+        now = _queued(quic, stream_id)
+        if now is None or now < queued:  # acknowledged, or the window opened
             since = time.monotonic()
             delay = min(delay * 2, _MAX_WAIT)
         else:
@@ -146,8 +159,21 @@ async def wait_for_send_room(
             delay = min(delay * 2, _MAX_WAIT if idle < _IDLE_WAIT else _IDLE_WAIT)
             if stall_timeout is not None:
                 delay = min(delay, max(0.001, stall_timeout - idle))
-        buffered = now
+        queued = now
     return not over()
+
+
+def _queued(quic: QuicConnection, stream_id: int) -> tuple[int, int] | None:
+    """None when a writer of ``stream_id`` may go on; else what holds it back, as the
+    (unacknowledged bytes, bytes beyond the peer's window) pair, which shrinks as it moves."""
+    stream = quic._streams.get(stream_id)
+    if stream is None:
+        return None
+    buffered = len(stream.sender._buffer)
+    blocked = stream.sender._buffer_stop - stream.max_stream_data_remote
+    if buffered <= SEND_BUFFER_HIGH and blocked <= SEND_BLOCKED_HIGH:
+        return None
+    return buffered, blocked
 
 
 async def wait_for_all_acked(

@@ -23,6 +23,7 @@ from aioquic.asyncio import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
 from aioquic.h3.connection import H3Connection
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.recovery import QuicPacketRecovery
 from aioquic.quic.stream import QuicStream, QuicStreamReceiver, QuicStreamSender
 
 from ..host_internals import SKIP_ENV, Internal, check_release, names_of, parse_version
@@ -107,6 +108,19 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     ),
     *names_of(QuicStream, _FLOW, instance="max_stream_data_local max_stream_data_local_sent"),
     *names_of(QuicStreamReceiver, _FLOW, instance="highest_offset _buffer_start _stop_error_code"),
+    # ... and starts streams with a small window (the initial limits the transport parameters
+    # announce), grown by the measured round-trip time.
+    *names_of(
+        QuicConnection,
+        _FLOW,
+        instance="_local_max_stream_data_bidi_local _local_max_stream_data_bidi_remote _loss",
+    ),
+    *names_of(QuicPacketRecovery, _FLOW, instance="_rtt_smoothed _rtt_initialized"),
+    # send_backpressure.py: a writer waits while its bytes are beyond the peer's stream window.
+    *names_of(QuicConnection, "aioquic_binding/send_backpressure.py", instance="_streams"),
+    *names_of(
+        QuicStreamSender, "aioquic_binding/send_backpressure.py", instance="_buffer _buffer_stop"
+    ),
     # h3_stream_errors.py: a malformed response resets its stream, not the connection.
     Internal(H3Connection, "_check_content_length", _H3, params=("self", "stream")),
     Internal(

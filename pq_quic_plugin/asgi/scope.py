@@ -67,7 +67,8 @@ class ConnectionFacts:
     every hop before it.
 
     ``hops`` are dicts as the tunnel reports them (``hop``, ``transport``, ``group``,
-    ``post_quantum``, ...), copied out of the scope; ``post_quantum`` in each is a real bool.
+    ``post_quantum``, ``signature_scheme``, ``post_quantum_auth``, ...), copied out of the
+    scope; ``post_quantum`` (and ``post_quantum_auth`` where given) in each is a real bool.
     """
 
     transport: str
@@ -180,6 +181,8 @@ def _hops(value: Any) -> tuple[dict[str, Any], ...]:
         if isinstance(raw, Mapping):
             hop = dict(raw)
             hop["post_quantum"] = raw.get("post_quantum") is True
+            if "post_quantum_auth" in raw:  # fails closed, as post_quantum does
+                hop["post_quantum_auth"] = raw.get("post_quantum_auth") is True
             hops.append(hop)
     return tuple(hops)
 

@@ -22,7 +22,7 @@ from aioquic.quic.connection import QuicConnection
 
 from ..aioquic_binding import negotiated_group
 from ..aioquic_binding.facade import quic_of
-from ..aioquic_binding.flow_control import ReceiveCredit
+from ..aioquic_binding.flow_control import tune_windows
 from ..aioquic_binding.h3_stream_errors import MalformedResponse, StreamScopedH3Connection
 from ..aioquic_binding.send_backpressure import ProgressSignal
 from ..groups.base import Group
@@ -76,8 +76,9 @@ class H3ClientProtocol(QuicConnectionProtocol):
         self.streams: dict[int, RequestStream] = {}
         self.terminated: events.ConnectionTerminated | None = None
         # Response bodies get windows that open as the reader takes chunks, so a slow reader
-        # of a fast response holds at most one window in memory.
-        self.credit = ReceiveCredit.of(self.quic)
+        # of a fast response holds at most one window in memory; windows start small and grow
+        # while the reader keeps up (flow_control.tune_windows).
+        self.credit = tune_windows(self.quic)
         self.progress = ProgressSignal()
         self._handshake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 

@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Iterable
 from typing import Any
 
-from hypercorn.config import Config
+from hypercorn.config import Config, Sockets
 
 from ..asgi.hop_trust import TrustedPeers
 from ..auth_policy import AuthPolicy
@@ -24,7 +24,7 @@ from ..plugins import registry
 from ..policy import GroupPolicy, Policy
 from .auth import NEEDS_PQ, auth_needs_pq, check_auth
 from .hooks import install_hooks
-from .tcp import check_tcp, tcp_context
+from .tcp import check_tcp, limit_unsent, tcp_context
 
 install_hooks()
 
@@ -44,6 +44,9 @@ class PostQuantumConfig(Config):
     pq_auth: str | None = None
     pq_certfile: str | None = None
     pq_keyfile: str | None = None
+    #: ``TCP_NOTSENT_LOWAT`` for the TCP listeners (``None``: the system's), so a client that
+    #: stops reading holds this much unsent in the kernel instead of megabytes (:mod:`.tcp`).
+    pq_notsent_lowat: int | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> PostQuantumConfig:
@@ -60,6 +63,13 @@ class PostQuantumConfig(Config):
         if not self.ssl_enabled or Policy.parse(self.pq or "off") is Policy.OFF:
             return super().create_ssl_context()
         return tcp_context(self)
+
+    def create_sockets(self) -> Sockets:
+        """hypercorn's sockets, with :attr:`pq_notsent_lowat` on the TCP ones."""
+        sockets = super().create_sockets()
+        if self.pq_notsent_lowat is not None:
+            limit_unsent(sockets.secure_sockets + sockets.insecure_sockets, self.pq_notsent_lowat)
+        return sockets
 
 
 def normalise_groups(value: Any) -> list[str] | None:

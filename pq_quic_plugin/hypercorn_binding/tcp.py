@@ -14,12 +14,19 @@ the key exchange and knows only the standard groups. A QUIC-only group (the draf
 a plugin's group) is therefore left out of the TCP list with a warning, while a list that leaves
 TCP nothing to negotiate, or nothing post-quantum under ``require``, stops hypercorn-pq at
 start-up (:func:`check_tcp`), not at the first handshake.
+
+:func:`limit_unsent` bounds what a connection whose reader stopped holds in the kernel: without
+it Linux grows a socket's send buffer to ``net.ipv4.tcp_wmem``'s maximum (4 MiB) while the peer
+advertises a zero window, so every unread response costs the server (and whatever produces the
+response, a tunnel) 4 MiB of work and memory.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +36,7 @@ from .auth import auth_certificates, auth_policy_of
 
 logger = logging.getLogger("pq_quic_plugin.hypercorn")
 
-__all__ = ["TcpPlan", "check_tcp", "tcp_context"]
+__all__ = ["TcpPlan", "check_tcp", "limit_unsent", "tcp_context"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +108,18 @@ def tcp_context(config: Any) -> ssl.SSLContext:
     described = context.group_policy.describe()  # type: ignore[attr-defined]
     logger.info("TCP listener (HTTP/1.1, HTTP/2, WebSockets): post-quantum %s", described)
     return context
+
+
+def limit_unsent(sockets: Iterable[socket.socket], lowat: int) -> None:
+    """Set ``TCP_NOTSENT_LOWAT`` on listening TCP sockets (accepted sockets inherit it on
+    Linux): a connection then takes new bytes only while fewer than ``lowat`` wait unsent, so
+    the application's writer (hypercorn's ``drain()``) waits instead of the kernel queueing
+    megabytes for a reader that does not read. Bytes in flight (the congestion window) are not
+    limited, so a fast reader's throughput is unchanged. Sockets that are not TCP, and systems
+    without the option, are left alone."""
+    option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+    if option is None:
+        return
+    for sock in sockets:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+            sock.setsockopt(socket.IPPROTO_TCP, option, lowat)

@@ -158,6 +158,10 @@ class EdgeApp:
         response_started = False
         try:
             await channel.send_json(FrameType.HEADERS, self._head(scope, live, request, request_id))
+            if request.bodyless:
+                # End the stream now, in the same write as the head rather than one more (the
+                # upload task, which runs later, then finds it ended and does nothing).
+                await channel.end()
             head = await channel.read_json(FrameType.HEADERS)
             status = _status(head)
             await send(

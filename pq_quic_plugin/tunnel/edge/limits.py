@@ -27,6 +27,7 @@ __all__ = [
     "MAX_REQUEST_HEADERS",
     "QUEUE_FACTOR",
     "QUEUE_WAIT",
+    "VISITOR_NOTSENT_LOWAT",
     "InFlight",
     "Limits",
     "Refusal",
@@ -38,6 +39,11 @@ __all__ = [
 #: and how many times its share may wait at once (the rest get ``429`` at once).
 QUEUE_WAIT = 10.0
 QUEUE_FACTOR = 4
+
+#: What a visitor's TCP connection may hold unsent in the edge's kernel (``TCP_NOTSENT_LOWAT``).
+#: Without it a visitor that stops reading makes Linux queue up to 4 MiB per connection, which
+#: the tunnel has to carry first: 40 unread downloads cost a minute of CPU on two cores.
+VISITOR_NOTSENT_LOWAT = 128 * 1024
 
 #: A request with more header fields than this gets ``431`` (browsers send about 20).
 MAX_REQUEST_HEADERS = 128

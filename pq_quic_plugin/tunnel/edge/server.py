@@ -35,7 +35,7 @@ from ..wire import ERROR_AUTH
 from .app import EdgeApp
 from .backends import live_publisher
 from .connectors import ConnectorListener
-from .limits import Limits
+from .limits import VISITOR_NOTSENT_LOWAT, Limits
 from .live_file import HEARTBEAT
 from .registry import Registry
 from .store import open_edge_store
@@ -94,9 +94,14 @@ class Edge:
         config.errorlog = logging.getLogger("hypercorn.error")
         pairs = public.certificates()  # an ML-DSA pair for visitors that offer ML-DSA
         if not pairs:
-            return post_quantum(config, public.pq)
-        (pq_cert, pq_key), *_ = pairs
-        return post_quantum(config, public.pq, pq_certfile=str(pq_cert), pq_keyfile=str(pq_key))
+            pq_config = post_quantum(config, public.pq)
+        else:
+            (pq_cert, pq_key), *_ = pairs
+            pq_config = post_quantum(
+                config, public.pq, pq_certfile=str(pq_cert), pq_keyfile=str(pq_key)
+            )
+        pq_config.pq_notsent_lowat = VISITOR_NOTSENT_LOWAT  # an unread response holds little
+        return pq_config
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

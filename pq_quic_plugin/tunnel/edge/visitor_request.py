@@ -38,6 +38,11 @@ class VisitorRequest:
     host: str
     path: str
     content_length: int | None
+    #: The request can have no body: ``Content-Length: 0``, or HTTP/1.x with neither
+    #: ``Content-Length`` nor ``Transfer-Encoding`` (RFC 9112 section 6.3). The edge then ends
+    #: the tunnel stream with the request head, one write instead of two. (HTTP/2 and HTTP/3
+    #: may send a body without a length: unknown there, False.)
+    bodyless: bool = False
 
 
 def check_request(scope: Scope) -> VisitorRequest | Refusal:
@@ -49,9 +54,10 @@ def check_request(scope: Scope) -> VisitorRequest | Refusal:
     host = _host(scope, headers)
     if host is None:
         return Refusal(400, "Bad request: the Host header does not name a valid host.")
-    length = _content_length(headers)
-    if isinstance(length, Refusal):
-        return length
+    framing = _framing(headers)
+    if isinstance(framing, Refusal):
+        return framing
+    length, chunked = framing
     raw = scope.get("raw_path") or scope.get("path", "/").encode()
     try:
         path = normalize_path(raw.decode("latin-1"))
@@ -59,7 +65,10 @@ def check_request(scope: Scope) -> VisitorRequest | Refusal:
         return Refusal(400, f"Bad request: {exc}.")
     if scope.get("query_string"):
         path += "?" + scope["query_string"].decode("latin-1")
-    return VisitorRequest(host, path, length)
+    bodyless = length == 0 or (
+        length is None and not chunked and scope.get("http_version") in ("1.0", "1.1")
+    )
+    return VisitorRequest(host, path, length, bodyless)
 
 
 def _host(scope: Scope, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
@@ -72,8 +81,9 @@ def _host(scope: Scope, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
     return str(server[0]) if server else ""
 
 
-def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None | Refusal:
-    """The one body length the request declares, or why its framing is refused."""
+def _framing(headers: Sequence[tuple[bytes, bytes]]) -> tuple[int | None, bool] | Refusal:
+    """The one body length the request declares and whether it is chunked, or why its framing
+    is refused."""
     lengths: set[bytes] = set()
     chunked = False
     for key, value in headers:
@@ -85,7 +95,7 @@ def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None | Refu
                 return Refusal(400, "Bad request: unsupported Transfer-Encoding.")
             chunked = True
     if not lengths:
-        return None
+        return None, chunked
     if chunked:
         return Refusal(400, "Bad request: both Transfer-Encoding and Content-Length are set.")
     if len(lengths) != 1:
@@ -93,4 +103,4 @@ def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None | Refu
     text = lengths.pop()
     if not (text.isdigit() and len(text) <= 18):
         return Refusal(400, "Bad request: Content-Length is not a number.")
-    return int(text)
+    return int(text), False

@@ -15,7 +15,7 @@ from aioquic.buffer import size_uint_var
 from aioquic.quic import events
 
 from ...aioquic_binding.facade import peer_address, quic_of
-from ...aioquic_binding.flow_control import ReceiveCredit
+from ...aioquic_binding.flow_control import ReceiveCredit, tune_windows
 from ...aioquic_binding.send_backpressure import (
     ProgressSignal,
     wait_for_all_acked,
@@ -181,6 +181,9 @@ class TunnelConnection(QuicConnectionProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Streams start with a small window that grows while their reader keeps up, so a
+        # visitor that stops reading holds little of the tunnel (flow_control.tune_windows).
+        tune_windows(self._quic)
         self.channels: dict[int, Channel] = {}
         self.closed = False
         self.close_reason = ""
