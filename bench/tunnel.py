@@ -105,10 +105,13 @@ def _measured(
     route: Route, work: Callable[[], Coroutine[Any, Any, Any]]
 ) -> tuple[Any, dict[str, float]]:
     """Run ``work`` and say what CPU the path's processes, this client and others used."""
+    named = route.named_pids()
+    each0 = {name: tree_cpu_seconds([pid]) for name, pid in named.items()}
     cpu0, own0 = tree_cpu_seconds(route.pids), time.process_time()
     busy0, wall0 = system_busy_seconds(), time.perf_counter()
     value = asyncio.run(work())
     path_cpu = tree_cpu_seconds(route.pids) - cpu0
+    each = {name: tree_cpu_seconds([pid]) - each0[name] for name, pid in named.items()}
     client_cpu = time.process_time() - own0
     wall = time.perf_counter() - wall0
     other = other_share(system_busy_seconds() - busy0, path_cpu + client_cpu, wall)
@@ -117,6 +120,7 @@ def _measured(
         "client_cpu": client_cpu,
         "wall": wall,
         "other_share": other,
+        "process_cpu": each,
     }
 
 
@@ -136,7 +140,25 @@ def _aggregate(
     slices: list[dict[str, Any]], bulk: list[dict[str, Any]], size: int
 ) -> dict[str, Any]:
     mbps = [size / 1e6 / b["seconds"] for b in bulk]
+    requests = sum(len(s["latencies"]) for s in slices)
+    names = slices[0]["process_cpu"].keys() if slices else ()
+    per_process = {
+        name: {
+            "cpu_ms_per_request": round(
+                sum(s["process_cpu"][name] for s in slices) * 1000 / requests, 3
+            )
+            if requests
+            else None,
+            "cpu_ms_per_mb_bulk": round(
+                sum(b["process_cpu"][name] for b in bulk) * 1000 / (size / 1e6 * len(bulk)), 3
+            )
+            if bulk
+            else None,
+        }
+        for name in names
+    }
     return load_summary(slices, ("path_cpu", "client_cpu")) | {
+        "per_process": per_process,
         "bulk_mb_per_s": round(statistics.median(mbps), 2) if mbps else None,
         "bulk_mb_per_s_each": [round(x, 2) for x in mbps],
         "bulk_path_cpu_s_per_mb": round(

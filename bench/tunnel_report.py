@@ -47,6 +47,17 @@ def show(result: dict[str, Any]) -> None:
             ],
         )
     )
+    print("\nCPU per process (ms per small request; ms per MB of bulk):")
+    print(
+        table(
+            ["path", "process", "CPU ms/req", "CPU ms/MB"],
+            [
+                [label, name, c["cpu_ms_per_request"], c["cpu_ms_per_mb_bulk"]]
+                for label, r in result["results"].items()
+                for name, c in r.get("per_process", {}).items()
+            ],
+        )
+    )
     print("\nratios:")
     print(
         table(

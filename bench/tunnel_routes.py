@@ -33,6 +33,12 @@ class Route:
     note: str
     client: Any = field(default=None, repr=False)  # QuicConfiguration or ssl.SSLContext
     headers: dict[str, str] | None = None  # sent with every request (TCP routes)
+    roles: list[str] = field(default_factory=list)  # what each of ``pids`` is, in order
+
+    def named_pids(self) -> dict[str, int]:
+        """The path's processes by role (``origin``, ``edge``, ``connector``, ``sshd``...)."""
+        names = self.roles or [f"pid{i}" for i in range(len(self.pids))]
+        return dict(zip(names, self.pids, strict=False))
 
 
 def build_routes(
@@ -92,9 +98,20 @@ def build_routes(
             )
         )
     for r in routes:
+        r.roles = _roles(r, chain)
         r.client = (
             client_configuration("require", cafile=ca)
             if r.transport == "h3"
             else ssl.create_default_context(cafile=ca)
         )
     return routes
+
+
+def _roles(route: Route, chain: Chain) -> list[str]:
+    """Names for the route's processes, in the order :func:`build_routes` lists them."""
+    names = ["origin"] if chain.origin else []
+    if route.label in (TUNNEL, TUNNEL_H2):
+        names += ["edge", "connector"]
+    elif route.label == SSH:
+        names += ["sshd", "ssh"]  # ssh_tunnel's pids: the server, then the client
+    return names[: len(route.pids)]

@@ -2,7 +2,8 @@
 
 Each server runs on a port the test chose, from a temporary directory, with no persistence
 (``--save '' --appendonly no``) unless asked to keep it over a restart (``persistent``: an
-append-only file), so a plain restart is a Redis that lost everything. Servers are stopped by PID, never by name.
+append-only file), so a plain restart is a Redis that lost everything. Servers are stopped
+by PID, never by name.
 """
 
 from __future__ import annotations
@@ -115,4 +116,3 @@ def redis_server(
         yield server
     finally:
         server.stop()
-

@@ -41,6 +41,10 @@ from pq_quic_plugin.tunnel.config import (
     parse_service,
 )
 from pq_quic_plugin.tunnel.config import docs as config_docs
+from pq_quic_plugin.tunnel.config.cluster import ClusterConfig, SecretFileValue
+from pq_quic_plugin.tunnel.config.edge_fields import CLUSTER_FIELDS
+from pq_quic_plugin.tunnel.config.origin_fields import ORIGIN_REQUEST_FIELDS
+from pq_quic_plugin.tunnel.config.store_url import StoreValue, parse_redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "tunnel-config.md"
@@ -99,6 +103,12 @@ def sample(f: ConfigField, tmp_path: Path) -> Sample:
         path = tmp_path / f"sample-{f.attr}.pem"
         path.write_text("placeholder\n")
         return Sample(path.name, path, [str(path)], path)
+    if isinstance(kind, StoreValue):
+        url = "redis://:pw@127.0.0.1:6390/1"
+        return Sample(url, parse_redis_url(url), [url], parse_redis_url(url))
+    if isinstance(kind, SecretFileValue):
+        path = _cluster_secret(tmp_path)
+        return Sample(path.name, path, [str(path)], path)
     if isinstance(kind, kinds.GroupsValue):
         groups = ("X25519MLKEM768", "x25519")
         return Sample(["x25519mlkem768", "X25519"], groups, ["X25519MLKEM768,x25519"], groups)
@@ -109,6 +119,9 @@ def sample(f: ConfigField, tmp_path: Path) -> Sample:
         return Sample("^/api/", "^/api/", ["^/api/"], "^/api/")
     if isinstance(kind, kinds.TextValue):
         return Sample("NO", "NO", ["NO"], "NO")  # YAML 1.1 would read NO as false
+    if isinstance(kind, kinds.HostHeaderValue):
+        host = "App.Internal:8080"  # kept as written: it is what the origin sees
+        return Sample(host, host, [host], host)
     if isinstance(kind, kinds.IngressValue):
         rules = [
             {"hostname": "a.example.com", "service": "http://127.0.0.1:1"},
@@ -116,6 +129,23 @@ def sample(f: ConfigField, tmp_path: Path) -> Sample:
         ]
         return Sample(rules, 2, [], None)
     raise AssertionError(f"{f.key}: add a sample for {type(kind).__name__} to this test")
+
+
+def _cluster_secret(tmp_path: Path) -> Path:
+    """A valid cluster secret file: 32 bytes, mode 0600."""
+    path = tmp_path / "cluster.key"
+    path.write_bytes(b"k" * 32)
+    path.chmod(0o600)
+    return path
+
+
+def _cluster(tmp_path: Path) -> dict[str, Any]:
+    """A Redis store and a valid ``cluster`` section, for the edge.yaml of a cluster."""
+    secret = _cluster_secret(tmp_path).name
+    return {
+        "store": "redis://127.0.0.1:6390/0",
+        "cluster": {"relay": "127.0.0.1:7900", "secret-file": secret},
+    }
 
 
 def _all_fields() -> Iterator[tuple[FieldTable, ConfigField]]:
@@ -161,6 +191,10 @@ def _read_back(table: FieldTable, f: ConfigField, value: Any, tmp_path: Path) ->
         return getattr(
             load_connector_config(_write(tmp_path, "config.yml", {f.key: value})), f.attr
         )
+    if table is ORIGIN_REQUEST_FIELDS:
+        settings = {"originRequest": {f.key: value}}
+        config = load_connector_config(_write(tmp_path, "config.yml", settings))
+        return getattr(config.origin_request, f.attr)
     if table is RULE_FIELDS:
         rule = {"hostname": "base.example.com", "service": "https://localhost:8443", f.key: value}
         rules = {"ingress": [rule, {"service": "http_status:404"}]}
@@ -169,8 +203,14 @@ def _read_back(table: FieldTable, f: ConfigField, value: Any, tmp_path: Path) ->
         )
     data = _edge_base(tmp_path)
     if table is EDGE_FIELDS:
+        if f.key == "cluster":  # a cluster needs a Redis store
+            data["store"] = _cluster(tmp_path)["store"]
         data[f.key] = value
         return getattr(load_edge_config(_write(tmp_path, "edge.yaml", data)), f.attr)
+    if table is CLUSTER_FIELDS:
+        data.update(_cluster(tmp_path))
+        data["cluster"][f.key] = value
+        return getattr(load_edge_config(_write(tmp_path, "edge.yaml", data)).cluster, f.attr)
     section = {PUBLIC_FIELDS.name: "public", CONNECTORS_FIELDS.name: "connectors"}[table.name]
     if f.key == "post-quantum":  # an ML-DSA pair needs a post-quantum policy (auth_pairs.py)
         data[section] = {k: v for k, v in data[section].items() if not k.startswith("pq-")}
@@ -180,9 +220,17 @@ def _read_back(table: FieldTable, f: ConfigField, value: Any, tmp_path: Path) ->
 
 @pytest.mark.parametrize("table, f", FILE_FIELDS, ids=_ids(FILE_FIELDS))
 def test_every_key_is_read_from_yaml(table: FieldTable, f: ConfigField, tmp_path: Path) -> None:
+    if f.key == "cluster":  # read through its own table, tested there
+        value = _read_back(table, f, _cluster(tmp_path)["cluster"], tmp_path)
+        assert isinstance(value, ClusterConfig) and value.relay.port == 7900
+        return
     if isinstance(f.kind, kinds.SectionValue):  # read through its own table, tested there
         value = _read_back(table, f, _edge_base(tmp_path)[f.attr], tmp_path)
         assert value.bind.port in (8443, 7844)
+        return
+    if isinstance(f.kind, kinds.OriginRequestValue):  # read through its own table, as above
+        value = _read_back(table, f, {"connectTimeout": "5s"}, tmp_path)
+        assert value.connect_timeout == 5.0 and value.given() == ("connect_timeout",)
         return
     s = sample(f, tmp_path)
     value = _read_back(table, f, s.yaml_value, tmp_path)
@@ -198,7 +246,7 @@ def test_every_absent_key_takes_the_table_default(
 ) -> None:
     """A minimal file (the required keys only, or one unrelated key) gives the defaults."""
     expected = f.default_value()
-    if isinstance(f.kind, kinds.PathValue) and expected is not None:
+    if isinstance(f.kind, (kinds.PathValue, StoreValue)) and expected is not None:
         expected = tmp_path / expected  # relative to the file, like a written path
     if table is CONNECTOR_FIELDS:
         given = {"edge-server-name": "e.example"} if f.attr == "tunnel" else {"tunnel": "t"}
@@ -206,6 +254,12 @@ def test_every_absent_key_takes_the_table_default(
     elif table is RULE_FIELDS:
         minimal = {"ingress": [{"service": "http_status:404"}]}
         config = load_connector_config(_write(tmp_path, "config.yml", minimal)).ingress[0]
+    elif table is ORIGIN_REQUEST_FIELDS:  # not given at any level: None, the code's default
+        given = {"tunnel": "t", "originRequest": {}}
+        config = load_connector_config(_write(tmp_path, "config.yml", given)).origin_request
+    elif table is CLUSTER_FIELDS:
+        data = {**_edge_base(tmp_path, minimal=True), **_cluster(tmp_path)}
+        config = load_edge_config(_write(tmp_path, "edge.yaml", data)).cluster
     else:
         edge = load_edge_config(_write(tmp_path, "edge.yaml", _edge_base(tmp_path, minimal=True)))
         config = {

@@ -109,7 +109,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 edges["b"],
                 protocol="quic",
             )
-            yield Cluster(directory, pki, redis, origin_port, edges, yamls, public, metrics, chain_b)
+            yield Cluster(
+                directory, pki, redis, origin_port, edges, yamls, public, metrics, chain_b
+            )
         finally:
             _stop_connector(chain_b if "chain_b" in locals() else None)
             for edge in edges.values():
@@ -202,9 +204,7 @@ def test_b_serves_known_routes_while_redis_is_down_and_resyncs(cluster: Cluster)
     assert _cli(cluster, "route", "demo", "--add-hostname", later).returncode == 0
     wait_until(lambda: _get(cluster, "b", later) == 200, 5, "B to serve a host added after")
     # B's entry in the registry is back too (Redis kept it; B refreshes it anyway).
-    wait_until(
-        lambda: "@edge-b" in _cli(cluster, "list").stdout, 2 * TTL, "B's connections listed"
-    )
+    wait_until(lambda: "@edge-b" in _cli(cluster, "list").stdout, 2 * TTL, "B's connections listed")
     for edge in cluster.edges.values():
         assert PASSWORD not in edge.log()
 
@@ -222,9 +222,7 @@ def test_a_killed_edge_leaves_the_registry_within_its_ttl(cluster: Cluster) -> N
     os.kill(cluster.edges["b"].proc.pid, signal.SIGKILL)
     cluster.edges["b"].proc.wait(10)
     killed = time.monotonic()
-    wait_until(
-        lambda: not client.exists("pq-tunnel:edge:edge-b"), TTL + 2, "B's entry to expire"
-    )
+    wait_until(lambda: not client.exists("pq-tunnel:edge:edge-b"), TTL + 2, "B's entry to expire")
     assert time.monotonic() - killed <= TTL + 2
     listed = _cli(cluster, "list")
     assert "edge-b" not in listed.stdout and "edge-a" in listed.stdout, listed.stdout

@@ -49,9 +49,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def store(
-    request: pytest.FixtureRequest, server: RedisServer, tmp_path: Path
-) -> Iterator[Store]:
+def store(request: pytest.FixtureRequest, server: RedisServer, tmp_path: Path) -> Iterator[Store]:
     if request.param == "redis":
         server.client().flushdb()
         location: str = server.url

@@ -43,7 +43,7 @@ QUEUE_FACTOR = 4
 #: What a visitor's TCP connection may hold unsent in the edge's kernel (``TCP_NOTSENT_LOWAT``).
 #: Without it a visitor that stops reading makes Linux queue up to 4 MiB per connection, which
 #: the tunnel has to carry first: 40 unread downloads cost a minute of CPU on two cores.
-VISITOR_NOTSENT_LOWAT = 128 * 1024
+VISITOR_NOTSENT_LOWAT = int(__import__('os').environ.get('PQX_LOWAT', 128 * 1024))  # XEXP
 
 #: A request with more header fields than this gets ``431`` (browsers send about 20).
 MAX_REQUEST_HEADERS = 128

@@ -79,6 +79,7 @@ class RedisLive(Observer):
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failing = False
+        self._stopping = False
         self._remove = client.register_script(_REMOVE_OWN)
 
     def entry(self) -> dict[str, Any]:
@@ -118,10 +119,10 @@ class RedisLive(Observer):
 
     async def stop(self) -> None:
         """Stop refreshing and delete the entry: the edge is leaving now, not in a TTL."""
+        self._stopping = True  # the client may turn a cancellation into a ConnectionError
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task], timeout=2.0)
         if self._task is None:
             return  # never claimed the ID: the entry there is another edge's
         with contextlib.suppress(*_ERRORS):
@@ -145,7 +146,7 @@ class RedisLive(Observer):
 
     async def _heartbeat(self) -> None:
         """Publish every third of the TTL, and at once after a registration change."""
-        while True:
+        while not self._stopping:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._dirty.wait(), self.ttl / 3)
             self._dirty.clear()

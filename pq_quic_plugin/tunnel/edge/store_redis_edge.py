@@ -77,6 +77,7 @@ class RedisEdgeStore:
         #: Whether the watcher holds a live subscription (False while Redis is away).
         self.connected = False
         self._started = True
+        self._closing = False
 
     def describe(self) -> str:
         return self.url.masked
@@ -96,11 +97,11 @@ class RedisEdgeStore:
         self._watcher = asyncio.ensure_future(self._watch())
 
     async def aclose(self) -> None:
+        self._closing = True  # the client may turn a cancellation into a ConnectionError
         for task in (self._watcher, self._flush):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, *_ERRORS):
-                    await task
+                await asyncio.wait([task], timeout=2.0)
         if self._unsent:
             with contextlib.suppress(*_ERRORS):
                 await asyncio.wait_for(self._send_reports(), 2.0)
@@ -239,7 +240,7 @@ class RedisEdgeStore:
         """Follow the ``changes`` channel; on a lost connection, back off, reconnect and
         resync. Runs until cancelled."""
         delay = 0.5
-        while True:
+        while not self._closing:
             try:
                 await self._follow()
             except _ERRORS as exc:

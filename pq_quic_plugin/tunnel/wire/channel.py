@@ -5,6 +5,7 @@ hands out those streams (docs/protocol.md). The framing itself is in :mod:`.fram
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -47,7 +48,8 @@ class Channel:
         self._credit = ReceiveCredit.of(quic_of(connection))
         self._credit.track(stream_id)
         self._parser = FrameParser()
-        self._frames: asyncio.Queue[tuple[FrameType, bytes] | None] = asyncio.Queue()
+        self._frames: collections.deque[tuple[FrameType, bytes]] = collections.deque()
+        self._reader: asyncio.Future[None] | None = None  # read() waiting for a frame
         self._error: StreamReset | None = None
         self._ended = False
         self._eof = False  # the peer's FIN arrived after whole frames: the body is complete
@@ -59,9 +61,10 @@ class Channel:
 
     def feed(self, data: bytes, end: bool) -> None:
         self._credit.delivered(self.stream_id, len(data))
+        if self._error is not None:
+            return  # nobody reads past a failure
         try:
-            for frame in self._parser.feed(data):
-                self._frames.put_nowait(frame)
+            self._frames.extend(self._parser.feed(data))
         except ProtocolError as exc:
             self.fail(StreamReset(f"protocol error: {exc}"))
             self.reset(ERROR_CANCELLED)
@@ -71,27 +74,42 @@ class Channel:
                 self.fail(StreamReset("stream ended inside a frame"))
             else:
                 self._eof = True
-                self._frames.put_nowait(None)
+        self._wake_reader()
 
     def fail(self, error: StreamReset) -> None:
         if self._error is None:
             self._error = error
-            self._frames.put_nowait(None)
+            self._wake_reader()
             self.connection.progress.wake_all()  # a writer waiting in drain() stops now
+
+    def _wake_reader(self) -> None:
+        if self._reader is not None and not self._reader.done():
+            self._reader.set_result(None)
 
     # -- reading
     async def read(self) -> tuple[FrameType, bytes] | None:
         """The next frame, or None at the end of the stream; raises StreamReset if cancelled."""
-        if self._error is not None and self._frames.empty() and not self._eof:
-            raise self._error
-        frame = await self._frames.get()
-        if frame is None:
+        while not self._frames:
             # A body that arrived whole stays whole: the connection closing after the peer's
             # FIN (a connector draining) must not turn a complete response into an error.
-            if self._error is not None and not self._eof:
+            if self._eof:
+                return None
+            if self._error is not None:
                 raise self._error
-            self._frames.put_nowait(None)  # keep returning None
-            return None
+            self._reader = asyncio.get_running_loop().create_future()
+            try:
+                await self._reader
+            finally:
+                self._reader = None
+        return self._take()
+
+    def read_ready(self) -> tuple[FrameType, bytes] | None:
+        """The next frame if it has arrived already, else None (never waits): lets the edge
+        put the frames that came in together into one write to the visitor."""
+        return self._take() if self._frames else None
+
+    def _take(self) -> tuple[FrameType, bytes]:
+        frame = self._frames.popleft()
         wire_size = 1 + size_uint_var(len(frame[1])) + len(frame[1])
         if self._credit.consumed(self.stream_id, wire_size) and not self.connection.closed:
             self.connection.transmit()  # carries the MAX_STREAM_DATA
@@ -152,6 +170,10 @@ class Channel:
     def reset(self, code: int = ERROR_CANCELLED) -> None:
         """Cancel both directions (RESET_STREAM + STOP_SENDING)."""
         quic = quic_of(self.connection)
+        # Frames written this turn (transmit_soon) go out first: aioquic drops a stream's unsent
+        # data at RESET_STREAM, and a response head already written must reach the peer.
+        if not self.connection.closed:
+            self.connection.transmit()
         try:
             quic.reset_stream(self.stream_id, code)
         except Exception:  # noqa: BLE001 - already finished or not writable: nothing to reset
