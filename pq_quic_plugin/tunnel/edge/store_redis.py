@@ -69,7 +69,7 @@ def store_error(url: RedisURL, exc: BaseException) -> StoreError:
         )
     if isinstance(exc, redis_errors.AuthenticationError) or "WRONGPASS" in message:
         return StoreError(f"{where}: authentication failed: wrong password (or user) in the URL")
-    if "NOPERM" in message:
+    if isinstance(exc, redis_errors.NoPermissionError) or "NOPERM" in message:
         return StoreError(
             f"{where}: the Redis user may not run what the store needs ({message[:200]}); "
             "docs/cluster.md lists the ACL it needs"
