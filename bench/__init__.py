@@ -27,6 +27,7 @@ BENCHMARKS = (
     "tcp_serving",
     "tunnel",
     "tunnel_idle_memory",
+    "tunnel_relay",
 )
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,12 +13,13 @@ still let an attacker in. :func:`chain_is_post_quantum` is that rule.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .policy_level import PolicyLevel
 
-class AuthPolicy(str, enum.Enum):
+
+class AuthPolicy(PolicyLevel):
     """How strongly a connection insists on post-quantum (ML-DSA) authentication."""
 
     OFF = "off"  # never offer or use ML-DSA (classical certificates only)
@@ -26,22 +27,8 @@ class AuthPolicy(str, enum.Enum):
     REQUIRE = "require"  # ML-DSA or no connection at all
 
     @classmethod
-    def parse(cls, value: AuthPolicy | str | bool | None) -> AuthPolicy:
-        if isinstance(value, AuthPolicy):
-            return value
-        if value is None or value is True:
-            return cls.PREFER
-        if value is False:
-            return cls.OFF
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            raise ValueError(
-                f"unknown authentication policy {value!r}; use one of: off, prefer, require"
-            ) from None
-
-    def __str__(self) -> str:
-        return self.value
+    def _subject(cls) -> str:
+        return "authentication"
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _builder(
+def certificate_builder(
     subject: x509.Name,
     issuer: x509.Name,
     public_key: CertificatePublicKeyTypes,
@@ -97,7 +97,9 @@ def _builder(
     ca: bool,
 ) -> x509.CertificateBuilder:
     """What the CA and the leaf have in common; ``ca`` decides whether the key may sign
-    certificates and CRLs (``CA:TRUE``, ``keyCertSign``, ``cRLSign``) or only handshakes."""
+    certificates and CRLs (``CA:TRUE``, ``keyCertSign``, ``cRLSign``) or only handshakes.
+    Public because the tests build their unusual chains (a leaf under a CA of another
+    algorithm, a client identity) on it too."""
     not_before, not_after = validity
     return (
         x509.CertificateBuilder()
@@ -148,7 +150,7 @@ def make_dev_pki(
     # Distinct CA names, so a client trusting every set (cas.pem) never confuses the issuers.
     ca_name = _name("pq-quic-plugin test CA" + ("" if sig == "ecdsa-p256" else f" {sig.upper()}"))
     ca = _sign(
-        _builder(ca_name, ca_name, ca_key.public_key(), validity, ca=True).add_extension(
+        certificate_builder(ca_name, ca_name, ca_key.public_key(), validity, ca=True).add_extension(
             x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False
         ),
         ca_key,
@@ -159,7 +161,7 @@ def make_dev_pki(
     san: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
     san += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     leaf = _sign(
-        _builder(leaf_name, ca_name, leaf_key.public_key(), validity, ca=False)
+        certificate_builder(leaf_name, ca_name, leaf_key.public_key(), validity, ca=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), False)

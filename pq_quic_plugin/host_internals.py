@@ -21,7 +21,8 @@ The C functions and constants of ``cryptography``'s OpenSSL binding count too: a
 
 Every binding refuses a release outside its tested range, or one that lacks a name, with the
 same wording and install hint (:func:`check_release`), and all skip the check when
-``PQ_QUIC_SKIP_VERSION_CHECK=1``.
+``PQ_QUIC_SKIP_VERSION_CHECK=1``. A binding over two libraries, one the other's dependency
+(h2 on hyperframe, pyOpenSSL on cryptography), checks both with :func:`check_releases`.
 
 This module lives outside the bindings so that importing one binding's check does not import
 another binding.
@@ -35,13 +36,16 @@ import inspect
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from types import CodeType, ModuleType
 from typing import Any
 
 __all__ = [
     "SKIP_ENV",
     "Internal",
+    "Release",
     "check_release",
+    "check_releases",
     "evidence",
     "names_of",
     "parse_version",
@@ -262,4 +266,41 @@ def check_release(
             f"{library} {found} lacks internals that {user} uses:\n  "
             + "\n  ".join(missing)
             + f"\nThis {library} differs from the releases the binding was tested with. {hint}"
+        )
+
+
+@dataclass(frozen=True)
+class Release:
+    """One library of a two-library binding: its pip (and distribution) name, the tested range
+    [minimum, maximum), and a version to check instead of the installed one (tests)."""
+
+    library: str
+    supported: tuple[tuple[int, int], tuple[int, int]]
+    version: str | None = None
+
+
+def check_releases(
+    dependency: Release,
+    library: Release,
+    internals: Iterable[Internal],
+    in_dependency: Callable[[Internal], bool],
+    *,
+    user: str,
+    error: type[ImportError],
+) -> None:
+    """:func:`check_release` for a library and the dependency it is built on. The dependency is
+    checked first, with the names ``in_dependency`` says are its own, since a wrong dependency
+    is the cause to fix; every other name is blamed on ``library``."""
+    items = tuple(internals)
+    theirs = tuple(item for item in items if in_dependency(item))
+    ours = tuple(item for item in items if item not in theirs)
+    for release, required in ((dependency, theirs), (library, ours)):
+        check_release(
+            release.library,
+            functools.partial(metadata.version, release.library),
+            release.supported,
+            required,
+            user=user,
+            error=error,
+            version=release.version,
         )

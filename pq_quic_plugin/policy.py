@@ -8,19 +8,19 @@ fallback from post-quantum under ``require``) in one small, testable module.
 from __future__ import annotations
 
 import dataclasses
-import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .groups.base import Group
 from .plugins import registry
+from .policy_level import PolicyLevel
 
 #: What a client offers by default, best first: the hybrid every major browser and TLS stack
 #: ships, then the classical groups stock aioquic and older servers speak.
 DEFAULT_CLIENT_GROUPS = ("X25519MLKEM768", "x25519", "secp256r1", "secp384r1")
 
 
-class Policy(str, enum.Enum):
+class Policy(PolicyLevel):
     """How strongly a connection insists on post-quantum key exchange."""
 
     OFF = "off"  # aioquic's own behaviour, untouched
@@ -28,22 +28,8 @@ class Policy(str, enum.Enum):
     REQUIRE = "require"  # post-quantum or no connection at all
 
     @classmethod
-    def parse(cls, value: Policy | str | bool | None) -> Policy:
-        if isinstance(value, Policy):
-            return value
-        if value is None or value is True:
-            return cls.PREFER
-        if value is False:
-            return cls.OFF
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            raise ValueError(
-                f"unknown post-quantum policy {value!r}; use one of: off, prefer, require"
-            ) from None
-
-    def __str__(self) -> str:
-        return self.value
+    def _subject(cls) -> str:
+        return "post-quantum"
 
 
 class NoPostQuantumGroupError(ValueError):

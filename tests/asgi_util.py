@@ -1,4 +1,5 @@
-"""Plain ASGI scopes and callables for the PostQuantumMiddleware tests (no server).
+"""Plain ASGI scopes and callables for the PostQuantumMiddleware tests and the edge's
+in-process tests (no server).
 
 The scopes below are exactly what hypercorn-pq promises (see docs/hypercorn.md), so the
 middleware is tested without a server; the end-to-end runs through real hypercorn-pq processes
@@ -105,19 +106,22 @@ def hop(name: str, post_quantum: bool, transport: str = "quic") -> dict[str, Any
 
 
 class Exchange:
-    """One ASGI call: scripted incoming messages, recorded outgoing ones."""
+    """One ASGI call: scripted incoming messages, recorded outgoing ones. After the script, the
+    client stays until the response is over (like a server), or with ``gone`` has left."""
 
-    def __init__(self, incoming: Iterable[Message] = ()) -> None:
+    def __init__(self, incoming: Iterable[Message] = (), *, gone: bool = False) -> None:
         self.incoming = list(incoming)
         self.sent: list[Message] = []
         self.received = 0
         self.done = asyncio.Event()
+        self.gone = gone
 
     async def receive(self) -> Message:
         self.received += 1
         if self.incoming:
             return self.incoming.pop(0)
-        await self.done.wait()  # like a server: nothing more until the response is over
+        if not self.gone:
+            await self.done.wait()  # like a server: nothing more until the response is over
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
@@ -157,6 +161,14 @@ class Exchange:
     @property
     def text(self) -> str:
         return self.body.decode()
+
+
+async def call(app: App, scope: dict[str, Any], body: bytes = b"") -> Exchange:
+    """``app`` on ``scope`` in the running loop: a request of ``body`` in one message, and then
+    a client that has gone (``http.disconnect`` at once)."""
+    exchange = Exchange([{"type": "http.request", "body": body, "more_body": False}], gone=True)
+    await app(scope, exchange.receive, exchange.send)
+    return exchange
 
 
 def run(app: App, scope: dict[str, Any], incoming: Iterable[Message] | None = None) -> Exchange:

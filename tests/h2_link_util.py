@@ -57,6 +57,46 @@ class Pair:
 
 
 @contextlib.asynccontextmanager
+async def dialled(
+    pki: Any,
+    make_edge: Callable[[], H2TunnelConnection],
+    make_connector: Callable[[], H2TunnelConnection] | None = None,
+    *,
+    edge_policy: str = "prefer",
+    edge_groups: list[str] | None = None,
+    post_quantum: bool = True,
+) -> AsyncIterator[tuple[H2TunnelConnection, list[H2TunnelConnection]]]:
+    """An edge listening on 127.0.0.1 (``make_edge`` makes each link it accepts) and a
+    connector link (``make_connector``'s, by default a plain one) dialled to it over real TLS:
+    ``(connector, edge links so far)``. The connector, then the edge links, then the listener
+    are closed afterwards."""
+    links: list[H2TunnelConnection] = []
+
+    def edge() -> H2TunnelConnection:
+        links.append(make_edge())
+        return links[-1]
+
+    server = await listen_h2(
+        "127.0.0.1", 0, edge_tls(pki.cert, pki.key, edge_policy, edge_groups), edge
+    )
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with dial_h2(
+            "127.0.0.1",
+            port,
+            connector_tls(post_quantum, cafile=pki.ca_cert),
+            make_connector or (lambda: H2TunnelConnection("connector")),
+            server_hostname="localhost",
+        ) as connector:
+            yield connector, links
+    finally:
+        for link in links:
+            link.close()
+        server.close()
+        await server.wait_closed()
+
+
+@contextlib.asynccontextmanager
 async def pair(
     pki: Any,
     on_request: Handler | None = None,
@@ -68,42 +108,24 @@ async def pair(
     connector_kw: dict[str, Any] | None = None,
 ) -> AsyncIterator[Pair]:
     """A listening edge and a connector dialled to it; both closed afterwards."""
-    loop = asyncio.get_running_loop()
-    control: asyncio.Future[H2Channel] = loop.create_future()
-    links: list[H2TunnelConnection] = []
+    control: asyncio.Future[H2Channel] = asyncio.get_running_loop().create_future()
 
     async def edge_handler(channel: H2Channel) -> None:
         # The edge's control stream arrives like QUIC's stream 0; the test drives it.
         control.set_result(channel)
         await channel.connection.closed_event.wait()
 
-    def make_edge() -> H2TunnelConnection:
-        link = H2TunnelConnection("edge", stream_handler=edge_handler, **(edge_kw or {}))
-        links.append(link)
-        return link
-
-    server = await listen_h2(
-        "127.0.0.1", 0, edge_tls(pki.cert, pki.key, edge_policy, edge_groups), make_edge
-    )
-    port = server.sockets[0].getsockname()[1]
-    try:
-        async with dial_h2(
-            "127.0.0.1",
-            port,
-            connector_tls(post_quantum, cafile=pki.ca_cert),
-            lambda: H2TunnelConnection(
-                "connector", stream_handler=on_request, **(connector_kw or {})
-            ),
-            server_hostname="localhost",
-        ) as connector:
-            edge_control = await asyncio.wait_for(asyncio.shield(control), 5)
-            yield Pair(links[0], connector, control, links)
-            assert edge_control.stream_id == CONTROL_STREAM_ID
-    finally:
-        for link in links:
-            link.close()
-        server.close()
-        await server.wait_closed()
+    async with dialled(
+        pki,
+        lambda: H2TunnelConnection("edge", stream_handler=edge_handler, **(edge_kw or {})),
+        lambda: H2TunnelConnection("connector", stream_handler=on_request, **(connector_kw or {})),
+        edge_policy=edge_policy,
+        edge_groups=edge_groups,
+        post_quantum=post_quantum,
+    ) as (connector, links):
+        edge_control = await asyncio.wait_for(asyncio.shield(control), 5)
+        yield Pair(links[0], connector, control, links)
+        assert edge_control.stream_id == CONTROL_STREAM_ID
 
 
 def run(coro: Awaitable[None], timeout: float = 60) -> None:

@@ -1,5 +1,6 @@
-"""Shared pieces of the ML-DSA tests over TCP: a directory with an ECDSA and ML-DSA sets, an
-in-memory handshake between two ``ssl`` objects, and certificates altered on purpose.
+"""Shared pieces of the ML-DSA tests over TCP: a directory with an ECDSA and ML-DSA sets (and
+hypercorn-pq's arguments that serve both), an in-memory handshake between two ``ssl`` objects,
+and certificates altered on purpose.
 
 The handshake runs each side's real ``wrap_bio`` object over ``ssl.MemoryBIO`` pairs, exactly
 what asyncio, trio and anyio drive, without sockets: the peers are our layer or Python's own
@@ -8,16 +9,15 @@ what asyncio, trio and anyio drive, without sockets: the peers are our layer or 
 
 from __future__ import annotations
 
-import datetime
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cert_util
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa
-from cryptography.x509.oid import NameOID
 
 from pq_quic_plugin.devcert import DevPKI, make_dev_pki
 
@@ -37,6 +37,26 @@ def both_pkis(directory: Path, sig: str = "ml-dsa-65") -> Pkis:
     cas = directory / "cas.pem"
     cas.write_bytes(ecdsa.ca_pem + ml_dsa.ca_pem)
     return Pkis(ecdsa, ml_dsa, cas)
+
+
+def auth_args(pkis: Pkis, port: int, *extra: str) -> list[str]:
+    """``hypercorn-pq`` arguments for ``app:app`` on 127.0.0.1:``port`` holding both
+    certificates: the ECDSA one as ``--certfile``, the ML-DSA one as ``--pq-certfile``."""
+    return [
+        "--pq",
+        "--certfile",
+        str(pkis.ecdsa.cert),
+        "--keyfile",
+        str(pkis.ecdsa.key),
+        "--pq-certfile",
+        str(pkis.ml_dsa.cert),
+        "--pq-keyfile",
+        str(pkis.ml_dsa.key),
+        "-b",
+        f"127.0.0.1:{port}",
+        *extra,
+        "app:app",
+    ]
 
 
 @dataclass
@@ -89,52 +109,21 @@ def flip_signature_bit(cert_pem: Path, target: Path) -> Path:
     cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
     der = bytearray(cert.public_bytes(serialization.Encoding.DER))
     der[-1] ^= 0x01
-    tampered = x509.load_der_x509_certificate(bytes(der))
-    target.write_bytes(tampered.public_bytes(serialization.Encoding.PEM))
-    return target
+    return cert_util.write_certificate(target, x509.load_der_x509_certificate(bytes(der)))
 
 
 def ml_dsa_leaf_under_ecdsa_ca(directory: Path) -> tuple[Path, Path, Path]:
     """An ML-DSA-65 localhost leaf issued by an ECDSA CA: ``(ca, cert, key)`` files. Its
     handshake signature is ML-DSA, its chain is not: not post-quantum authentication."""
-    now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mixed test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_name = cert_util.name("mixed test CA")
+    ca = cert_util.builder(ca_name, ca_name, ca_key.public_key(), ca=True)
     leaf_key = mldsa.MLDSA65PrivateKey.generate()
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-        .sign(ca_key, hashes.SHA256())
+    leaf = cert_util.localhost(leaf_key.public_key(), ca_name)
+    return (
+        cert_util.write_certificate(directory / "mixed-ca.pem", ca.sign(ca_key, hashes.SHA256())),
+        cert_util.write_certificate(
+            directory / "mixed-cert.pem", leaf.sign(ca_key, hashes.SHA256())
+        ),
+        cert_util.write_key(directory / "mixed-key.pem", leaf_key),
     )
-    paths = (directory / "mixed-ca.pem", directory / "mixed-cert.pem", directory / "mixed-key.pem")
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        leaf_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return paths

@@ -7,28 +7,15 @@ per module; as a plugin it is registered once, so they start once for all those 
 
 from __future__ import annotations
 
-import socket
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from origin_support import APPS, Origins
 
-from tools.loopback import Process, free_port, hypercorn_pq, start, stop
-
-
-def _wait_tcp(port: int, process: Process, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.proc.poll() is not None:
-            raise RuntimeError(f"origin exited:\n{process.log()}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"origin not listening on {port}:\n{process.log()}")
+from tools.loopback import free_port, hypercorn_pq, start, stop
+from tools.readiness import wait_listening
 
 
 @pytest.fixture(scope="session")
@@ -43,8 +30,8 @@ def origins(pki: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orig
         [*hypercorn, *tls, "-b", f"127.0.0.1:{stdlib_port}"], logs / "stdlib-tls.log", cwd=APPS
     )
     try:
-        _wait_tcp(http_port, plain)
-        _wait_tcp(stdlib_port, stdlib)
+        wait_listening(plain, "127.0.0.1", http_port, quic=False)
+        wait_listening(stdlib, "127.0.0.1", stdlib_port, quic=False)
         with (
             hypercorn_pq(
                 ["--pq", *tls, "-b", f"127.0.0.1:{pq_port}", "origin_app:app"],

@@ -191,24 +191,26 @@ async def websocket_echo(pki: DevPKI, port: int, path: str, text: str) -> str:
 
 
 @contextlib.contextmanager
-def tshark_capture(port: int, path: Path, timeout: float = 20) -> Iterator[Path]:
-    """Capture TCP port ``port`` on ``lo`` into ``path`` until the block ends."""
+def tshark_capture(capture_filter: str, path: Path, timeout: float = 20) -> Iterator[Path]:
+    """Capture what ``capture_filter`` (``tcp port N``, ``udp port N``) selects on ``lo`` into
+    ``path`` until the block ends."""
     if TSHARK is None:
         raise RuntimeError("tshark is not installed: apt-get install tshark")
     log = path.with_suffix(".log")
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [TSHARK, "-i", "lo", "-f", f"tcp port {port}", "-w", str(path)],
+            [TSHARK, "-i", "lo", "-f", capture_filter, "-w", str(path)],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
         deadline = time.monotonic() + timeout
-        while "Capturing on" not in log.read_text(errors="replace"):
+        while "Capture started" not in log.read_text(errors="replace"):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"tshark did not start: {log.read_text(errors='replace')}")
             time.sleep(0.05)
+        time.sleep(0.5)  # dumpcap says so a moment before packets are really seen
         yield path
         time.sleep(0.5)  # let the last packets reach the file
     finally:

@@ -10,27 +10,17 @@ never docs/bench.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from bench_util import run_quick
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # the tunnel benchmark runs a whole chain
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.timeout(240)
 def test_tunnel_benchmark_quick(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "tunnel", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=220,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_quick("tunnel", tmp_path, timeout=220)
     assert "ratios:" in done.stdout
     assert "| pq-tunnel / direct HTTP/3 |" in done.stdout
     assert "| pq-tunnel http2 / direct TCP |" in done.stdout
@@ -41,15 +31,7 @@ def test_tunnel_benchmark_quick(tmp_path: Path) -> None:
 def test_tcp_benchmarks_quick(tmp_path: Path) -> None:
     """The TCP handshake and serving benchmarks (about 10 s quick): the post-quantum TLS layer
     in memory and over sockets, and hypercorn-pq's TCP listener against stock hypercorn."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "tcp_handshake,tcp_serving"]
-        + ["--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=220,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_quick("tcp_handshake,tcp_serving", tmp_path, timeout=220)
     assert "ratios in memory: X25519MLKEM768 / x25519" in done.stdout
     assert "ratios PQ/stock, paired medians" in done.stdout
     assert (tmp_path / "tcp_handshake.json").exists()

@@ -204,7 +204,9 @@ def _real_instances(pki: Any) -> Iterator[Any]:
     yield H2Protocol(app, config, context, None, None, False, None, None, send)  # type: ignore[arg-type]
     yield H3Protocol(app, config, context, None, None, None, None, _handshaken(pki)[1], send)  # type: ignore[arg-type]
     yield QuicProtocol(app, tcp_config, context, None, None, None, send)  # type: ignore[arg-type]
-    yield QuicConnectionEntry(cids=set(), quic=server, task=context.single_task_class())
+    task = context.single_task_class()  # quic_guard.py releases a fired timer's task
+    yield QuicConnectionEntry(cids=set(), quic=server, task=task)
+    yield task
     yield from asyncio.run(inside_a_loop())
 
 

@@ -16,20 +16,17 @@ does not match it. curl (system OpenSSL 3.0, no ML-DSA) gets ECDSA and is served
 
 from __future__ import annotations
 
-import contextlib
 import re
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from mldsa_tcp_util import Pkis, both_pkis
+from mldsa_tcp_util import Pkis, auth_args, both_pkis
 from peers.chromium import dump_dom
 from servers import free_port, hypercorn_pq
-from tcp_util import CURL, TSHARK
+from tcp_util import CURL, TSHARK, tshark_capture
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -60,57 +57,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     pkis: Pkis = both_pkis(directory)
     port = free_port()
     keylog = directory / "server-keys.log"
-    args = [
-        "--pq",
-        "--certfile",
-        str(pkis.ecdsa.cert),
-        "--keyfile",
-        str(pkis.ecdsa.key),
-        "--pq-certfile",
-        str(pkis.ml_dsa.cert),
-        "--pq-keyfile",
-        str(pkis.ml_dsa.key),
-        "-b",
-        f"127.0.0.1:{port}",
-        "app:app",
-    ]
     env = {"SSLKEYLOGFILE": str(keylog)}  # both listeners write their secrets there
     spki = f"{pkis.ml_dsa.spki_sha256_b64},{pkis.ecdsa.spki_sha256_b64}"
-    with hypercorn_pq(args, directory, port, env=env) as server:
+    with hypercorn_pq(auth_args(pkis, port), directory, port, env=env) as server:
         yield Served(port, keylog, spki, pkis)
         log = server.log()
     assert "Traceback" not in log, log[-3000:]
-
-
-@contextlib.contextmanager
-def capture(filter_: str, path: Path, timeout: float = 20) -> Iterator[Path]:
-    """tshark on ``lo`` with capture filter ``filter_`` until the block ends."""
-    assert TSHARK is not None, "apt-get install tshark"
-    log = path.with_suffix(".log")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [TSHARK, "-i", "lo", "-f", filter_, "-w", str(path)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + timeout
-        while "Capture started" not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"tshark did not start: {log.read_text(errors='replace')}")
-            time.sleep(0.05)
-        time.sleep(0.5)  # dumpcap says so a moment before packets are really seen
-        yield path
-        time.sleep(0.5)  # let the last packets reach the file
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
 
 
 def read_wire(pcap: Path, keylog: Path, port: int) -> Wire:
@@ -165,7 +117,7 @@ def auth_verdict(dom: str) -> str:
 
 def test_chromium_over_tcp_authenticates_with_ml_dsa_65(served: Served, tmp_path: Path) -> None:
     url = f"https://127.0.0.1:{served.port}/"
-    with capture(f"tcp port {served.port}", tmp_path / "tcp.pcap") as pcap:
+    with tshark_capture(f"tcp port {served.port}", tmp_path / "tcp.pcap") as pcap:
         dom = dump_dom(url, served.spki, force_quic=False)
     wire = read_wire(pcap, served.keylog, served.port)
     assert wire.offered and all(set(ML_DSA) <= set(o) for o in wire.offered), wire.offered
@@ -180,7 +132,7 @@ def test_chromium_over_http3_gets_what_its_client_hello_allows(
     served: Served, tmp_path: Path
 ) -> None:
     url = f"https://127.0.0.1:{served.port}/"
-    with capture(f"udp port {served.port}", tmp_path / "quic.pcap") as pcap:
+    with tshark_capture(f"udp port {served.port}", tmp_path / "quic.pcap") as pcap:
         dom = dump_dom(url, served.spki, force_quic=True)
     wire = read_wire(pcap, served.keylog, served.port)
     assert cell(dom, "protocol") == "HTTP/3" and "X25519MLKEM768" in cell(dom, "group")
@@ -198,7 +150,7 @@ def test_chromium_over_http3_gets_what_its_client_hello_allows(
 def test_curl_gets_the_ecdsa_certificate_and_is_served(served: Served, tmp_path: Path) -> None:
     assert CURL is not None, "apt-get install curl"
     url = f"https://localhost:{served.port}/api/connection"
-    with capture(f"tcp port {served.port}", tmp_path / "curl.pcap") as pcap:
+    with tshark_capture(f"tcp port {served.port}", tmp_path / "curl.pcap") as pcap:
         out = subprocess.run(
             [CURL, "-sS", "--cacert", str(served.pkis.cas), "--max-time", "20", url],
             capture_output=True,

@@ -37,7 +37,7 @@ def test_chromium_over_tcp_gets_x25519mlkem768(pki: DevPKI, tmp_path: Path, work
     args = ["--pq", "-k", worker, "-w", "2", *tls_args(pki, port), "app:app"]
     url = f"https://127.0.0.1:{port}/"
     with hypercorn_pq(args, tmp_path, port) as server:
-        with tshark_capture(port, tmp_path / "handshake.pcap") as pcap:
+        with tshark_capture(f"tcp port {port}", tmp_path / "handshake.pcap") as pcap:
             dom = dump_dom(url, pki.spki_sha256_b64, force_quic=False)
         shot = None
         if worker == "asyncio":

@@ -54,10 +54,10 @@ from waiting import wait_until
 pytestmark = pytest.mark.slow  # hypercorn-pq, aioquic and edge processes
 
 APPS = Path(__file__).resolve().parent / "apps"
-#: Generous: the cases that complete a handshake stay open until the idle timeout (60 s under
-#: hypercorn), so the long form, fast enough to keep ~2,000 of them open, plateaus higher
-#: (+400 MB measured, docs/binding.md). The suite's bound catches gross growth; a small leak
-#: per case shows in the long form, and in the object counts docs/binding.md records.
+#: Generous: the cases that leave a handshake half-open stay until the handshake deadline
+#: (10 s), so the long form, fast enough to keep ~900 of them open, plateaus higher (+190 MB
+#: measured; +400 MB before the deadline, docs/binding.md). The suite's bound catches gross
+#: growth; a small leak per case shows in the long form, and in the object counts there.
 RSS_GROWTH_LIMIT_MB = 300 if cases_per_listener() <= 10_000 else 800
 LONGEST_LOG_LINE = 2000
 

@@ -10,16 +10,16 @@ processes that use it are tested in test_hypercorn_tcp.py.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import ssl
 from pathlib import Path
 from typing import Any
 
+import cert_util
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from hypercorn.config import Config
 from tls_util import client_ctx, serving
 
@@ -127,40 +127,16 @@ def test_require_is_tls13_with_post_quantum_groups_only(pki: DevPKI) -> None:
 
 def _client_identity(directory: Path) -> tuple[Path, Path, Path]:
     """A client CA and a clientAuth leaf it signed: ``(ca, cert, key)``."""
-    now = datetime.datetime.now(datetime.timezone.utc)
     ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test client CA")])
-    leaf_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alice")])
-
-    def builder(subject: x509.Name, public: Any, ca: bool) -> x509.CertificateBuilder:
-        return (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(ca_name)
-            .public_key(public)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-
-    ca = builder(ca_name, ca_key.public_key(), True).sign(ca_key, hashes.SHA256())
-    leaf = (
-        builder(leaf_name, key.public_key(), False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
-        .sign(ca_key, hashes.SHA256())
+    ca_name = cert_util.name("test client CA")
+    ca = cert_util.builder(ca_name, ca_name, ca_key.public_key(), ca=True)
+    leaf = cert_util.builder(cert_util.name("alice"), ca_name, key.public_key(), ca=False)
+    leaf = leaf.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+    return (
+        cert_util.write_certificate(directory / "client-ca.pem", ca.sign(ca_key, hashes.SHA256())),
+        cert_util.write_certificate(directory / "client.pem", leaf.sign(ca_key, hashes.SHA256())),
+        cert_util.write_key(directory / "client-key.pem", key),
     )
-    paths = directory / "client-ca.pem", directory / "client.pem", directory / "client-key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return paths
 
 
 def test_ca_certs_and_verify_mode_ask_for_client_certificates(pki: DevPKI, tmp_path: Path) -> None:

@@ -5,27 +5,16 @@ amplification limit met by ML-DSA certificates only. Numbers are not checked."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from bench_util import run_quick
 
 pytestmark = pytest.mark.slow  # a subprocess running real handshakes
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def test_handshake_auth_benchmark_quick(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "handshake_auth"]
-        + ["--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_quick("handshake_auth", tmp_path, timeout=120)
     result = json.loads((tmp_path / "handshake_auth.json").read_text())
     for transport in ("quic", "tcp"):
         rows = result[transport]

@@ -8,7 +8,6 @@ The servers are aioquic's ``serve()`` with the binding; clients are ours, stock 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,8 @@ from aioquic.asyncio import connect
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, mldsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+from mldsa_tcp_util import ml_dsa_leaf_under_ecdsa_ca
 from mldsa_util import PARAMETER_SETS, ml_dsa_pki
 from peers.qh3_peer import ECHO_ALPN, Qh3HandshakeError, Qh3Server, qh3_handshake_async
 from quic_util import (
@@ -263,60 +261,13 @@ def test_require_client_refuses_the_ecdsa_qh3_server(pki: DevPKI) -> None:
     assert "not ML-DSA" in out.error.reason_phrase
 
 
-def _ml_dsa_leaf_under_ecdsa_ca(directory: Path, pki: DevPKI) -> tuple[Path, Path]:
-    """An ML-DSA-65 leaf issued by the ECDSA test CA (whose key devcert does not keep, so this
-    makes a fresh ECDSA CA and returns the leaf with that CA appended to the chain file)."""
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mixed CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    leaf_key = mldsa.MLDSA65PrivateKey.generate()
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert, key, ca_file = (
-        directory / "mixed.pem",
-        directory / "mixed-key.pem",
-        directory / "mixed-ca.pem",
-    )
-    cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(
-        leaf_key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    return cert, key
-
-
 @pytest.mark.parametrize("auth", ["prefer", "require"])
 def test_ml_dsa_leaf_under_a_classical_ca_is_not_post_quantum_authentication(
-    tmp_path: Path, pki: DevPKI, auth: str
+    tmp_path: Path, auth: str
 ) -> None:
-    cert, key = _ml_dsa_leaf_under_ecdsa_ca(tmp_path, pki)
+    ca, cert, key = ml_dsa_leaf_under_ecdsa_ca(tmp_path)
     server = server_config(cert, key)
-    client = client_config(tmp_path / "mixed-ca.pem", auth)
+    client = client_config(ca, auth)
     if auth == "prefer":
         out, srv, _, facts = exchange(server, client)
         assert out.echo == PING

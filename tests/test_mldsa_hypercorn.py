@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mldsa_tcp_util import Pkis, both_pkis
+from mldsa_tcp_util import Pkis, auth_args, both_pkis
 from servers import free_port, hypercorn_pq, run_cli
 from tcp_util import CURL
 
@@ -24,24 +24,6 @@ pytestmark = pytest.mark.slow  # each test starts hypercorn-pq
 @pytest.fixture(scope="module")
 def pkis(tmp_path_factory: pytest.TempPathFactory) -> Pkis:
     return both_pkis(tmp_path_factory.mktemp("mldsa-hypercorn"))
-
-
-def auth_args(pkis: Pkis, port: int, *extra: str) -> list[str]:
-    return [
-        "--pq",
-        "--certfile",
-        str(pkis.ecdsa.cert),
-        "--keyfile",
-        str(pkis.ecdsa.key),
-        "--pq-certfile",
-        str(pkis.ml_dsa.cert),
-        "--pq-keyfile",
-        str(pkis.ml_dsa.key),
-        "-b",
-        f"127.0.0.1:{port}",
-        *extra,
-        "app:app",
-    ]
 
 
 async def quic_api(pkis: Pkis, port: int, auth: str = "prefer") -> dict[str, Any]:

@@ -8,11 +8,11 @@ a transcript hash this test computes itself, and it signs what our verifier then
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import importlib
 from typing import Any
 
+import cert_util
 import pqcrypto
 import pytest
 from aioquic import tls
@@ -20,7 +20,6 @@ from aioquic.buffer import Buffer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa
-from cryptography.x509.oid import NameOID
 from mldsa_util import CV_PREFIX, PARAMETER_SETS, ml_dsa_pki
 
 from pq_quic_plugin.aioquic_binding import PostQuantumContext
@@ -50,18 +49,8 @@ def certificate_for(public_key: Any) -> x509.Certificate:
     """A certificate carrying ``public_key``, issued by a throw-away ECDSA key (only the key
     inside matters to a CertificateVerify)."""
     issuer = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pqcrypto key")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public_key)
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(issuer, hashes.SHA256())
-    )
+    name = cert_util.name("pqcrypto key")
+    return cert_util.builder(name, name, public_key, ca=False).sign(issuer, hashes.SHA256())
 
 
 CONTENT = CV_PREFIX + b"\x00" + hashlib.sha256(b"some transcript").digest()

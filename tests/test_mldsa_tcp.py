@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -196,42 +198,54 @@ def test_over_asyncio_sockets_the_writer_reports_it(pkis: Pkis) -> None:
     assert client_side == server_side == ("ML-DSA-65", True)
 
 
-def test_configuration_mistakes_fail_at_once(pkis: Pkis) -> None:
-    with pytest.raises(ValueError, match="'require' needs an ML-DSA certificate"):
-        pq_quic_plugin.ssl_context(
-            "prefer",
-            server_side=True,
-            certfile=pkis.ecdsa.cert,
-            keyfile=pkis.ecdsa.key,
-            auth="require",
-        )
-    with pytest.raises(ValueError, match="'off' never uses an ML-DSA certificate"):
-        pq_quic_plugin.ssl_context(
-            "prefer",
-            server_side=True,
-            certfile=pkis.ml_dsa.cert,
-            keyfile=pkis.ml_dsa.key,
-            auth="off",
-        )
-    with pytest.raises(ValueError, match="policy 'off' uses Python's ssl"):
-        pq_quic_plugin.ssl_context(
-            "off",
-            server_side=True,
-            certfile=pkis.ecdsa.cert,
-            keyfile=pkis.ecdsa.key,
-            certificates=[(pkis.ml_dsa.cert, pkis.ml_dsa.key)],
-        )
-    with pytest.raises(ValueError, match="for servers"):
-        pq_quic_plugin.ssl_context(
-            "prefer", server_side=False, certificates=[(pkis.ml_dsa.cert, pkis.ml_dsa.key)]
-        )
-    with pytest.raises(ValueError, match="unknown authentication policy"):
-        pq_quic_plugin.ssl_context("prefer", server_side=False, auth="sometimes")
-    with pytest.raises(ssl.SSLError, match="does not match"):
-        pq_quic_plugin.ssl_context(
-            "prefer",
-            server_side=True,
-            certfile=pkis.ecdsa.cert,
-            keyfile=pkis.ecdsa.key,
-            certificates=[(pkis.ml_dsa.cert, pkis.ecdsa.key)],
-        )
+def _server(pkis: Pkis, **settings: Any) -> dict[str, Any]:
+    """A server's settings: the ECDSA certificate, unless ``settings`` say otherwise."""
+    return {"server_side": True, "certfile": pkis.ecdsa.cert, "keyfile": pkis.ecdsa.key, **settings}
+
+
+#: Each mistake: the key-exchange policy, the other settings, and how ``ssl_context`` refuses.
+MISTAKES: dict[str, tuple[str, Callable[[Pkis], dict[str, Any]], type[Exception], str]] = {
+    "require-without-ml-dsa": (
+        "prefer",
+        lambda p: _server(p, auth="require"),
+        ValueError,
+        "'require' needs an ML-DSA certificate",
+    ),
+    "off-with-ml-dsa": (
+        "prefer",
+        lambda p: _server(p, certfile=p.ml_dsa.cert, keyfile=p.ml_dsa.key, auth="off"),
+        ValueError,
+        "'off' never uses an ML-DSA certificate",
+    ),
+    "stdlib-with-ml-dsa": (
+        "off",
+        lambda p: _server(p, certificates=[(p.ml_dsa.cert, p.ml_dsa.key)]),
+        ValueError,
+        "policy 'off' uses Python's ssl",
+    ),
+    "client-with-certificates": (
+        "prefer",
+        lambda p: {"server_side": False, "certificates": [(p.ml_dsa.cert, p.ml_dsa.key)]},
+        ValueError,
+        "for servers",
+    ),
+    "unknown-auth": (
+        "prefer",
+        lambda p: {"server_side": False, "auth": "sometimes"},
+        ValueError,
+        "unknown authentication policy",
+    ),
+    "key-of-another-certificate": (
+        "prefer",
+        lambda p: _server(p, certificates=[(p.ml_dsa.cert, p.ecdsa.key)]),
+        ssl.SSLError,
+        "does not match",
+    ),
+}
+
+
+@pytest.mark.parametrize("mistake", MISTAKES)
+def test_configuration_mistakes_fail_at_once(pkis: Pkis, mistake: str) -> None:
+    policy, settings, error, match = MISTAKES[mistake]
+    with pytest.raises(error, match=match):
+        pq_quic_plugin.ssl_context(policy, **settings(pkis))

@@ -14,6 +14,7 @@ import os
 import ssl
 from typing import Any
 
+import cert_util
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -228,29 +229,9 @@ def test_key_problems_fail_at_configuration(pki, tmp_path) -> None:
 
 def test_an_ml_dsa_certificate_makes_authentication_post_quantum_too(tmp_path) -> None:
     key = mldsa.MLDSA65PrivateKey.generate()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, None)
-    )
-    cert_path, key_path = tmp_path / "mldsa.pem", tmp_path / "mldsa.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert = cert_util.localhost(key.public_key()).sign(key, None)
+    cert_path = cert_util.write_certificate(tmp_path / "mldsa.pem", cert)
+    key_path = cert_util.write_key(tmp_path / "mldsa.key", key)
     server = pq_quic_plugin.ssl_context(server_side=True, certfile=cert_path, keyfile=key_path)
     client = pq_quic_plugin.ssl_context(server_side=False, cafile=cert_path)
     pair = Pair(server, client)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tunnel_chain import TUNNEL_HOST, Chain, running_chain, tunnel_cli
+from tunnel_chain import TUNNEL_HOST, Chain, origin_rule, running_chain, tunnel_cli
 from waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -43,15 +43,7 @@ def _route(chain: Chain, *args: str) -> str:
 def test_route_adds_and_removes_hostnames_on_a_running_edge(tmp_path: Path, protocol: str) -> None:
     with running_chain(tmp_path, connector=False, protocol=protocol) as chain:
         # A catch-all to the origin: the connector serves whatever hostnames the edge routes.
-        config = chain.connector_config(
-            ingress=[
-                {
-                    "service": f"https://127.0.0.1:{chain.origin_port}",
-                    "origin-ca-file": str(chain.pki.ca_cert),
-                    "origin-server-name": "localhost",
-                }
-            ]
-        )
+        config = chain.connector_config(ingress=[origin_rule(chain.origin_port, chain.pki.ca_cert)])
         chain.connector = chain.start_connector(config=config)
         edge_pid = chain.edge.proc.pid
         assert _status(chain, TUNNEL_HOST) == 200

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tunnel_chain import TUNNEL_HOST, running_chain
+from tunnel_chain import TUNNEL_HOST, running_chain, tunnel_host_rules
 
 from pq_quic_plugin.http3 import HTTP3Error, client_configuration, open_session
 
@@ -73,10 +73,7 @@ def test_origin_breaking_off_resets_the_visitor_stream(
     with running_chain(tmp_path, connector=False, protocol=transport) as chain:
         config = chain.connector_config(
             "broken.yml",
-            ingress=[
-                {"hostname": TUNNEL_HOST, "service": f"http://127.0.0.1:{broken_origin}"},
-                {"service": "http_status:404"},
-            ],
+            ingress=tunnel_host_rules(f"http://127.0.0.1:{broken_origin}"),
         )
         chain.connector = chain.start_connector(config=config)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from h2_link_util import pair, run
+from h2_link_util import Pair, pair, run
 from origin_support import Origins, expected_sha256, nothing
 
 from pq_quic_plugin.tunnel import profiling
@@ -60,12 +60,18 @@ async def _answer_and_hang(channel: H2Channel) -> None:
             pass
 
 
+async def _get(p: Pair) -> H2Channel:
+    """The edge's side of a GET whose response head has arrived (the body is the test's)."""
+    channel = p.edge.open_channel()
+    await channel.send_json(FrameType.HEADERS, {"method": "GET"}, end=True)
+    await channel.read_json(FrameType.HEADERS)
+    return channel
+
+
 def test_the_edge_joins_frames_that_are_in_into_one_visitor_write(pki) -> None:
     async def main() -> None:
         async with pair(pki, _answer_in_small_frames) as p:
-            channel = p.edge.open_channel()
-            await channel.send_json(FrameType.HEADERS, {"method": "GET"}, end=True)
-            await channel.read_json(FrameType.HEADERS)
+            channel = await _get(p)
             while channel.buffered < PIECES * PIECE:  # every frame is in
                 await asyncio.sleep(0.01)
             sent: list[dict[str, Any]] = []
@@ -92,9 +98,7 @@ def _cancelling(task: asyncio.Task[Any] | None) -> int:
 def test_an_idle_visitor_is_cut_off_in_the_requests_own_task(pki) -> None:
     async def main() -> None:
         async with pair(pki, _answer_and_hang) as p:
-            channel = p.edge.open_channel()
-            await channel.send_json(FrameType.HEADERS, {"method": "GET"}, end=True)
-            await channel.read_json(FrameType.HEADERS)
+            channel = await _get(p)
 
             async def stuck(message: dict[str, Any]) -> None:
                 await asyncio.Event().wait()  # a visitor that never reads

@@ -19,6 +19,7 @@ from h2_link_util import (
     BODY,
     MB,
     body_chunks,
+    dialled,
     echo_hash,
     pair,
     read_all,
@@ -38,7 +39,6 @@ from pq_quic_plugin.tunnel.wire.frames import (
     StreamReset,
 )
 from pq_quic_plugin.tunnel.wire.h2_channel import H2Channel
-from pq_quic_plugin.tunnel.wire.h2_endpoints import connector_tls, dial_h2, edge_tls, listen_h2
 from pq_quic_plugin.tunnel.wire.h2_transport import STREAM_WINDOW, H2TunnelConnection
 
 
@@ -391,24 +391,12 @@ def test_an_edge_that_refuses_says_why_in_its_goaway(pki) -> None:
             link.refuse_soon("edge shutting down")
             return link
 
-        server = await listen_h2("127.0.0.1", 0, edge_tls(pki.cert, pki.key), make_edge)
-        port = server.sockets[0].getsockname()[1]
-        try:
-            async with dial_h2(
-                "127.0.0.1",
-                port,
-                connector_tls(True, cafile=pki.ca_cert),
-                lambda: H2TunnelConnection("connector"),
-                server_hostname="localhost",
-            ) as connector:
-                with pytest.raises(StreamReset, match="edge shutting down"):
-                    control = connector.open_channel()  # raises if the GOAWAY came first
-                    await control.send_json(FrameType.CONTROL, {"type": "hello"})
-                await asyncio.wait_for(connector.closed_event.wait(), 5)
-                assert connector.close_reason == "edge shutting down"
-        finally:
-            server.close()
-            await server.wait_closed()
+        async with dialled(pki, make_edge) as (connector, _):
+            with pytest.raises(StreamReset, match="edge shutting down"):
+                control = connector.open_channel()  # raises if the GOAWAY came first
+                await control.send_json(FrameType.CONTROL, {"type": "hello"})
+            await asyncio.wait_for(connector.closed_event.wait(), 5)
+            assert connector.close_reason == "edge shutting down"
 
     run(refusing())
 

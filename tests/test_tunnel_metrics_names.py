@@ -48,6 +48,17 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def _build_info(samples: Samples, program: str) -> float:
+    """The ``build_info`` sample of this Python and this release for ``program``."""
+    return value(
+        samples,
+        "build_info",
+        python_version=platform.python_version(),
+        version=__version__,
+        type=program,
+    )
+
+
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     base = tmp_path_factory.mktemp("metrics-chain")
@@ -70,16 +81,7 @@ def test_connector_exports_cloudflareds_names(chain: Chain) -> None:
     for index in ("0", "1"):
         located = {"connection_id": index, "edge_location": "test-loopback"}
         assert value(before, "cloudflared_tunnel_server_locations", **located) == 1
-    assert (
-        value(
-            before,
-            "build_info",
-            python_version=platform.python_version(),
-            version=__version__,
-            type="connector",
-        )
-        == 1
-    )
+    assert _build_info(before, "connector") == 1
     assert ("pq_tunnel_connector_reconnects_total", ()) in before
 
     during: dict[str, Samples] = {}
@@ -119,16 +121,7 @@ def test_edge_exports_per_tunnel_names_and_fixed_counters(chain: Chain) -> None:
     tunnel = _tunnel_id(chain)
     before = scrape(chain.edge_metrics)
     assert value(before, "cloudflared_tunnel_ha_connections", tunnel_id=tunnel) == 2
-    assert (
-        value(
-            before,
-            "build_info",
-            python_version=platform.python_version(),
-            version=__version__,
-            type="edge",
-        )
-        == 1
-    )
+    assert _build_info(before, "edge") == 1
     assert not any(name == "pq_tunnel_edge_reconnects_total" for name, _ in before)
     # Registered connections took a measurable time: the histogram is no longer empty.
     assert value(before, "pq_tunnel_edge_connect_duration_seconds_count") >= 2

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from asgi_util import call
 from prometheus_client.parser import text_string_to_metric_families
 
 from pq_quic_plugin.tunnel.config import (
@@ -224,17 +225,7 @@ def test_status_page_lists_tunnels_connections_and_escapes(tmp_path: Path) -> No
 
 
 async def _asgi(app: EdgeApp, scope: dict[str, Any], body: bytes = b"") -> list[dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent
+    return (await call(app, scope, body)).sent
 
 
 def _scope(host: str, path: str = "/", method: str = "GET") -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asgi_util import call
 
 from pq_quic_plugin.tunnel.config import ConnectorListenerConfig, EdgeConfig, PublicListenerConfig
 from pq_quic_plugin.tunnel.connector.report import report_headers
@@ -43,15 +44,6 @@ async def _call(
     client: str = "203.0.113.9",
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    sent: list[dict[str, Any]] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     scope = {
         "type": "http",
         "method": method,
@@ -65,10 +57,8 @@ async def _call(
         "scheme": "https",
         "http_version": "1.1",
     }
-    await app(scope, receive, send)
-    start = next(m for m in sent if m["type"] == "http.response.start")
-    out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, out
+    done = await call(app, scope, body)
+    return done.status, {k.decode(): v.decode() for k, v in done.start["headers"]}, done.body
 
 
 @pytest.fixture

@@ -14,9 +14,7 @@ import asyncio
 import hashlib
 import json
 import logging
-import socket
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from origin_support import APPS, KINDS, Origins, expected_sha256, read_all, run
 
 from pq_quic_plugin.tunnel.origin import OriginClient, OriginError, OriginRequest, OriginResponse
 from tools.loopback import free_port, hypercorn_pq, start, stop
+from tools.readiness import wait_listening
 
 pytestmark = pytest.mark.slow  # origin servers as processes
 
@@ -33,16 +32,6 @@ MB = 1024 * 1024
 DOWNLOAD = 4 * MB
 #: The kinds whose requests share one connection to the origin.
 SHARED = ["h2", "h3"]
-
-
-def _wait_tcp(port: int, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on {port}")
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +47,7 @@ def hostile(pki: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orig
         cwd=APPS,
     )
     try:
-        _wait_tcp(http_port)
+        wait_listening(plain, "127.0.0.1", http_port, quic=False)
         with hypercorn_pq(
             ["--pq", *tls, "-b", f"127.0.0.1:{pq_port}", "hardening_app:app"],
             logs,
@@ -317,7 +306,7 @@ def test_an_unreachable_origin_error_names_no_address(tmp_path: Path) -> None:
     """Through the real tunnel: the visitor's 502 says the origin could not be reached and
     nothing more (neither the connector's reason nor the edge's page names the address); the
     connector's log has it."""
-    from tunnel_chain import TUNNEL_HOST, running_chain
+    from tunnel_chain import TUNNEL_HOST, running_chain, tunnel_host_rules
 
     from pq_quic_plugin.http3 import client_configuration, open_session
 
@@ -325,10 +314,7 @@ def test_an_unreachable_origin_error_names_no_address(tmp_path: Path) -> None:
     with running_chain(tmp_path, connector=False) as chain:
         config = chain.connector_config(
             "gone.yml",
-            ingress=[
-                {"hostname": TUNNEL_HOST, "service": f"http://127.0.0.1:{closed}"},
-                {"service": "http_status:404"},
-            ],
+            ingress=tunnel_host_rules(f"http://127.0.0.1:{closed}"),
         )
         chain.connector = chain.start_connector(config=config)
 

@@ -7,25 +7,21 @@ keys as synonyms, and every mistake located at its key and line.
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
+from config_util import error_of, write
 
 from pq_quic_plugin.tunnel.config import ConfigError, load_connector_config, parse_service
 from pq_quic_plugin.tunnel.connector.proxy import origin_options
 
 
 def load(tmp_path: Path, text: str) -> object:
-    path = tmp_path / "config.yml"
-    path.write_text(textwrap.dedent(text))
-    return load_connector_config(path)
+    return load_connector_config(write(tmp_path, text))
 
 
 def error(tmp_path: Path, text: str) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        load(tmp_path, text)
-    return info.value
+    return error_of(write(tmp_path, text))
 
 
 def test_rule_keys_win_over_the_top_level_key_by_key(tmp_path: Path) -> None:

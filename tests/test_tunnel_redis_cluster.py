@@ -29,7 +29,14 @@ from typing import Any
 import httpx
 import pytest
 from redis_util import RedisServer, needs_redis, redis_server
-from tunnel_chain import TUNNEL_HOST, Chain, start_edge, tunnel_cli, write_edge_config
+from tunnel_chain import (
+    TUNNEL_HOST,
+    Chain,
+    origin_rule,
+    start_edge,
+    tunnel_cli,
+    write_edge_config,
+)
 from waiting import wait_until
 
 from pq_quic_plugin.devcert import DevPKI, make_dev_pki
@@ -154,13 +161,7 @@ def test_a_tunnel_created_at_a_is_known_to_b_at_once(cluster: Cluster) -> None:
     assert seconds < 3, "announced, not found by the 30 s resync"
     chain = cluster.chain_b
     config = chain.connector_config(
-        ingress=[
-            {
-                "service": f"https://127.0.0.1:{cluster.origin_port}",
-                "origin-ca-file": str(cluster.pki.ca_cert),
-                "origin-server-name": "localhost",
-            }
-        ]
+        ingress=[origin_rule(cluster.origin_port, cluster.pki.ca_cert)]  # every hostname
     )
     chain.connector = chain.start_connector(config=config)
     assert _get(cluster, "b", TUNNEL_HOST) == 200

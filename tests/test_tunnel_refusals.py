@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from servers import free_port, stop
-from tunnel_chain import Chain, running_chain, start, start_edge, tunnel_cli, write_edge_config
+from servers import stop
+from tunnel_chain import Chain, running_chain, start, start_classical_edge, tunnel_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -108,17 +108,7 @@ def test_post_quantum_connector_against_classical_edge(tmp_path: Path, protocol:
     Without --post-quantum: classical plus a warning."""
     with running_chain(tmp_path, connector=False, connector_policy="prefer") as chain:
         # a second edge listener that accepts only classical groups, sharing the store
-        ports = [free_port() for _ in range(3)]
-        classical_yaml = write_edge_config(
-            chain.dir,
-            chain.pki,
-            *ports,
-            connector_policy="prefer",
-            groups=["x25519", "secp256r1"],
-            name="classical-edge.yaml",
-        )
-        edge2 = start_edge(classical_yaml, chain.dir / "edge2.log", chain.dir)
-        chain.extra.append(edge2)
+        ports = start_classical_edge(chain)
         report_url = f"https://127.0.0.1:{ports[0]}/pq-report"
         strict = _run_connector(
             chain,

@@ -20,14 +20,14 @@ import pytest
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from servers import free_port, stop
+from servers import stop
 from tunnel_chain import (
     TUNNEL_HOST,
     Chain,
     running_chain,
+    start_classical_edge,
     start_edge,
     tunnel_cli,
-    write_edge_config,
 )
 from waiting import wait_until
 
@@ -194,16 +194,7 @@ def test_banner_only_for_a_post_quantum_refusal_and_with_the_real_reason(tmp_pat
     alert and the edge's reason. A certificate that does not verify is a TLS failure: no
     banner, and the log says what failed."""
     with running_chain(tmp_path, connector=False) as chain:
-        ports = [free_port() for _ in range(3)]
-        classical_yaml = write_edge_config(
-            chain.dir,
-            chain.pki,
-            *ports,
-            connector_policy="prefer",
-            groups=["x25519", "secp256r1"],
-            name="classical-edge.yaml",
-        )
-        chain.extra.append(start_edge(classical_yaml, chain.dir / "edge2.log", chain.dir))
+        ports = start_classical_edge(chain)
         strict = chain.start_connector(
             config=chain.connector_config(
                 "strict.yml", edge=[f"127.0.0.1:{ports[1]}"], ha_connections=1, max_backoff="2s"

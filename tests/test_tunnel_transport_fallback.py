@@ -25,7 +25,15 @@ from pathlib import Path
 import httpx
 import pytest
 from servers import free_port, stop
-from tunnel_chain import TUNNEL_HOST, Chain, running_chain, start, start_edge, write_edge_config
+from tunnel_chain import (
+    TUNNEL_HOST,
+    Chain,
+    running_chain,
+    start,
+    start_edge,
+    tunnel_host_rules,
+    write_edge_config,
+)
 from waiting import wait_until
 
 from tools.processes import Process
@@ -128,10 +136,7 @@ class Setup:
             edge=[f"{self.net.edge_ip}:{self.connectors}"],
             ha_connections=1,
             protocol="auto",
-            ingress=[
-                {"hostname": TUNNEL_HOST, "service": f"http://127.0.0.1:{self.origin}"},
-                {"service": "http_status:404"},
-            ],
+            ingress=tunnel_host_rules(f"http://127.0.0.1:{self.origin}"),
         )
         cmd = self.net.exec(*TUNNEL, "run", "--config", str(config), "--post-quantum", *flags)
         log = self.chain.dir / f"ns-connector-{len(self.chain.extra)}.log"

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from tunnel_chain import TUNNEL_HOST, running_chain
+from tunnel_chain import TUNNEL_HOST, origin_rule, running_chain
 from visitor_util import exchange, open_visitor, read_status, request_bytes, tls_context
 
 from pq_quic_plugin.tunnel.edge.limits import QUEUE_FACTOR
@@ -36,12 +36,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         tmp_path_factory.mktemp("visitors"), connector=False, edge_public=limits
     ) as c:
         dead = c.dead_port = free_port()  # type: ignore[attr-defined]
-        origin = {
-            "hostname": TUNNEL_HOST,
-            "service": f"https://127.0.0.1:{c.origin_port}",
-            "origin-ca-file": str(c.pki.ca_cert),
-            "origin-server-name": "localhost",
-        }
+        origin = origin_rule(c.origin_port, c.pki.ca_cert, TUNNEL_HOST)
         config = c.connector_config(
             ingress=[
                 {"hostname": TUNNEL_HOST, "path": "^/pid", "service": "http_status:403"},

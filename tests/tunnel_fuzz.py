@@ -24,9 +24,10 @@ from tunnel_rogue import (
     Rogue,
     answer,
     clean_registration,
-    client_configuration,
+    connected,
     connector_listener,
     hello,
+    rogue,
     send_raw,
 )
 
@@ -116,16 +117,7 @@ def mutated_exchange(edge: EdgeSide, rng: random.Random) -> tuple[list[bytes], b
 
 
 async def _case(edge: EdgeSide, frames: list[bytes], honest: bool) -> None:
-    from aioquic.asyncio import connect
-
-    async with connect(
-        "127.0.0.1",
-        edge.port,
-        configuration=client_configuration(edge.pki),
-        create_protocol=Rogue,
-    ) as conn:
-        assert isinstance(conn, Rogue)
-        channel = conn.open_channel()
+    async with rogue(edge) as (conn, channel):
         for data in frames:
             send_raw(conn, channel, data)
         if honest:  # a correct proof for whatever hello was sent: gets furthest in
@@ -163,8 +155,6 @@ async def fuzz_registrations(directory: Path, pki: DevPKI, cases: int) -> None:
 
 
 async def fuzz_authenticated(directory: Path, pki: DevPKI, cases: int) -> None:
-    from aioquic.asyncio import connect
-
     from pq_quic_plugin.tunnel.connector.registration import Identity, register
 
     seed = int(os.environ.get("PQ_FUZZ_SEED", random.randrange(1 << 32)))
@@ -172,13 +162,7 @@ async def fuzz_authenticated(directory: Path, pki: DevPKI, cases: int) -> None:
     rng = random.Random(seed)
     async with connector_listener(directory, pki) as edge:
         identity = Identity(edge.record.id, str(uuid.uuid4()), edge.auth_key, ("demo.example.com",))
-        async with connect(
-            "127.0.0.1",
-            edge.port,
-            configuration=client_configuration(pki),
-            create_protocol=Rogue,
-        ) as conn:
-            assert isinstance(conn, Rogue)
+        async with connected(edge, Rogue) as conn:
             await register(conn, identity, 0)
             control = conn.channels[0]
             for i in range(cases):

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aioquic.asyncio import connect
 from aioquic.quic import events
@@ -40,6 +40,9 @@ from pq_quic_plugin.tunnel.wire import (
 )
 
 HOSTNAME = "demo.example.com"
+
+
+_Link = TypeVar("_Link", bound=TunnelConnection)
 
 
 class Rogue(TunnelConnection):
@@ -133,12 +136,22 @@ def client_configuration(pki: DevPKI) -> QuicConfiguration:
 
 
 @contextlib.asynccontextmanager
+async def connected(edge: EdgeSide, protocol: type[_Link]) -> AsyncIterator[_Link]:
+    """A client connection of class ``protocol`` to the edge's connector listener."""
+    async with connect(
+        "127.0.0.1",
+        edge.port,
+        configuration=client_configuration(edge.pki),
+        create_protocol=protocol,
+    ) as conn:
+        assert isinstance(conn, protocol)
+        yield conn
+
+
+@contextlib.asynccontextmanager
 async def rogue(edge: EdgeSide) -> AsyncIterator[tuple[Rogue, Channel]]:
     """A connected client and its control stream (nothing sent yet)."""
-    async with connect(
-        "127.0.0.1", edge.port, configuration=client_configuration(edge.pki), create_protocol=Rogue
-    ) as conn:
-        assert isinstance(conn, Rogue)
+    async with connected(edge, Rogue) as conn:
         yield conn, conn.open_channel()
 
 
@@ -180,13 +193,7 @@ def control_raw(payload: bytes) -> bytes:
 async def clean_registration(edge: EdgeSide, conn_index: int = 0) -> dict[str, Any]:
     """What the real connector does; returns the edge's ``registered`` message."""
     identity = Identity(edge.record.id, str(uuid.uuid4()), edge.auth_key, (HOSTNAME,))
-    async with connect(
-        "127.0.0.1",
-        edge.port,
-        configuration=client_configuration(edge.pki),
-        create_protocol=TunnelConnection,
-    ) as conn:
-        assert isinstance(conn, TunnelConnection)
+    async with connected(edge, TunnelConnection) as conn:
         return await asyncio.wait_for(register(conn, identity, conn_index), 10)
 
 

@@ -44,11 +44,11 @@ from aioquic.quic.connection import QuicConnection
 __all__ = ["MIN_TUNING_RTT", "START_WINDOW", "ReceiveCredit", "tune_windows"]
 
 #: The window a stream of a :func:`tune_windows` connection starts with.
-START_WINDOW = int(__import__('os').environ.get('PQX_START', 128 * 1024))  # XEXP
+START_WINDOW = 64 * 1024
 #: The round-trip time the tuning assumes at least. On loopback the measured one is tens of
 #: microseconds, but a window update takes a turn of both peers' event loops to be answered,
 #: so a reader that keeps up would otherwise look slow and keep a small window.
-MIN_TUNING_RTT = float(__import__('os').environ.get('PQX_RTT', 0.005))  # XEXP
+MIN_TUNING_RTT = 0.005
 
 
 class _Pacing:
@@ -146,7 +146,17 @@ class ReceiveCredit:
         pacing = self._paced.get(stream_id)
         if pacing is None:
             return False
-        pacing.unread = max(0, pacing.unread - size)
+        return self.waiting(stream_id, max(0, pacing.unread - size))
+
+    def waiting(self, stream_id: int, size: int) -> bool:
+        """Of what was delivered, ``size`` bytes still wait for the reader; the rest counts as
+        taken. A reader of framed data says so for the bytes of an incomplete frame, which it
+        cannot take before the rest arrives: a frame larger than the window must not stall
+        its own stream (the framing bounds a frame's size). True when the limit was raised."""
+        pacing = self._paced.get(stream_id)
+        if pacing is None:
+            return False
+        pacing.unread = size
         stream = self._quic._streams.get(stream_id)
         if stream is None or not stream.max_stream_data_local or stream.receiver.is_finished:
             return False
@@ -168,7 +178,6 @@ class ReceiveCredit:
         rtt = max(loss._rtt_smoothed if loss._rtt_initialized else 0.0, MIN_TUNING_RTT)
         if now - pacing.epoch_time < 4 * rtt * (taken - pacing.epoch_offset) / pacing.window:
             pacing.window = min(pacing.window * 2, self.window)
-            import os, sys; print('TUNE', os.getpid(), self._quic.configuration.is_client, pacing.window, taken, round(now - pacing.epoch_time, 4), rtt, file=sys.stderr, flush=True)  # DEBUG
         pacing.epoch_offset, pacing.epoch_time = taken, now
 
     def release(self, stream_id: int, stop_code: int | None = None) -> bool:

@@ -6,8 +6,9 @@ connection that asked for it (a configured ``QuicConfiguration``, or any connect
 :func:`install` is active), converts the fresh context into a
 :class:`~.context.PostQuantumContext`. The same connections get a guard around the three
 methods every host drives them through (:mod:`.connection_guard`): an exception out of one of
-them closes that connection instead of reaching the server. Every other connection runs
-aioquic's code untouched.
+them closes that connection instead of reaching the server, and a server connection must
+complete its handshake within a deadline (:mod:`.handshake_deadline`). Every other connection
+runs aioquic's code untouched.
 
 The wrappers are removed again when nothing needs them (after :func:`uninstall`, once no
 configured configuration is alive), so ``install(); uninstall()`` leaves aioquic exactly as it
@@ -32,6 +33,7 @@ from ..policy import GroupPolicy, Policy
 from .authentication import apply_auth
 from .connection_guard import GUARDED_METHODS, guarded
 from .context import PostQuantumContext
+from .handshake_deadline import DEFAULT_HANDSHAKE_TIMEOUT, HandshakeDeadline, check_timeout
 from .reasons import bounded_reason
 
 logger = logging.getLogger("pq_quic_plugin")
@@ -49,6 +51,8 @@ class PostQuantumSettings:
     #: The TLS engine to convert contexts into; a subclass may extend it (tests use one to
     #: build a misbehaving peer).
     context_class: type[PostQuantumContext] = PostQuantumContext
+    #: Seconds a server connection has to complete its handshake (None: no deadline).
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT
 
     @classmethod
     def build(
@@ -57,14 +61,16 @@ class PostQuantumSettings:
         groups: Iterable[str | Group] | None = None,
         key_shares: Iterable[str | Group] | None = None,
         is_client: bool | None = None,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
     ) -> PostQuantumSettings:
         pol = Policy.parse(policy)
+        timeout = check_timeout(handshake_timeout)
         if pol is Policy.OFF:
-            return cls(pol, None, None)
+            return cls(pol, None, None, handshake_timeout=timeout)
         names = list(groups) if groups is not None else None
         client = GroupPolicy.build(pol, names, key_shares) if is_client in (None, True) else None
         server = GroupPolicy.server_default(pol, names) if is_client in (None, False) else None
-        return cls(pol, client, server)
+        return cls(pol, client, server, handshake_timeout=timeout)
 
     def for_side(self, is_client: bool) -> GroupPolicy | None:
         return self.client if is_client else self.server
@@ -100,8 +106,11 @@ def _wrapped_initialize(self: QuicConnection, peer_cid: bytes) -> None:
     settings, policy = found
     settings.context_class.adopt(self.tls, policy)
     apply_auth(self.tls, self._configuration)
-    if self._is_client and policy.policy is Policy.REQUIRE:
-        _explain_refusals(self, policy)
+    if self._is_client:
+        if policy.policy is Policy.REQUIRE:
+            _explain_refusals(self, policy)
+    elif settings.handshake_timeout:
+        HandshakeDeadline(self, settings.handshake_timeout).arm()
 
 
 def _explain_refusals(connection: QuicConnection, policy: GroupPolicy) -> None:
@@ -172,16 +181,22 @@ def configure(
     policy: Policy | str | bool | None = Policy.PREFER,
     groups: Iterable[str | Group] | None = None,
     key_shares: Iterable[str | Group] | None = None,
+    *,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
 ) -> QuicConfiguration:
     """Make connections built from ``configuration`` negotiate post-quantum under ``policy``.
 
     ``groups`` are names in preference order (case-insensitive IANA names). A client offers them
     and sends key shares for ``key_shares`` (default: the best post-quantum and the best
     classical group); a server accepts them in that order (default: every registered group,
-    post-quantum first). Returns the same configuration, for chaining.
+    post-quantum first). A server connection whose handshake is not complete
+    ``handshake_timeout`` seconds after its first datagram is closed (None or 0: aioquic's idle
+    timeout only). Returns the same configuration, for chaining.
     """
     global _configured_alive
-    settings = PostQuantumSettings.build(policy, groups, key_shares, configuration.is_client)
+    settings = PostQuantumSettings.build(
+        policy, groups, key_shares, configuration.is_client, handshake_timeout
+    )
     with _lock:
         first = getattr(configuration, _SETTINGS_ATTR, None) is None
         setattr(configuration, _SETTINGS_ATTR, settings)
@@ -201,13 +216,16 @@ def configure(
 def install(
     policy: Policy | str | bool | None = Policy.PREFER,
     groups: Iterable[str | Group] | None = None,
+    *,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
 ) -> PostQuantumSettings:
     """Make every aioquic connection created from now on negotiate with ``policy``.
 
-    Configurations passed through :func:`configure` keep their own settings.
+    Configurations passed through :func:`configure` keep their own settings. Server connections
+    get the same handshake deadline as under :func:`configure`.
     """
     global _installed
-    settings = PostQuantumSettings.build(policy, groups)
+    settings = PostQuantumSettings.build(policy, groups, handshake_timeout=handshake_timeout)
     with _lock:
         _installed = settings if settings.policy is not Policy.OFF else None
         if _installed is not None:

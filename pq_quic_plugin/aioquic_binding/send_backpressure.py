@@ -47,8 +47,9 @@ __all__ = [
 #: Unacknowledged bytes per stream above which a writer waits (two 256 KiB windows in flight).
 SEND_BUFFER_HIGH = 512 * 1024
 #: Bytes written beyond the peer's stream window (MAX_STREAM_DATA) above which a writer waits:
-#: one tunnel frame's worth, ready to go out the moment the window opens.
-SEND_BLOCKED_HIGH = int(__import__('os').environ.get('PQX_BLOCKED', 64 * 1024))  # XEXP
+#: enough to fill the window's next step the moment it opens (a quarter of a 64 KiB start
+#: window is 16 KiB).
+SEND_BLOCKED_HIGH = 32 * 1024
 
 #: The longest wait between two checks while the stream makes progress (acknowledgements
 #: usually wake a :class:`ProgressSignal` waiter sooner).

@@ -2,9 +2,10 @@
 
 The binding replaces three private methods of ``aioquic.tls.Context`` (and reads the private
 state they share with the rest of aioquic's TLS engine), wraps ``QuicConnection._initialize``,
-paces receive windows through ``QuicConnection._write_stream_limits`` and reads send state that
-aioquic keeps in private attributes (:mod:`.facade`). A different aioquic release can change any
-of them silently, which for key exchange means a broken or, worse, a quietly classical
+paces receive windows through ``QuicConnection._write_stream_limits``, reads send state that
+aioquic keeps in private attributes (:mod:`.facade`) and watches the handshake state for a
+deadline (:mod:`.handshake_deadline`). A different aioquic release can change any of them
+silently, which for key exchange means a broken or, worse, a quietly classical
 handshake. So at import the version must be in the tested range and every name in
 :data:`REQUIRED_INTERNALS` must exist (see :mod:`.internals`); failing with a clear message is
 the safe default. ``PQ_QUIC_SKIP_VERSION_CHECK=1`` skips both checks, for people trying a new
@@ -95,6 +96,13 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
         "aioquic_binding/connection_guard.py",
         "_close_begin _set_state",
         instance="_close_event _close_pending _close_at _events _state _network_paths _is_client",
+    ),
+    # handshake_deadline.py: a server handshake not complete in time is closed; it stands in
+    # for get_timer/handle_timer until the handshake completes or the connection is ending.
+    *names_of(
+        QuicConnection,
+        "aioquic_binding/handshake_deadline.py",
+        instance="_handshake_complete _state _close_event",
     ),
     # facade.py: send state, peer address and bound port, which aioquic keeps private.
     *names_of(QuicConnectionProtocol, _FACADE, instance="_quic"),

@@ -14,13 +14,10 @@ skips that.
 
 from __future__ import annotations
 
-import functools
-from importlib import metadata
-
 import h2.connection
 import hyperframe.frame
 
-from ..host_internals import SKIP_ENV, Internal, check_release
+from ..host_internals import SKIP_ENV, Internal, Release, check_releases
 
 __all__ = [
     "H2_SUPPORTED",
@@ -59,23 +56,11 @@ def check_h2_binding(
 ) -> None:
     """Raise :class:`UnsupportedH2Version` unless h2 and hyperframe are in their tested ranges
     and every name in ``internals`` exists (a hyperframe name is blamed on hyperframe)."""
-    user = "pq-quic-plugin's h2 binding"
-    in_hyperframe = tuple(i for i in internals if i.owner is hyperframe.frame)
-    check_release(
-        "hyperframe",
-        functools.partial(metadata.version, "hyperframe"),
-        HYPERFRAME_SUPPORTED,
-        in_hyperframe,
-        user=user,
+    check_releases(
+        Release("hyperframe", HYPERFRAME_SUPPORTED, hyperframe_version),
+        Release("h2", H2_SUPPORTED, h2_version),
+        internals,
+        lambda item: item.owner is hyperframe.frame,
+        user="pq-quic-plugin's h2 binding",
         error=UnsupportedH2Version,
-        version=hyperframe_version,
-    )
-    check_release(
-        "h2",
-        functools.partial(metadata.version, "h2"),
-        H2_SUPPORTED,
-        tuple(i for i in internals if i not in in_hyperframe),
-        user=user,
-        error=UnsupportedH2Version,
-        version=h2_version,
     )

@@ -1,6 +1,6 @@
 """``hypercorn-pq``: hypercorn's own command line plus ``--pq``, ``--pq-groups``,
-``--pq-trust-hops-from`` and the authentication options ``--pq-auth``, ``--pq-certfile`` and
-``--pq-keyfile``.
+``--pq-trust-hops-from``, ``--pq-handshake-timeout`` and the authentication options
+``--pq-auth``, ``--pq-certfile`` and ``--pq-keyfile``.
 
 hypercorn builds its argparse parser inside ``hypercorn.__main__.main`` and offers no way to
 extend it, and its option list must not be copied (it changes between releases). So this runs
@@ -24,6 +24,7 @@ from typing import Any
 import hypercorn.__main__ as hypercorn_main
 from hypercorn.config import Config
 
+from ..aioquic_binding.handshake_deadline import DEFAULT_HANDSHAKE_TIMEOUT, check_timeout
 from ..asgi.hop_trust import LOOPBACK
 from ..auth_policy import AuthPolicy
 from ..plugins import UnknownGroupError, registry
@@ -86,6 +87,14 @@ class _PostQuantumParser(argparse.ArgumentParser):
             help="Addresses or networks (e.g. 10.0.0.5,10.1.0.0/16) of the pq-tunnel connectors "
             "whose pq-tunnel-hops header is believed under --pq require; a hop list from "
             "anyone else is refused with 403. Default: loopback (127.0.0.1, ::1).",
+        )
+        group.add_argument(
+            "--pq-handshake-timeout",
+            default=None,
+            metavar="SECONDS",
+            help="Close an HTTP/3 connection whose handshake is not complete this many seconds "
+            f"after its first packet (default {DEFAULT_HANDSHAKE_TIMEOUT:g}; 0: only the idle "
+            "timeout), so clients that start handshakes and go silent cannot pile them up.",
         )
         group.add_argument(
             "--pq-auth",
@@ -183,6 +192,14 @@ def _prepare(config: Config) -> PostQuantumConfig:
     pq_config.pq = policy.value
     pq_config.pq_groups = groups
     pq_config.pq_trust_hops_from = trusted
+    cli_timeout = getattr(args, "pq_handshake_timeout", None)
+    try:
+        pq_config.pq_handshake_timeout = check_timeout(
+            cli_timeout if cli_timeout is not None else pq_config.pq_handshake_timeout
+        )
+    except ValueError as exc:
+        where = "--pq-handshake-timeout" if cli_timeout is not None else "pq_handshake_timeout"
+        _fail(f"{where}: {exc}")
     _merge_auth(pq_config, args)
     if policy is Policy.OFF:
         if auth_needs_pq(pq_config):

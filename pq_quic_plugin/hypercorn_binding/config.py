@@ -6,7 +6,7 @@ module, unpickling it in a worker imports the module, and importing it installs 
 running in them first. The keys ``pq``, ``pq_groups``, ``pq_trust_hops_from``, ``pq_auth``,
 ``pq_certfile`` and ``pq_keyfile`` are the same in a TOML config file, and apply to both
 listeners: QUIC through the hooks, TCP through :meth:`create_ssl_context`, which every worker
-calls for itself.
+calls for itself. ``pq_handshake_timeout`` is the HTTP/3 listener's only.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from hypercorn.config import Config, Sockets
 
+from ..aioquic_binding.handshake_deadline import DEFAULT_HANDSHAKE_TIMEOUT
 from ..asgi.hop_trust import TrustedPeers
 from ..auth_policy import AuthPolicy
 from ..h2_binding import apply as apply_h2_binding
@@ -44,9 +45,12 @@ class PostQuantumConfig(Config):
     pq_auth: str | None = None
     pq_certfile: str | None = None
     pq_keyfile: str | None = None
-    #: ``TCP_NOTSENT_LOWAT`` for the TCP listeners (``None``: the system's), so a client that
-    #: stops reading holds this much unsent in the kernel instead of megabytes (:mod:`.tcp`).
-    pq_notsent_lowat: int | None = None
+    #: What a TCP connection may hold unsent, in the kernel (``TCP_NOTSENT_LOWAT``) and in its
+    #: TLS layer each (``None``: the system's and asyncio's), so a client that stops reading
+    #: holds this much instead of megabytes (:mod:`.tcp`).
+    pq_unsent_limit: int | None = None
+    #: Seconds an HTTP/3 connection has to complete its handshake (``None``: no deadline).
+    pq_handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT
 
     @classmethod
     def from_config(cls, config: Config) -> PostQuantumConfig:
@@ -65,10 +69,10 @@ class PostQuantumConfig(Config):
         return tcp_context(self)
 
     def create_sockets(self) -> Sockets:
-        """hypercorn's sockets, with :attr:`pq_notsent_lowat` on the TCP ones."""
+        """hypercorn's sockets, with :attr:`pq_unsent_limit` on the TCP ones."""
         sockets = super().create_sockets()
-        if self.pq_notsent_lowat is not None:
-            limit_unsent(sockets.secure_sockets + sockets.insecure_sockets, self.pq_notsent_lowat)
+        if self.pq_unsent_limit is not None:
+            limit_unsent(sockets.secure_sockets + sockets.insecure_sockets, self.pq_unsent_limit)
         return sockets
 
 

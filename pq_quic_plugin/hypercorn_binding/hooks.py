@@ -5,8 +5,9 @@ when this module is imported (the spawned workers import it when they unpickle a
 :class:`~.config.PostQuantumConfig`, which is why the hooks live at import time):
 
 * ``QuicProtocol.__init__``: after hypercorn built its one ``QuicConfiguration``, apply the
-  config's ``pq`` policy with :func:`pq_quic_plugin.configure`, and guard the listener's
-  datagram loop so that no one connection can end it (:mod:`.quic_guard`).
+  config's ``pq`` policy (and ``pq_handshake_timeout``) with :func:`pq_quic_plugin.configure`,
+  and guard the listener's datagram loop so that no one connection can end it
+  (:mod:`.quic_guard`).
 * ``H3Protocol.__init__``: wrap the app of each HTTP/3 connection so every request's scope gets
   ``extensions["tls"]`` and ``extensions["pq_quic"]`` from that connection's handshake (the
   group is read per request: the H3 protocol exists before the key exchange finishes), and give
@@ -35,11 +36,13 @@ from hypercorn.protocol.quic import QuicProtocol
 
 from ..aioquic_binding import configure, settings_of
 from ..aioquic_binding.facade import quic_of
+from ..aioquic_binding.handshake_deadline import DEFAULT_HANDSHAKE_TIMEOUT as DEFAULT_TIMEOUT
 from ..policy import Policy
 from .auth import configure_quic_listener
 from .h2_streams import harden_h2
 from .h3_streams import consumer, harden
 from .quic_guard import guard_listener
+from .tcp import limit_connection
 from .tls_facts import add_to_scope, quic_facts, tcp_facts
 
 logger = logging.getLogger("pq_quic_plugin.hypercorn")
@@ -122,7 +125,12 @@ def _quic_protocol_init(original: Callable) -> Callable:
         if policy is Policy.OFF:
             logger.info("HTTP/3 listener: post-quantum policy off (stock aioquic key exchange)")
             return
-        configure(self.quic_config, policy, groups=getattr(self.config, "pq_groups", None))
+        configure(
+            self.quic_config,
+            policy,
+            groups=getattr(self.config, "pq_groups", None),
+            handshake_timeout=getattr(self.config, "pq_handshake_timeout", DEFAULT_TIMEOUT),
+        )
         configure_quic_listener(self.quic_config, self.config)  # ML-DSA pair, auth, key log
         settings = settings_of(self.quic_config)
         side = settings.server if settings is not None else None
@@ -157,6 +165,7 @@ def _protocol_wrapper_init(original: Callable) -> Callable:
         # hypercorn passes its TCPServer's bound ``protocol_send``; the server holds the stream.
         send = kwargs.get("send", args[6] if len(args) > 6 else None)
         server = getattr(send, "__self__", None)
+        limit_connection(server, config)  # pq_unsent_limit: an unread response holds little
         ssl_object = _ssl_object_of(server)
         cert_pem = _read_cert(config) if ssl_object is not None else None
         facts = tcp_facts(ssl_object, cert_pem)

@@ -12,6 +12,15 @@ So both are wrapped, per listener, by :func:`guard_listener`. On an exception th
 the datagram (or the timer) belongs to is dropped: forgotten under all its connection IDs, its
 timer stopped, a CONNECTION_CLOSE sent if one can still be built; one line is logged, and the
 loop goes on with the next datagram.
+
+The timer wrapper also keeps a connection's timer alive under the trio worker. When the timer
+fires, hypercorn handles it in the timer's own task and then arms the next one with
+``SingleTask.restart``, which cancels the task it holds: the running one. Under trio the new
+timer is started from that cancelled task and is cancelled with it (``nursery.start``), so a
+connection whose peer went silent never had a timer again: no retransmission, no idle timeout,
+no handshake deadline, and it stayed in the table for good. (asyncio survives the same call by
+accident.) So once the timer has fired, the running task is no longer the one ``restart``
+cancels: it finishes by itself, and the next timer starts in a task of its own.
 """
 
 from __future__ import annotations
@@ -50,7 +59,9 @@ def guard_listener(protocol: QuicProtocol) -> None:
 
     async def handle_timer(timer: float, connection: Any) -> None:
         try:
-            await stock_timer(timer, connection)
+            await protocol.context.sleep(max(0, timer - protocol.context.time()))
+            _release(connection.task)  # fired: arming the next timer must not cancel this task
+            await stock_timer(timer, connection)  # its own sleep is over at once
         except Exception as exc:  # noqa: BLE001 - nor may its timer end the task group
             _log(exc, "its timer", None)
             # This task *is* the connection's timer: it ends when we return.
@@ -58,6 +69,13 @@ def guard_listener(protocol: QuicProtocol) -> None:
 
     protocol.handle = handle  # type: ignore[method-assign]
     protocol._handle_timer = handle_timer  # type: ignore[method-assign]
+
+
+def _release(task: Any) -> None:
+    """Make the hypercorn ``SingleTask`` forget the task it runs (the caller), without
+    cancelling it: ``restart`` and ``stop`` then leave the caller alone."""
+    if hasattr(task, "_handle"):  # both workers' SingleTask; another worker's is left as it is
+        task._handle = None
 
 
 def _connection_of(protocol: QuicProtocol, event: Any) -> Any:

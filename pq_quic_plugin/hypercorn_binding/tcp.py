@@ -15,10 +15,13 @@ a plugin's group) is therefore left out of the TCP list with a warning, while a 
 TCP nothing to negotiate, or nothing post-quantum under ``require``, stops hypercorn-pq at
 start-up (:func:`check_tcp`), not at the first handshake.
 
-:func:`limit_unsent` bounds what a connection whose reader stopped holds in the kernel: without
-it Linux grows a socket's send buffer to ``net.ipv4.tcp_wmem``'s maximum (4 MiB) while the peer
-advertises a zero window, so every unread response costs the server (and whatever produces the
-response, a tunnel) 4 MiB of work and memory.
+With ``pq_unsent_limit`` set (the tunnel's edge sets it), a connection whose reader stopped
+holds little: without it Linux grows a socket's send buffer to ``net.ipv4.tcp_wmem``'s maximum
+(4 MiB) while the peer advertises a zero window, and asyncio's TLS transport keeps up to
+512 KiB more encrypted before ``drain()`` waits, so every unread response costs the server (and
+whatever produces the response, a tunnel) 4.5 MiB of work and memory. :func:`limit_unsent`
+bounds the kernel's part on the listening sockets, :func:`limit_connection` the TLS layer's on
+each connection.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from .auth import auth_certificates, auth_policy_of
 
 logger = logging.getLogger("pq_quic_plugin.hypercorn")
 
-__all__ = ["TcpPlan", "check_tcp", "limit_unsent", "tcp_context"]
+__all__ = ["TcpPlan", "check_tcp", "limit_connection", "limit_unsent", "tcp_context"]
 
 
 @dataclass(frozen=True)
@@ -123,3 +126,13 @@ def limit_unsent(sockets: Iterable[socket.socket], lowat: int) -> None:
     for sock in sockets:
         if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
             sock.setsockopt(socket.IPPROTO_TCP, option, lowat)
+
+
+def limit_connection(server: Any, config: Any) -> None:
+    """Pause the writer of one accepted connection (hypercorn's asyncio ``TCPServer``) once
+    ``config.pq_unsent_limit`` bytes wait in its TLS layer, instead of asyncio's 512 KiB. The
+    trio worker's TLS stream keeps no such buffer, so it is left as it is."""
+    limit = getattr(config, "pq_unsent_limit", None)
+    writer = getattr(server, "writer", None)
+    if limit is not None and writer is not None:
+        writer.transport.set_write_buffer_limits(high=limit)

@@ -24,6 +24,7 @@ from importlib import metadata
 import hypercorn.__main__ as hypercorn_main
 import hypercorn.protocol.h2 as hypercorn_h2
 from hypercorn.asyncio.tcp_server import TCPServer as AsyncioTCPServer
+from hypercorn.asyncio.worker_context import AsyncioSingleTask
 from hypercorn.asyncio.worker_context import WorkerContext as AsyncioWorkerContext
 from hypercorn.config import Config
 from hypercorn.protocol import ProtocolWrapper
@@ -57,11 +58,13 @@ def _trio_internals() -> tuple[Internal, ...]:
     if importlib.util.find_spec("trio") is None:
         return ()
     from hypercorn.trio.tcp_server import TCPServer as TrioTCPServer
+    from hypercorn.trio.worker_context import TrioSingleTask
     from hypercorn.trio.worker_context import WorkerContext as TrioWorkerContext
 
     return (
         *names_of(TrioTCPServer, _HOOKS, "protocol_send", instance="stream"),
         *names_of(TrioWorkerContext, _H3, "sleep", instance="terminated"),
+        *names_of(TrioSingleTask, _GUARD, instance="_handle"),
     )
 
 
@@ -90,6 +93,9 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     # from hypercorn's table (each entry a private _Connection) when one of them raised.
     *names_of(QuicProtocol, _GUARD, "handle _handle_timer", instance="connections send context"),
     *names_of(_QuicConnectionEntry, _GUARD, instance="cids quic task"),
+    # ... and lets a fired timer's task finish instead of cancelling itself (trio) when it arms
+    # the next timer: the connection's SingleTask forgets it.
+    *names_of(AsyncioSingleTask, _GUARD, instance="_handle"),
     # h3_streams.py replaces H3Protocol.handle per connection and wraps stream_send.
     *names_of(
         H3Protocol,

@@ -82,6 +82,21 @@ class _Setting:
         instance._changed()
 
 
+class _Stdlib:
+    """A setting ``ssl.SSLContext`` keeps and validates (the stdlib's own descriptor reads and
+    writes it), whose change rebuilds our OpenSSL context for later connections."""
+
+    def __init__(self, name: str) -> None:
+        self.stdlib = getattr(ssl.SSLContext, name)
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        return self if instance is None else self.stdlib.__get__(instance, owner)
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        self.stdlib.__set__(instance, value)
+        instance._changed()
+
+
 class PostQuantumSSLContext(ssl.SSLContext):
     """A TLS context for TCP with post-quantum key exchange; build one with ``ssl_context()``."""
 
@@ -142,42 +157,11 @@ class PostQuantumSSLContext(ssl.SSLContext):
 
     # ------------------------------------------------------------------ stdlib-kept settings
 
-    @property
-    def options(self) -> ssl.Options:
-        return ssl.SSLContext.options.__get__(self)  # type: ignore[attr-defined]
-
-    @options.setter
-    def options(self, value: int) -> None:
-        ssl.SSLContext.options.__set__(self, value)  # type: ignore[attr-defined]
-        self._changed()
-
-    @property  # type: ignore[override]
-    def verify_mode(self) -> ssl.VerifyMode:
-        return ssl.SSLContext.verify_mode.__get__(self)  # type: ignore[attr-defined]
-
-    @verify_mode.setter
-    def verify_mode(self, value: ssl.VerifyMode) -> None:
-        ssl.SSLContext.verify_mode.__set__(self, value)  # type: ignore[attr-defined]
-        self._changed()
-
-    @property
-    def verify_flags(self) -> ssl.VerifyFlags:
-        return ssl.SSLContext.verify_flags.__get__(self)  # type: ignore[attr-defined]
-
-    @verify_flags.setter
-    def verify_flags(self, value: int) -> None:
-        ssl.SSLContext.verify_flags.__set__(self, value)  # type: ignore[attr-defined]
-        self._changed()
-
-    @property
-    def check_hostname(self) -> bool:
-        return bool(ssl.SSLContext.check_hostname.__get__(self))  # type: ignore[attr-defined]
-
-    @check_hostname.setter
-    def check_hostname(self, value: bool) -> None:
-        # Turning it on also sets verify_mode to CERT_REQUIRED (in C, past our setter).
-        ssl.SSLContext.check_hostname.__set__(self, value)  # type: ignore[attr-defined]
-        self._changed()
+    options = _Stdlib("options")
+    verify_mode = _Stdlib("verify_mode")
+    verify_flags = _Stdlib("verify_flags")
+    # Turning it on also sets verify_mode to CERT_REQUIRED (in C, past our setter).
+    check_hostname = _Stdlib("check_hostname")
 
     # ------------------------------------------------------------------ version bounds
 

@@ -21,13 +21,12 @@ fails at import with the package to upgrade, and is never skipped.
 
 from __future__ import annotations
 
-import functools
 from importlib import metadata
 
 import OpenSSL._util as openssl_util
 from OpenSSL import SSL
 
-from ..host_internals import SKIP_ENV, Internal, check_release, names_of
+from ..host_internals import SKIP_ENV, Internal, Release, check_releases, names_of
 
 __all__ = [
     "CRYPTOGRAPHY_SUPPORTED",
@@ -102,25 +101,13 @@ def check_tls_binding(
     """Raise :class:`UnsupportedPyOpenSSLVersion` unless pyOpenSSL and cryptography are in their
     tested ranges and every name in ``internals`` exists; a missing C symbol is blamed on
     cryptography (whose binding it is), any other name on pyOpenSSL."""
-    user = "pq-quic-plugin's TLS layer for TCP"
-    in_binding = tuple(item for item in internals if item.owner is _BINDING)
-    check_release(
-        "cryptography",
-        functools.partial(metadata.version, "cryptography"),
-        CRYPTOGRAPHY_SUPPORTED,
-        in_binding,
-        user=user,
+    check_releases(
+        Release("cryptography", CRYPTOGRAPHY_SUPPORTED, cryptography_version),
+        Release("pyOpenSSL", PYOPENSSL_SUPPORTED, pyopenssl_version),
+        internals,
+        lambda item: item.owner is _BINDING,
+        user="pq-quic-plugin's TLS layer for TCP",
         error=UnsupportedPyOpenSSLVersion,
-        version=cryptography_version,
-    )
-    check_release(
-        "pyOpenSSL",
-        functools.partial(metadata.version, "pyOpenSSL"),
-        PYOPENSSL_SUPPORTED,
-        tuple(item for item in internals if item not in in_binding),
-        user=user,
-        error=UnsupportedPyOpenSSLVersion,
-        version=pyopenssl_version,
     )
 
 

@@ -44,6 +44,17 @@ async def _body(send: Any, data: bytes, more: bool = False) -> None:
     await send({"type": "http.response.body", "body": data, "more_body": more})
 
 
+async def send_json(send: Any, data: object, *headers: tuple[bytes, bytes]) -> None:
+    """A complete ``application/json`` response with its ``content-length`` (and ``headers``
+    after them); the apps of this directory that answer with facts share it."""
+    body = json.dumps(data).encode()
+    length = str(len(body)).encode()
+    await _start(
+        send, 200, [(b"content-type", b"application/json"), (b"content-length", length), *headers]
+    )
+    await _body(send, body)
+
+
 async def _echo(receive: Any, send: Any) -> None:
     await _start(send, 200, [(b"content-type", b"application/octet-stream")])
     while True:
@@ -112,30 +123,17 @@ async def http(scope: dict, receive: Any, send: Any) -> None:
         return
     received = await _drain(receive)
     if path.endswith("/headers"):
-        body = json.dumps(
-            {
-                "method": scope["method"],
-                "path": path,
-                "raw_path": scope.get("raw_path", b"").decode("latin-1"),
-                "query": scope["query_string"].decode("latin-1"),
-                "http_version": scope["http_version"],
-                "client": list(scope.get("client") or []),
-                "headers": [
-                    [k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]
-                ],
-                "body_length": received,
-            }
-        ).encode()
-        await _start(
-            send,
-            200,
-            [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-origin", b"origin-app"),
-            ],
-        )
-        await _body(send, body)
+        facts = {
+            "method": scope["method"],
+            "path": path,
+            "raw_path": scope.get("raw_path", b"").decode("latin-1"),
+            "query": scope["query_string"].decode("latin-1"),
+            "http_version": scope["http_version"],
+            "client": list(scope.get("client") or []),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]],
+            "body_length": received,
+        }
+        await send_json(send, facts, (b"x-origin", b"origin-app"))
         return
     if path == "/slow":
         query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p)

@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from origin_app import send_json
+
+from pq_quic_plugin.asgi.types import lifespan
+
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     size = 0
@@ -39,15 +38,4 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         "hops": json.loads(headers.get("pq-tunnel-hops", "[]")),
         "http_version": scope.get("http_version"),
     }
-    body = json.dumps(facts).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, facts)

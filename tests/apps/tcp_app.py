@@ -13,36 +13,21 @@ Everything else is origin_app's (``/echo``, ``/bytes/N``, ``/sha256``, ``/ws``, 
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from origin_app import app as origin_app
+from origin_app import send_json
 
 PROMISED = 1_000_000
 SENT = b"0123456789" * 1000
-
-
-async def _json(send: Any, data: object) -> None:
-    body = json.dumps(data).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 async def app(scope: dict, receive: Any, send: Any) -> None:
     path = scope.get("path")
     if scope["type"] == "http" and path == "/scope":
         extensions = scope.get("extensions") or {}
-        await _json(
+        await send_json(
             send,
             {
                 "http_version": scope["http_version"],
@@ -53,7 +38,7 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
         )
         return
     if scope["type"] == "http" and path == "/pid":
-        await _json(send, {"pid": os.getpid()})
+        await send_json(send, {"pid": os.getpid()})
         return
     if scope["type"] == "http" and path == "/broken":
         await send(

@@ -173,6 +173,16 @@ def _json(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--json", action="store_true", help=f"print {what} as JSON")
 
 
+def _hostnames(parser: argparse.ArgumentParser, flag: str, what: str) -> None:
+    """A repeatable ``HOST`` flag: ``create`` and ``route`` take any number of hostnames."""
+    parser.add_argument(flag, action="append", metavar="HOST", help=f"{what} (repeatable)")
+
+
+def _force(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--force``: what it overrides differs by command, so ``what`` says it."""
+    parser.add_argument("--force", action="store_true", help=what)
+
+
 def build_parser(
     formatter_class: type[argparse.HelpFormatter] = argparse.RawDescriptionHelpFormatter,
 ) -> argparse.ArgumentParser:
@@ -197,36 +207,19 @@ def build_parser(
     create = _subcommand(sub, "create", cmd_create)
     create.add_argument("name", metavar="NAME", help="a name for the new tunnel")
     _store_options(create)
-    create.add_argument(
-        "--hostname",
-        action="append",
-        metavar="HOST",
-        help="a public hostname for this tunnel, maybe *.domain (repeatable)",
-    )
+    _hostnames(create, "--hostname", "a public hostname for this tunnel, maybe *.domain")
     create.add_argument(
         "--credentials-file",
         metavar="FILE",
         help="where to write the credentials (default: ~/.pq-tunnel/TUNNEL_ID.json)",
     )
-    create.add_argument(
-        "--force", action="store_true", help="overwrite an existing credentials file"
-    )
+    _force(create, "overwrite an existing credentials file")
 
     route = _subcommand(sub, "route", cmd_route)
     _name(route)
     _store_options(route)
-    route.add_argument(
-        "--add-hostname",
-        action="append",
-        metavar="HOST",
-        help="route this hostname (maybe *.domain) to the tunnel (repeatable)",
-    )
-    route.add_argument(
-        "--remove-hostname",
-        action="append",
-        metavar="HOST",
-        help="stop routing this hostname to the tunnel (repeatable)",
-    )
+    _hostnames(route, "--add-hostname", "route this hostname (maybe *.domain) to the tunnel")
+    _hostnames(route, "--remove-hostname", "stop routing this hostname to the tunnel")
 
     listing = _subcommand(sub, "list", cmd_list)
     _store_options(listing)
@@ -240,10 +233,8 @@ def build_parser(
     delete = _subcommand(sub, "delete", cmd_delete)
     _name(delete)
     _store_options(delete)
-    delete.add_argument(
-        "--force",
-        action="store_true",
-        help="delete even with live connections; the edge closes them (reason: tunnel deleted)",
+    _force(
+        delete, "delete even with live connections; the edge closes them (reason: tunnel deleted)"
     )
 
     run = _subcommand(sub, "run", cmd_run)

@@ -42,6 +42,9 @@ class ClusterConfig:
     relay: HostPort
     secret_file: Path
     registry_ttl: float = DEFAULT_REGISTRY_TTL
+    #: The transport of this edge's links to its peers: ``auto`` (QUIC, then HTTP/2), ``quic``
+    #: or ``http2`` (the relay listener takes both).
+    protocol: str = "auto"
 
 
 def check_secret_file(path: Path) -> None:

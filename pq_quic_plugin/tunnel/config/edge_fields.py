@@ -19,6 +19,7 @@ from .common_fields import log_fields as _logs
 from .common_fields import loglevel_field as _loglevel
 from .common_fields import metrics_field as _metrics
 from .kinds import (
+    ChoiceValue,
     DurationValue,
     GroupsValue,
     HostPortValue,
@@ -148,9 +149,10 @@ CLUSTER_FIELDS = FieldTable(
         _field(
             "relay",
             HostPortValue(listen=False),
-            "where this edge takes requests relayed by the cluster's other edges, as they "
-            "reach it (published in the registry; the relay itself is not built yet, see "
-            "docs/cluster.md)",
+            "where this edge takes requests relayed by the cluster's other edges (QUIC on UDP "
+            "and HTTP/2 on TCP, post-quantum only, authenticated with the cluster secret): it "
+            "listens there and publishes it in the registry, so it must be an address the "
+            "other edges reach (docs/cluster.md)",
             required=True,
         ),
         _field(
@@ -168,6 +170,14 @@ CLUSTER_FIELDS = FieldTable(
             "address) outlive its last heartbeat (sent every third of it): an edge that dies "
             "drops out of `pq-tunnel list` within this time",
             default=DEFAULT_REGISTRY_TTL,
+        ),
+        _field(
+            "protocol",
+            ChoiceValue(("auto", "quic", "http2")),
+            "the transport this edge relays to its peers over: `quic`, `http2` (HTTP/2 over "
+            "TLS 1.3 over TCP) or `auto`: QUIC, and HTTP/2 when QUIC cannot connect. Both are "
+            "post-quantum only; the relay listener takes both",
+            default="auto",
         ),
     ),
 )

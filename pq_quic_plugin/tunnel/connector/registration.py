@@ -35,10 +35,9 @@ from ..wire import (
     CONTROL_STREAM_ID,
     PROTOCOL_VERSION,
     FrameType,
-    ProtocolError,
     StreamReset,
     TunnelLink,
-    decode_control,
+    control_messages,
 )
 
 __all__ = [
@@ -154,14 +153,7 @@ async def watch_control(conn: TunnelLink, conn_index: int) -> None:
     if channel is None:
         return
     try:
-        while (frame := await channel.read()) is not None:
-            kind, payload = frame
-            if kind != FrameType.CONTROL:
-                continue
-            try:
-                message = decode_control(payload)
-            except ProtocolError:
-                continue
+        async for message in control_messages(channel):
             hostnames = message.get("hostnames")
             if message.get("type") == "hostnames" and isinstance(hostnames, list):
                 logger.info(

@@ -17,10 +17,11 @@ import json
 import logging
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...asgi.scope import connection_facts
 from ...asgi.types import Receive, Scope, Send, lifespan
+from ..cluster.route import NO_CONNECTION_STATUS, PeerRoute
 from ..headers import EDGE_REPLACES, ORIGIN_ONLY, forwardable, forwarding_headers
 from ..hop_auth import auth_fields
 from ..observer import NO_OBSERVER, Observer
@@ -35,7 +36,16 @@ from .responses import failure_text, plain_text
 from .store import EdgeStore
 from .visitor_request import VisitorRequest, check_request
 
+if TYPE_CHECKING:
+    from ..cluster.peers import ClusterPeers
+
 logger = logging.getLogger("pq_quic_plugin.tunnel.edge")
+
+#: Where a request goes: a connection of this edge, or a peer edge's (docs/cluster.md).
+Route = LiveConnection | PeerRoute
+#: Requests a relay may send to a second edge when the first failed before the response head
+#: (and they have no body: one streamed to the first edge cannot be sent again).
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
 class EdgeApp:
@@ -54,6 +64,9 @@ class EdgeApp:
         self.observer = observer
         self.reports = reports if reports is not None else PqReports(store)
         self.in_flight = InFlight(limits if limits is not None else Limits())
+        #: The cluster's relay (``cluster:`` configured): where a request for a tunnel with no
+        #: connection here goes instead of a 502.
+        self.peers: ClusterPeers | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -69,6 +82,9 @@ class EdgeApp:
             await self._own_pages(scope, receive, send, host)
             return
         live = self.registry.pick(record.id)
+        if live is None and self.peers is not None:
+            await self._relay(scope, receive, send, record.id, record.name, request)
+            return
         if live is None:
             request_id = _request_id()
             logger.warning(
@@ -88,10 +104,55 @@ class EdgeApp:
             else:
                 await self._proxy_http(scope, receive, send, live, request)
 
+    # ------------------------------------------------------------------ relaying (hop 2)
+
+    async def _relay(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        tunnel_id: str,
+        tunnel_name: str,
+        request: VisitorRequest,
+    ) -> None:
+        """Through the best peer edge holding a connection of the tunnel; an idempotent
+        request without a body that fails there before its head is tried at one more edge."""
+        assert self.peers is not None
+        async with self.in_flight.slot(visitor_key(scope.get("client")), tunnel_id) as refusal:
+            if refusal is not None:
+                await _refuse(scope, send, refusal)
+                return
+            retriable = (
+                scope["type"] == "http" and request.bodyless and scope.get("method") in IDEMPOTENT
+            )
+            attempts = 0
+            for peer in await self.peers.candidates(tunnel_id):
+                route = await self.peers.route(peer, tunnel_id, tunnel_name)
+                if route is None:
+                    continue
+                if scope["type"] == "websocket":
+                    await self._proxy_websocket(scope, receive, send, route, request)
+                    return
+                retry = retriable and attempts == 0
+                if await self._proxy_http(scope, receive, send, route, request, retry, attempts):
+                    return
+                attempts += 1
+        request_id = _request_id()
+        logger.warning(
+            "request %s: tunnel %s has no live connection at this edge or a reachable peer",
+            request_id,
+            tunnel_name,
+        )
+        text = (
+            "This address has no live connection to its service right now; try again "
+            f"shortly (request id {request_id})."
+        )
+        await _refuse(scope, send, Refusal(502, text))
+
     # ------------------------------------------------------------------ proxying
 
     def _head(
-        self, scope: Scope, live: LiveConnection, request: VisitorRequest, request_id: str
+        self, scope: Scope, live: Route, request: VisitorRequest, request_id: str
     ) -> dict[str, Any]:
         facts = connection_facts(scope)
         visitor = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])]
@@ -104,7 +165,9 @@ class EdgeApp:
         headers += [
             [k, v] for k, v in forwarding_headers(str(client[0]), request.host, proto, server[1])
         ]
+        relayed = live.head_fields() if isinstance(live, PeerRoute) else {}
         return {
+            **relayed,
             "method": scope.get("method", "GET"),
             "path": request.path,
             "headers": headers,
@@ -121,13 +184,7 @@ class EdgeApp:
                     "signature_scheme": facts.signature_scheme,
                     "post_quantum_auth": facts.post_quantum_auth,
                 },
-                {
-                    "hop": "edge-connector",
-                    "transport": live.connection.transport_name,
-                    "group": live.group,
-                    "post_quantum": live.post_quantum,
-                    **auth_fields(live.connection),  # the edge's view of its own handshake
-                },
+                *(live.hops() if isinstance(live, PeerRoute) else [connector_hop(live)]),
             ],
         }
 
@@ -136,26 +193,34 @@ class EdgeApp:
         scope: Scope,
         receive: Receive,
         send: Send,
-        live: LiveConnection,
+        live: Route,
         request: VisitorRequest,
-    ) -> None:
+        retry: bool = False,
+        attempt: int = 0,
+    ) -> bool:
+        """Proxy one request; False only when ``retry`` is allowed and the request failed
+        before its response head in a way another edge may not (nothing was answered)."""
         started = time.monotonic()
         request_id = _request_id()
         try:
             channel = live.connection.open_channel()
         except StreamReset as exc:
             logger.warning("request %s: tunnel %s: %s", request_id, live.tunnel_name, exc)
+            if retry:
+                return False
             await plain_text(send, 502, failure_text(502, request_id))
-            return
+            return True
         live.requests += 1
         live.in_flight += 1
-        self.observer.request_started(live.tunnel_id)
+        if attempt == 0:
+            self.observer.request_started(live.tunnel_id)
         idle = self.in_flight.limits.body_idle_timeout
         upload = asyncio.ensure_future(
             pump_request(_counted(receive, self.observer), channel, request.content_length, idle)
         )
         status = 502
         response_started = False
+        answered = True
         try:
             await channel.send_json(FrameType.HEADERS, self._head(scope, live, request, request_id))
             if request.bodyless:
@@ -180,7 +245,17 @@ class EdgeApp:
                     idle,
                 )
         except (StreamReset, ProtocolError) as exc:
-            if not response_started:
+            if isinstance(live, PeerRoute) and not upload.done():
+                live.failed()  # the relay's fault, not a visitor that went away
+            if not response_started and retry and _retriable(exc, upload):
+                logger.info(
+                    "request %s: tunnel %s: relay failed before the head (%s); trying another edge",
+                    request_id,
+                    live.tunnel_name,
+                    exc,
+                )
+                answered = False
+            elif not response_started:
                 status, text = _failure(exc, upload, request_id)
                 logger.warning(
                     "request %s: tunnel %s: %s %s failed (%d): %s",
@@ -206,14 +281,16 @@ class EdgeApp:
             live.in_flight -= 1
             upload.cancel()
             live.connection.forget(channel)
-            self.observer.request_done(live.tunnel_id, status, time.monotonic() - started)
+            if answered:
+                self.observer.request_done(live.tunnel_id, status, time.monotonic() - started)
+        return answered
 
     async def _proxy_websocket(
         self,
         scope: Scope,
         receive: Receive,
         send: Send,
-        live: LiveConnection,
+        live: Route,
         request: VisitorRequest,
     ) -> None:
         connect = await receive()
@@ -305,6 +382,28 @@ class EdgeApp:
             await self.reports(scope, receive, send)
             return
         await plain_text(send, 404, f"No tunnel serves the host {host or '(none)'}.")
+
+
+def connector_hop(live: LiveConnection) -> dict[str, Any]:
+    """The ``edge-connector`` hop entry, for a request this edge sends down one of its own
+    connections (directly, or relayed from a peer edge)."""
+    return {
+        "hop": "edge-connector",
+        "transport": live.connection.transport_name,
+        "group": live.group,
+        "post_quantum": live.post_quantum,
+        **auth_fields(live.connection),  # the edge's view of its own handshake
+    }
+
+
+def _retriable(exc: Exception, upload: asyncio.Future[UploadEnd]) -> bool:
+    """Whether a relayed request that failed before its head may go to another edge: the
+    link or the peer failed (no HTTP status, or the peer's "no connection here"), not the
+    origin, and the visitor is still there."""
+    if upload.done():
+        return False
+    code = exc.code if isinstance(exc, StreamReset) else None
+    return not (isinstance(code, int) and 400 <= code < 600) or code == NO_CONNECTION_STATUS
 
 
 def _request_id() -> str:

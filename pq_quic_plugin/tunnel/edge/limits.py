@@ -27,7 +27,7 @@ __all__ = [
     "MAX_REQUEST_HEADERS",
     "QUEUE_FACTOR",
     "QUEUE_WAIT",
-    "VISITOR_NOTSENT_LOWAT",
+    "VISITOR_UNSENT_LIMIT",
     "InFlight",
     "Limits",
     "Refusal",
@@ -40,10 +40,11 @@ __all__ = [
 QUEUE_WAIT = 10.0
 QUEUE_FACTOR = 4
 
-#: What a visitor's TCP connection may hold unsent in the edge's kernel (``TCP_NOTSENT_LOWAT``).
-#: Without it a visitor that stops reading makes Linux queue up to 4 MiB per connection, which
-#: the tunnel has to carry first: 40 unread downloads cost a minute of CPU on two cores.
-VISITOR_NOTSENT_LOWAT = int(__import__('os').environ.get('PQX_LOWAT', 128 * 1024))  # XEXP
+#: What a visitor's TCP connection may hold unsent in the edge's kernel (``TCP_NOTSENT_LOWAT``)
+#: and, as much again, in its TLS layer. Without it a visitor that stops reading made the edge
+#: queue about 4.5 MiB per connection, which the tunnel had to carry first: 40 unread
+#: downloads cost a minute of CPU on two cores.
+VISITOR_UNSENT_LIMIT = 64 * 1024
 
 #: A request with more header fields than this gets ``431`` (browsers send about 20).
 MAX_REQUEST_HEADERS = 128

@@ -75,7 +75,20 @@ local function owner_of(host)
   if not owner then return nil end
   return {owner, redis.call('HGET', p .. 'tunnel:' .. owner, 'name') or ''}
 end
+local function attach(id, host)
+  redis.call('HSET', p .. 'hostnames', host, id)
+  redis.call('SADD', p .. 'tunnel:' .. id .. ':hostnames', host)
+end
 """
+
+# ARGV: prefix, id, hostname; a change to one hostname of a tunnel that may have been deleted.
+_ONE_HOSTNAME = (
+    _COMMON
+    + """
+local id, host = ARGV[2], ARGV[3]
+if redis.call('EXISTS', p .. 'tunnel:' .. id) == 0 then return {'gone'} end
+"""
+)
 
 #: ARGV: prefix, id, name, created_at, auth_key, hostname... → {'ok'}, {'name', other id} or
 #: {'host', hostname, owner id, owner name}.
@@ -92,10 +105,7 @@ end
 redis.call('HSET', p .. 'tunnel:' .. id, 'name', name, 'created_at', ARGV[4], 'auth_key', ARGV[5])
 redis.call('HSET', p .. 'names', name, id)
 redis.call('ZADD', p .. 'tunnels', ARGV[4], id)
-for i = 6, #ARGV do
-  redis.call('HSET', p .. 'hostnames', ARGV[i], id)
-  redis.call('SADD', p .. 'tunnel:' .. id .. ':hostnames', ARGV[i])
-end
+for i = 6, #ARGV do attach(id, ARGV[i]) end
 changed(id)
 return {'ok'}
 """
@@ -103,17 +113,14 @@ return {'ok'}
 
 #: ARGV: prefix, id, hostname → {'ok'}, {'gone'} or {'host', hostname, owner id, owner name}.
 ADD_HOSTNAME = (
-    _COMMON
+    _ONE_HOSTNAME
     + """
-local id, host = ARGV[2], ARGV[3]
-if redis.call('EXISTS', p .. 'tunnel:' .. id) == 0 then return {'gone'} end
 local owner = owner_of(host)
 if owner then
   if owner[1] == id then return {'ok'} end
   return {'host', host, owner[1], owner[2]}
 end
-redis.call('HSET', p .. 'hostnames', host, id)
-redis.call('SADD', p .. 'tunnel:' .. id .. ':hostnames', host)
+attach(id, host)
 changed(id)
 return {'ok'}
 """
@@ -121,10 +128,8 @@ return {'ok'}
 
 #: ARGV: prefix, id, hostname → {'ok'} or {'gone'}.
 REMOVE_HOSTNAME = (
-    _COMMON
+    _ONE_HOSTNAME
     + """
-local id, host = ARGV[2], ARGV[3]
-if redis.call('EXISTS', p .. 'tunnel:' .. id) == 0 then return {'gone'} end
 if redis.call('HGET', p .. 'hostnames', host) == id then
   redis.call('HDEL', p .. 'hostnames', host)
   redis.call('SREM', p .. 'tunnel:' .. id .. ':hostnames', host)

@@ -35,12 +35,13 @@ from ..wire import ERROR_AUTH
 from .app import EdgeApp
 from .backends import live_publisher
 from .connectors import ConnectorListener
-from .limits import VISITOR_NOTSENT_LOWAT, Limits
+from .limits import VISITOR_UNSENT_LIMIT, Limits
 from .live_file import HEARTBEAT
 from .registry import Registry
 from .store import open_edge_store
 
 if TYPE_CHECKING:
+    from ..cluster.peers import ClusterPeers
     from ..config import EdgeConfig
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.edge")
@@ -78,6 +79,15 @@ class Edge:
             location=config.location,
             observer=observers,
         )
+        #: The relay between edges (hop 2), when ``cluster:`` is configured (docs/cluster.md).
+        self.peers: ClusterPeers | None = None
+        if config.cluster is not None:
+            from ..cluster.peers import ClusterPeers
+            from .store_redis_edge import RedisEdgeStore
+
+            assert isinstance(self.store, RedisEdgeStore)  # the config requires a Redis store
+            self.peers = ClusterPeers(config, self.registry, self.store.client)
+            self.app.peers = self.peers
         self._stop = asyncio.Event()
         self._signals = 0
         self.connector_port: int | None = None
@@ -100,7 +110,7 @@ class Edge:
             pq_config = post_quantum(
                 config, public.pq, pq_certfile=str(pq_cert), pq_keyfile=str(pq_key)
             )
-        pq_config.pq_notsent_lowat = VISITOR_NOTSENT_LOWAT  # an unread response holds little
+        pq_config.pq_unsent_limit = VISITOR_UNSENT_LIMIT  # an unread response holds little
         return pq_config
 
     def install_signal_handlers(self) -> None:
@@ -142,6 +152,8 @@ class Edge:
             self.config.location,
             self.store.describe(),
         )
+        if self.peers is not None:
+            await self.peers.start()
         await self.live_file.start()
         return self.connector_port
 
@@ -163,6 +175,8 @@ class Edge:
         finally:
             watcher.cancel()
             waker.cancel()
+            if self.peers is not None:
+                await self.peers.stop()
             await self._close_connectors()
             self.listener.close()
             await self.live_file.stop()
@@ -259,6 +273,8 @@ class Edge:
     def stop(self) -> None:
         """Stop accepting at once; :meth:`serve` returns once requests in flight are done."""
         self.listener.stop_accepting()
+        if self.peers is not None:
+            self.peers.stop_accepting()
         self._stop.set()
 
 

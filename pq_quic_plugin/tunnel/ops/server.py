@@ -231,6 +231,10 @@ async def serve_connector_operations(
 async def serve_edge_operations(edge: Edge, metrics: Metrics, address: HostPort) -> OpsServer:
     """Start the edge's operations server with its status page; raises ``OSError`` if it
     cannot bind. ``metrics`` must be (among) the observer the edge was built with."""
+    if edge.peers is not None:
+        from .cluster_metrics import RelayCollector
+
+        metrics.registry.register(RelayCollector(edge.peers))
 
     def prometheus(query: Mapping[str, str]) -> OpsResponse:
         return OpsResponse(

@@ -40,6 +40,8 @@ def status_data(edge: Edge, metrics: Metrics) -> dict[str, Any]:
         "location": edge.config.location,
         "tunnels": tunnels,
         "pq_reports": edge.app.reports.latest(REPORTS_SHOWN),
+        # The cluster's other edges and the relay's traffic with each (docs/cluster.md).
+        "cluster": edge.peers.describe() if edge.peers is not None else None,
     }
 
 
@@ -84,6 +86,29 @@ font-weight:600}} ul{{margin:0;padding-left:1.2em}} small{{color:#667}}</style><
 <h1>pq-tunnel edge <code>{e(data["edge_id"])}</code> ({e(data["location"])})</h1>
 <table><tr><th>Tunnel</th><th>Hostnames</th><th>Live connections (key exchange)</th>
 <th>Requests</th></tr>{"".join(rows) or "<tr><td colspan=4>no tunnels</td></tr>"}</table>
+{_cluster_section(data.get("cluster"))}
 <h2>Recent post-quantum failure reports</h2><ul>{reports}</ul>
 <p><small>Refreshed {e(time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()))};
 /metrics, /ready and /healthcheck on the metrics address.</small></p></body></html>"""
+
+
+def _cluster_section(cluster: dict[str, Any] | None) -> str:
+    """The other edges of the cluster and the relay's traffic with each; empty without one."""
+    if cluster is None:
+        return ""
+    e = html.escape
+    rows = []
+    for p in cluster["peers"]:
+        rtt = "" if p["rtt_ms"] is None else f", RTT {p['rtt_ms']:.1f} ms"
+        rows.append(
+            f"<tr><td><b>{e(p['edge_id'])}</b><br><small>{e(p['relay'])}</small></td>"
+            f"<td>{p['connections']}</td>"
+            f"<td>{e(str(p['link'] or 'none'))} {e(str(p['group'] or ''))}{rtt}</td>"
+            f"<td>{p.get('relayed', 0)} relayed, {p.get('errors', 0)} errors, "
+            f"{p.get('served', 0)} served for it</td></tr>"
+        )
+    return (
+        "<h2>Cluster: the other edges</h2><table><tr><th>Edge</th><th>Connections</th>"
+        "<th>Relay link</th><th>Relay traffic</th></tr>"
+        f"{''.join(rows) or '<tr><td colspan=4>no other edge in the registry</td></tr>'}</table>"
+    )

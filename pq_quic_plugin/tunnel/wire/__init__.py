@@ -4,6 +4,7 @@
 """
 
 from .channel import Channel, StreamHandler, TunnelConnection
+from .control import control_messages
 from .frames import (
     ALPN,
     CONTROL_STREAM_ID,
@@ -45,6 +46,7 @@ __all__ = [
     "TunnelLink",
     "TunnelStream",
     "StreamReset",
+    "control_messages",
     "decode_control",
     "encode_frame",
     "encode_json",

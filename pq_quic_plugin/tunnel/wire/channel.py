@@ -50,9 +50,14 @@ class Channel:
         self._parser = FrameParser()
         self._frames: collections.deque[tuple[FrameType, bytes]] = collections.deque()
         self._reader: asyncio.Future[None] | None = None  # read() waiting for a frame
+        self._waiting = 0  # bytes (as sent) of the frames in _frames
         self._error: StreamReset | None = None
         self._ended = False
         self._eof = False  # the peer's FIN arrived after whole frames: the body is complete
+        #: Called once with the error when the stream fails (reset either way, or the
+        #: connection closed), even after its body ended: a relay pipes on a stream no one
+        #: reads or writes any more (cluster/peer_serve.py).
+        self.on_fail: list[Callable[[StreamReset], None]] = []
 
     # -- receiving (called by the connection)
     def release_credit(self) -> None:
@@ -64,7 +69,9 @@ class Channel:
         if self._error is not None:
             return  # nobody reads past a failure
         try:
-            self._frames.extend(self._parser.feed(data))
+            for frame in self._parser.feed(data):
+                self._frames.append(frame)
+                self._waiting += _wire_size(frame)
         except ProtocolError as exc:
             self.fail(StreamReset(f"protocol error: {exc}"))
             self.reset(ERROR_CANCELLED)
@@ -74,6 +81,10 @@ class Channel:
                 self.fail(StreamReset("stream ended inside a frame"))
             else:
                 self._eof = True
+        # Bytes of an incomplete frame count as taken: a frame larger than the window must be
+        # able to arrive whole (the parser bounds it to MAX_FRAME). The limit goes out with
+        # the packets this datagram's processing ends with.
+        self._credit.waiting(self.stream_id, self._waiting)
         self._wake_reader()
 
     def fail(self, error: StreamReset) -> None:
@@ -81,6 +92,8 @@ class Channel:
             self._error = error
             self._wake_reader()
             self.connection.progress.wake_all()  # a writer waiting in drain() stops now
+            for callback in self.on_fail:
+                callback(error)
 
     def _wake_reader(self) -> None:
         if self._reader is not None and not self._reader.done():
@@ -110,8 +123,8 @@ class Channel:
 
     def _take(self) -> tuple[FrameType, bytes]:
         frame = self._frames.popleft()
-        wire_size = 1 + size_uint_var(len(frame[1])) + len(frame[1])
-        if self._credit.consumed(self.stream_id, wire_size) and not self.connection.closed:
+        self._waiting -= _wire_size(frame)
+        if self._credit.waiting(self.stream_id, self._waiting) and not self.connection.closed:
             self.connection.transmit()  # carries the MAX_STREAM_DATA
         return frame
 
@@ -184,6 +197,11 @@ class Channel:
             pass
         self.connection.transmit()
         self.fail(StreamReset("cancelled locally", code))
+
+
+def _wire_size(frame: tuple[FrameType, bytes]) -> int:
+    """The bytes ``frame`` took on the stream (type, length, payload)."""
+    return 1 + size_uint_var(len(frame[1])) + len(frame[1])
 
 
 StreamHandler = Callable[[Channel], Awaitable[None]]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aioquic.buffer import size_uint_var
@@ -74,6 +75,8 @@ class H2Channel:
         self._eof = False  # the peer's END_STREAM came after whole frames: the body is complete
         self.ended = False  # we sent END_STREAM, or reset the stream: nothing more to write
         self._reset_sent = False
+        #: Called once with the error when the stream fails (as ``Channel.on_fail``).
+        self.on_fail: list[Callable[[StreamReset], None]] = []
         #: As the HTTP/2 server (connector), the stream's ``:status 200`` is still to be sent
         #: (with the first DATA or END_STREAM).
         self.head_pending = False
@@ -116,6 +119,8 @@ class H2Channel:
             self._out.wake_writer(self.h2_stream_id)
             if self._opened is not None and not self._opened.done():
                 self._opened.set_result(None)
+            for callback in self.on_fail:
+                callback(error)
 
     def mark_open(self) -> None:
         """The peer's HEADERS for this stream arrived: writes may go out."""

@@ -29,6 +29,9 @@ __all__ = ["TunnelLink", "TunnelStream"]
 class TunnelStream(Protocol):
     """One tunnel stream: a request, or the control stream. Frames in, frames out."""
 
+    #: Called once with the error when the stream fails, whatever it was doing.
+    on_fail: list[Callable[[StreamReset], None]]
+
     @property
     def stream_id(self) -> int:
         """The tunnel's number for the stream (0 is the control stream on both transports)."""

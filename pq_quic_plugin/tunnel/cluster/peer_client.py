@@ -1,0 +1,292 @@
+"""The relaying edge's links to its peers (hop 2): dialled on first need, authenticated with
+the cluster key, kept open and pinged, closed when the peer leaves the registry.
+
+A link is QUIC by default; when QUIC cannot connect at all (UDP blocked or refused), the link
+is made over HTTP/2 on TLS over TCP instead, as a connector's ``protocol: auto`` does. Both
+are post-quantum only (``require``): a peer that does not agree on a post-quantum group is
+not relayed to. The peer's certificate is not checked against a CA (edges' certificates are
+for visitors' names, not relay addresses); the peer is authenticated by proving the cluster
+key (:mod:`.peer_auth`), after it has seen ours.
+
+Each link's round-trip time is measured by a ``ping`` on the control stream every
+:data:`PING_INTERVAL` (which is also what keeps a QUIC link alive), and the peer's answer
+carries its load (requests in flight); :mod:`.choose` ranks peers by both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aioquic.quic.configuration import QuicConfiguration
+
+from ... import negotiated_group
+from ...aioquic_binding import configure
+from ...aioquic_binding.auth_config import configure_auth
+from ...policy import Policy
+from ...tcp_tls import ssl_context
+from ..connector.dialer import dial
+from ..hop_auth import auth_fields
+from ..hostnames import HostPort
+from ..log_safe import shown
+from ..wire import (
+    ALPN,
+    CONTROL_STREAM_ID,
+    ERROR_SHUTDOWN,
+    FrameType,
+    ProtocolError,
+    StreamReset,
+    TunnelConnection,
+    TunnelLink,
+    TunnelStream,
+    decode_control,
+)
+from ..wire.h2_endpoints import dial_h2
+from ..wire.h2_transport import H2_ALPN, H2TunnelConnection
+from .peer_auth import (
+    NONCE_BYTES,
+    PEER_VERSION,
+    PROOF_BYTES,
+    RELAYING,
+    SERVING,
+    PeerMalformed,
+    b64,
+    new_nonce,
+    parse_bytes,
+    peer_proof,
+    verify_peer_proof,
+)
+from .stats import PeerCounts
+
+__all__ = ["CONNECT_TIMEOUT", "PING_INTERVAL", "PeerError", "PeerLink", "open_peer_link"]
+
+logger = logging.getLogger("pq_quic_plugin.tunnel.cluster")
+
+#: Handshake plus cluster authentication, per transport, at most.
+CONNECT_TIMEOUT = 5.0
+#: How often the control stream carries a ping (RTT, load, keepalive).
+PING_INTERVAL = 1.0
+IDLE_TIMEOUT = 10.0
+#: Weight of a new RTT sample in the smoothed RTT.
+_ALPHA = 0.25
+
+
+class PeerError(Exception):
+    """A peer link could not be opened (network, TLS, or cluster authentication)."""
+
+
+class PeerLink:
+    """One authenticated link to a peer edge, and what is known of its speed and load."""
+
+    def __init__(
+        self,
+        edge_id: str,
+        address: HostPort,
+        link: TunnelLink,
+        control: TunnelStream,
+        stack: contextlib.AsyncExitStack,
+        counts: PeerCounts,
+    ) -> None:
+        self.edge_id = edge_id
+        self.address = address
+        self.link = link
+        self.control = control
+        self.counts = counts
+        #: Smoothed round-trip time of the control stream's pings (seconds).
+        self.srtt: float | None = None
+        #: Requests in flight at the peer, as its last pong said.
+        self.load = 0
+        self._stack = stack
+        self._sent: dict[int, float] = {}
+        self._tasks = [asyncio.ensure_future(self._ping()), asyncio.ensure_future(self._pongs())]
+        group = negotiated_group(link)
+        self.group = group.name if group else None
+        self.post_quantum = bool(group and group.post_quantum)
+
+    @property
+    def usable(self) -> bool:
+        return not self.link.closed
+
+    def hop(self) -> dict[str, Any]:
+        """The ``edge-edge`` hop entry: this edge's view of its handshake with the peer."""
+        return {
+            "hop": "edge-edge",
+            "transport": self.link.transport_name,
+            "group": self.group,
+            "post_quantum": self.post_quantum,
+            **auth_fields(self.link),
+        }
+
+    def sample(self, seconds: float) -> None:
+        self.srtt = seconds if self.srtt is None else (1 - _ALPHA) * self.srtt + _ALPHA * seconds
+
+    async def _ping(self) -> None:
+        number = 0
+        with contextlib.suppress(StreamReset, ConnectionError):
+            while not self.link.closed:
+                number += 1
+                self._sent = {k: v for k, v in self._sent.items() if k > number - 10}
+                self._sent[number] = time.monotonic()
+                await self.control.send_json(FrameType.CONTROL, {"type": "ping", "id": number})
+                await asyncio.sleep(PING_INTERVAL)
+
+    async def _pongs(self) -> None:
+        with contextlib.suppress(StreamReset, ConnectionError, ProtocolError):
+            while (frame := await self.control.read()) is not None:
+                if frame[0] != FrameType.CONTROL:
+                    continue
+                message = decode_control(frame[1])
+                sent = self._sent.pop(message.get("id"), None)  # type: ignore[arg-type]
+                if message.get("type") == "pong" and sent is not None:
+                    self.sample(time.monotonic() - sent)
+                    load = message.get("load")
+                    self.load = load if isinstance(load, int) and load >= 0 else self.load
+
+    async def aclose(self, reason: str) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if not self.link.closed:
+            self.link.close(error_code=ERROR_SHUTDOWN, reason_phrase=reason)
+            self.link.transmit()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._stack.aclose(), 2.0)
+
+
+async def open_peer_link(
+    own_id: str,
+    key: bytes,
+    peer_id: str,
+    address: HostPort,
+    counts: PeerCounts,
+    protocol: str = "auto",
+    groups: Sequence[str] | None = None,
+) -> PeerLink:
+    """Dial ``address`` (QUIC, or HTTP/2 when QUIC cannot connect under ``auto``) and
+    authenticate; :class:`PeerError` saying why not."""
+    transports = {"auto": ("quic", "http2"), "quic": ("quic",), "http2": ("http2",)}[protocol]
+    failures = []
+    for transport in transports:
+        stack = contextlib.AsyncExitStack()
+        try:
+            link, control = await asyncio.wait_for(
+                _dial(stack, transport, address, groups), CONNECT_TIMEOUT
+            )
+        except (OSError, asyncio.TimeoutError, ConnectionError, ssl.SSLError) as exc:
+            await _quietly_close(stack)
+            failures.append(f"{transport}: {_why(exc)}")
+            continue
+        try:
+            said = await asyncio.wait_for(
+                _authenticate(control, own_id, key, peer_id), CONNECT_TIMEOUT
+            )
+        except (PeerMalformed, StreamReset, ProtocolError, asyncio.TimeoutError) as exc:
+            reason = link.close_reason if link.closed else _why(exc)
+            await _quietly_close(stack)
+            raise PeerError(f"edge {peer_id} at {address}: {shown(reason, 200)}") from None
+        if said != peer_id:
+            logger.info("peer at %s says it is edge %s, not %s", address, shown(said), peer_id)
+        return PeerLink(peer_id, address, link, control, stack, counts)
+    raise PeerError(f"edge {peer_id} at {address}: cannot connect ({'; '.join(failures)})")
+
+
+async def _dial(
+    stack: contextlib.AsyncExitStack,
+    transport: str,
+    address: HostPort,
+    groups: Sequence[str] | None,
+) -> tuple[TunnelLink, TunnelStream]:
+    """An open link and its control stream (handshake done, nothing said yet)."""
+    if transport == "quic":
+        config = QuicConfiguration(
+            is_client=True,
+            alpn_protocols=[ALPN],
+            idle_timeout=IDLE_TIMEOUT,
+            verify_mode=ssl.CERT_NONE,
+        )
+        configure(config, Policy.REQUIRE, groups=groups)
+        configure_auth(config, "prefer")
+        conn = await stack.enter_async_context(
+            dial(address.host, address.port, config, TunnelConnection)
+        )
+        return conn, conn.open_channel()
+    control: asyncio.Future[TunnelStream] = asyncio.get_running_loop().create_future()
+    holder: list[H2TunnelConnection] = []
+
+    async def take_control(channel: Any) -> None:
+        if channel.stream_id == CONTROL_STREAM_ID and not control.done():
+            control.set_result(channel)
+            await holder[0].closed_event.wait()  # the channel lives as long as this task
+        else:
+            channel.reset()
+
+    def make() -> H2TunnelConnection:
+        link = H2TunnelConnection(
+            "edge", stream_handler=take_control, keepalive=PING_INTERVAL, idle_timeout=IDLE_TIMEOUT
+        )
+        holder.append(link)
+        return link
+
+    tls = ssl_context(
+        Policy.REQUIRE,
+        list(groups) if groups is not None else None,
+        server_side=False,
+        alpn=[H2_ALPN],
+        verify=False,
+        check_hostname=False,
+        skip_quic_only=True,
+        auth="prefer",
+    )
+    link = await stack.enter_async_context(dial_h2(address.host, address.port, tls, make))
+    if link.closed:
+        raise ConnectionError(link.close_reason)
+    return link, await control
+
+
+async def _authenticate(control: TunnelStream, own_id: str, key: bytes, peer_id: str) -> str:
+    """Our side of :mod:`.peer_auth`; returns the ID the peer proved."""
+    await control.send_json(
+        FrameType.CONTROL, {"type": "peer-hello", "version": PEER_VERSION, "edge_id": own_id}
+    )
+    challenge = await _expect(control, "challenge")
+    nonce = parse_bytes(challenge, "nonce", NONCE_BYTES)
+    mine = new_nonce()
+    proof = peer_proof(key, RELAYING, own_id, nonce)
+    await control.send_json(
+        FrameType.CONTROL, {"type": "peer-auth", "proof": b64(proof), "nonce": b64(mine)}
+    )
+    welcome = await _expect(control, "peer-welcome")
+    said = welcome.get("edge_id")
+    theirs = parse_bytes(welcome, "proof", PROOF_BYTES)
+    if not isinstance(said, str) or not verify_peer_proof(key, SERVING, said, theirs, mine, nonce):
+        raise PeerMalformed("the peer did not prove the cluster key: not one of this cluster")
+    return said
+
+
+async def _expect(control: TunnelStream, kind: str) -> dict[str, Any]:
+    frame = await control.read()
+    if frame is None:
+        raise StreamReset("the peer ended the control stream")
+    if frame[0] != FrameType.CONTROL:
+        raise PeerMalformed(f"expected CONTROL {kind!r}, got {frame[0].name}")
+    message = decode_control(frame[1])
+    if message.get("type") == "error":
+        raise PeerMalformed(str(message.get("reason", "refused")))
+    if message.get("type") != kind:
+        raise PeerMalformed(f"expected {kind!r}, got {shown(message.get('type'), 40)}")
+    return message
+
+
+async def _quietly_close(stack: contextlib.AsyncExitStack) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(stack.aclose(), 2.0)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
