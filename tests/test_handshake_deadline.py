@@ -142,6 +142,7 @@ def summary_lines(text: str) -> int:
 # ------------------------------------------------------------------------- the finding, serve()
 
 
+@pytest.mark.slow  # seconds: deadlines, a slow path, closing periods
 def test_half_open_handshakes_leave_the_aioquic_server_table(
     pki: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -165,6 +166,7 @@ def test_half_open_handshakes_leave_the_aioquic_server_table(
     assert len(per_connection) <= 2, [r.getMessage() for r in per_connection]
 
 
+@pytest.mark.slow  # seconds: deadlines, a slow path, closing periods
 def test_no_deadline_when_switched_off(pki: Any) -> None:
     """``handshake_timeout=0``: aioquic's idle timeout only; the control for the test above."""
     dropped_before = dropped_total()
@@ -270,6 +272,7 @@ async def _echo_after(
     return took
 
 
+@pytest.mark.slow  # seconds: deadlines, a slow path, closing periods
 def test_a_slow_but_legitimate_client_still_connects(pki: Any) -> None:
     """0.25 s each way: the server's handshake completes ~0.5 s after its first datagram."""
     dropped_before = dropped_total()
@@ -289,6 +292,7 @@ def test_a_slow_but_legitimate_client_still_connects(pki: Any) -> None:
         assert dropped_total() == dropped_before
 
 
+@pytest.mark.slow  # seconds: deadlines, a slow path, closing periods
 def test_a_client_slower_than_the_deadline_learns_why(pki: Any) -> None:
     """0.7 s each way: the client's Finished would reach the server 1.4 s after it began."""
     dropped_before = dropped_total()

@@ -14,6 +14,7 @@ import enum
 from typing import TYPE_CHECKING
 
 from aioquic.quic.connection import QuicConnection, QuicConnectionState
+from cryptography.hazmat.primitives.serialization import Encoding
 
 if TYPE_CHECKING:
     from aioquic.asyncio import QuicConnectionProtocol
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = [
     "SendState",
     "peer_address",
+    "peer_certificate_der",
+    "presented_certificate_der",
     "quic_of",
     "send_buffered",
     "send_state",
@@ -101,3 +104,23 @@ def server_port(server: QuicServer) -> int:
     if transport is None:
         raise RuntimeError("the QUIC server is not bound")
     return int(transport.get_extra_info("sockname")[1])
+
+
+def peer_certificate_der(protocol: QuicConnectionProtocol) -> bytes | None:
+    """The leaf certificate the peer sent in this connection's handshake (DER), as received
+    and whether or not it was verified: on a client, the server's; None when none was sent
+    (a resumed session, or the handshake is not that far)."""
+    cert = protocol._quic.tls._peer_certificate
+    return None if cert is None else cert.public_bytes(Encoding.DER)
+
+
+def presented_certificate_der(protocol: QuicConnectionProtocol) -> bytes | None:
+    """On a server, the leaf this handshake presented (DER): of its pairs, the one chosen for
+    this client (``pq_presented_certificate``), or stock aioquic's only one; None before the
+    Certificate message was sent."""
+    ctx = protocol._quic.tls
+    if hasattr(ctx, "pq_presented_certificate"):  # ours: only what this handshake sent
+        cert = ctx.pq_presented_certificate
+    else:
+        cert = ctx.certificate
+    return None if cert is None else cert.public_bytes(Encoding.DER)

@@ -104,11 +104,13 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
         "aioquic_binding/handshake_deadline.py",
         instance="_handshake_complete _state _close_event",
     ),
-    # facade.py: send state, peer address and bound port, which aioquic keeps private.
+    # facade.py: send state, peer address, bound port and the handshake's certificates, which
+    # aioquic keeps private.
     *names_of(QuicConnectionProtocol, _FACADE, instance="_quic"),
     *names_of(H3Connection, _FACADE, instance="_quic"),
     *names_of(QuicServer, _FACADE, instance="_transport"),
-    *names_of(QuicConnection, _FACADE, instance="_streams _state _network_paths"),
+    *names_of(QuicConnection, _FACADE, instance="_streams _state _network_paths tls"),
+    *names_of(tls.Context, _FACADE, instance="_peer_certificate"),
     *names_of(QuicStreamSender, _FACADE, instance="_buffer _buffer_fin _reset_error_code"),
     # flow_control.py: wraps the per-connection limit writer and steers its doubling rule.
     Internal(
