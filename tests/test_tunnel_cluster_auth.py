@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pq_quic_plugin.devcert import DevPKI, make_dev_pki
+from pq_quic_plugin.tunnel.cluster.cert_binding import fingerprint
 from pq_quic_plugin.tunnel.cluster.choose import DOWN_FOR, UNKNOWN_RTT, rank, score
 from pq_quic_plugin.tunnel.cluster.directory import PeerEntry
 from pq_quic_plugin.tunnel.cluster.peer_auth import (
@@ -38,16 +39,20 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPKI:
     return make_dev_pki(tmp_path_factory.mktemp("pki"), hostnames=("localhost",))
 
 
-def test_proofs_depend_on_key_role_edge_and_nonces() -> None:
+def test_proofs_depend_on_key_role_edge_certificate_and_nonces() -> None:
     key = derive_relay_key(os.urandom(32))
     other = derive_relay_key(os.urandom(32))
     nonce = new_nonce()
-    proof = peer_proof(key, RELAYING, "edge-c", nonce)
-    assert verify_peer_proof(key, RELAYING, "edge-c", proof, nonce)
-    assert not verify_peer_proof(other, RELAYING, "edge-c", proof, nonce)
-    assert not verify_peer_proof(key, SERVING, "edge-c", proof, nonce)  # roles never swap
-    assert not verify_peer_proof(key, RELAYING, "edge-d", proof, nonce)
-    assert not verify_peer_proof(key, RELAYING, "edge-c", proof, new_nonce())
+    cert = fingerprint(b"the serving edge's certificate")
+    proof = peer_proof(key, RELAYING, "edge-c", cert, nonce)
+    assert verify_peer_proof(key, RELAYING, "edge-c", cert, proof, nonce)
+    assert not verify_peer_proof(other, RELAYING, "edge-c", cert, proof, nonce)
+    assert not verify_peer_proof(key, SERVING, "edge-c", cert, proof, nonce)  # roles never swap
+    assert not verify_peer_proof(key, RELAYING, "edge-d", cert, proof, nonce)
+    assert not verify_peer_proof(key, RELAYING, "edge-c", cert, proof, new_nonce())
+    # Bound to the certificate: the same proof over a middlebox's certificate is worthless.
+    middlebox = fingerprint(b"a middlebox's certificate")
+    assert not verify_peer_proof(key, RELAYING, "edge-c", middlebox, proof, nonce)
     assert derive_relay_key(b"s" * 32) == derive_relay_key(b"s" * 32) != b"s" * 32
 
 

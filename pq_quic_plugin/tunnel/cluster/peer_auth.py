@@ -5,16 +5,21 @@ The secret file never crosses the wire and is not used directly: both edges deri
 the peer link's control stream, right after the (post-quantum) TLS handshake:
 
 1. the relaying edge says who it is (``peer-hello``);
-2. the serving edge answers with a fresh nonce (``challenge``), and nothing else: a stranger
-   learns no name, no proof, nothing about the cluster;
-3. the relaying edge proves the key over that nonce and its own ID, and sends a nonce of its
-   own (``peer-auth``);
-4. only then does the serving edge prove the key over both nonces and its ID
-   (``peer-welcome``), so the relaying edge knows it reached a member and not an impostor.
+2. the serving edge answers with a fresh nonce and the fingerprint of the certificate it
+   presented on this connection (``challenge``), and nothing else: a stranger learns no name,
+   no proof, nothing about the cluster (the certificate it already saw in the handshake);
+3. the relaying edge proves the key over that nonce, its own ID and the fingerprint of the
+   certificate *it received* in the handshake, and sends a nonce of its own (``peer-auth``);
+4. only then does the serving edge, having checked that proof against the certificate it
+   presented, prove the key over both nonces, its ID and that fingerprint (``peer-welcome``),
+   so the relaying edge knows it reached a member and not an impostor.
 
 Each proof is an HMAC with its role in it (a proof one side makes is never valid as the
 other's), over length-prefixed fields, compared in constant time. Fresh nonces on both sides
-mean a recorded exchange cannot be replayed.
+mean a recorded exchange cannot be replayed, and the certificate in both proofs binds them to
+this TLS session's server (:mod:`.cert_binding`): a middlebox that terminates TLS on both
+sides presents its own certificate to the relaying edge, so the proofs it passes through
+match neither edge's view and both edges refuse.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from ..log_safe import shown
 
 __all__ = [
     "AUTH_FAILED",
+    "CERTIFICATE_MISMATCH",
+    "CertificateMismatch",
     "NONCE_BYTES",
     "PEER_VERSION",
     "PROOF_BYTES",
@@ -48,7 +55,8 @@ __all__ = [
     "verify_peer_proof",
 ]
 
-PEER_VERSION = 1
+#: 2: the proofs cover the serving edge's certificate (version 1 did not).
+PEER_VERSION = 2
 NONCE_BYTES = 32
 PROOF_BYTES = 32
 MAX_EDGE_ID = 128
@@ -58,10 +66,17 @@ RELAYING = b"relaying-edge"
 SERVING = b"serving-edge"
 #: What a peer that failed to authenticate is told, whatever failed (the log has the detail).
 AUTH_FAILED = "cluster authentication failed (the edge's log has the detail)"
+#: Why a proof made over another certificate than the serving edge's fails (for the logs).
+CERTIFICATE_MISMATCH = "a TLS-terminating middlebox or a wrong peer?"
 
 
 class PeerMalformed(ValueError):
     """A peer message that breaks the protocol; the text is for the log (values escaped)."""
+
+
+class CertificateMismatch(PeerMalformed):
+    """The two edges' views of the serving edge's certificate differ: what this side says
+    outranks the peer's generic refusal (it is the cause, and only this side can tell)."""
 
 
 def derive_relay_key(secret: bytes) -> bytes:
@@ -77,17 +92,24 @@ def _field(data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
-def peer_proof(key: bytes, role: bytes, edge_id: str, *nonces: bytes) -> bytes:
-    """HMAC-SHA256(key, role ‖ edge_id ‖ nonces...), every field length-prefixed."""
-    message = _field(role) + _field(edge_id.encode()) + b"".join(_field(n) for n in nonces)
+def peer_proof(key: bytes, role: bytes, edge_id: str, certificate: bytes, *nonces: bytes) -> bytes:
+    """HMAC-SHA256(key, role ‖ edge_id ‖ certificate ‖ nonces...), every field
+    length-prefixed; ``certificate`` is the serving edge's leaf fingerprint
+    (:func:`.cert_binding.fingerprint`) as the side making the proof knows it."""
+    message = (
+        _field(role)
+        + _field(edge_id.encode())
+        + _field(certificate)
+        + b"".join(_field(n) for n in nonces)
+    )
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
 def verify_peer_proof(
-    key: bytes, role: bytes, edge_id: str, presented: bytes, *nonces: bytes
+    key: bytes, role: bytes, edge_id: str, certificate: bytes, presented: bytes, *nonces: bytes
 ) -> bool:
     """Whether ``presented`` is the proof for these fields (constant-time compare)."""
-    return hmac.compare_digest(peer_proof(key, role, edge_id, *nonces), presented)
+    return hmac.compare_digest(peer_proof(key, role, edge_id, certificate, *nonces), presented)
 
 
 def b64(data: bytes) -> str:

@@ -4,9 +4,12 @@ the cluster key, kept open and pinged, closed when the peer leaves the registry.
 A link is QUIC by default; when QUIC cannot connect at all (UDP blocked or refused), the link
 is made over HTTP/2 on TLS over TCP instead, as a connector's ``protocol: auto`` does. Both
 are post-quantum only (``require``): a peer that does not agree on a post-quantum group is
-not relayed to. The peer's certificate is not checked against a CA (edges' certificates are
-for visitors' names, not relay addresses); the peer is authenticated by proving the cluster
-key (:mod:`.peer_auth`), after it has seen ours.
+not relayed to. By default the peer's certificate is not checked against a CA (edges'
+certificates are for visitors' names, not relay addresses): the peer is authenticated by
+proving the cluster key (:mod:`.peer_auth`), after it has seen ours, and both proofs cover the
+certificate this side received (:mod:`.cert_binding`), so a TLS-terminating middlebox fails
+them. With ``cluster.ca-file`` the certificate is verified too, against that CA and the relay
+address's host (or ``cluster.server-name``).
 
 Each link's round-trip time is measured by a ``ping`` on the control stream every
 :data:`PING_INTERVAL` (which is also what keeps a QUIC link alive), and the peer's answer
@@ -21,6 +24,7 @@ import logging
 import ssl
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from aioquic.quic.configuration import QuicConfiguration
@@ -48,12 +52,15 @@ from ..wire import (
 )
 from ..wire.h2_endpoints import dial_h2
 from ..wire.h2_transport import H2_ALPN, H2TunnelConnection
+from .cert_binding import FINGERPRINT_BYTES, seen_fingerprint, show_fingerprint
 from .peer_auth import (
+    CERTIFICATE_MISMATCH,
     NONCE_BYTES,
     PEER_VERSION,
     PROOF_BYTES,
     RELAYING,
     SERVING,
+    CertificateMismatch,
     PeerMalformed,
     b64,
     new_nonce,
@@ -165,27 +172,35 @@ async def open_peer_link(
     counts: PeerCounts,
     protocol: str = "auto",
     groups: Sequence[str] | None = None,
+    ca_file: Path | None = None,
+    server_name: str | None = None,
 ) -> PeerLink:
     """Dial ``address`` (QUIC, or HTTP/2 when QUIC cannot connect under ``auto``) and
-    authenticate; :class:`PeerError` saying why not."""
+    authenticate; :class:`PeerError` saying why not. With ``ca_file`` the peer's certificate
+    must also verify against that CA for ``server_name`` (default: the address's host)."""
     transports = {"auto": ("quic", "http2"), "quic": ("quic",), "http2": ("http2",)}[protocol]
+    verify = None if ca_file is None else _Verify(ca_file, server_name or address.host)
     failures = []
     for transport in transports:
         stack = contextlib.AsyncExitStack()
         try:
             link, control = await asyncio.wait_for(
-                _dial(stack, transport, address, groups), CONNECT_TIMEOUT
+                _dial(stack, transport, address, groups, verify), CONNECT_TIMEOUT
             )
         except (OSError, asyncio.TimeoutError, ConnectionError, ssl.SSLError) as exc:
             await _quietly_close(stack)
             failures.append(f"{transport}: {_why(exc)}")
             continue
         try:
+            seen = seen_fingerprint(link)
+            if seen is None:
+                raise PeerMalformed("the peer's certificate cannot be read: nothing to bind to")
             said = await asyncio.wait_for(
-                _authenticate(control, own_id, key, peer_id), CONNECT_TIMEOUT
+                _authenticate(control, own_id, key, peer_id, seen), CONNECT_TIMEOUT
             )
         except (PeerMalformed, StreamReset, ProtocolError, asyncio.TimeoutError) as exc:
-            reason = link.close_reason if link.closed else _why(exc)
+            mismatch = isinstance(exc, CertificateMismatch)
+            reason = link.close_reason if link.closed and not mismatch else _why(exc)
             await _quietly_close(stack)
             raise PeerError(f"edge {peer_id} at {address}: {shown(reason, 200)}") from None
         if said != peer_id:
@@ -194,11 +209,20 @@ async def open_peer_link(
     raise PeerError(f"edge {peer_id} at {address}: cannot connect ({'; '.join(failures)})")
 
 
+class _Verify:
+    """``cluster.ca-file``: the CA peers' certificates must chain to, and the name to check."""
+
+    def __init__(self, ca_file: Path, name: str) -> None:
+        self.ca_file = ca_file
+        self.name = name
+
+
 async def _dial(
     stack: contextlib.AsyncExitStack,
     transport: str,
     address: HostPort,
     groups: Sequence[str] | None,
+    verify: _Verify | None = None,
 ) -> tuple[TunnelLink, TunnelStream]:
     """An open link and its control stream (handshake done, nothing said yet)."""
     if transport == "quic":
@@ -206,13 +230,21 @@ async def _dial(
             is_client=True,
             alpn_protocols=[ALPN],
             idle_timeout=IDLE_TIMEOUT,
-            verify_mode=ssl.CERT_NONE,
+            verify_mode=ssl.CERT_NONE if verify is None else ssl.CERT_REQUIRED,
         )
+        if verify is not None:
+            config.load_verify_locations(cafile=str(verify.ca_file))
+            config.server_name = verify.name
         configure(config, Policy.REQUIRE, groups=groups)
         configure_auth(config, "prefer")
-        conn = await stack.enter_async_context(
-            dial(address.host, address.port, config, TunnelConnection)
-        )
+        created: list[TunnelConnection] = []
+        try:
+            conn = await stack.enter_async_context(
+                dial(address.host, address.port, config, TunnelConnection, created.append)
+            )
+        except ConnectionError as exc:  # aioquic's says nothing; the close reason does
+            said = created[0].close_reason if created else ""
+            raise ConnectionError(said or _why(exc)) from None
         return conn, conn.open_channel()
     control: asyncio.Future[TunnelStream] = asyncio.get_running_loop().create_future()
     holder: list[H2TunnelConnection] = []
@@ -236,33 +268,57 @@ async def _dial(
         list(groups) if groups is not None else None,
         server_side=False,
         alpn=[H2_ALPN],
-        verify=False,
-        check_hostname=False,
+        cafile=None if verify is None else verify.ca_file,
+        verify=verify is not None,
+        check_hostname=verify is not None,
         skip_quic_only=True,
         auth="prefer",
     )
-    link = await stack.enter_async_context(dial_h2(address.host, address.port, tls, make))
+    name = None if verify is None else verify.name
+    link = await stack.enter_async_context(
+        dial_h2(address.host, address.port, tls, make, server_hostname=name)
+    )
     if link.closed:
         raise ConnectionError(link.close_reason)
     return link, await control
 
 
-async def _authenticate(control: TunnelStream, own_id: str, key: bytes, peer_id: str) -> str:
-    """Our side of :mod:`.peer_auth`; returns the ID the peer proved."""
+async def _authenticate(
+    control: TunnelStream, own_id: str, key: bytes, peer_id: str, seen: bytes
+) -> str:
+    """Our side of :mod:`.peer_auth`, bound to ``seen`` (the fingerprint of the certificate
+    this handshake received); returns the ID the peer proved."""
     await control.send_json(
         FrameType.CONTROL, {"type": "peer-hello", "version": PEER_VERSION, "edge_id": own_id}
     )
     challenge = await _expect(control, "challenge")
     nonce = parse_bytes(challenge, "nonce", NONCE_BYTES)
+    presented = parse_bytes(challenge, "certificate", FINGERPRINT_BYTES)
     mine = new_nonce()
-    proof = peer_proof(key, RELAYING, own_id, nonce)
+    proof = peer_proof(key, RELAYING, own_id, seen, nonce)
+    # Sent even when the fingerprints differ: bound to a certificate the serving edge does not
+    # hold, it is worthless to a middlebox, and it lets the serving edge log what happened.
     await control.send_json(
-        FrameType.CONTROL, {"type": "peer-auth", "proof": b64(proof), "nonce": b64(mine)}
+        FrameType.CONTROL,
+        {"type": "peer-auth", "proof": b64(proof), "nonce": b64(mine), "certificate": b64(seen)},
     )
-    welcome = await _expect(control, "peer-welcome")
+    try:
+        welcome = await _expect(control, "peer-welcome")
+    except (PeerMalformed, StreamReset, ProtocolError):
+        if presented == seen:
+            raise
+        welcome = {}
+    if presented != seen:  # the serving edge refuses too; this side says why
+        raise CertificateMismatch(
+            f"relay proof does not match the peer's certificate: {CERTIFICATE_MISMATCH} "
+            f"(received here: {show_fingerprint(seen)}, "
+            f"the edge says it presented: {show_fingerprint(presented)})"
+        )
     said = welcome.get("edge_id")
     theirs = parse_bytes(welcome, "proof", PROOF_BYTES)
-    if not isinstance(said, str) or not verify_peer_proof(key, SERVING, said, theirs, mine, nonce):
+    if not isinstance(said, str) or not verify_peer_proof(
+        key, SERVING, said, seen, theirs, mine, nonce
+    ):
         raise PeerMalformed("the peer did not prove the cluster key: not one of this cluster")
     return said
 

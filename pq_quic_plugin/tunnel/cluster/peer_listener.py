@@ -6,7 +6,9 @@ first, a strict exchange with a deadline, nothing else until it is done. But the
 the cluster key (:mod:`.peer_auth`), not a tunnel's, and then opens a stream per visitor
 request (:mod:`.peer_serve`). A stranger, or an edge with another cluster secret, gets one
 answer (:data:`~.peer_auth.AUTH_FAILED`) whatever failed, the connection closed with 0x12, and
-the reason goes to this edge's log only.
+the reason goes to this edge's log only. The peer's proof must be made over the certificate
+this edge presented on that very connection (:mod:`.cert_binding`): one made over another
+certificate means something between the two edges terminated TLS, and is refused as such.
 
 Over HTTP/2 the relaying edge plays the tunnel's "edge" role (the HTTP/2 client that opens
 streams) and this edge the "connector" role, which is why the TCP link is an
@@ -47,8 +49,10 @@ from ..wire import (
 )
 from ..wire.h2_endpoints import edge_tls, listen_h2
 from ..wire.h2_transport import H2TunnelConnection
+from .cert_binding import FINGERPRINT_BYTES, presented_fingerprint, show_fingerprint
 from .peer_auth import (
     AUTH_FAILED,
+    CERTIFICATE_MISMATCH,
     NONCE_BYTES,
     PEER_VERSION,
     PROOF_BYTES,
@@ -178,7 +182,7 @@ class PeerListener:
         """The exchange of :mod:`.peer_auth`, then the control stream's pings until the
         link closes."""
         try:
-            peer = await asyncio.wait_for(self._authenticate(control), state.remaining())
+            peer = await asyncio.wait_for(self._authenticate(link, control), state.remaining())
         except PeerMalformed as exc:
             logger.warning("refused relay link from %s: %s", _remote(link), exc)
             with contextlib.suppress(StreamReset):
@@ -221,25 +225,38 @@ class PeerListener:
                 pong = {"type": "pong", "id": message.get("id"), "load": load}
                 await control.send_json(FrameType.CONTROL, pong)
 
-    async def _authenticate(self, control: TunnelStream) -> str:
+    async def _authenticate(self, link: TunnelLink, control: TunnelStream) -> str:
         """Returns the peer's edge ID; :class:`PeerMalformed` (for the log) on any failure."""
         hello = await _read_control(control, "peer-hello")
         version = hello.get("version")
         if version != PEER_VERSION or isinstance(version, bool):
             raise PeerMalformed(f"peer-hello version {shown(version, 20)} is not {PEER_VERSION}")
         claimed = parse_edge_id(hello)
+        ours = presented_fingerprint(link)
+        if ours is None:
+            raise PeerMalformed("cannot read the certificate this edge presented on the link")
         nonce = new_nonce()
-        await control.send_json(FrameType.CONTROL, {"type": "challenge", "nonce": b64(nonce)})
+        challenge = {"type": "challenge", "nonce": b64(nonce), "certificate": b64(ours)}
+        await control.send_json(FrameType.CONTROL, challenge)
         auth = await _read_control(control, "peer-auth")
         proof = parse_bytes(auth, "proof", PROOF_BYTES)
         theirs = parse_bytes(auth, "nonce", NONCE_BYTES)
-        if not verify_peer_proof(self._key, RELAYING, claimed, proof, nonce):
+        seen = parse_bytes(auth, "certificate", FINGERPRINT_BYTES)
+        if not verify_peer_proof(self._key, RELAYING, claimed, ours, proof, nonce):
+            # Which failure, for the log: a member's proof over another certificate (it did
+            # not reach this edge's TLS), or no member at all.
+            if seen != ours and verify_peer_proof(self._key, RELAYING, claimed, seen, proof, nonce):
+                raise PeerMalformed(
+                    f"edge {shown(claimed, 60)}: relay proof does not match this edge's "
+                    f"certificate: {CERTIFICATE_MISMATCH} (it received "
+                    f"{show_fingerprint(seen)}, this edge presented {show_fingerprint(ours)})"
+                )
             raise PeerMalformed(
                 f"edge {shown(claimed, 60)} does not hold this cluster's secret (wrong proof)"
             )
         if claimed == self.edge_id:
             raise PeerMalformed(f"a peer claims this edge's own ID {shown(claimed, 60)}")
-        mine = peer_proof(self._key, SERVING, self.edge_id, theirs, nonce)
+        mine = peer_proof(self._key, SERVING, self.edge_id, ours, theirs, nonce)
         welcome = {"type": "peer-welcome", "edge_id": self.edge_id, "proof": b64(mine)}
         await control.send_json(FrameType.CONTROL, welcome)
         return claimed

@@ -141,6 +141,8 @@ class ClusterPeers:
             if existing is not None:
                 await existing.aclose("relay address changed")
             counts = self.stats.of(peer.edge_id)
+            cluster = self.config.cluster
+            assert cluster is not None
             try:
                 link = await open_peer_link(
                     self.edge_id,
@@ -149,6 +151,8 @@ class ClusterPeers:
                     peer.relay,
                     counts,
                     protocol=self.protocol,
+                    ca_file=cluster.ca_file,
+                    server_name=cluster.server_name,
                 )
             except PeerError as exc:
                 counts.errors += 1

@@ -45,6 +45,10 @@ class ClusterConfig:
     #: The transport of this edge's links to its peers: ``auto`` (QUIC, then HTTP/2), ``quic``
     #: or ``http2`` (the relay listener takes both).
     protocol: str = "auto"
+    #: A CA the peers' relay certificates must chain to (checked for the relay address's host,
+    #: or ``server_name``); None: the proofs are bound to the certificate's fingerprint only.
+    ca_file: Path | None = None
+    server_name: str | None = None
 
 
 def check_secret_file(path: Path) -> None:

@@ -22,6 +22,7 @@ from .kinds import (
     ChoiceValue,
     DurationValue,
     GroupsValue,
+    HostnameValue,
     HostPortValue,
     IntValue,
     PathValue,
@@ -142,6 +143,11 @@ CONNECTORS_FIELDS = FieldTable(
     ),
 )
 
+def _with_ca_file(values: Mapping[str, Any]) -> str | None:
+    """A name to check means nothing when certificates are not checked against a CA."""
+    return None if values.get("ca_file") is not None else "only applies with `ca-file`"
+
+
 CLUSTER_FIELDS = FieldTable(
     "edge-cluster",
     "edge.yaml: cluster",
@@ -178,6 +184,24 @@ CLUSTER_FIELDS = FieldTable(
             "TLS 1.3 over TCP) or `auto`: QUIC, and HTTP/2 when QUIC cannot connect. Both are "
             "post-quantum only; the relay listener takes both",
             default="auto",
+        ),
+        _field(
+            "ca-file",
+            PathValue(must_exist=True),
+            "a cluster CA (PEM): the other edges' relay certificates (their `connectors` "
+            "certificates) must be issued by it for the host of their `relay` address (or "
+            "`server-name`). Without it they are not checked against any CA, and the cluster "
+            "proofs are bound to the certificate each edge presents, which is what stops a "
+            "TLS-terminating middlebox (docs/cluster.md); relative to this file; must exist",
+            default_doc="none: fingerprint binding only",
+        ),
+        _field(
+            "server-name",
+            HostnameValue(wildcard=False),
+            "with `ca-file`: the name every edge's relay certificate must carry, instead of "
+            "the host of its `relay` address",
+            default_doc="the host of each peer's `relay` address",
+            requires=_with_ca_file,
         ),
     ),
 )
