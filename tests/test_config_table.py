@@ -209,6 +209,8 @@ def _read_back(table: FieldTable, f: ConfigField, value: Any, tmp_path: Path) ->
         return getattr(load_edge_config(_write(tmp_path, "edge.yaml", data)), f.attr)
     if table is CLUSTER_FIELDS:
         data.update(_cluster(tmp_path))
+        if f.key == "server-name":  # only with a CA file (read when dialling, not here)
+            data["cluster"]["ca-file"] = data["cluster"]["secret-file"]
         data["cluster"][f.key] = value
         return getattr(load_edge_config(_write(tmp_path, "edge.yaml", data)).cluster, f.attr)
     section = {PUBLIC_FIELDS.name: "public", CONNECTORS_FIELDS.name: "connectors"}[table.name]

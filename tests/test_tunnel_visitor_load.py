@@ -124,17 +124,6 @@ def test_hostile_visitor_causes_no_failed_request_for_others(outcome: Outcome) -
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    reason="each of the hostile visitor's 40 unread downloads still moves about 0.6 MB through "
-    "the chain before it stalls (mostly what the visitor's own client buffers, about 0.5 MB for "
-    "an asyncio TLS client; the edge now holds 64 KiB in the kernel and 64 KiB in TLS, the "
-    "tunnel windows start at 64 KiB: tests/test_stream_window_tuning.py), and with 40 streams "
-    "at once the tunnel spends about 0.3 CPU-s per MB on loopback, so filling them costs the "
-    "edge and the connector about 10 CPU-s (14 before) over the 2 cores, during the "
-    "measurement. What is left is the per-datagram cost of the QUIC hops, or a priority for "
-    "light visitors; see docs/tunnel.md, Limits",
-    strict=False,
-)
 def test_hostile_visitor_keeps_others_p99_within_twice(outcome: Outcome) -> None:
     base, under = _p99(outcome.alone), _p99(outcome.attacked)
     assert under <= 2 * base, f"p99 {under * 1000:.1f} ms under attack, {base * 1000:.1f} ms alone"

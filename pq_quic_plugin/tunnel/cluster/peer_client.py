@@ -199,10 +199,12 @@ async def open_peer_link(
                 _authenticate(control, own_id, key, peer_id, seen), CONNECT_TIMEOUT
             )
         except (PeerMalformed, StreamReset, ProtocolError, asyncio.TimeoutError) as exc:
-            mismatch = isinstance(exc, CertificateMismatch)
-            reason = link.close_reason if link.closed and not mismatch else _why(exc)
+            if isinstance(exc, CertificateMismatch):  # our own words and hex: shown as they are
+                reason = str(exc)
+            else:  # the peer's reason (read before our own close replaces it), escaped
+                reason = shown(link.close_reason if link.closed else _why(exc), 200)
             await _quietly_close(stack)
-            raise PeerError(f"edge {peer_id} at {address}: {shown(reason, 200)}") from None
+            raise PeerError(f"edge {peer_id} at {address}: {reason}") from None
         if said != peer_id:
             logger.info("peer at %s says it is edge %s, not %s", address, shown(said), peer_id)
         return PeerLink(peer_id, address, link, control, stack, counts)

@@ -91,10 +91,10 @@ PUBLIC_FIELDS = FieldTable(
             "max-requests-per-visitor",
             IntValue(1, None),
             "requests (and WebSockets) one visitor may have in flight through the tunnels at "
-            "once; more wait for one of theirs to finish (up to 4 times this many, for at most "
+            "once; more wait for one of theirs to finish (up to 16 times this many, for at most "
             "10s, holding no tunnel stream), the rest get `429`. A visitor is one IPv4 address "
             "or one IPv6 /64; raise it when many people share an address (a large NAT)",
-            default=64,
+            default=16,
         ),
         _field(
             "max-requests-per-tunnel",
@@ -142,6 +142,7 @@ CONNECTORS_FIELDS = FieldTable(
         ),
     ),
 )
+
 
 def _with_ca_file(values: Mapping[str, Any]) -> str | None:
     """A name to check means nothing when certificates are not checked against a CA."""

@@ -36,9 +36,12 @@ __all__ = [
 ]
 
 #: How long a visitor over its share waits for one of its requests to finish before ``429``,
-#: and how many times its share may wait at once (the rest get ``429`` at once).
+#: and how many times its share may wait at once (the rest get ``429`` at once). The share is
+#: small (what one visitor may have moving through the tunnel, like a browser's six HTTP/1.1
+#: connections per host) and the queue deep: a waiting request holds no tunnel stream, so a
+#: page that asks for a hundred assets at once is served in turn rather than refused.
 QUEUE_WAIT = 10.0
-QUEUE_FACTOR = 4
+QUEUE_FACTOR = 16
 
 #: What a visitor's TCP connection may hold unsent in the edge's kernel (``TCP_NOTSENT_LOWAT``)
 #: and, as much again, in its TLS layer. Without it a visitor that stops reading made the edge
@@ -57,7 +60,7 @@ MAX_HEADER_BYTES = 32 * 1024
 class Limits:
     """The public listener's limits (``edge.yaml: public``; defaults in ``config/fields.py``)."""
 
-    per_visitor: int = 64
+    per_visitor: int = 16
     per_tunnel: int = 512
     body_idle_timeout: float = 60.0
 
