@@ -2,10 +2,10 @@
 ``redis-server``, a connector with one HA connection to edge A and one to edge B, an origin,
 and visitors at edge C, which holds no connection of the tunnel, all on loopback.
 
-* A visitor at C (our HTTP/3 client, and HTTPS over TCP) is served through A or B, and the
-  origin's scope lists four hops, each post-quantum: visitor-edge, edge-edge (with its
-  group), edge-connector, connector-origin. Bodies stream both ways; a WebSocket works
-  through the relay.
+* A visitor at C (our HTTP/3 client, HTTPS over TCP, niquests over qh3, and headless
+  Chromium over HTTP/3 and over TCP) is served through A or B, and the origin's scope lists
+  four hops, each post-quantum: visitor-edge, edge-edge (with its group), edge-connector,
+  connector-origin. Bodies stream both ways; a WebSocket works through the relay.
 * ``route --add-hostname`` against A's config is served at C within seconds.
 * An edge with another cluster secret cannot relay: refused by A and B, logged there, and
   its visitors get the usual 502.
@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import html
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -30,6 +32,8 @@ from typing import Any
 
 import httpx
 import pytest
+from peers.chromium import CHROMIUM, dump_dom
+from peers.qh3_peer import niquests_h3_get
 from redis_util import RedisServer, needs_redis, redis_server
 from tunnel_chain import TUNNEL_HOST, Chain, tunnel_cli
 from waiting import wait_until
@@ -52,6 +56,9 @@ pytestmark = [needs_redis, pytest.mark.slow, pytest.mark.e2e]
 TTL = 3.0
 NEW_HOST = "relayed.example.test"
 HOPS = ["visitor-edge", "edge-edge", "edge-connector", "connector-origin"]
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="needs chromium (apt-get install chromium)"
+)
 
 
 @dataclass
@@ -157,6 +164,40 @@ def test_a_visitor_at_c_sees_four_post_quantum_hops_over_http3(cluster: Cluster)
     assert hops[0]["transport"] == "quic" and hops[0]["http_version"] == "3"
     assert all(h["post_quantum"] for h in hops), hops
     assert json.loads(resp.body)["all_hops_post_quantum"] is True
+
+
+def _assert_four_pq_hops(facts: dict[str, Any], transport: str, http_version: str) -> None:
+    """What a visitor at C must see: four post-quantum hops, the relay's group named, and
+    its own hop as it reached C (the edge's view of the visitor's handshake)."""
+    hops = list(facts["hops"])
+    assert [h["hop"] for h in hops] == HOPS
+    assert all(h["post_quantum"] and h["group"] == "X25519MLKEM768" for h in hops), hops
+    assert hops[1]["transport"] in ("quic", "tcp"), hops[1]
+    visitor = hops[0]
+    assert (visitor["transport"], visitor["http_version"]) == (transport, http_version), visitor
+    assert facts["all_hops_post_quantum"] is True
+
+
+def test_qh3_at_c_sees_four_post_quantum_hops(cluster: Cluster) -> None:
+    """niquests over qh3 (an independent QUIC/TLS stack), HTTP/3 only, no fallback to TCP."""
+    url = f"https://{TUNNEL_HOST}:{cluster.edges['c'].public}/api/connection"
+    got = niquests_h3_get(url, cluster.pki.ca_cert, timeout=15)
+    assert got.status == 200 and got.http_version == "HTTP/3.0", got
+    _assert_four_pq_hops(json.loads(got.body), "quic", "3")
+
+
+@pytest.mark.browser
+@needs_chromium
+@pytest.mark.parametrize("http3", [True, False], ids=["http3", "tcp"])
+def test_chromium_at_c_sees_four_post_quantum_hops(cluster: Cluster, http3: bool) -> None:
+    """Debian's Chromium (BoringSSL) at C, over QUIC forced on and over TCP with QUIC off."""
+    url = f"https://{TUNNEL_HOST}:{cluster.edges['c'].public}/api/connection"
+    flags = [f"--host-resolver-rules=MAP {TUNNEL_HOST} 127.0.0.1"]
+    dom = dump_dom(url, cluster.pki.spki_sha256_b64, force_quic=http3, extra_flags=flags)
+    shown = re.search(r"<pre[^>]*>(.*?)</pre>", dom, re.S)  # Chromium's view of a JSON body
+    assert shown is not None, dom[:2000]
+    facts = json.loads(html.unescape(shown.group(1)))
+    _assert_four_pq_hops(facts, "quic" if http3 else "tcp", "3" if http3 else "2")
 
 
 def _status(edge: ClusterEdge) -> dict[str, Any]:
