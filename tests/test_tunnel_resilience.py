@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import ssl
 import time
@@ -39,7 +40,9 @@ from pq_quic_plugin.tunnel.wire import ERROR_AUTH, StreamReset, TunnelConnection
 BANNER = "POST-QUANTUM TUNNEL CONNECTION FAILED"
 #: The connector's backoff cap in these tests (the default is 30 s).
 CAP = 10.0
-OUTAGE = 180.0
+#: The outage: 3 minutes as issue 14 asks with PQ_LONG_TESTS=1 (docs/tunnel.md, Retries); the
+#: suite's default of 60 s (six caps) checks the same things and keeps `make test` short.
+OUTAGE = 180.0 if os.environ.get("PQ_LONG_TESTS") == "1" else 60.0
 #: One attempt against a stopped edge on loopback takes about a second (the ICMP error, then
 #: aioquic's closing period); log timestamps have one-second resolution.
 ATTEMPT_SLACK = 4.0
@@ -141,10 +144,11 @@ def _stamp(text: str) -> float:
 
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_connector_outlives_a_three_minute_edge_outage(tmp_path: Path) -> None:
-    """Edge down for 3 minutes: the connector keeps trying, never waits longer than the cap,
-    logs a short line per attempt with the reason (no post-quantum banner: it is an outage),
-    and is back within one cap of the edge's return. It used to exit after about 39 s."""
+def test_connector_outlives_a_long_edge_outage(tmp_path: Path) -> None:
+    """Edge down for OUTAGE seconds (3 minutes in the long form): the connector keeps trying,
+    never waits longer than the cap, logs a short line per attempt with the reason (no
+    post-quantum banner: it is an outage), and is back within one cap of the edge's return.
+    It used to exit after about 39 s."""
     with running_chain(tmp_path, connector=False) as chain:
         config = chain.connector_config(max_backoff=f"{CAP:g}s")
         connector = chain.start_connector(config=config)

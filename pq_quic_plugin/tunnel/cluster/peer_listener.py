@@ -47,7 +47,7 @@ from ..wire import (
     TunnelStream,
     decode_control,
 )
-from ..wire.h2_endpoints import edge_tls, listen_h2
+from ..wire.h2_endpoints import edge_tls, listen_quic_and_h2
 from ..wire.h2_transport import H2TunnelConnection
 from .cert_binding import FINGERPRINT_BYTES, presented_fingerprint, show_fingerprint
 from .peer_auth import (
@@ -121,10 +121,16 @@ class PeerListener:
                 super().__init__(*args, **kwargs)
                 self.stream_handler = make_handler(self)
 
-        self._quic = await serve(host, port, configuration=config, create_protocol=_PeerQuic)
-        bound = int(server_port(self._quic))
-        tls = edge_tls(certfile, keyfile, Policy.REQUIRE, groups, certificates)
-        self._tcp = await listen_h2(host, bound, tls, self._h2_link)
+        quic, tcp, bound = await listen_quic_and_h2(
+            host,
+            port,
+            lambda p: serve(host, p, configuration=config, create_protocol=_PeerQuic),
+            server_port,
+            lambda server: server.close(),
+            edge_tls(certfile, keyfile, Policy.REQUIRE, groups, certificates),
+            self._h2_link,
+        )
+        self._quic, self._tcp = quic, tcp
         logger.info(
             "relay listener for the cluster's edges on udp and tcp %s (quic, http2), "
             "post-quantum key exchange required",

@@ -50,7 +50,7 @@ from ..wire import (
     TunnelStream,
     decode_control,
 )
-from ..wire.h2_endpoints import edge_tls, listen_h2
+from ..wire.h2_endpoints import edge_tls, listen_quic_and_h2
 from ..wire.h2_transport import H2TunnelConnection
 from .hello import Malformed, canonical_uuid, parse_auth, parse_hello, parse_version
 from .registry import LiveConnection, Registry
@@ -120,11 +120,16 @@ class ConnectorListener:
                 super().__init__(*args, **kwargs)
                 self.stream_handler = make_handler(self)
 
-        self._server = await serve(host, port, configuration=config, create_protocol=_Protocol)
-        bound = server_port(self._server)
-        self._tcp = await listen_h2(
-            host, bound, edge_tls(certfile, keyfile, policy, groups, certificates), self._h2_link
+        quic, tcp, bound = await listen_quic_and_h2(
+            host,
+            port,
+            lambda p: serve(host, p, configuration=config, create_protocol=_Protocol),
+            server_port,
+            lambda server: server.close(),
+            edge_tls(certfile, keyfile, policy, groups, certificates),
+            self._h2_link,
         )
+        self._server, self._tcp = quic, tcp
         logger.info(
             "connector listener on udp and tcp %s (quic, http2), key exchange policy %s%s",
             format_hostport(host, bound),

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
 
 from ...policy import Policy
 from ...tcp_tls import CertificatePair, PathLike, ssl_context
@@ -79,6 +81,38 @@ async def listen_h2(
     return await loop.create_server(
         create_link, host, port, ssl=tls, ssl_handshake_timeout=handshake_timeout
     )
+
+
+#: Tries to find a port free on both UDP and TCP when the configured port is 0.
+SAME_PORT_ATTEMPTS = 20
+
+_Quic = TypeVar("_Quic")
+
+
+async def listen_quic_and_h2(
+    host: str,
+    port: int,
+    bind_quic: Callable[[int], Awaitable[_Quic]],
+    port_of: Callable[[_Quic], int],
+    close_quic: Callable[[_Quic], None],
+    tls: ssl.SSLContext,
+    create_link: Callable[[], H2TunnelConnection],
+) -> tuple[_Quic, asyncio.Server, int]:
+    """Bind QUIC (UDP) and then HTTP/2 (TCP) on the same port; return both servers and the port.
+
+    With port 0 the OS picks a port free for UDP, which some TCP socket may hold: then both
+    are tried again on another port, rather than failing an edge (or a test) at random.
+    """
+    for attempt in range(1 if port else SAME_PORT_ATTEMPTS):
+        quic = await bind_quic(port)
+        bound = int(port_of(quic))
+        try:
+            return quic, await listen_h2(host, bound, tls, create_link), bound
+        except OSError as exc:
+            close_quic(quic)
+            if port or exc.errno != errno.EADDRINUSE or attempt == SAME_PORT_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 @contextlib.asynccontextmanager
