@@ -171,3 +171,71 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+class _StopSendingClient(QuicConnectionProtocol):
+    """GET with its FIN, then STOP_SENDING on the response before the application answers:
+    the server resets its side and, once that is acknowledged, aioquic forgets the stream."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.h3 = H3Connection(quic_of(self))
+        self.stream_id = -1
+
+    def get_and_stop(self, authority: str, path: str) -> None:
+        quic = quic_of(self)
+        self.stream_id = quic.get_next_available_stream_id()
+        self.h3.send_headers(
+            self.stream_id,
+            [
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":authority", authority.encode()),
+                (b":path", path.encode()),
+            ],
+            end_stream=True,
+        )
+        quic.stop_stream(self.stream_id, 0x10C)  # H3_REQUEST_CANCELLED
+        self.transmit()
+
+    def quic_event_received(self, event: events.QuicEvent) -> None:
+        self.h3.handle_event(event)
+
+
+def test_an_answer_to_a_stopped_stream_does_not_kill_the_listener(server, pki) -> None:  # type: ignore[no-untyped-def]
+    """The application answers a request whose stream the client already stopped.
+
+    Against the unguarded listener, hypercorn's send raised "Cannot send data on a finished
+    stream" for the answer and again for its own 500, out of the application's task, and
+    asyncio's task group then cancelled the listener's datagram loop: every later handshake
+    timed out (what a browser that leaves a page mid-request did to the tunnel's edge).
+    """
+    port, proc = server
+
+    async def scenario() -> int:
+        config = client_configuration("require", cafile=str(pki.ca_cert), server_name="localhost")
+        config.alpn_protocols = H3_ALPN
+        async with connect(
+            "127.0.0.1", port, configuration=config, create_protocol=_StopSendingClient
+        ) as client:
+            assert isinstance(client, _StopSendingClient)
+            client.get_and_stop(f"localhost:{port}", "/slow?seconds=1.5")
+            # Gone here once the server's RESET_STREAM arrived: the server forgets the stream
+            # when our acknowledgement of it arrives, well before the application answers.
+            await wait_until_async(
+                lambda: send_state(quic_of(client), client.stream_id) is SendState.GONE,
+                10,
+                "the server to reset the stopped stream",
+            )
+            await asyncio.sleep(2.5)  # the application answers meanwhile
+            # The same connection still serves.
+            again = await fetch(
+                f"https://localhost:{port}/api/connection",
+                "require",
+                cafile=str(pki.ca_cert),
+                timeout=10,
+            )
+        return again.status
+
+    assert asyncio.run(scenario()) == 200
+    assert "Traceback" not in proc.log()

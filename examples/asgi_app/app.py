@@ -212,10 +212,10 @@ async def some_bytes(request: Request) -> Response:
 
 async def slow(request: Request) -> JSONResponse:
     """Answers after ``?seconds=N`` (at most 60): lets tests catch a request in flight."""
-    import asyncio
+    import anyio  # not asyncio: hypercorn-pq also runs this app under its trio worker
 
     seconds = min(float(request.query_params.get("seconds", "2")), 60.0)
-    await asyncio.sleep(seconds)
+    await anyio.sleep(seconds)
     return JSONResponse({"slept": seconds, "pid": os.getpid()})
 
 

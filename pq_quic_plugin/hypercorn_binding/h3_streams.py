@@ -21,6 +21,13 @@ connection by :mod:`.hooks`, hypercorn itself is not edited):
    piles up in aioquic's send buffer. Here the application's ``send`` waits while more than
    ``send_backpressure.SEND_BUFFER_HIGH`` bytes of the stream are unacknowledged.
 
+4. **An answer to a stopped stream kills the listener.** A client that sends STOP_SENDING (a
+   browser leaving a page mid-request) makes aioquic reset and then forget the stream; the
+   application's answer then raises in ``send``, hypercorn's own 500 raises again from the same
+   task, and the task group cancels the listener's datagram loop. Here messages for a reset or
+   forgotten stream are dropped, the application is told ``http.disconnect``, and a send that
+   fails resets its stream only.
+
 It also tells the application when the client resets its request or the connection ends
 (``http.disconnect``), and resets a response stream the application left unfinished (it
 returned or raised mid-body), which stock hypercorn does not do for HTTP/3: its client waits
@@ -52,6 +59,11 @@ logger = logging.getLogger("pq_quic_plugin.hypercorn")
 #: hypercorn's app queues hold messages, not bytes; flow control bounds the bytes instead, so
 #: the queue itself must never make the datagram loop wait.
 _UNBOUNDED_QUEUE = 1 << 30
+
+
+#: Send states in which a response message has nowhere to go: the peer sent STOP_SENDING or
+#: RESET_STREAM (aioquic then resets our side), or aioquic already forgot the stream.
+_ABANDONED = frozenset({SendState.RESET, SendState.GONE})
 
 
 def harden(protocol: H3Protocol) -> None:
@@ -86,7 +98,13 @@ def harden(protocol: H3Protocol) -> None:
             if flush:
                 await protocol.send()  # carries the STOP_SENDING / RESET_STREAM
             return
-        await stock_stream_send(event)
+        if send_state(quic, event.stream_id) in _ABANDONED:
+            return  # the client stopped or reset this response: nobody is left to send it to
+        try:
+            await stock_stream_send(event)
+        except Exception:  # noqa: BLE001 - see _send_failed
+            await _send_failed(protocol, quic, event.stream_id)
+            return
         if isinstance(event, (Body, Data)):
             await _drain(protocol, quic, event.stream_id)
 
@@ -106,7 +124,9 @@ def consumer(protocol: H3Protocol) -> Callable[[int, int], Awaitable[None]]:
 
 
 async def _handle(protocol: H3Protocol, credit: ReceiveCredit, quic_event: Any) -> None:
-    if isinstance(quic_event, quic_events.StreamReset):
+    if isinstance(quic_event, (quic_events.StreamReset, quic_events.StopSendingReceived)):
+        # A reset request, or STOP_SENDING on the response (a browser leaving the page):
+        # either way the application should stop producing an answer nobody will read.
         await _close_stream(protocol, credit, quic_event.stream_id)
     elif isinstance(quic_event, quic_events.ConnectionTerminated):
         for stream_id in list(protocol.streams):
@@ -177,6 +197,28 @@ def _reset_if_unfinished(quic: QuicConnection, stream_id: int) -> bool:
         return False
     quic.reset_stream(stream_id, ErrorCode.H3_INTERNAL_ERROR)
     return True
+
+
+async def _send_failed(protocol: H3Protocol, quic: QuicConnection, stream_id: int) -> None:
+    """One stream's send failed: reset that stream, keep the connection and the listener.
+
+    The send runs in the application's task, and hypercorn sends its own 500 from the same
+    task after the application raised; a second exception there escapes that task, and the
+    worker's task group then cancels the listener's datagram loop: every later handshake on
+    the listener times out, with nothing logged. So no failure to send one stream's message
+    may leave this function.
+    """
+    logger.warning(
+        "HTTP/3: could not send on stream %d; reset it (the connection carries on)",
+        stream_id,
+        exc_info=logger.isEnabledFor(logging.DEBUG),
+    )
+    try:
+        if send_state(quic, stream_id) is SendState.OPEN:
+            quic.reset_stream(stream_id, ErrorCode.H3_INTERNAL_ERROR)
+            await protocol.send()
+    except Exception:  # noqa: BLE001 - the stream is lost either way; the listener is not
+        logger.debug("could not reset stream %d", stream_id, exc_info=True)
 
 
 async def _drain(protocol: H3Protocol, quic: QuicConnection, stream_id: int) -> None:
