@@ -24,7 +24,7 @@ from typing import Any
 from .certs import CertChain, dev_chain
 from .configs import ALPN, aioquic_configs
 from .machine import machine_info
-from .plots import machine_caption, pyplot, save_figure
+from .plots import machine_caption, median_to_p90, pyplot, save_figure
 from .processes import OtherLoad
 from .report import begin, table
 from .results import publish
@@ -398,16 +398,7 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
         alpha=0.5,
         label="server share",
     )
-    ax1.errorbar(
-        total,
-        y,
-        xerr=[[0] * len(y), [p - t for p, t in zip(p90, total, strict=True)]],
-        fmt="none",
-        ecolor="black",
-        capsize=3,
-        lw=1,
-        label="median to p90 (total)",
-    )
+    median_to_p90(ax1, total, y, p90, label="median to p90 (total)")
     base = hs[BASELINE]["total_ms"]["median"]
     ax1.axvline(base, color="#4c72b0", ls="--", lw=1)
     for yi, k in zip(y, labels, strict=True):

@@ -24,12 +24,12 @@ from typing import Any
 
 from .load import load_summary, new_connection_per_request, reused_connections
 from .machine import machine_info
-from .pairing import clean_or_all, paired_ratios
+from .pairing import clean_or_all, paired_ratios, slice_records
 from .plots import machine_caption, pyplot, save_figure
 from .processes import other_share, system_busy_seconds
-from .report import begin, table
+from .report import begin, request_cells, table
 from .results import publish
-from .servers import Server, two_ports
+from .servers import Server, stop_all, two_ports
 from .stats import ratio
 
 NAME = "http3_serving"
@@ -226,22 +226,10 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
                             flush=True,
                         )
         finally:
-            for server in servers.values():
-                server.stop()
-            logs = {label: s.log()[-2000:] for label, s in servers.items()}
+            logs = stop_all(servers)
 
-    def cells(keep: Any) -> dict[str, dict[str, Any]]:
-        return {
-            label: {
-                mode: _aggregate(
-                    [s for s in slices if s["server"] == label and s["mode"] == mode and keep(s)]
-                )
-                for mode in series[label][3]
-            }
-            for label in series
-        }
-
-    results, every, basis = clean_or_all(cells, reps)
+    modes_of = {label: spec[3] for label, spec in series.items()}
+    results, every, basis = clean_or_all(slices, modes_of, _aggregate, reps)
     result = {
         "benchmark": NAME,
         "quick": quick,
@@ -289,15 +277,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         },
         "results_all_slices": every,
         "ratios_all_slices": _ratios(every),
-        "slices": [
-            {
-                k: (round(v, 4) if isinstance(v, float) else v)
-                for k, v in s.items()
-                if k != "latencies"
-            }
-            | {"requests_ok": len(s["latencies"])}
-            for s in slices
-        ],
+        "slices": slice_records(slices),
         "server_log_tail": logs,
     }
     return publish(result, out_dir, _print, plot)
@@ -308,21 +288,11 @@ def _print(result: dict[str, Any]) -> None:
     rows = []
     for label, modes in result["results"].items():
         for mode, r in modes.items():
-            lat = r["latency_ms"]
-            each = "/".join(f"{v:.0f}" for v in r["requests_per_s_each_slice"])
             rows.append(
                 [
                     label,
                     mode,
-                    r["requests_per_s"],
-                    each,
-                    lat["median"],
-                    lat["p90"],
-                    lat["p99"],
-                    r["server_cpu_ms_per_request"],
-                    r["client_cpu_ms_per_request"],
-                    r["requests_ok"],
-                    r["errors"],
+                    *request_cells(r),
                     r["udp_buffer_drops_system_wide"],
                     r["other_processes_cpu_share"],
                 ]

@@ -94,3 +94,14 @@ def machine_info() -> dict[str, Any]:
         "loadavg_at_end": loadavg(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+
+
+def run_header(name: str, quick: bool, **machine_extra: Any) -> dict[str, Any]:
+    """The first keys of a results file: which benchmark, whether a ``--quick`` run (whose
+    numbers mean nothing), the machine (plus ``machine_extra``) and the code measured."""
+    return {
+        "benchmark": name,
+        "quick": quick,
+        "machine": machine_info() | machine_extra,
+        "source": source_info(),
+    }

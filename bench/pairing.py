@@ -21,11 +21,27 @@ Slice = dict[str, Any]
 
 
 def clean_or_all(
-    cells: Callable[[Callable[[Slice], bool]], dict[str, dict[str, Any]]], reps: int
+    slices: list[Slice],
+    modes_of: dict[str, Iterable[str]],
+    summarise: Callable[[list[Slice]], dict[str, Any]],
+    reps: int,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], str]:
-    """``(results, every, basis)``: the per-series summaries over clean slices when every
-    cell has at least two of them (or ``reps`` if fewer), else over all slices; ``basis``
-    says which, and is printed as a warning when a competing workload forced the fallback."""
+    """``(results, every, basis)``: ``summarise`` of each cell (a series label of
+    ``modes_of`` and one of its modes) over its clean slices when every cell has at least two
+    of them (or ``reps`` if fewer), else over all slices; ``basis`` says which, and is printed
+    as a warning when a competing workload forced the fallback."""
+
+    def cells(keep: Callable[[Slice], bool]) -> dict[str, dict[str, Any]]:
+        return {
+            label: {
+                mode: summarise(
+                    [s for s in slices if s["server"] == label and s["mode"] == mode and keep(s)]
+                )
+                for mode in modes
+            }
+            for label, modes in modes_of.items()
+        }
+
     every = cells(lambda s: True)
     clean = cells(lambda s: s["other_share"] <= CLEAN_OTHER_LOAD)
     enough = all(c["slices"] >= min(2, reps) for per in clean.values() for c in per.values())
@@ -37,6 +53,16 @@ def clean_or_all(
     if not enough:
         print(f"  WARNING: {basis}", flush=True)
     return (clean if enough else every), every, basis
+
+
+def slice_records(slices: list[Slice]) -> list[dict[str, Any]]:
+    """The slices as a results file keeps them: floats rounded, a request slice's latencies
+    replaced by their count (the summaries hold the percentiles; the file stays small)."""
+    return [
+        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items() if k != "latencies"}
+        | ({"requests_ok": len(s["latencies"])} if "latencies" in s else {})
+        for s in slices
+    ]
 
 
 def requests_ok(s: Slice) -> float:

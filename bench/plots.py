@@ -54,3 +54,18 @@ def tls_caption(result: dict[str, Any]) -> str:
         f"{machine_caption(m)}; pyOpenSSL {m['versions'].get('pyOpenSSL')} on {m['openssl']}, "
         f"ssl on {m.get('openssl_of_python_ssl')}; commit {commit}"
     )
+
+
+def median_to_p90(ax: Any, medians: list[float], y: Any, p90: list[float], **kwargs: Any) -> None:
+    """Whiskers from each horizontal bar's median out to its p90 (one-sided: the tail is what
+    a reader of these latencies worries about). ``kwargs`` go to ``errorbar`` (a ``label``)."""
+    ax.errorbar(
+        medians,
+        y,
+        xerr=[[0] * len(y), [p - m for p, m in zip(p90, medians, strict=True)]],
+        fmt="none",
+        ecolor="black",
+        capsize=3,
+        lw=1,
+        **kwargs,
+    )

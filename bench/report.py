@@ -31,3 +31,21 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def request_cells(r: dict[str, Any]) -> list[Any]:
+    """A request series' summary as table cells, as the serving benchmarks print it: req/s
+    (overall, then each slice), latency p50/p90/p99 ms, server and client CPU ms per request,
+    requests served and errors."""
+    lat = r["latency_ms"]
+    return [
+        r["requests_per_s"],
+        "/".join(f"{v:.0f}" for v in r["requests_per_s_each_slice"]),
+        lat["median"],
+        lat["p90"],
+        lat["p99"],
+        r["server_cpu_ms_per_request"],
+        r["client_cpu_ms_per_request"],
+        r["requests_ok"],
+        r["errors"],
+    ]

@@ -54,6 +54,14 @@ class Server:
             loopback.stop(self.process.proc)
 
 
+def stop_all(servers: dict[str, Server], tail: int = 2000) -> dict[str, str]:
+    """Stop every server; the end of each one's log, by label, for the results file (what a
+    reader needs when a figure looks wrong)."""
+    for server in servers.values():
+        server.stop()
+    return {label: server.log()[-tail:] for label, server in servers.items()}
+
+
 def free_ports(count: int) -> list[int]:
     """``count`` distinct ports free for TCP and UDP on 127.0.0.1."""
     ports: list[int] = []

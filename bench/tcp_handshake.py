@@ -27,7 +27,7 @@ from typing import Any
 
 from .certs import dev_chain
 from .handshake_cpu import gc_paused
-from .machine import machine_info, source_info
+from .machine import run_header
 from .plots import pyplot, save_figure, tls_caption
 from .processes import OtherLoad, other_share, system_busy_seconds
 from .report import begin, table
@@ -247,10 +247,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         seen = v["negotiated_over_sockets"] or v["negotiated"]
         sock[v["label"]] |= {"kind": v["kind"], "negotiated": seen}
     result = {
-        "benchmark": NAME,
-        "quick": quick,
-        "machine": machine_info(),
-        "source": source_info(),
+        **run_header(NAME, quick),
         "method": {
             "certificate": chain.label,
             "client_verifies_chain_and_name": True,

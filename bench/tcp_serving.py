@@ -33,12 +33,12 @@ from typing import Any
 
 from . import tcp_clients
 from .load import load_summary
-from .machine import machine_info, source_info
-from .pairing import clean_or_all, paired_ratios
+from .machine import run_header
+from .pairing import clean_or_all, paired_ratios, slice_records
 from .processes import other_share, system_busy_seconds
 from .report import begin
 from .results import publish
-from .servers import Server, free_ports
+from .servers import Server, free_ports, stop_all
 from .tcp_serving_report import plot, show
 
 NAME = "tcp_serving"
@@ -290,28 +290,15 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
                         slices.append(sl | {"repetition": rep})
                         _say(rep, reps, sl)
         finally:
-            for server in servers.values():
-                server.stop()
-            logs = {label: s.log()[-2000:] for label, s in servers.items()}
+            logs = stop_all(servers)
 
-    def cells(keep: Any) -> dict[str, dict[str, Any]]:
-        return {
-            label: {
-                mode: _summary(
-                    [s for s in slices if s["server"] == label and s["mode"] == mode and keep(s)]
-                )
-                for mode, (_, _, kind) in modes.items()
-                if kind in SERIES[label][2]
-            }
-            for label in SERIES
-        }
-
-    results, every, basis = clean_or_all(cells, reps)
+    modes_of = {
+        label: [mode for mode, (_, _, kind) in modes.items() if kind in spec[2]]
+        for label, spec in SERIES.items()
+    }
+    results, every, basis = clean_or_all(slices, modes_of, _summary, reps)
     result = {
-        "benchmark": NAME,
-        "quick": quick,
-        "machine": machine_info(),
-        "source": source_info(),
+        **run_header(NAME, quick),
         "method": {
             "app": APP,
             "servers": {label: s.argv[1:] for label, s in servers.items()},
@@ -343,15 +330,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         "results": results,
         "results_all_slices": every,
         "paired_ratios": _paired(slices),
-        "slices": [
-            {
-                k: (round(v, 4) if isinstance(v, float) else v)
-                for k, v in s.items()
-                if k != "latencies"
-            }
-            | ({"requests_ok": len(s["latencies"])} if "latencies" in s else {})
-            for s in slices
-        ],
+        "slices": slice_records(slices),
         "server_log_tail": logs,
     }
     return publish(result, out_dir, show, plot)

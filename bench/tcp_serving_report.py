@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .plots import pyplot, save_figure, tls_caption
-from .report import table
+from .report import request_cells, table
 
 GOAL = 0.95
 HEADLINE = "PQ / stock (end to end)"
@@ -52,23 +52,7 @@ def show(result: dict[str, Any]) -> None:
         for mode, r in modes.items():
             other = r["other_processes_cpu_share"]
             if "requests_per_s" in r:
-                lat = r["latency_ms"]
-                requests.append(
-                    [
-                        label,
-                        mode,
-                        r["requests_per_s"],
-                        "/".join(f"{v:.0f}" for v in r["requests_per_s_each_slice"]),
-                        lat["median"],
-                        lat["p90"],
-                        lat["p99"],
-                        r["server_cpu_ms_per_request"],
-                        r["client_cpu_ms_per_request"],
-                        r["requests_ok"],
-                        r["errors"],
-                        other,
-                    ]
-                )
+                requests.append([label, mode, *request_cells(r), other])
             elif r.get("slices"):
                 transfers.append(
                     [

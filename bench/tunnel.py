@@ -40,7 +40,7 @@ from tools.loopback import Chain, Process, running_chain, stop, tunnel_cli
 
 from . import tcp_clients
 from .load import load_summary, reused_connections
-from .machine import machine_info, source_info
+from .machine import run_header
 from .processes import other_share, rss_mb, system_busy_seconds, tree_cpu_seconds
 from .report import begin
 from .results import publish
@@ -305,10 +305,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
         peak = {r.label: {str(p): rss_mb(p, "VmHWM") for p in r.pids} for r in routes}
     results = {label: _aggregate(slices[label], bulk[label], size) for label in slices}
     result = {
-        "benchmark": NAME,
-        "quick": quick,
-        "machine": machine_info() | {"openssh": ssh["openssh"] if ssh else None},
-        "source": source_info(),
+        **run_header(NAME, quick, openssh=ssh["openssh"] if ssh else None),
         "method": {
             "paths": {r.label: r.note for r in routes},
             "small_request": f"GET {SMALL}, {inflight} in flight for {duration} s per slice, "

@@ -23,7 +23,7 @@ from tools.loopback import TUNNEL_HOST, Chain, free_port, hypercorn_pq, stop, tu
 from tools.loopback_cluster import cluster_edge_config, redis_process, start_cluster_edge
 
 from .load import load_summary
-from .machine import machine_info, source_info
+from .machine import run_header
 from .report import begin, table
 from .results import publish
 from .stats import ratio
@@ -147,10 +147,7 @@ def run(quick: bool, out_dir: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp:
         shapes = measure(Path(tmp), quick)
     result = {
-        "benchmark": NAME,
-        "machine": machine_info(),
-        "source": source_info(),
-        "quick": quick,
+        **run_header(NAME, quick),
         "shapes": shapes,
     }
     return publish(result, out_dir, show, plot)

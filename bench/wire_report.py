@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .plots import machine_caption, pyplot, save_figure
+from .plots import machine_caption, median_to_p90, pyplot, save_figure
 from .report import table
 
 
@@ -181,15 +181,7 @@ def plot(result: dict[str, Any], out_dir: Path) -> None:
             "#e07b39" if "HRR" in k else ("#2a9d55" if "MLKEM" in k else "#4c72b0") for k in keys
         ],
     )
-    ax.errorbar(
-        med,
-        y,
-        xerr=[[0] * len(y), [p - m for p, m in zip(p90, med, strict=True)]],
-        fmt="none",
-        ecolor="black",
-        capsize=3,
-        lw=1,
-    )
+    median_to_p90(ax, med, y, p90)
     rtt = 2 * result["one_way_delay_ms"]
     for k in range(1, int(max(p90) // rtt) + 2):
         ax.axvline(k * rtt, color="#bbbbbb", ls=":", lw=1)

@@ -2,7 +2,7 @@
 of another algorithm, a clientAuth identity, a bare self-signed ML-DSA certificate).
 
 What every such certificate shares (devcert's serial, basic constraints and key usage, valid
-from a day ago for two days) and how the files are written (PEM, unencrypted PKCS#8 keys) are
+from a day ago for two days) and how the files are written (PEM, PKCS#8 keys) are
 here, so each test shows only what makes its certificate unusual.
 """
 
@@ -45,12 +45,21 @@ def write_certificate(path: Path, certificate: x509.Certificate) -> Path:
     return path
 
 
-def write_key(path: Path, key: Any) -> Path:
+def write_key(path: Path, key: Any, password: bytes | None = None) -> Path:
+    """``key`` as PEM PKCS#8, encrypted when a ``password`` is given."""
+    encryption = (
+        serialization.NoEncryption()
+        if password is None
+        else serialization.BestAvailableEncryption(password)
+    )
     path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
     )
     return path
+
+
+def encrypted_key(pki: Any, path: Path, password: bytes) -> Path:
+    """The test PKI's leaf key written again, encrypted with ``password``: what a
+    ``keyfile_password`` setting has to open."""
+    key = serialization.load_pem_private_key(pki.key.read_bytes(), password=None)
+    return write_key(path, key, password)

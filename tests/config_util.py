@@ -1,4 +1,8 @@
-"""Real YAML config files in a temporary directory, and how a ConfigError should name them."""
+"""Real YAML config files in a temporary directory, and how a ConfigError should name them.
+
+pq-tunnel's config files: every mistake names the file, the line and the key. Line numbers are
+counted from the text written, so a test breaks if the loader ever reports the wrong line.
+"""
 
 from __future__ import annotations
 
@@ -59,3 +63,14 @@ def assert_located(err: ConfigError, path: Path, line: int, key: str) -> None:
     text = str(err)
     assert text.startswith(f"{path}:{line}: {key}: "), text
     assert err.line == line and err.key == key and err.source == str(path)
+
+
+def located_error(
+    tmp_path: Path, text: str, line: int, key: str, name: str = "config.yml"
+) -> ConfigError:
+    """Write ``text`` as a config file, load it, and check that the error it fails with names
+    the file, ``line`` and ``key`` (the shape of every config test about a mistake)."""
+    path = write(tmp_path, text, name)
+    err = error_of(path)
+    assert_located(err, path, line, key)
+    return err

@@ -6,6 +6,8 @@ from a module's globals).
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 
 from pq_quic_plugin.host_internals import SKIP_ENV
@@ -20,3 +22,16 @@ def checks_enabled(monkeypatch: pytest.MonkeyPatch) -> None:
 def is_private(name: str) -> bool:
     """``_name`` but not ``__dunder__``: the names the bindings must list."""
     return name.startswith("_") and not name.endswith("__")
+
+
+def stored_on_self(node: ast.AST) -> str | None:
+    """The attribute name when ``node`` is ``self.<name> = ...`` (an attribute our own class
+    owns, so not a host library's private name), else None."""
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.ctx, ast.Store)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "self"
+    ):
+        return node.attr
+    return None

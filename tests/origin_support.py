@@ -29,8 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 from pq_quic_plugin.tunnel.origin import (
     OriginClient,
+    OriginError,
     OriginHop,
     OriginRequest,
     OriginResponse,
@@ -45,12 +48,19 @@ from origin_app import CHUNK, pattern  # noqa: E402
 MB = 1024 * 1024
 BIG = 20 * MB
 T = TypeVar("T")
+#: A request body for ``Origins.request``: a factory called per request, an iterator, or None.
+Body = Callable[[], AsyncIterator[bytes]] | AsyncIterator[bytes] | None
 
 
 #: The ``origin-protocol`` of each kind of connection, and the HTTP version the origin sees.
 PROTOCOL = {"http": "auto", "h1tls": "http1", "h2": "auto", "h3": "http3"}
 HTTP_VERSION = {"http": "1.1", "h1tls": "1.1", "h2": "2", "h3": "3"}
 PQ = "X25519MLKEM768"
+
+
+async def nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover - makes this an async generator
 
 
 @dataclass
@@ -69,6 +79,34 @@ class Origins:
         if kind == "http":
             return {}
         return {"ca_file": self.ca, "server_name": "localhost", "protocol": PROTOCOL[kind]}
+
+    def request(
+        self,
+        kind: str,
+        path: str = "/headers",
+        method: str = "GET",
+        *,
+        body: Body = nothing,
+        url: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        **options: Any,
+    ) -> OriginRequest:
+        """A visitor's request for this kind of origin connection, as the connector makes it.
+
+        One place for what nearly every origin test sends (``Host: v``, the kind's TLS
+        settings), so a test spells out only what it is about. ``body`` is a body factory
+        (called here, so each request gets a fresh generator), an iterator, or None for no
+        body at all; ``url`` picks another origin than the kind's usual one; ``options`` go to
+        OriginRequest and win over the kind's own.
+        """
+        return OriginRequest(
+            self.url(kind) if url is None else url,
+            method,
+            path,
+            [("Host", "v")] if headers is None else headers,
+            body() if callable(body) else body,
+            **{**self.kw(kind), **options},
+        )
 
 
 def expected_hop(kind: str, group: str | None = PQ) -> OriginHop:
@@ -108,11 +146,6 @@ def run(
             await client.aclose()
 
     return asyncio.run(main())
-
-
-async def nothing() -> AsyncIterator[bytes]:
-    return
-    yield b""  # pragma: no cover - makes this an async generator
 
 
 async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
@@ -180,8 +213,12 @@ async def raw_origin(reply: bytes) -> tuple[asyncio.AbstractServer, str]:
     return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
 
-def get_request(origins: Origins, url: str, kind: str) -> OriginRequest:
-    return OriginRequest(url, "GET", "/headers", [("Host", "v")], nothing(), **origins.kw(kind))
+async def origin_error(attempt: Awaitable[Any]) -> OriginError:
+    """The OriginError ``attempt`` (a client's request or websocket) fails with; the test fails
+    if it succeeds instead."""
+    with pytest.raises(OriginError) as caught:
+        await attempt
+    return caught.value
 
 
 async def tls_origin(pki: Any, alpn: list[str], reply: bytes) -> tuple[asyncio.AbstractServer, str]:

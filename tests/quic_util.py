@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from aioquic.asyncio import QuicConnectionProtocol, connect, serve
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 from waiting import wait_until_async
 
 from pq_quic_plugin import configure, negotiated_group
@@ -56,6 +57,24 @@ def client_configuration(pki: Any, alpn: str = ALPN) -> QuicConfiguration:
     config.load_verify_locations(str(pki.ca_cert))
     config.verify_mode = ssl.CERT_REQUIRED
     return config
+
+
+def sans_io_pair(pki: Any, alpn: str = "h3") -> tuple[QuicConnection, QuicConnection]:
+    """A stock aioquic client and server as bare QuicConnections, not yet connected: for tests
+    that move the datagrams between them in memory (sans-IO) and so choose every timestamp.
+    aioquic's own defaults (no short initial RTT): those tests measure its timers as shipped."""
+    client_config = QuicConfiguration(
+        is_client=True, alpn_protocols=[alpn], server_name="localhost"
+    )
+    client_config.load_verify_locations(str(pki.ca_cert))
+    server_config = QuicConfiguration(is_client=False, alpn_protocols=[alpn])
+    server_config.load_cert_chain(str(pki.cert), str(pki.key))
+    client = QuicConnection(configuration=client_config)
+    server = QuicConnection(
+        configuration=server_config,
+        original_destination_connection_id=client.original_destination_connection_id,
+    )
+    return client, server
 
 
 @dataclass(frozen=True)

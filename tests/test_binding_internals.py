@@ -40,7 +40,12 @@ from hypercorn.protocol.h3 import H3Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 from hypercorn.protocol.quic import QuicProtocol
 from hypercorn.protocol.quic import _Connection as QuicConnectionEntry
-from internals_util import checks_enabled, is_private  # noqa: F401 (autouse fixture)
+from internals_util import (  # noqa: F401 (autouse fixture)
+    checks_enabled,
+    is_private,
+    stored_on_self,
+)
+from quic_util import sans_io_pair
 
 import pq_quic_plugin.hypercorn_binding  # noqa: F401  (installs the hooks, as in production)
 from pq_quic_plugin.aioquic_binding import install, uninstall
@@ -65,13 +70,8 @@ def _own_names(tree: ast.Module) -> set[str]:
             for inner in ast.walk(node):
                 if isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     own.add(inner.name)
-                elif (
-                    isinstance(inner, ast.Attribute)
-                    and isinstance(inner.ctx, ast.Store)
-                    and isinstance(inner.value, ast.Name)
-                    and inner.value.id == "self"
-                ):
-                    own.add(inner.attr)
+                elif (attribute := stored_on_self(inner)) is not None:
+                    own.add(attribute)
     return own
 
 
@@ -149,17 +149,7 @@ def test_aioquic_check_sees_through_the_installed_hook() -> None:
 def _handshaken(pki: Any) -> tuple[QuicConnection, QuicConnection]:
     """A client and a server that completed a stock aioquic handshake in memory (sans-IO), so
     attributes set during the handshake (``Context._next_dec_key``) exist too."""
-    client_config = QuicConfiguration(
-        is_client=True, alpn_protocols=["h3"], server_name="localhost"
-    )
-    client_config.load_verify_locations(str(pki.ca_cert))
-    server_config = QuicConfiguration(is_client=False, alpn_protocols=["h3"])
-    server_config.load_cert_chain(str(pki.cert), str(pki.key))
-    client = QuicConnection(configuration=client_config)
-    server = QuicConnection(
-        configuration=server_config,
-        original_destination_connection_id=client.original_destination_connection_id,
-    )
+    client, server = sans_io_pair(pki)
     client.connect(("127.0.0.1", 4433), now=0.0)
     for _ in range(8):
         for data, _addr in client.datagrams_to_send(now=0.0):
@@ -302,22 +292,20 @@ def test_the_escape_hatch_skips_both_checks(monkeypatch: pytest.MonkeyPatch) -> 
 # ------------------------------------------------------------------ versions
 
 
-@pytest.mark.parametrize("found", ["1.6.9", "1.8.0", "2.0.0"])
-def test_an_unsupported_aioquic_version_fails_with_the_install_hint(found: str) -> None:
-    with pytest.raises(aioquic_version.UnsupportedAioquicVersion) as info:
-        aioquic_version.check_aioquic_version(found)
+@pytest.mark.parametrize(
+    ("binding", "found"),
+    [(_aioquic_check, found) for found in ("1.6.9", "1.8.0", "2.0.0")]
+    + [(_hypercorn_check, found) for found in ("0.17.2", "0.19.0", "1.0.0")],
+    ids=lambda value: value if isinstance(value, str) else value.__name__[1:-6],
+)
+def test_an_unsupported_version_fails_with_the_install_hint(binding: Any, found: str) -> None:
+    error, check, release, pin = binding()
+    library = release.split()[0]
+    with pytest.raises(error) as info:
+        check(found)
     message = str(info.value)
-    assert f"found aioquic {found}" in message
-    assert "pip install 'aioquic>=1.7,<1.8'" in message
-
-
-@pytest.mark.parametrize("found", ["0.17.2", "0.19.0", "1.0.0"])
-def test_an_unsupported_hypercorn_version_fails_with_the_install_hint(found: str) -> None:
-    with pytest.raises(hypercorn_version.UnsupportedHypercornVersion) as info:
-        hypercorn_version.check_hypercorn_version(found)
-    message = str(info.value)
-    assert f"found hypercorn {found}" in message
-    assert "pip install 'hypercorn>=0.18,<0.19'" in message
+    assert f"found {library} {found}" in message
+    assert f"pip install '{pin}'" in message
 
 
 def test_release_candidates_count_as_their_release() -> None:

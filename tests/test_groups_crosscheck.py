@@ -10,6 +10,7 @@ peers by hand. kyber-py ships no published test vectors, so seeded key generatio
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import x25519
@@ -52,18 +53,20 @@ def test_cryptography_and_pqcrypto_agree(size: int) -> None:
         assert keygen.decapsulate(state, ct) == secret
 
 
-@pytest.mark.parametrize(("params", "backend"), BACKEND_CASES)
-def test_backend_against_kyber_py_mlkem(params: MLKEMParams, backend: str) -> None:
-    ours = MLKEMGroup(params, backend)
-    theirs = KYBER_PY_MLKEM[params.size]
-    # kyber-py keygen -> our encaps -> kyber-py decaps
+def _agree_both_ways(ours: Any, theirs: Any) -> None:
+    """kyber-py's keygen, our encapsulation, kyber-py's decapsulation; then our keygen,
+    kyber-py's encapsulation, our decapsulation: each pair must agree on the secret."""
     ek, dk = theirs.keygen()
     secret, ct = ours.encapsulate(ek)
     assert theirs.decaps(dk, ct) == secret
-    # our keygen -> kyber-py encaps -> our decaps
     state, ek = ours.generate()
     key, ct = theirs.encaps(ek)
     assert ours.decapsulate(state, ct) == key
+
+
+@pytest.mark.parametrize(("params", "backend"), BACKEND_CASES)
+def test_backend_against_kyber_py_mlkem(params: MLKEMParams, backend: str) -> None:
+    _agree_both_ways(MLKEMGroup(params, backend), KYBER_PY_MLKEM[params.size])
 
 
 @pytest.mark.parametrize("size", [768, 1024])
@@ -82,14 +85,7 @@ def test_seeded_keygen_matches_kyber_py(size: int) -> None:
 def test_kyber_against_kyber_py_round3(params: MLKEMParams, backend: str) -> None:
     if params.size not in KYBER_PY_R3:
         pytest.skip("no draft hybrid uses Kyber1024")
-    ours = KyberGroup(params, backend)
-    theirs = KYBER_PY_R3[params.size]
-    pk, sk = theirs.keygen()
-    secret, ct = ours.encapsulate(pk)
-    assert theirs.decaps(sk, ct) == secret
-    state, pk = ours.generate()
-    key, ct = theirs.encaps(pk)
-    assert ours.decapsulate(state, ct) == key
+    _agree_both_ways(KyberGroup(params, backend), KYBER_PY_R3[params.size])
 
 
 def _x25519_peer() -> tuple[x25519.X25519PrivateKey, bytes]:

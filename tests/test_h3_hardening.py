@@ -47,6 +47,15 @@ def server(request, pki, tmp_path_factory):  # type: ignore[no-untyped-def]
         yield port, proc
 
 
+def _send_get(h3: H3Connection, authority: str, path: str, end_stream: bool) -> int:
+    """A GET's HEADERS on a new request stream; returns the stream's ID."""
+    stream_id = quic_of(h3).get_next_available_stream_id()
+    request = [(b":method", b"GET"), (b":scheme", b"https")]
+    request += [(b":authority", authority.encode()), (b":path", path.encode())]
+    h3.send_headers(stream_id, request, end_stream=end_stream)
+    return stream_id
+
+
 class _LateFinClient(QuicConnectionProtocol):
     """GET with the request stream left open; once the whole response is in, send the FIN
     (an empty DATA frame with END_STREAM), in the same turn so it races nothing."""
@@ -60,17 +69,7 @@ class _LateFinClient(QuicConnectionProtocol):
         self.stream_id = -1
 
     def get(self, authority: str, path: str) -> None:
-        self.stream_id = quic_of(self).get_next_available_stream_id()
-        self.h3.send_headers(
-            self.stream_id,
-            [
-                (b":method", b"GET"),
-                (b":scheme", b"https"),
-                (b":authority", authority.encode()),
-                (b":path", path.encode()),
-            ],
-            end_stream=False,
-        )
+        self.stream_id = _send_get(self.h3, authority, path, end_stream=False)
         self.transmit()
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
@@ -183,19 +182,8 @@ class _StopSendingClient(QuicConnectionProtocol):
         self.stream_id = -1
 
     def get_and_stop(self, authority: str, path: str) -> None:
-        quic = quic_of(self)
-        self.stream_id = quic.get_next_available_stream_id()
-        self.h3.send_headers(
-            self.stream_id,
-            [
-                (b":method", b"GET"),
-                (b":scheme", b"https"),
-                (b":authority", authority.encode()),
-                (b":path", path.encode()),
-            ],
-            end_stream=True,
-        )
-        quic.stop_stream(self.stream_id, 0x10C)  # H3_REQUEST_CANCELLED
+        self.stream_id = _send_get(self.h3, authority, path, end_stream=True)
+        quic_of(self).stop_stream(self.stream_id, 0x10C)  # H3_REQUEST_CANCELLED
         self.transmit()
 
     def quic_event_received(self, event: events.QuicEvent) -> None:

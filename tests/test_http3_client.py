@@ -269,32 +269,29 @@ def test_stream_context_manager_cancels_an_unread_body(pki: DevPKI) -> None:
 # ---------------------------------------------------------------------------- resets
 
 
+@pytest.mark.parametrize(
+    "path, code",
+    [
+        ("/reset-before-head", ErrorCode.H3_REQUEST_REJECTED),
+        ("/reset-mid-body", ErrorCode.H3_INTERNAL_ERROR),
+    ],
+    ids=["before-the-head", "in-the-middle-of-the-body"],
+)
 @pytest.mark.parametrize("style", STYLES)
-def test_reset_before_the_head_fails_at_once(pki: DevPKI, style: str) -> None:
+def test_reset_fails_at_once(pki: DevPKI, style: str, path: str, code: ErrorCode) -> None:
+    """A reset before the head or in the middle of the body fails the exchange with the
+    origin's error code at once, not after the request timeout, and the session goes on."""
+
     async def scenario() -> tuple[BaseException, float]:
         async with session_to(pki) as session:
-            caught = await failure(exchange(session, style, "GET", "/reset-before-head"))
+            caught = await failure(exchange(session, style, "GET", path))
             await still_usable(session)
             return caught
 
     error, elapsed = run(scenario)
     assert isinstance(error, StreamResetError), repr(error)
-    assert error.error_code == ErrorCode.H3_REQUEST_REJECTED
+    assert error.error_code == code
     assert "reset" in str(error)
-    assert elapsed < PROMPT, f"took {elapsed:.1f}s (request timeout {TIMEOUT:g}s)"
-
-
-@pytest.mark.parametrize("style", STYLES)
-def test_reset_in_the_middle_of_the_body_fails_at_once(pki: DevPKI, style: str) -> None:
-    async def scenario() -> tuple[BaseException, float]:
-        async with session_to(pki) as session:
-            caught = await failure(exchange(session, style, "GET", "/reset-mid-body"))
-            await still_usable(session)
-            return caught
-
-    error, elapsed = run(scenario)
-    assert isinstance(error, StreamResetError), repr(error)
-    assert error.error_code == ErrorCode.H3_INTERNAL_ERROR
     assert elapsed < PROMPT, f"took {elapsed:.1f}s (request timeout {TIMEOUT:g}s)"
 
 

@@ -17,11 +17,11 @@ from typing import Any
 import cert_util
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from hypercorn.config import Config
-from tls_util import client_ctx, serving
+from tls_util import PQ_TCP_EXTENSION, assert_tls_extension, client_ctx, serving
 
 import pq_quic_plugin
 from pq_quic_plugin.devcert import DevPKI
@@ -83,24 +83,8 @@ def test_post_quantum_with_hypercorns_alpn(
     client = client_ctx(pki, alpn=["h2", "http/1.1"])
     seen = asyncio.run(_handshake(_context(config), client, pki))
     assert seen["alpn"] == chosen
-    assert seen["pq_quic"] == {
-        "transport": "tcp",
-        "group": "X25519MLKEM768",
-        "codepoint": 0x11EC,
-        "post_quantum": True,
-        "group_known": True,
-        "signature_scheme": "ECDSA-P256-SHA256",  # the dev PKI's ECDSA certificate
-        "signature_scheme_codepoint": 0x0403,
-        "post_quantum_auth": False,
-    }
-    tls = seen["tls"]
-    assert tls["tls_version"] == 0x0304 and tls["cipher_suite"] in (0x1301, 0x1302, 0x1303)
-    assert tls["server_cert"] == pki.cert.read_text()
-    assert (tls["client_cert_chain"], tls["client_cert_name"], tls["client_cert_error"]) == (
-        [],
-        None,
-        None,
-    )
+    assert seen["pq_quic"] == PQ_TCP_EXTENSION
+    assert_tls_extension(seen["tls"], pki)
 
 
 def test_ciphers_apply_to_tls12_clients(pki: DevPKI) -> None:
@@ -153,15 +137,7 @@ def test_ca_certs_and_verify_mode_ask_for_client_certificates(pki: DevPKI, tmp_p
 
 
 def test_keyfile_password_decrypts_the_key(pki: DevPKI, tmp_path: Path) -> None:
-    key = serialization.load_pem_private_key(pki.key.read_bytes(), password=None)
-    encrypted = tmp_path / "encrypted-key.pem"
-    encrypted.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(b"s3cret"),
-        )
-    )
+    encrypted = cert_util.encrypted_key(pki, tmp_path / "encrypted-key.pem", b"s3cret")
     config = _config(pki, keyfile=str(encrypted), keyfile_password="s3cret")
     seen = asyncio.run(_handshake(_context(config), client_ctx(pki), pki))
     assert seen["pq_quic"]["group"] == "X25519MLKEM768"

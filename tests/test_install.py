@@ -6,13 +6,7 @@ binding's wrapper alive.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-TESTS = Path(__file__).resolve().parent
+from script_util import run_script
 
 SCRIPT = """
 import asyncio, gc, json, sys, types
@@ -59,16 +53,7 @@ print(json.dumps(out))
 
 
 def test_install_then_uninstall_leaves_aioquic_as_it_was(pki) -> None:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(TESTS.parent)]))
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(pki.cert), str(pki.key), str(pki.ca_cert)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = run_script(SCRIPT, pki)
     assert out["installed"] == {
         "client": "X25519MLKEM768",
         "server": "X25519MLKEM768",

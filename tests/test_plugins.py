@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from plugin_util import x25519_copy
+from script_util import run_script
 
 from pq_quic_plugin import available_groups
-from pq_quic_plugin.hookspecs import hookimpl
-from pq_quic_plugin.plugins import GroupConflictError, register_plugin, unregister_plugin
-
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
+from pq_quic_plugin.plugins import GroupConflictError
 
 PLUGIN_MODULE = '''
 """A third-party group: X25519 + ML-KEM-1024 under a private-use codepoint."""
@@ -86,16 +82,7 @@ def test_entry_point_plugin_installed_with_pip_negotiates_end_to_end(pki, tmp_pa
     )
     assert list(site.glob("pq_quic_example_group-1.0.dist-info/entry_points.txt"))
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), str(TESTS), str(ROOT)]))
-    out = subprocess.run(
-        [sys.executable, "-c", HANDSHAKE_SCRIPT, str(pki.cert), str(pki.key), str(pki.ca_cert)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_script(HANDSHAKE_SCRIPT, pki, site)
     assert result["client"] == result["server"] == "X25519MLKEM1024Example"
     assert result["echo"] == "ping over post-quantum QUIC"
     # Built-ins keep their place in front; the plugin's group is added after them.
@@ -103,25 +90,8 @@ def test_entry_point_plugin_installed_with_pip_negotiates_end_to_end(pki, tmp_pa
     assert result["names"][-1] == "X25519MLKEM1024Example"
 
 
-class _Clash:
-    """A plugin that tries to take over X25519MLKEM768's codepoint."""
-
-    @hookimpl
-    def pq_quic_register_groups(self):  # type: ignore[no-untyped-def]
-        from pq_quic_plugin.groups.ecdh import X25519Group
-
-        impostor = X25519Group()
-        impostor.codepoint = 0x11EC  # type: ignore[misc]
-        impostor.name = "Impostor"  # type: ignore[misc]
-        return [impostor]
-
-
 def test_a_plugin_cannot_replace_a_builtin_codepoint() -> None:
-    plugin = _Clash()
-    register_plugin(plugin, name="clash")
-    try:
+    with x25519_copy(0x11EC, "Impostor"):  # tries to take over X25519MLKEM768's codepoint
         with pytest.raises(GroupConflictError, match="Impostor .*clashes with X25519MLKEM768"):
             available_groups()
-    finally:
-        unregister_plugin(plugin)
     assert available_groups()[0].name == "X25519MLKEM768"

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 from aioquic.quic import events
-from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from quic_util import sans_io_pair
 
 from pq_quic_plugin.aioquic_binding.flow_control import START_WINDOW, ReceiveCredit, tune_windows
 from pq_quic_plugin.aioquic_binding.send_backpressure import (
@@ -83,17 +83,7 @@ class Pair:
 
 
 def _pair(pki: DevPKI, tuned: bool = True) -> Pair:
-    client_config = QuicConfiguration(
-        is_client=True, alpn_protocols=["h3"], server_name="localhost"
-    )
-    client_config.load_verify_locations(str(pki.ca_cert))
-    server_config = QuicConfiguration(is_client=False, alpn_protocols=["h3"])
-    server_config.load_cert_chain(str(pki.cert), str(pki.key))
-    client = QuicConnection(configuration=client_config)
-    server = QuicConnection(
-        configuration=server_config,
-        original_destination_connection_id=client.original_destination_connection_id,
-    )
+    client, server = sans_io_pair(pki)
     credit = tune_windows(server) if tuned else ReceiveCredit.of(server)
     pair = Pair(client, server, credit)
     client.connect(SERVER, now=0.0)

@@ -18,7 +18,11 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from internals_util import checks_enabled, is_private  # noqa: F401 (autouse fixture)
+from internals_util import (  # noqa: F401 (autouse fixture)
+    checks_enabled,
+    is_private,
+    stored_on_self,
+)
 from OpenSSL import SSL
 from OpenSSL import _util as openssl_util
 
@@ -41,13 +45,8 @@ def _own_names(tree: ast.Module) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             own.add(node.name)
-        elif (
-            isinstance(node, ast.Attribute)
-            and isinstance(node.ctx, ast.Store)
-            and isinstance(node.value, ast.Name)
-            and node.value.id == "self"
-        ):
-            own.add(node.attr)
+        elif (attribute := stored_on_self(node)) is not None:
+            own.add(attribute)
     return own
 
 

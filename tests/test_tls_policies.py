@@ -21,6 +21,7 @@ import pytest
 import trio
 from OpenSSL import SSL
 from OpenSSL._util import lib
+from plugin_util import x25519_copy
 from tls_util import (
     client_ctx,
     handshake_types,
@@ -33,9 +34,6 @@ from tls_util import (
 )
 
 import pq_quic_plugin
-from pq_quic_plugin.groups.ecdh import X25519Group
-from pq_quic_plugin.hookspecs import hookimpl
-from pq_quic_plugin.plugins import register_plugin, unregister_plugin
 from pq_quic_plugin.policy import NoPostQuantumGroupError
 from pq_quic_plugin.tls_binding import PostQuantumRefusedError, QuicOnlyGroupError
 
@@ -328,21 +326,8 @@ def test_a_list_with_nothing_openssl_can_do_names_the_groups(pki) -> None:
         pq_quic_plugin.ssl_context("off", ["x25519"], server_side=False)
 
 
-class _CopyPlugin:
-    @hookimpl
-    def pq_quic_register_groups(self):  # type: ignore[no-untyped-def]
-        group = X25519Group()
-        group.codepoint = 0xFE99  # type: ignore[misc]
-        group.name = "X25519Copy"  # type: ignore[misc]
-        return [group]
-
-
 def test_a_plugin_group_is_quic_only(pki) -> None:
-    plugin = _CopyPlugin()
-    register_plugin(plugin, name="copy")
-    try:
+    with x25519_copy(0xFE99, "X25519Copy"):
         with pytest.raises(QuicOnlyGroupError, match="X25519Copy are QUIC-only"):
             client_ctx(pki, groups=["X25519Copy", "x25519"])
         assert "X25519Copy" not in server_ctx(pki).openssl_groups  # defaults skip it silently
-    finally:
-        unregister_plugin(plugin)

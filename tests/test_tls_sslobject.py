@@ -17,7 +17,6 @@ from typing import Any
 import cert_util
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import mldsa
 from cryptography.x509.oid import NameOID
 from tls_util import client_ctx, server_ctx, serving, stdlib_client
@@ -192,22 +191,9 @@ def test_sni_callback_can_switch_certificates_and_refuse(pki, tmp_path) -> None:
     assert seen == ["localhost", "refused.example"]
 
 
-def _encrypted_key(pki: Any, tmp_path: Any, password: bytes) -> Any:
-    key = serialization.load_pem_private_key(pki.key.read_bytes(), password=None)
-    path = tmp_path / "encrypted.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(password),
-        )
-    )
-    return path
-
-
 @pytest.mark.parametrize("password", ["s3cret", b"s3cret", lambda: "s3cret"])
 def test_encrypted_keys_load_with_the_password(pki, tmp_path, password: Any) -> None:
-    key = _encrypted_key(pki, tmp_path, b"s3cret")
+    key = cert_util.encrypted_key(pki, tmp_path / "encrypted.pem", b"s3cret")
     ctx = pq_quic_plugin.ssl_context(
         server_side=True, certfile=pki.cert, keyfile=key, password=password
     )
@@ -215,7 +201,7 @@ def test_encrypted_keys_load_with_the_password(pki, tmp_path, password: Any) -> 
 
 
 def test_key_problems_fail_at_configuration(pki, tmp_path) -> None:
-    key = _encrypted_key(pki, tmp_path, b"s3cret")
+    key = cert_util.encrypted_key(pki, tmp_path / "encrypted.pem", b"s3cret")
     with pytest.raises(ssl.SSLError, match="wrong password"):
         pq_quic_plugin.ssl_context(server_side=True, certfile=pki.cert, keyfile=key, password="no")
     with pytest.raises(ssl.SSLError, match="encrypted and no password"):
@@ -275,16 +261,10 @@ def _self_signed(tmp_path: Any, common_name: str) -> tuple[Any, Any]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
-    cert_path, key_path = tmp_path / f"{common_name}.pem", tmp_path / f"{common_name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    return (
+        cert_util.write_certificate(tmp_path / f"{common_name}.pem", cert),
+        cert_util.write_key(tmp_path / f"{common_name}.key", key),
     )
-    return cert_path, key_path
 
 
 def test_client_certificates_when_the_server_asks(pki, tmp_path) -> None:

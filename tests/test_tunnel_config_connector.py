@@ -1,9 +1,7 @@
 """The connector's config file: the good file, ingress rules, matching and flag overrides.
 
-pq-tunnel's config files: every mistake names the file, the line and the key.
-
-Real YAML files in a temporary directory; line numbers are counted from the text written, so a
-test breaks if the loader ever reports the wrong line.
+Every mistake names the file, the line and the key (config_util.py writes the files and
+checks that).
 """
 
 from __future__ import annotations
@@ -11,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from config_util import GOOD, assert_located, error_of, write
+from config_util import GOOD, error_of, located_error, write
 
 from pq_quic_plugin.tunnel.config import (
     ConfigError,
@@ -69,7 +67,7 @@ def test_edge_as_single_string_and_yaml_1_1_words(tmp_path: Path) -> None:
 
 
 def test_missing_catch_all(tmp_path: Path) -> None:
-    path = write(
+    err = located_error(
         tmp_path,
         """\
         tunnel: web
@@ -80,15 +78,15 @@ def test_missing_catch_all(tmp_path: Path) -> None:
             path: ^/x
             service: http://127.0.0.1:8001
         """,
+        5,
+        "ingress[1]",
     )
-    err = error_of(path)
-    assert_located(err, path, 5, "ingress[1]")
     assert "last ingress rule must be a catch-all" in str(err)
     assert "http_status:404" in str(err)
 
 
 def test_catch_all_not_last(tmp_path: Path) -> None:
-    path = write(
+    err = located_error(
         tmp_path,
         """\
         ingress:
@@ -99,9 +97,9 @@ def test_catch_all_not_last(tmp_path: Path) -> None:
             service: http://127.0.0.1:8002
           - service: http_status:404
         """,
+        4,
+        "ingress[1]",
     )
-    err = error_of(path)
-    assert_located(err, path, 4, "ingress[1]")
     assert "not the last rule" in str(err) and "ingress[2]" in str(err)
 
 
@@ -139,14 +137,12 @@ def test_bad_service_url(tmp_path: Path) -> None:
     ],
 )
 def test_bad_service_values(tmp_path: Path, service: str, detail: str) -> None:
-    path = write(tmp_path, f"ingress:\n  - service: '{service}'\n")
-    err = error_of(path)
-    assert_located(err, path, 2, "ingress[0].service")
+    err = located_error(tmp_path, f"ingress:\n  - service: '{service}'\n", 2, "ingress[0].service")
     assert detail in str(err)
 
 
 def test_bad_path_regex(tmp_path: Path) -> None:
-    path = write(
+    err = located_error(
         tmp_path,
         """\
         ingress:
@@ -155,31 +151,35 @@ def test_bad_path_regex(tmp_path: Path) -> None:
             service: http://127.0.0.1:8000
           - service: http_status:404
         """,
+        3,
+        "ingress[0].path",
     )
-    err = error_of(path)
-    assert_located(err, path, 3, "ingress[0].path")
     assert "not a valid regular expression" in str(err) and "missing )" in str(err)
 
 
 def test_missing_service(tmp_path: Path) -> None:
-    path = write(tmp_path, "tunnel: t\ningress:\n  - hostname: a.example.com\n")
-    assert_located(error_of(path), path, 3, "ingress[0].service")
+    located_error(
+        tmp_path, "tunnel: t\ningress:\n  - hostname: a.example.com\n", 3, "ingress[0].service"
+    )
 
 
 def test_bad_hostname(tmp_path: Path) -> None:
-    path = write(tmp_path, "ingress:\n  - hostname: a.*.com\n    service: http_status:404\n")
-    err = error_of(path)
-    assert_located(err, path, 2, "ingress[0].hostname")
+    err = located_error(
+        tmp_path,
+        "ingress:\n  - hostname: a.*.com\n    service: http_status:404\n",
+        2,
+        "ingress[0].hostname",
+    )
     assert "whole leftmost label" in str(err)
 
 
 def test_origin_options_only_for_https(tmp_path: Path) -> None:
-    path = write(
+    err = located_error(
         tmp_path,
         "ingress:\n  - service: http://127.0.0.1:1\n    origin-server-name: x.example\n",
+        3,
+        "ingress[0].origin-server-name",
     )
-    err = error_of(path)
-    assert_located(err, path, 3, "ingress[0].origin-server-name")
     assert "only applies to https://" in str(err)
 
 
@@ -196,9 +196,9 @@ def test_origin_protocol_the_service_cannot_speak(
     tmp_path: Path, service: str, protocol: str, problem: str
 ) -> None:
     rules = f"ingress:\n  - service: {service}\n    origin-protocol: {protocol}\n"
-    path = write(tmp_path, rules + "  - service: http_status:404\n")
-    err = error_of(path)
-    assert_located(err, path, 3, "ingress[0].origin-protocol")
+    err = located_error(
+        tmp_path, rules + "  - service: http_status:404\n", 3, "ingress[0].origin-protocol"
+    )
     assert problem in str(err)
 
 

@@ -1,9 +1,7 @@
 """The edge's config file (edge.yaml).
 
-pq-tunnel's config files: every mistake names the file, the line and the key.
-
-Real YAML files in a temporary directory; line numbers are counted from the text written, so a
-test breaks if the loader ever reports the wrong line.
+Every mistake names the file, the line and the key (config_util.py writes the files and
+checks that).
 """
 
 from __future__ import annotations
@@ -11,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from config_util import assert_located, error_of, write
+from config_util import located_error, write
 
 from pq_quic_plugin.policy import Policy
 from pq_quic_plugin.tunnel.config import (
@@ -150,12 +148,11 @@ def test_edge_errors(
     tmp_path: Path, public: str, connectors: str, line: int, key: str, expect: str
 ) -> None:
     edge_files(tmp_path)
-    path = write(tmp_path, f"# edge\npublic:\n{public}connectors:\n{connectors}", "edge.yaml")
-    err = error_of(path)
-    assert_located(err, path, line, key)
+    err = located_error(
+        tmp_path, f"# edge\npublic:\n{public}connectors:\n{connectors}", line, key, "edge.yaml"
+    )
     assert expect in str(err)
 
 
 def test_edge_missing_section(tmp_path: Path) -> None:
-    path = write(tmp_path, "store: x.db\n", "edge.yaml")
-    assert_located(error_of(path), path, 1, "public")
+    located_error(tmp_path, "store: x.db\n", 1, "public", "edge.yaml")

@@ -1,9 +1,7 @@
 """pq-tunnel's config files: unknown keys, wrong types, YAML trouble, and the value parsers.
 
-pq-tunnel's config files: every mistake names the file, the line and the key.
-
-Real YAML files in a temporary directory; line numbers are counted from the text written, so a
-test breaks if the loader ever reports the wrong line.
+Every mistake names the file, the line and the key (config_util.py writes the files and
+checks that).
 """
 
 from __future__ import annotations
@@ -11,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from config_util import assert_located, error_of, write
+from config_util import assert_located, error_of, located_error, write
 
 from pq_quic_plugin.tunnel.config import (
     ConfigError,
@@ -25,15 +23,15 @@ from pq_quic_plugin.tunnel.config import (
 
 
 def test_unknown_top_level_key_suggests(tmp_path: Path) -> None:
-    path = write(tmp_path, "tunnel: web\nedge: 127.0.0.1:7844\nha-conections: 4\n")
-    err = error_of(path)
-    assert_located(err, path, 3, "ha-conections")
+    err = located_error(
+        tmp_path, "tunnel: web\nedge: 127.0.0.1:7844\nha-conections: 4\n", 3, "ha-conections"
+    )
     assert "did you mean 'ha-connections'?" in str(err)
     assert "valid keys: tunnel, credentials-file, edge," in str(err)
 
 
 def test_unknown_rule_key_suggests(tmp_path: Path) -> None:
-    path = write(
+    err = located_error(
         tmp_path,
         """\
         tunnel: web
@@ -42,9 +40,9 @@ def test_unknown_rule_key_suggests(tmp_path: Path) -> None:
             servce: http://127.0.0.1:8000
           - service: http_status:404
         """,
+        4,
+        "ingress[0].servce",
     )
-    err = error_of(path)
-    assert_located(err, path, 4, "ingress[0].servce")
     assert "did you mean 'service'?" in str(err)
     assert "hostname, path, service, origin-ca-file, origin-server-name" in str(err)
 
@@ -80,9 +78,9 @@ def test_wrong_types(tmp_path: Path, line: str, key: str | None, expect: str) ->
 
 
 def test_post_quantum_needs_a_post_quantum_group(tmp_path: Path) -> None:
-    path = write(tmp_path, "post-quantum: true\ngroups:\n  - x25519\n  - secp256r1\n")
-    err = error_of(path)
-    assert_located(err, path, 3, "groups")
+    err = located_error(
+        tmp_path, "post-quantum: true\ngroups:\n  - x25519\n  - secp256r1\n", 3, "groups"
+    )
     assert "needs at least one post-quantum group" in str(err)
     cfg = load_connector_config(write(tmp_path, "groups: [x25519, X25519MLKEM768]\n"))
     assert cfg.groups == ("x25519", "X25519MLKEM768")
@@ -92,9 +90,7 @@ def test_post_quantum_needs_a_post_quantum_group(tmp_path: Path) -> None:
 
 
 def test_duplicate_key(tmp_path: Path) -> None:
-    path = write(tmp_path, "tunnel: a\nretries: 1\ntunnel: b\n")
-    err = error_of(path)
-    assert_located(err, path, 3, "tunnel")
+    err = located_error(tmp_path, "tunnel: a\nretries: 1\ntunnel: b\n", 3, "tunnel")
     assert "given twice (first on line 1)" in str(err)
 
 

@@ -25,12 +25,12 @@ from typing import Any
 
 import pytest
 from h2_link_util import Pair, pair, run
-from origin_support import Origins, expected_sha256, nothing
+from origin_support import Origins, expected_sha256
 
 from pq_quic_plugin.tunnel import profiling
 from pq_quic_plugin.tunnel.edge.relay import VISITOR_WRITE, relay_response
 from pq_quic_plugin.tunnel.edge.visitor_request import VisitorRequest, check_request
-from pq_quic_plugin.tunnel.origin import OriginClient, OriginRequest
+from pq_quic_plugin.tunnel.origin import OriginClient
 from pq_quic_plugin.tunnel.origin.h2_request import JOIN_LIMIT
 from pq_quic_plugin.tunnel.wire.frames import FrameType, StreamReset
 from pq_quic_plugin.tunnel.wire.h2_channel import H2Channel
@@ -129,12 +129,7 @@ def test_the_connector_hands_out_an_h2_origins_frames_joined(origins: Origins) -
     async def main() -> None:
         client = OriginClient(policy="require")
         try:
-            response = await client.request(
-                OriginRequest(
-                    origins.https, "GET", f"/bytes/{size}", [("Host", "v")], nothing(),
-                    **origins.kw("h2"),
-                )
-            )  # fmt: skip
+            response = await client.request(origins.request("h2", f"/bytes/{size}"))
             assert response.hop.http_version == "2"
             digest, sizes = hashlib.sha256(), []
             async for chunk in response.body:

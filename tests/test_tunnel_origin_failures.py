@@ -15,8 +15,8 @@ from origin_support import (
     Origins,
     Produced,
     expected_hop,
-    get_request,
     nothing,
+    origin_error,
     raw_origin,
     read_all,
     run,
@@ -38,43 +38,22 @@ pytestmark = pytest.mark.slow  # three origin servers as processes
 # ---------------------------------------------------------------------------- failures
 
 
-def test_refused_connection_is_502_naming_the_origin() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_origin_refusing_tcp_is_502_naming_the_origin(scheme: str) -> None:
+    url = f"{scheme}://127.0.0.1:{free_port()}"
 
-    async def go(client: OriginClient) -> OriginError:
-        with pytest.raises(OriginError) as caught:
-            await client.request(OriginRequest(url, "GET", "/", [("Host", "v")], nothing()))
-        return caught.value
+    request = OriginRequest(url, "GET", "/", [("Host", "v")], nothing())
 
-    error = run(go)
-    assert error.status == 502
-    assert url in error.reason and "refused" in error.reason
-
-
-def test_https_origin_refusing_tcp_is_502_naming_the_origin() -> None:
-    url = f"https://127.0.0.1:{free_port()}"
-
-    async def go(client: OriginClient) -> OriginError:
-        with pytest.raises(OriginError) as caught:
-            await client.request(OriginRequest(url, "GET", "/", [("Host", "v")], nothing()))
-        return caught.value
-
-    error = run(go)
+    error = run(lambda client: origin_error(client.request(request)))
     assert error.status == 502
     assert url in error.reason and "refused" in error.reason
 
 
 def test_https_origin_not_answering_quic_is_504_naming_the_origin() -> None:
     url = f"https://127.0.0.1:{free_port()}"
+    request = OriginRequest(url, "GET", "/", [("Host", "v")], nothing(), protocol="http3")
 
-    async def go(client: OriginClient) -> OriginError:
-        with pytest.raises(OriginError) as caught:
-            await client.request(
-                OriginRequest(url, "GET", "/", [("Host", "v")], nothing(), protocol="http3")
-            )
-        return caught.value
-
-    error = run(go, connect_timeout=1.0)
+    error = run(lambda client: origin_error(client.request(request)), connect_timeout=1.0)
     assert error.status == 504
     assert url in error.reason and "QUIC handshake" in error.reason
 
@@ -82,25 +61,12 @@ def test_https_origin_not_answering_quic_is_504_naming_the_origin() -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_slow_origin_is_504(origins: Origins, kind: str) -> None:
     async def go(client: OriginClient) -> tuple[OriginError, int]:
-        with pytest.raises(OriginError) as caught:
-            await client.request(
-                OriginRequest(
-                    origins.url(kind),
-                    "GET",
-                    "/slow?delay=10",
-                    [("Host", "v")],
-                    nothing(),
-                    timeout=1,
-                    **origins.kw(kind),
-                )
-            )
-        after = await client.request(
-            OriginRequest(
-                origins.url(kind), "GET", "/headers", [("Host", "v")], nothing(), **origins.kw(kind)
-            )
+        error = await origin_error(
+            client.request(origins.request(kind, "/slow?delay=10", timeout=1))
         )
+        after = await client.request(origins.request(kind))
         await read_all(after)
-        return caught.value, after.status
+        return error, after.status
 
     error, status = run(go)
     assert error.status == 504 and origins.url(kind) in error.reason
@@ -111,22 +77,9 @@ def test_slow_origin_is_504(origins: Origins, kind: str) -> None:
 def test_origin_that_stops_reading_the_upload_holds_it_back(origins: Origins, kind: str) -> None:
     body = Produced(512 * MB)
 
-    async def go(client: OriginClient) -> OriginError:
-        with pytest.raises(OriginError) as caught:
-            await client.request(
-                OriginRequest(
-                    origins.url(kind),
-                    "POST",
-                    "/stall",
-                    [("Host", "v")],
-                    body(),
-                    timeout=2,
-                    **origins.kw(kind),
-                )
-            )
-        return caught.value
+    request = origins.request(kind, "/stall", "POST", body=body, timeout=2)
 
-    error = run(go)
+    error = run(lambda client: origin_error(client.request(request)))
     assert error.status == 504 and "stopped reading the request body" in error.reason
     assert body.taken < 256 * MB, f"{body.taken} bytes taken from the visitor"
 
@@ -135,9 +88,10 @@ def test_malformed_response_is_502_naming_the_origin() -> None:
     async def go(client: OriginClient) -> tuple[str, OriginError]:
         server, url = await raw_origin(b"HELLO THERE\r\n\r\n")
         async with server:
-            with pytest.raises(OriginError) as caught:
-                await client.request(OriginRequest(url, "GET", "/x", [("Host", "v")], nothing()))
-        return url, caught.value
+            error = await origin_error(
+                client.request(OriginRequest(url, "GET", "/x", [("Host", "v")], nothing()))
+            )
+        return url, error
 
     url, error = run(go)
     assert error.status == 502 and url in error.reason and "no valid response" in error.reason
@@ -177,14 +131,15 @@ def test_auto_speaks_http1_to_an_origin_without_h2_and_http2_says_why_not(pki: A
                 OriginRequest(url, "GET", "/", [("Host", "v")], nothing(), **kw)
             )
             body = await read_all(response)
-            with pytest.raises(OriginError) as caught:
-                await client.request(
+            error = await origin_error(
+                client.request(
                     OriginRequest(
                         url, "GET", "/", [("Host", "v")], nothing(), protocol="http2", **kw
                     )
                 )
+            )
             await client.aclose()  # its kept-alive connection goes before the server does
-        return url, response, body, caught.value
+        return url, response, body, error
 
     url, response, body, error = run(go)
     assert response.status == 200 and body == b"ok"
@@ -197,9 +152,7 @@ def test_an_origin_protocol_the_service_cannot_speak_is_refused() -> None:
     async def go(client: OriginClient) -> list[OriginError]:
         errors = []
         for url, protocol in [("http://127.0.0.1:1", "http2"), ("http://127.0.0.1:1", "http3")]:
-            with pytest.raises(OriginError) as caught:
-                await client.request(OriginRequest(url, protocol=protocol))
-            errors.append(caught.value)
+            errors.append(await origin_error(client.request(OriginRequest(url, protocol=protocol))))
         return errors
 
     for error in run(go):
@@ -207,22 +160,9 @@ def test_an_origin_protocol_the_service_cannot_speak_is_refused() -> None:
 
 
 def test_certificate_for_another_name_is_502_naming_the_origin(origins: Origins) -> None:
-    async def go(client: OriginClient) -> OriginError:
-        with pytest.raises(OriginError) as caught:
-            await client.request(
-                OriginRequest(
-                    origins.https,
-                    "GET",
-                    "/headers",
-                    [("Host", "v")],
-                    nothing(),
-                    ca_file=origins.ca,
-                    server_name="other.example",
-                )
-            )
-        return caught.value
+    request = origins.request("h2", server_name="other.example")
 
-    error = run(go)
+    error = run(lambda client: origin_error(client.request(request)))
     assert error.status == 502 and origins.https in error.reason
     assert "did not verify" in error.reason and "other.example" in error.reason
 
@@ -237,18 +177,9 @@ def test_body_failure_from_the_visitor_propagates_unchanged(origins: Origins) ->
 
     async def go(client: OriginClient, kind: str) -> None:
         with pytest.raises(VisitorGone):
-            response = await client.request(
-                OriginRequest(
-                    origins.url(kind),
-                    "POST",
-                    "/sha256",
-                    [("Host", "v")],
-                    broken(),
-                    **origins.kw(kind),
-                )
-            )
+            response = await client.request(origins.request(kind, "/sha256", "POST", body=broken))
             await read_all(response)
-        after = await client.request(get_request(origins, origins.url(kind), kind))
+        after = await client.request(origins.request(kind))
         await read_all(after)
         assert after.status == 200
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from origin_support import APPS, KINDS, Origins, expected_sha256, read_all, run
 
-from pq_quic_plugin.tunnel.origin import OriginClient, OriginError, OriginRequest, OriginResponse
+from pq_quic_plugin.tunnel.origin import OriginClient, OriginError, OriginResponse
 from tools.loopback import free_port, hypercorn_pq, start, stop
 from tools.readiness import wait_listening
 
@@ -66,21 +66,6 @@ def hostile(pki: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orig
         stop(plain.proc)
 
 
-def request(origins: Origins, kind: str, path: str, method: str = "GET", **kw: Any) -> Any:
-    headers = kw.pop("headers", [("Host", "v")])
-    return OriginRequest(
-        origins.url(kind),
-        method,
-        path,
-        headers,
-        kw.pop("body", None),
-        **{
-            **origins.kw(kind),
-            **kw,
-        },
-    )
-
-
 async def sha256_of(response: OriginResponse) -> str:
     digest = hashlib.sha256()
     async for chunk in response.body:
@@ -94,7 +79,7 @@ async def beside_a_download(
     """Start a download, run ``misbehave()`` on the same origin, then finish the download.
 
     Returns the download's sha256 and what ``misbehave`` returned (or raised)."""
-    download = await client.request(request(origins, kind, f"/bytes/{DOWNLOAD}"))
+    download = await client.request(origins.request(kind, f"/bytes/{DOWNLOAD}", body=None))
     first = await download.body.__anext__()  # the download is under way on the connection
     try:
         outcome: Any = await misbehave()
@@ -127,7 +112,7 @@ def test_bodiless_responses_keep_the_shared_connection(
 
     async def go(client: OriginClient) -> tuple[str, Any, int]:
         async def bodiless() -> tuple[OriginResponse, bytes]:
-            response = await client.request(request(hostile, kind, path, method))
+            response = await client.request(hostile.request(kind, path, method, body=None))
             return response, await read_all(response)
 
         digest, outcome = await beside_a_download(client, hostile, kind, bodiless)
@@ -149,7 +134,7 @@ def test_a_body_short_of_its_length_fails_only_its_own_request(hostile: Origins,
 
     async def go(client: OriginClient) -> tuple[str, Any]:
         async def short() -> bytes:
-            return await read_all(await client.request(request(hostile, kind, "/short")))
+            return await read_all(await client.request(hostile.request(kind, "/short", body=None)))
 
         return await beside_a_download(client, hostile, kind, short)
 
@@ -177,7 +162,7 @@ def test_transfer_encoding_wins_over_content_length(hostile: Origins, kind: str)
     async def go(client: OriginClient) -> tuple[str, Any]:
         async def post() -> dict[str, Any]:
             response = await client.request(
-                request(hostile, kind, "/sha256", "POST", headers=headers, body=_body(sent))
+                hostile.request(kind, "/sha256", "POST", headers=headers, body=_body(sent))
             )
             return dict(json.loads(await read_all(response)))
 
@@ -203,7 +188,7 @@ def test_a_body_that_breaks_its_content_length_is_a_400(
     async def go(client: OriginClient) -> tuple[str, Any]:
         async def post() -> OriginResponse:
             return await client.request(
-                request(hostile, kind, "/sha256", "POST", headers=headers, body=_body(*parts))
+                hostile.request(kind, "/sha256", "POST", headers=headers, body=_body(*parts))
             )
 
         return await beside_a_download(client, hostile, kind, post)
@@ -223,10 +208,12 @@ def test_header_bytes_above_0x7f_pass_through_both_ways(hostile: Origins, kind: 
 
     async def go(client: OriginClient) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         sent = await client.request(
-            request(hostile, kind, "/headers", headers=[("Host", "v"), ("X-Obs", "caf\xe9 \xff")])
+            hostile.request(
+                kind, "/headers", headers=[("Host", "v"), ("X-Obs", "caf\xe9 \xff")], body=None
+            )
         )
         echoed = json.loads(await read_all(sent))
-        got = await client.request(request(hostile, kind, "/obs-text"))
+        got = await client.request(hostile.request(kind, "/obs-text", body=None))
         await read_all(got)
         return echoed, got.headers
 
@@ -249,7 +236,7 @@ def test_a_header_no_origin_can_take_is_a_400(
     async def go(client: OriginClient) -> tuple[str, Any]:
         async def bad() -> OriginResponse:
             return await client.request(
-                request(hostile, kind, "/headers", headers=[("Host", "v"), header])
+                hostile.request(kind, "/headers", headers=[("Host", "v"), header], body=None)
             )
 
         return await beside_a_download(client, hostile, kind, bad)
@@ -272,7 +259,9 @@ def test_a_websocket_message_over_the_limit_closes_with_1009(
     size_over, size_under = MB + MB // 2, MB // 2
 
     async def go(client: OriginClient, size: int) -> tuple[Any, int | None]:
-        ws = await client.websocket(request(hostile, kind, f"/ws-big?size={size}"), max_message=MB)
+        ws = await client.websocket(
+            hostile.request(kind, f"/ws-big?size={size}", body=None), max_message=MB
+        )
         assert ws.status == 101
         message = await asyncio.wait_for(ws.receive(), 10)
         if message is not None:

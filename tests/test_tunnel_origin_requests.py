@@ -15,8 +15,8 @@ from origin_support import (
     Origins,
     chunks,
     expected_hop,
-    get_request,
     nothing,
+    origin_error,
     read_all,
     run,
 )
@@ -24,9 +24,7 @@ from origin_support import (
 from pq_quic_plugin.tunnel.headers import forwardable
 from pq_quic_plugin.tunnel.origin import (
     OriginClient,
-    OriginError,
     OriginHop,
-    OriginRequest,
     OriginResponse,
     join_path,
 )
@@ -103,11 +101,11 @@ def test_hop_as_dict_is_what_the_origin_middleware_reads() -> None:
 def test_get_keeps_host_and_strips_hop_by_hop(origins: Origins, kind: str) -> None:
     async def go(client: OriginClient) -> tuple[OriginResponse, dict]:
         response = await client.request(
-            OriginRequest(
-                origins.url(kind) + "/base",
-                "GET",
+            origins.request(
+                kind,
                 "/headers?x=1&y=2",
-                [
+                url=origins.url(kind) + "/base",
+                headers=[
                     ("Host", "visitor.example"),
                     ("Connection", "X-Drop"),
                     ("X-Drop", "1"),
@@ -116,8 +114,6 @@ def test_get_keeps_host_and_strips_hop_by_hop(origins: Origins, kind: str) -> No
                     ("Upgrade", "websocket"),
                     ("X-Custom", "kept"),
                 ],
-                nothing(),
-                **origins.kw(kind),
             )
         )
         return response, json.loads(await read_all(response))
@@ -148,9 +144,7 @@ def test_post_bodies_with_and_without_length(origins: Origins, kind: str) -> Non
             ([("Host", "v")], nothing()),  # a POST without a body
         ]:
             response = await client.request(
-                OriginRequest(
-                    origins.url(kind), "POST", "/headers", headers, body, **origins.kw(kind)
-                )
+                origins.request(kind, "/headers", "POST", body=body, headers=headers)
             )
             assert response.status == 200
             seen.append(json.loads(await read_all(response)))
@@ -180,17 +174,7 @@ def test_hops_callback_tells_the_origin_the_negotiated_group(origins: Origins, k
         return [("Host", "v"), ("pq-tunnel-hops", json.dumps(hops))]
 
     async def go(client: OriginClient) -> dict:
-        response = await client.request(
-            OriginRequest(
-                origins.https,
-                "GET",
-                "/headers",
-                [("Host", "v")],
-                nothing(),
-                headers_for=with_hops,
-                **origins.kw(kind),
-            )
-        )
+        response = await client.request(origins.request(kind, headers_for=with_hops))
         return json.loads(await read_all(response))
 
     seen = run(go)
@@ -204,7 +188,7 @@ def test_the_origin_hop_is_post_quantum_under_both_policies(
     origins: Origins, kind: str, policy: str
 ) -> None:
     async def go(client: OriginClient) -> tuple[OriginResponse, dict]:
-        response = await client.request(get_request(origins, origins.https, kind))
+        response = await client.request(origins.request(kind))
         return response, json.loads(await read_all(response))
 
     response, seen = run(go, policy=policy)
@@ -223,12 +207,9 @@ def test_require_policy_refuses_a_classical_origin(
     or a dropped connection (Python's ssl, which cannot parse an offer of ML-KEM only)."""
     url = getattr(origins, origin)
 
-    async def go(client: OriginClient) -> OriginError:
-        with pytest.raises(OriginError) as caught:
-            await client.request(get_request(origins, url, kind))
-        return caught.value
+    request = origins.request(kind, url=url)
 
-    error = run(go, policy="require")
+    error = run(lambda client: origin_error(client.request(request)), policy="require")
     assert error.status == 502
     assert url in error.reason and "post-quantum" in error.reason
     if kind == "h3":
@@ -246,7 +227,7 @@ def test_prefer_policy_reports_a_classical_origin_honestly(
     origins: Origins, kind: str, origin: str
 ) -> None:
     async def go(client: OriginClient) -> OriginResponse:
-        response = await client.request(get_request(origins, getattr(origins, origin), kind))
+        response = await client.request(origins.request(kind, url=getattr(origins, origin)))
         await read_all(response)
         return response
 
@@ -258,13 +239,9 @@ def test_prefer_policy_reports_a_classical_origin_honestly(
 @pytest.mark.parametrize("kind", KINDS)
 def test_head_has_a_length_and_no_body(origins: Origins, kind: str) -> None:
     async def go(client: OriginClient) -> tuple[OriginResponse, bytes]:
-        response = await client.request(
-            OriginRequest(
-                origins.url(kind), "HEAD", "/bytes/1000", [("Host", "v")], None, **origins.kw(kind)
-            )
-        )
+        response = await client.request(origins.request(kind, "/bytes/1000", "HEAD", body=None))
         body = await read_all(response)
-        after = await client.request(get_request(origins, origins.url(kind), kind))  # still in step
+        after = await client.request(origins.request(kind))  # still in step
         assert json.loads(await read_all(after))["method"] == "GET"
         return response, body
 

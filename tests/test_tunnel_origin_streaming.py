@@ -16,16 +16,12 @@ from origin_support import (
     Origins,
     Produced,
     expected_sha256,
-    nothing,
     pattern,
     read_all,
     run,
 )
 
-from pq_quic_plugin.tunnel.origin import (
-    OriginClient,
-    OriginRequest,
-)
+from pq_quic_plugin.tunnel.origin import OriginClient
 
 pytest_plugins = ["origin_fixtures"]  # the session-wide ``origins`` fixture
 pytestmark = pytest.mark.slow  # three origin servers as processes
@@ -38,15 +34,7 @@ def test_large_upload_streams_with_bounded_memory(origins: Origins, kind: str) -
     async def go(client: OriginClient) -> tuple[dict, int]:
         with Memory() as memory:
             response = await client.request(
-                OriginRequest(
-                    origins.url(kind),
-                    "POST",
-                    "/sha256",
-                    [("Host", "v")],
-                    body(),
-                    timeout=120,
-                    **origins.kw(kind),
-                )
+                origins.request(kind, "/sha256", "POST", body=body, timeout=120)
             )
             result = json.loads(await read_all(response))
         return result, memory.peak
@@ -61,16 +49,7 @@ def test_large_download_streams_with_bounded_memory(origins: Origins, kind: str)
     async def go(client: OriginClient) -> tuple[int, str, int]:
         digest, length = hashlib.sha256(), 0
         with Memory() as memory:
-            response = await client.request(
-                OriginRequest(
-                    origins.url(kind),
-                    "GET",
-                    f"/bytes/{BIG}",
-                    [("Host", "v")],
-                    nothing(),
-                    **origins.kw(kind),
-                )
-            )
+            response = await client.request(origins.request(kind, f"/bytes/{BIG}"))
             assert response.status == 200
             async for chunk in response.body:
                 digest.update(chunk)
@@ -92,16 +71,7 @@ def test_slow_reader_holds_back_the_origin(origins: Origins, kind: str) -> None:
 
     async def go(client: OriginClient) -> tuple[int, str, int]:
         digest, length = hashlib.sha256(), 0
-        response = await client.request(
-            OriginRequest(
-                origins.url(kind),
-                "GET",
-                f"/bytes/{BIG}",
-                [("Host", "v")],
-                nothing(),
-                **origins.kw(kind),
-            )
-        )
+        response = await client.request(origins.request(kind, f"/bytes/{BIG}"))
         with Memory() as memory:
             first = await response.body.__anext__()
             await asyncio.sleep(3)  # time enough for the origin to send a lot more
@@ -134,11 +104,7 @@ def test_echo_is_full_duplex(origins: Origins, kind: str) -> None:
                 if i == 0:
                     await asyncio.wait_for(echoed.wait(), 20)
 
-        response = await client.request(
-            OriginRequest(
-                origins.url(kind), "POST", "/echo", [("Host", "v")], body(), **origins.kw(kind)
-            )
-        )
+        response = await client.request(origins.request(kind, "/echo", "POST", body=body))
         received = bytearray()
         async for chunk in response.body:
             received.extend(chunk)
@@ -153,30 +119,12 @@ def test_echo_is_full_duplex(origins: Origins, kind: str) -> None:
 def test_aclose_cancels_and_the_client_stays_usable(origins: Origins, kind: str) -> None:
     async def go(client: OriginClient) -> tuple[list[int], int]:
         statuses = []
-        response = await client.request(
-            OriginRequest(
-                origins.url(kind),
-                "GET",
-                f"/bytes/{BIG}",
-                [("Host", "v")],
-                nothing(),
-                **origins.kw(kind),
-            )
-        )
+        response = await client.request(origins.request(kind, f"/bytes/{BIG}"))
         await response.body.__anext__()
         await response.aclose()
         await response.aclose()  # twice is fine
         for _ in range(3):
-            again = await client.request(
-                OriginRequest(
-                    origins.url(kind),
-                    "GET",
-                    "/headers",
-                    [("Host", "v")],
-                    nothing(),
-                    **origins.kw(kind),
-                )
-            )
+            again = await client.request(origins.request(kind))
             statuses.append(again.status)
             await read_all(again)
         return statuses, (client.quic_sessions, client.h2_sessions)
@@ -193,19 +141,11 @@ def test_http2_cancellations_give_the_window_back(origins: Origins) -> None:
 
     async def go(client: OriginClient) -> tuple[int, int]:
         for _ in range(24):
-            response = await client.request(
-                OriginRequest(
-                    origins.https, "GET", f"/bytes/{BIG}", [("Host", "v")], None, **origins.kw("h2")
-                )
-            )
+            response = await client.request(origins.request("h2", f"/bytes/{BIG}", body=None))
             await asyncio.wait_for(response.body.__anext__(), 30)
             await asyncio.sleep(0.05)  # let the origin fill the stream's window
             await response.aclose()
-        response = await client.request(
-            OriginRequest(
-                origins.https, "GET", f"/bytes/{BIG}", [("Host", "v")], None, **origins.kw("h2")
-            )
-        )
+        response = await client.request(origins.request("h2", f"/bytes/{BIG}", body=None))
         length = len(await asyncio.wait_for(read_all(response), 60))
         return length, client.h2_sessions
 
@@ -217,16 +157,7 @@ def test_requests_reuse_the_connection(origins: Origins, kind: str) -> None:
     async def go(client: OriginClient) -> list[list]:
         ports = []
         for _ in range(3):
-            response = await client.request(
-                OriginRequest(
-                    origins.url(kind),
-                    "GET",
-                    "/headers",
-                    [("Host", "v")],
-                    nothing(),
-                    **origins.kw(kind),
-                )
-            )
+            response = await client.request(origins.request(kind))
             ports.append(json.loads(await read_all(response))["client"])
         return ports
 
@@ -238,16 +169,7 @@ def test_requests_reuse_the_connection(origins: Origins, kind: str) -> None:
 def test_concurrent_requests_share_connections(origins: Origins, kind: str) -> None:
     async def go(client: OriginClient) -> tuple[list[int], int]:
         async def one(i: int) -> int:
-            response = await client.request(
-                OriginRequest(
-                    origins.url(kind),
-                    "GET",
-                    f"/bytes/{1000 + i}",
-                    [("Host", "v")],
-                    nothing(),
-                    **origins.kw(kind),
-                )
-            )
+            response = await client.request(origins.request(kind, f"/bytes/{1000 + i}"))
             body = await read_all(response)
             assert body == pattern(1000 + i)
             return response.status

@@ -11,12 +11,12 @@ from origin_support import (
     APPS,
     Origins,
     expected_hop,
+    origin_error,
     run,
 )
 
 from pq_quic_plugin.tunnel.origin import (
     OriginClient,
-    OriginError,
     OriginRequest,
 )
 from tools.loopback import free_port
@@ -37,12 +37,7 @@ def test_websocket_echo(origins: Origins, kind: str, policy: str) -> None:
 
     async def go(client: OriginClient) -> dict[str, Any]:
         ws = await client.websocket(
-            OriginRequest(
-                origins.url(kind),
-                path="/ws",
-                headers=[("Host", "visitor.example")],
-                **origins.kw(kind),
-            ),
+            origins.request(kind, "/ws", body=None, headers=[("Host", "visitor.example")]),
             ["chat", "other"],
         )
         out: dict[str, Any] = {"status": ws.status, "subprotocol": ws.subprotocol, "hop": ws.hop}
@@ -67,32 +62,21 @@ def test_websocket_echo(origins: Origins, kind: str, policy: str) -> None:
 
 
 def test_websocket_under_require_refuses_a_classical_origin(origins: Origins) -> None:
-    async def go(client: OriginClient) -> OriginError:
-        with pytest.raises(OriginError) as caught:
-            await client.websocket(
-                OriginRequest(
-                    origins.stdlib_tls, path="/ws", headers=[("Host", "v")], **origins.kw("h2")
-                )
-            )
-        return caught.value
+    request = origins.request("h2", "/ws", body=None, url=origins.stdlib_tls)
 
-    error = run(go, policy="require")
+    error = run(lambda client: origin_error(client.websocket(request)), policy="require")
     assert error.status == 502 and origins.stdlib_tls in error.reason
     assert "post-quantum" in error.reason
 
 
 def test_websocket_client_close_and_refusal(origins: Origins) -> None:
     async def go(client: OriginClient) -> tuple[int | None, Any, int, Any]:
-        ws = await client.websocket(
-            OriginRequest(origins.http, path="/ws", headers=[("Host", "v")])
-        )
+        ws = await client.websocket(origins.request("http", "/ws", body=None))
         await ws.send("ping")
         assert await ws.receive() == "ping"
         await ws.close(1000)
         closed = (ws.close_code, await ws.receive())
-        refused = await client.websocket(
-            OriginRequest(origins.http, path="/elsewhere", headers=[("Host", "v")])
-        )
+        refused = await client.websocket(origins.request("http", "/elsewhere", body=None))
         return closed[0], closed[1], refused.status, await refused.receive()
 
     code, after, refused_status, refused_message = run(go)
@@ -103,12 +87,9 @@ def test_websocket_client_close_and_refusal(origins: Origins) -> None:
 def test_websocket_refused_connection_is_502() -> None:
     url = f"http://127.0.0.1:{free_port()}"
 
-    async def go(client: OriginClient) -> OriginError:
-        with pytest.raises(OriginError) as caught:
-            await client.websocket(OriginRequest(url, path="/ws", headers=[("Host", "v")]))
-        return caught.value
+    request = OriginRequest(url, path="/ws", headers=[("Host", "v")])
 
-    error = run(go)
+    error = run(lambda client: origin_error(client.websocket(request)))
     assert error.status == 502 and url in error.reason
 
 

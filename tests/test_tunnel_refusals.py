@@ -5,7 +5,6 @@ and HTTP/2). Real edge and connector processes on loopback."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 import urllib.request
@@ -182,12 +181,7 @@ def test_config_mistakes_name_the_rule_and_key(tmp_path: Path, ingress, expect: 
             indent=1,
         )
     )
-    out = subprocess.run(
-        [sys.executable, "-m", "pq_quic_plugin.tunnel", "run", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = tunnel_cli("run", "--config", str(config), cwd=tmp_path)
     assert out.returncode == 2
     assert expect in out.stderr and "config.yml:" in out.stderr
 
@@ -198,12 +192,7 @@ def test_unknown_key_is_named_with_its_line(tmp_path: Path) -> None:
         "tunnel: x\nedge: 127.0.0.1:7844\npost-quantom: true\n"
         "ingress:\n  - service: http_status:404\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-m", "pq_quic_plugin.tunnel", "run", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    out = tunnel_cli("run", "--config", str(config), cwd=tmp_path)
     assert out.returncode == 2
     assert "config.yml:3" in out.stderr and "post-quantom" in out.stderr
     assert "post-quantum" in out.stderr  # the suggestion

@@ -265,7 +265,7 @@ def test_control_frames_are_bounded_and_decoded_strictly() -> None:
 
 # ---------------------------------------------------------------------- finding 5: fuzz
 
-FUZZ_CASES = int(os.environ.get("PQ_FUZZ_CASES", "3000"))
+FUZZ_CASES = int(os.environ.get("PQ_FUZZ_CASES", "1500"))
 
 
 @pytest.mark.slow

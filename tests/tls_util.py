@@ -22,6 +22,32 @@ from pq_quic_plugin.devcert import DevPKI
 HRR_RANDOM = bytes.fromhex("CF21AD74E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C")
 
 
+#: The ``pq_quic`` scope extension of a post-quantum TCP connection to a server presenting the
+#: test PKI's certificate (ECDSA: classical authentication).
+PQ_TCP_EXTENSION: dict[str, Any] = {
+    "transport": "tcp",
+    "group": "X25519MLKEM768",
+    "codepoint": 0x11EC,
+    "post_quantum": True,
+    "group_known": True,
+    "signature_scheme": "ECDSA-P256-SHA256",
+    "signature_scheme_codepoint": 0x0403,
+    "post_quantum_auth": False,
+}
+
+
+def assert_tls_extension(tls: dict[str, Any], pki: DevPKI) -> None:
+    """``tls`` is the ``tls`` scope extension of a TLS 1.3 connection to a server presenting
+    the test PKI's certificate, from a client without a certificate of its own."""
+    assert tls["server_cert"] == pki.cert.read_text()
+    assert tls["tls_version"] == 0x0304 and tls["cipher_suite"] in (0x1301, 0x1302, 0x1303)
+    assert (tls["client_cert_chain"], tls["client_cert_name"], tls["client_cert_error"]) == (
+        [],
+        None,
+        None,
+    )
+
+
 def mlkem() -> Any:
     """X25519MLKEM768's registry object, looked up when used: a plugin test may rebuild the
     registry (and so the Group objects) between two tests."""

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from qh3.asyncio import QuicConnectionProtocol, connect
 from qh3.h3 import events as h3_events
@@ -26,6 +27,9 @@ from qh3.quic.connection import QuicConnection
 
 from peers.qh3_server import Qh3Server
 from peers.qh3_wire import ECHO_ALPN, INITIAL_RTT, HelloRecord, instrument
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 __all__ = [
     "ECHO_ALPN",
@@ -193,30 +197,23 @@ async def qh3_handshake_async(
     return await asyncio.wait_for(run(), timeout)
 
 
-def qh3_handshake(
-    host: str,
-    port: int,
-    alpn: str,
-    cafile: str | Path,
-    server_name: str = "localhost",
-    groups: Sequence[str] | None = None,
-    timeout: float = 10.0,
-) -> Qh3Result:
-    """Blocking :func:`qh3_handshake_async` on a private loop in a worker thread.
+def _blocking(coroutine_function: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, T]:
+    """``coroutine_function`` made blocking: run on a private loop in a worker thread.
 
     The worker thread makes it callable from anywhere, even under a running loop; a server on
     that same loop would then starve, so use the async variant in that case.
     """
-    return _run_in_thread(
-        lambda: asyncio.run(
-            qh3_handshake_async(host, port, alpn, cafile, server_name, groups, timeout)
-        )
-    )
+
+    @functools.wraps(coroutine_function)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(lambda: asyncio.run(coroutine_function(*args, **kwargs))).result()
+
+    return call
 
 
-def _run_in_thread(call: Callable[[], Any]) -> Any:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(call).result()
+#: Blocking :func:`qh3_handshake_async` (same arguments), on a private loop in a worker thread.
+qh3_handshake = _blocking(qh3_handshake_async)
 
 
 # --- niquests client -----------------------------------------------------------------------
