@@ -1,6 +1,8 @@
 """The edge-connector protocol: sans-IO frames (:mod:`.frames`), carried over QUIC streams
 (:mod:`.channel`) or HTTP/2 streams on TLS over TCP (:mod:`.h2_transport`), both behind the
-:class:`TunnelLink` / :class:`TunnelStream` protocols (:mod:`.transport`). See docs/protocol.md.
+:class:`TunnelLink` / :class:`TunnelStream` protocols (:mod:`.transport`) and built on one
+transport-neutral stream and connection (:mod:`.channel_base`, :mod:`.link_base`). See
+docs/protocol.md.
 """
 
 from .channel import Channel, StreamHandler, TunnelConnection

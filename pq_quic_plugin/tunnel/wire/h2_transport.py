@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import h2.config
 import h2.connection
@@ -33,9 +33,10 @@ import h2.settings
 
 from ... import negotiated_group
 from ...groups.base import Group
-from .frames import CONTROL_STREAM_ID, ERROR_CANCELLED, ERROR_SHUTDOWN, ProtocolError, StreamReset
+from .frames import CONTROL_STREAM_ID, ERROR_CANCELLED, ERROR_SHUTDOWN, StreamReset
 from .h2_channel import H2Channel
 from .h2_writer import FLUSH_BYTES, H2Writer
+from .link_base import LinkBase
 
 __all__ = [
     "CONNECTION_WINDOW",
@@ -93,18 +94,22 @@ _CONTROL_HEADERS = _request_headers(CONTROL_PATH)
 _STREAM_HEADERS = _request_headers(STREAM_PATH)
 
 
-class H2TunnelConnection(asyncio.Protocol):
+class H2TunnelConnection(LinkBase[H2Channel], asyncio.Protocol):
     """One edge-connector connection over HTTP/2 whose streams are :class:`H2Channel` objects.
 
     ``role`` is the tunnel role: the ``"edge"`` (TLS server, HTTP/2 client: opens the control
     stream and one stream per request with :meth:`open_channel`) or the ``"connector"`` (TLS
     client, HTTP/2 server: its :meth:`open_channel` returns the control stream once; request
     streams go to ``stream_handler``, each in its own task). The edge's control stream goes to
-    its ``stream_handler`` too, as QUIC's stream 0 does.
+    its ``stream_handler`` too, as QUIC's stream 0 does. ``close_code`` is the GOAWAY's error
+    code (ours or the peer's); None while open, and for a connection that ended without one
+    (TCP reset, EOF, a dead peer).
     """
 
     transport_name = "tcp"
     protocol_name = "http2"
+    #: The GOAWAY code of a connection refused with :meth:`refuse_soon`.
+    REFUSAL_CODE: ClassVar[int] = ERROR_SHUTDOWN
 
     def __init__(
         self,
@@ -114,6 +119,7 @@ class H2TunnelConnection(asyncio.Protocol):
         keepalive: float = KEEPALIVE,
         idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
+        super().__init__()
         self.role = role
         self.stream_handler = stream_handler
         self.keepalive = keepalive
@@ -128,22 +134,11 @@ class H2TunnelConnection(asyncio.Protocol):
             normalize_outbound_headers=False,
         )
         self.h2 = h2.connection.H2Connection(config)
-        self.channels: dict[int, H2Channel] = {}  # by tunnel stream ID (0: control)
         self._by_h2: dict[int, H2Channel] = {}
-        self.closed = False
-        self.close_reason = ""
-        #: The GOAWAY's error code (ours or the peer's); None while open, and for a connection
-        #: that ended without one (TCP reset, EOF, a dead peer).
-        self.close_code: int | None = None
-        self.handshake_done = False
-        self.closed_event = asyncio.Event()
-        self.on_close: list[Callable[[H2TunnelConnection], None]] = []
         self._lost = asyncio.Event()
         self._transport: asyncio.Transport | None = None
         #: The outgoing side; :class:`H2Channel` writes through it.
         self.writer = H2Writer(self.h2)
-        self._refusal: str | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._control_taken = False
         self._control_seen = False
         self._conn_unacked = 0
@@ -201,7 +196,7 @@ class H2TunnelConnection(asyncio.Protocol):
             self.close(_H2_PROTOCOL_ERROR, f"peer did not negotiate ALPN {H2_ALPN} ({alpn!r})")
             return
         if self._refusal is not None:
-            self.close(ERROR_SHUTDOWN, self._refusal)
+            self._refuse()
             return
         if self.role == "edge":
             self._open_control()
@@ -369,32 +364,9 @@ class H2TunnelConnection(asyncio.Protocol):
         self.writer.queued(64)
         return channel
 
-    def _spawn(self, channel: H2Channel) -> None:
-        handler = self.stream_handler
-        if handler is None:
-            channel.reset()
-            return
-
-        async def run() -> None:
-            try:
-                await handler(channel)
-            except (StreamReset, ProtocolError) as exc:
-                logger.debug("stream %d ended: %s", channel.stream_id, exc)
-                channel.reset()
-            except Exception:
-                logger.exception("stream %d handler failed", channel.stream_id)
-                channel.reset()
-            finally:
-                self.forget(channel)
-
-        task = asyncio.ensure_future(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def forget(self, channel: H2Channel) -> None:
-        """The stream is done with: drop it, and reset it if either side is still open (an
-        HTTP/2 stream that is never closed holds one of the connector's stream slots)."""
-        self.channels.pop(channel.stream_id, None)
+    def _forgotten(self, channel: H2Channel) -> None:
+        """Reset a stream done with if either side is still open (an HTTP/2 stream that is
+        never closed holds one of the connector's stream slots)."""
         self._by_h2.pop(channel.h2_stream_id, None)
         self.writer.wake_writer(channel.h2_stream_id)
         stream = self.h2.streams.get(channel.h2_stream_id)
@@ -414,13 +386,6 @@ class H2TunnelConnection(asyncio.Protocol):
         return await self.writer.wait_flushed(timeout, stopped)
 
     # ------------------------------------------------------------------ closing
-
-    def refuse_soon(self, reason: str) -> None:
-        """Close this new connection with ``reason`` as soon as HTTP/2 is up (the GOAWAY then
-        carries it to the connector)."""
-        self._refusal = reason
-        if self.handshake_done:
-            self.close(ERROR_SHUTDOWN, reason)
 
     def close(self, error_code: int = 0, reason_phrase: str = "") -> None:
         """GOAWAY with ``error_code`` and ``reason_phrase``, then close TLS and TCP (what was
@@ -449,17 +414,12 @@ class H2TunnelConnection(asyncio.Protocol):
         """Mark closed (once): fail every stream, wake every waiter, tell ``on_close``."""
         if self.closed:
             return
-        self.closed = True
-        self.close_code = code
-        self.close_reason = reason
         if self._timer is not None:
             self._timer.cancel()
-        for channel in list(self.channels.values()):
-            channel.fail(StreamReset(f"tunnel connection closed: {reason}"))
+        self._mark_closed(code, reason)
+
+    def _streams_failed(self) -> None:
         self.writer.shut()
-        self.closed_event.set()
-        for callback in list(self.on_close):
-            callback(self)
 
     def _tick(self) -> None:
         """Keepalive: PING when the peer has been quiet; give up after ``idle_timeout``."""

@@ -4,7 +4,10 @@ Two transports carry the same tunnel streams (docs/protocol.md): QUIC (:mod:`.ch
 ``Channel`` on ``TunnelConnection``) and HTTP/2 over TLS over TCP (:mod:`.h2_channel` on
 :mod:`.h2_transport`). The edge and the connector are written against these two protocols, so
 a request, a registration or a drain cannot behave differently on the two; anything a transport
-does beyond them (QUIC's PING, HTTP/2's settings) stays inside that transport.
+does beyond them (QUIC's PING, HTTP/2's settings) stays inside that transport. What both
+implement the same way is written once: :class:`~.channel_base.ChannelBase` (reading, parsing,
+failing, splitting a body into frames) and :class:`~.link_base.LinkBase` (streams by ID, a task
+per stream the peer opens, closing and refusing).
 
 Checked statically: :func:`_quic_satisfies` and :func:`_h2_satisfies` fail ``mypy`` the day
 either class stops matching.
