@@ -173,6 +173,24 @@ def test_websocket_echo_through_the_tunnel(chain) -> None:  # type: ignore[no-un
     assert echoed == ["hello", b"\x00\x01binary"]
 
 
+def test_an_oversized_websocket_message_is_closed_with_1009(chain) -> None:  # type: ignore[no-untyped-def]
+    """A visitor's message larger than one tunnel frame (1 MiB) closes that WebSocket with
+    1009, "message too big", as the connector does for an origin's; the edge used to fail in
+    the middle of the relay. Text is counted in encoded bytes (600,000 two-byte characters)."""
+    from websocket_client_util import websocket_exchange, websocket_roundtrip
+
+    for message in ["\u00e9" * 600_000, b"x" * ((1 << 20) + 1)]:
+        echoed, code = websocket_exchange(
+            "127.0.0.1", chain.public_port, TUNNEL_HOST, "/ws", chain.pki.ca_cert, [message]
+        )
+        assert (echoed, code) == ([], 1009)
+    fits = websocket_roundtrip(
+        "127.0.0.1", chain.public_port, TUNNEL_HOST, "/ws", chain.pki.ca_cert, [b"y" * 100_000]
+    )
+    assert fits == [b"y" * 100_000]
+    assert "Traceback" not in chain.edge.log()
+
+
 def test_200_concurrent_requests(chain) -> None:  # type: ignore[no-untyped-def]
     async def scenario():  # type: ignore[no-untyped-def]
         config = client_configuration("require", cafile=str(chain.pki.ca_cert))

@@ -27,6 +27,20 @@ def websocket_roundtrip(
     timeout: float = 15,
 ) -> list[str | bytes]:
     """Connect, send each message, collect one echo per message, close."""
+    return websocket_exchange(ip, port, host, path, cafile, messages, timeout)[0]
+
+
+def websocket_exchange(
+    ip: str,
+    port: int,
+    host: str,
+    path: str,
+    cafile: Path,
+    messages: list[str | bytes],
+    timeout: float = 15,
+) -> tuple[list[str | bytes], int | None]:
+    """As :func:`websocket_roundtrip`, and the code of the server's close (None if it did
+    not close first)."""
     ctx = ssl.create_default_context(cafile=str(cafile))
     ctx.set_alpn_protocols(["http/1.1"])
     raw = socket.create_connection((ip, port), timeout=timeout)
@@ -67,9 +81,9 @@ def websocket_roundtrip(
                         received.append(b"".join(byte_parts))
                         byte_parts.clear()
                 elif isinstance(event, CloseConnection):
-                    return received
+                    return received, event.code
         if accepted:
             sock.sendall(ws.send(CloseConnection(code=1000)))
     finally:
         sock.close()
-    return received
+    return received, None

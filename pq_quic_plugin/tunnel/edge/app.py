@@ -27,7 +27,7 @@ from ..hop_auth import auth_fields
 from ..observer import NO_OBSERVER, Observer
 from ..ops.relay_counts import counted as _counted
 from ..ops.relay_counts import counting as _counting
-from ..wire import FrameType, ProtocolError, StreamReset
+from ..wire import MAX_FRAME, FrameType, ProtocolError, StreamReset
 from .limits import InFlight, Limits, Refusal, visitor_key
 from .registry import LiveConnection, Registry
 from .relay import UploadEnd, pump_request, relay_response
@@ -45,6 +45,8 @@ logger = logging.getLogger("pq_quic_plugin.tunnel.edge")
 Route = LiveConnection | PeerRoute
 #: Requests a relay may send to a second edge when the first failed before the response head
 #: (and they have no body: one streamed to the first edge cannot be sent again).
+#: WebSocket close code for a message larger than one tunnel frame (RFC 6455, 7.4.1).
+MESSAGE_TOO_BIG = 1009
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
@@ -329,10 +331,18 @@ class EdgeApp:
             while True:
                 message = await receive()
                 if message["type"] == "websocket.receive":
-                    if message.get("text") is not None:
-                        await channel.send(FrameType.WS_TEXT, message["text"].encode())
-                    else:
-                        await channel.send(FrameType.WS_BINARY, message.get("bytes") or b"")
+                    text = message.get("text")
+                    kind = FrameType.WS_TEXT if text is not None else FrameType.WS_BINARY
+                    payload = text.encode() if text is not None else message.get("bytes") or b""
+                    if len(payload) > MAX_FRAME:
+                        # One message is one tunnel frame; the connector closes an origin's
+                        # oversized message the same way (1009, "message too big").
+                        await send({"type": "websocket.close", "code": MESSAGE_TOO_BIG})
+                        await channel.send_json(
+                            FrameType.WS_CLOSE, {"code": MESSAGE_TOO_BIG}, end=True
+                        )
+                        return
+                    await channel.send(kind, payload)
                 elif message["type"] == "websocket.disconnect":
                     await channel.send_json(
                         FrameType.WS_CLOSE, {"code": message.get("code", 1000)}, end=True

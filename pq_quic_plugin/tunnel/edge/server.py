@@ -31,7 +31,7 @@ from hypercorn.config import Config
 from ...hypercorn_binding import post_quantum
 from ..hostnames import HostPort
 from ..observer import NO_OBSERVER, Observer, Observers
-from ..wire import ERROR_AUTH
+from ..wire import ERROR_AUTH, MAX_FRAME
 from .app import EdgeApp
 from .backends import live_publisher
 from .connectors import ConnectorListener
@@ -100,6 +100,9 @@ class Edge:
         config.certfile = str(public.certfile)
         config.keyfile = str(public.keyfile)
         config.graceful_timeout = float(self.config.grace_period)
+        # A visitor's WebSocket message travels as one tunnel frame: refuse a larger one (1009)
+        # before hypercorn buffers it, instead of hypercorn's default of 16 MiB.
+        config.websocket_max_message_size = MAX_FRAME
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
         pairs = public.certificates()  # an ML-DSA pair for visitors that offer ML-DSA
