@@ -126,14 +126,14 @@ def test_an_edge_with_another_secret_is_refused_and_logged(
 
 def test_a_stranger_speaking_junk_is_refused(pki: DevPKI, tmp_path: Path) -> None:
     """A client that completes TLS and sends a stream of junk instead of ``peer-hello``."""
-    from pq_quic_plugin.tunnel.cluster import peer_client
+    from pq_quic_plugin.tunnel.cluster.peer_dial import dial_peer
     from pq_quic_plugin.tunnel.wire import FrameType
 
     async def scenario() -> str:
         listener, port = await _listener(pki, derive_relay_key(os.urandom(32)))
         stack = contextlib.AsyncExitStack()
         try:
-            dial = peer_client._dial(stack, "quic", HostPort("127.0.0.1", port), None)  # noqa: SLF001
+            dial = dial_peer(stack, "quic", HostPort("127.0.0.1", port), None)
             link, control = await dial
             await control.send(FrameType.DATA, b"\xff" * 100)
             await asyncio.wait_for(link.closed_event.wait(), 5)

@@ -4,8 +4,14 @@ The origin is the example app under ``hypercorn-pq --pq``; in front of it run a 
 and a connector with ``--post-quantum``. Every line printed comes from a real handshake: our
 aioquic client under each policy, stock aioquic (classical), niquests over qh3 (an independent
 TLS stack), httpx over TCP on ``pq_quic_plugin.ssl_context`` (HTTP/2 and HTTP/1.1) and Python's
-own ``ssl`` over TCP (classical), first straight to the origin, then through the tunnel. The
-groups shown are what the *servers* recorded (the example app's ``/api/connection``).
+own ``ssl`` over TCP (classical), first straight to the origin, then through the tunnel.
+
+Each row shows the two halves of a handshake separately: the key-exchange group and how the
+server authenticated (its signature scheme, post-quantum only for ML-DSA on an all-ML-DSA chain;
+docs/auth.md). The edge and the origin hold an ML-DSA-65 certificate next to the ECDSA one, so a
+client that offers ML-DSA gets it and any other client gets ECDSA, and the rows show both kinds
+side by side. Everything shown is what the *servers* recorded (the example app's
+``/api/connection`` and the tunnel's hop list), never what the demo configured.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -30,101 +38,132 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_APP = ROOT / "examples" / "asgi_app"
 
 
-def _row(client: str, transport: str, group: str | None, pq: bool | None, note: str = "") -> str:
-    verdict = "post-quantum" if pq else "NOT post-quantum"
-    return f"  {client:<34} {transport:<8} {group or 'unknown':<16} {verdict:<17} {note}".rstrip()
+#: Column widths: client, transport, group, key-exchange verdict, authentication.
+_WIDTHS = (34, 8, 16, 17, 30)
+_HEADER = ("client", "via", "group", "key exchange", "authentication")
 
 
-async def _quic_rows(base: str, pki: DevPKI) -> list[str]:
+def _auth(entry: Mapping[str, Any]) -> str:
+    """``ML-DSA-65 (post-quantum)`` / ``ECDSA-P256-SHA256 (classical)``, as docs/auth.md words
+    it; ``not reported`` when the server did not say (it never guesses)."""
+    scheme = entry.get("signature_scheme")
+    if not scheme:
+        return "not reported"
+    return f"{scheme} ({'post-quantum' if entry.get('post_quantum_auth') is True else 'classical'})"
+
+
+def _columns(cells: tuple[str, ...], note: str = "") -> str:
+    padded = " ".join(f"{cell:<{width}}" for cell, width in zip(cells, _WIDTHS))
+    return f"  {padded} {note}".rstrip()
+
+
+def _header() -> str:
+    return _columns(_HEADER)
+
+
+def _row(client: str, transport: str, entry: Mapping[str, Any], note: str = "") -> str:
+    """One connection (or hop): ``entry`` is the server's facts or a hop of the hop list, both
+    with ``group``, ``post_quantum``, ``signature_scheme`` and ``post_quantum_auth``."""
+    verdict = "post-quantum" if entry.get("post_quantum") is True else "NOT post-quantum"
+    group = entry.get("group") or "unknown"
+    return _columns((client, transport, group, verdict, _auth(entry)), note)
+
+
+async def _quic_rows(base: str, cafile: Path) -> list[str]:
     rows = []
     for label, policy in [
         ("pq-quic-plugin client (prefer)", "prefer"),
         ("pq-quic-plugin client (require)", "require"),
         ("stock aioquic client (classical)", "off"),
     ]:
-        resp = await fetch(base + "/api/connection", policy, cafile=str(pki.ca_cert))
+        resp = await fetch(base + "/api/connection", policy, cafile=str(cafile))
         facts = json.loads(resp.body)
         ours = resp.group.name if resp.group else "-"
-        rows.append(
-            _row(label, "HTTP/3", facts["group"], facts["post_quantum"], f"(client saw: {ours})")
-        )
+        rows.append(_row(label, "HTTP/3", facts, f"(client saw: {ours})"))
     return rows
 
 
-def _niquests_row(base: str, pki: DevPKI) -> str:
+def _niquests_row(base: str, cafile: Path) -> str:
     try:
         import niquests
     except ImportError:
-        return _row("niquests/qh3", "HTTP/3", None, None, "(pip install niquests to see it)")
+        return _row("niquests/qh3", "HTTP/3", {}, "(pip install niquests to see it)")
     with niquests.Session(disable_http1=True, disable_http2=True, retries=0) as session:
-        resp = session.get(base + "/api/connection", verify=str(pki.ca_cert), timeout=15)
+        resp = session.get(base + "/api/connection", verify=str(cafile), timeout=15)
         facts = resp.json()
-    return _row("niquests over qh3 (independent)", "HTTP/3", facts["group"], facts["post_quantum"])
+    return _row("niquests over qh3 (independent)", "HTTP/3", facts)
 
 
-async def _pq_tcp_facts(url: str, pki: DevPKI, http2: bool) -> dict:
-    """``url`` over TLS on TCP with httpx's async client on the post-quantum context."""
-    context = pq_quic_plugin.ssl_context("require", server_side=False, cafile=pki.ca_cert)
+async def _pq_tcp_facts(url: str, cafile: Path, http2: bool) -> dict:
+    """``url`` over TLS on TCP with httpx's async client on the post-quantum context (which
+    offers ML-DSA first: ``auth="prefer"``, the default)."""
+    context = pq_quic_plugin.ssl_context("require", server_side=False, cafile=cafile)
     async with httpx.AsyncClient(verify=context, http2=http2, timeout=15) as client:
         resp = await client.get(url + "/api/connection")
         return dict(resp.json())
 
 
-async def _tcp_rows(base: str, pki: DevPKI) -> list[str]:
+async def _tcp_rows(base: str, cafile: Path) -> list[str]:
     rows = []
     for http2 in (True, False):
-        facts = await _pq_tcp_facts(base, pki, http2)
-        label = "httpx + pq ssl_context (require)"
-        rows.append(_row(label, facts["protocol"], facts["group"], facts["post_quantum"]))
+        facts = await _pq_tcp_facts(base, cafile, http2)
+        rows.append(_row("httpx + pq ssl_context (require)", facts["protocol"], facts))
     return rows
 
 
-def _stdlib_tcp_row(base: str, pki: DevPKI) -> str:
-    context = ssl.create_default_context(cafile=str(pki.ca_cert))
-    with urllib.request.urlopen(base + "/api/connection", context=context, timeout=15) as resp:
-        facts = json.loads(resp.read())
-    return _row(
-        "urllib (Python's ssl, classical)",
-        facts["protocol"],
-        facts["group"],
-        facts["post_quantum"],
-        f"({' '.join(ssl.OPENSSL_VERSION.split()[:2])}: no ML-KEM)",
-    )
+def _stdlib_facts(url: str, cafile: Path) -> dict:
+    """``url`` with Python's own ``ssl`` (the system OpenSSL: neither ML-KEM nor ML-DSA)."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    with urllib.request.urlopen(url + "/api/connection", context=context, timeout=15) as resp:
+        return dict(json.loads(resp.read()))
 
 
-def _hop_rows(facts: dict) -> list[str]:
-    rows = []
-    for hop in facts.get("hops", []):
-        rows.append(
-            _row(
-                f"  hop {hop['hop']}",
-                str(hop.get("transport", "?")).upper()[:7],
-                hop.get("group"),
-                hop.get("post_quantum"),
-            )
-        )
-    return rows
+def _stdlib_tcp_row(base: str, cafile: Path) -> str:
+    facts = _stdlib_facts(base, cafile)
+    openssl = " ".join(ssl.OPENSSL_VERSION.split()[:2])
+    note = f"({openssl}: no ML-KEM, no ML-DSA)"
+    return _row("urllib (Python's ssl, classical)", facts["protocol"], facts, note)
 
 
-def _tunnel_visit(label: str, facts: dict) -> list[str]:
+def _hop_rows(facts: Mapping[str, Any]) -> list[str]:
+    return [
+        _row(f"  hop {hop['hop']}", str(hop.get("transport", "?")).upper()[:7], hop)
+        for hop in facts.get("hops", [])
+    ]
+
+
+def _auth_summary(hops: list[Mapping[str, Any]]) -> str:
+    """``post-quantum on every hop``, or the hops that were not authenticated post-quantum."""
+    classical = [str(hop.get("hop")) for hop in hops if hop.get("post_quantum_auth") is not True]
+    if not hops:
+        return "no hops reported"
+    if not classical:
+        return "post-quantum on every hop"
+    return "classical on " + ", ".join(classical)
+
+
+def _tunnel_visit(label: str, facts: Mapping[str, Any]) -> list[str]:
     verdict = (
         "every hop post-quantum"
         if facts["all_hops_post_quantum"]
         else "NOT post-quantum end to end"
     )
-    return [f"  {label}: {verdict}", *_hop_rows(facts)]
+    auth = _auth_summary(list(facts.get("hops", [])))
+    return [f"  {label}: {verdict}; authentication: {auth}", *_hop_rows(facts)]
 
 
-async def _tunnel_rows(url: str, pki: DevPKI) -> list[str]:
+async def _tunnel_rows(url: str, cafile: Path) -> list[str]:
     rows = []
     for label, policy in [
         ("pq-quic-plugin client (require)", "require"),
         ("stock aioquic client (classical)", "off"),
     ]:
-        resp = await fetch(url + "/api/connection", policy, cafile=str(pki.ca_cert))
+        resp = await fetch(url + "/api/connection", policy, cafile=str(cafile))
         rows += _tunnel_visit(label, json.loads(resp.body))
-    facts = await _pq_tcp_facts(url, pki, http2=True)
+    facts = await _pq_tcp_facts(url, cafile, http2=True)
     rows += _tunnel_visit("httpx + pq ssl_context over TCP (require, HTTP/2)", facts)
+    facts = await asyncio.to_thread(_stdlib_facts, url, cafile)
+    rows += _tunnel_visit("urllib (Python's ssl, classical) over TCP", facts)
     return rows
 
 

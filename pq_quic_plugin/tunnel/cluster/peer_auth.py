@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..log_safe import shown
+from .cert_binding import FINGERPRINT_BYTES
 
 __all__ = [
     "AUTH_FAILED",
@@ -50,7 +51,10 @@ __all__ = [
     "derive_relay_key",
     "new_nonce",
     "parse_bytes",
+    "parse_certificate",
     "parse_edge_id",
+    "parse_nonce",
+    "parse_proof",
     "peer_proof",
     "verify_peer_proof",
 ]
@@ -128,6 +132,21 @@ def parse_bytes(message: dict[str, Any], key: str, size: int) -> bytes:
     if len(raw) != size:
         raise PeerMalformed(f"{key!r} has {len(raw)} bytes, not {size}")
     return raw
+
+
+def parse_nonce(message: dict[str, Any]) -> bytes:
+    """``message["nonce"]``, the sender's fresh nonce (``challenge``, ``peer-auth``)."""
+    return parse_bytes(message, "nonce", NONCE_BYTES)
+
+
+def parse_proof(message: dict[str, Any]) -> bytes:
+    """``message["proof"]``, an HMAC-SHA256 (``peer-auth``, ``peer-welcome``)."""
+    return parse_bytes(message, "proof", PROOF_BYTES)
+
+
+def parse_certificate(message: dict[str, Any]) -> bytes:
+    """``message["certificate"]``, a certificate's fingerprint (:mod:`.cert_binding`)."""
+    return parse_bytes(message, "certificate", FINGERPRINT_BYTES)
 
 
 def parse_edge_id(message: dict[str, Any]) -> str:

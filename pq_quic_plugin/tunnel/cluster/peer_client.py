@@ -2,7 +2,8 @@
 the cluster key, kept open and pinged, closed when the peer leaves the registry.
 
 A link is QUIC by default; when QUIC cannot connect at all (UDP blocked or refused), the link
-is made over HTTP/2 on TLS over TCP instead, as a connector's ``protocol: auto`` does. Both
+is made over HTTP/2 on TLS over TCP instead (:mod:`.peer_dial`), as a connector's
+``protocol: auto`` does. Both
 are post-quantum only (``require``): a peer that does not agree on a post-quantum group is
 not relayed to. By default the peer's certificate is not checked against a CA (edges'
 certificates are for visitors' names, not relay addresses): the peer is authenticated by
@@ -27,47 +28,37 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aioquic.quic.configuration import QuicConfiguration
-
 from ... import negotiated_group
-from ...aioquic_binding import configure
-from ...aioquic_binding.auth_config import configure_auth
-from ...policy import Policy
-from ...tcp_tls import ssl_context
-from ..connector.dialer import dial
+from ..edge.admission import next_control
 from ..hop_auth import auth_fields
 from ..hostnames import HostPort
 from ..log_safe import shown
 from ..wire import (
-    ALPN,
-    CONTROL_STREAM_ID,
     ERROR_SHUTDOWN,
     FrameType,
     ProtocolError,
     StreamReset,
-    TunnelConnection,
     TunnelLink,
     TunnelStream,
-    decode_control,
+    control_messages,
 )
-from ..wire.h2_endpoints import dial_h2
-from ..wire.h2_transport import H2_ALPN, H2TunnelConnection
-from .cert_binding import FINGERPRINT_BYTES, seen_fingerprint, show_fingerprint
+from .cert_binding import seen_fingerprint, show_fingerprint
 from .peer_auth import (
     CERTIFICATE_MISMATCH,
-    NONCE_BYTES,
     PEER_VERSION,
-    PROOF_BYTES,
     RELAYING,
     SERVING,
     CertificateMismatch,
     PeerMalformed,
     b64,
     new_nonce,
-    parse_bytes,
+    parse_certificate,
+    parse_nonce,
+    parse_proof,
     peer_proof,
     verify_peer_proof,
 )
+from .peer_dial import PING_INTERVAL, PeerVerify, dial_peer, failure_text
 from .stats import PeerCounts
 
 __all__ = ["CONNECT_TIMEOUT", "PING_INTERVAL", "PeerError", "PeerLink", "open_peer_link"]
@@ -76,9 +67,6 @@ logger = logging.getLogger("pq_quic_plugin.tunnel.cluster")
 
 #: Handshake plus cluster authentication, per transport, at most.
 CONNECT_TIMEOUT = 5.0
-#: How often the control stream carries a ping (RTT, load, keepalive).
-PING_INTERVAL = 1.0
-IDLE_TIMEOUT = 10.0
 #: Weight of a new RTT sample in the smoothed RTT.
 _ALPHA = 0.25
 
@@ -143,11 +131,8 @@ class PeerLink:
                 await asyncio.sleep(PING_INTERVAL)
 
     async def _pongs(self) -> None:
-        with contextlib.suppress(StreamReset, ConnectionError, ProtocolError):
-            while (frame := await self.control.read()) is not None:
-                if frame[0] != FrameType.CONTROL:
-                    continue
-                message = decode_control(frame[1])
+        with contextlib.suppress(StreamReset, ConnectionError):
+            async for message in control_messages(self.control):
                 sent = self._sent.pop(message.get("id"), None)  # type: ignore[arg-type]
                 if message.get("type") == "pong" and sent is not None:
                     self.sample(time.monotonic() - sent)
@@ -179,17 +164,17 @@ async def open_peer_link(
     authenticate; :class:`PeerError` saying why not. With ``ca_file`` the peer's certificate
     must also verify against that CA for ``server_name`` (default: the address's host)."""
     transports = {"auto": ("quic", "http2"), "quic": ("quic",), "http2": ("http2",)}[protocol]
-    verify = None if ca_file is None else _Verify(ca_file, server_name or address.host)
+    verify = None if ca_file is None else PeerVerify(ca_file, server_name or address.host)
     failures = []
     for transport in transports:
         stack = contextlib.AsyncExitStack()
         try:
             link, control = await asyncio.wait_for(
-                _dial(stack, transport, address, groups, verify), CONNECT_TIMEOUT
+                dial_peer(stack, transport, address, groups, verify), CONNECT_TIMEOUT
             )
         except (OSError, asyncio.TimeoutError, ConnectionError, ssl.SSLError) as exc:
             await _quietly_close(stack)
-            failures.append(f"{transport}: {_why(exc)}")
+            failures.append(f"{transport}: {failure_text(exc)}")
             continue
         try:
             seen = seen_fingerprint(link)
@@ -202,87 +187,13 @@ async def open_peer_link(
             if isinstance(exc, CertificateMismatch):  # our own words and hex: shown as they are
                 reason = str(exc)
             else:  # the peer's reason (read before our own close replaces it), escaped
-                reason = shown(link.close_reason if link.closed else _why(exc), 200)
+                reason = shown(link.close_reason if link.closed else failure_text(exc), 200)
             await _quietly_close(stack)
             raise PeerError(f"edge {peer_id} at {address}: {reason}") from None
         if said != peer_id:
             logger.info("peer at %s says it is edge %s, not %s", address, shown(said), peer_id)
         return PeerLink(peer_id, address, link, control, stack, counts)
     raise PeerError(f"edge {peer_id} at {address}: cannot connect ({'; '.join(failures)})")
-
-
-class _Verify:
-    """``cluster.ca-file``: the CA peers' certificates must chain to, and the name to check."""
-
-    def __init__(self, ca_file: Path, name: str) -> None:
-        self.ca_file = ca_file
-        self.name = name
-
-
-async def _dial(
-    stack: contextlib.AsyncExitStack,
-    transport: str,
-    address: HostPort,
-    groups: Sequence[str] | None,
-    verify: _Verify | None = None,
-) -> tuple[TunnelLink, TunnelStream]:
-    """An open link and its control stream (handshake done, nothing said yet)."""
-    if transport == "quic":
-        config = QuicConfiguration(
-            is_client=True,
-            alpn_protocols=[ALPN],
-            idle_timeout=IDLE_TIMEOUT,
-            verify_mode=ssl.CERT_NONE if verify is None else ssl.CERT_REQUIRED,
-        )
-        if verify is not None:
-            config.load_verify_locations(cafile=str(verify.ca_file))
-            config.server_name = verify.name
-        configure(config, Policy.REQUIRE, groups=groups)
-        configure_auth(config, "prefer")
-        created: list[TunnelConnection] = []
-        try:
-            conn = await stack.enter_async_context(
-                dial(address.host, address.port, config, TunnelConnection, created.append)
-            )
-        except ConnectionError as exc:  # aioquic's says nothing; the close reason does
-            said = created[0].close_reason if created else ""
-            raise ConnectionError(said or _why(exc)) from None
-        return conn, conn.open_channel()
-    control: asyncio.Future[TunnelStream] = asyncio.get_running_loop().create_future()
-    holder: list[H2TunnelConnection] = []
-
-    async def take_control(channel: Any) -> None:
-        if channel.stream_id == CONTROL_STREAM_ID and not control.done():
-            control.set_result(channel)
-            await holder[0].closed_event.wait()  # the channel lives as long as this task
-        else:
-            channel.reset()
-
-    def make() -> H2TunnelConnection:
-        link = H2TunnelConnection(
-            "edge", stream_handler=take_control, keepalive=PING_INTERVAL, idle_timeout=IDLE_TIMEOUT
-        )
-        holder.append(link)
-        return link
-
-    tls = ssl_context(
-        Policy.REQUIRE,
-        list(groups) if groups is not None else None,
-        server_side=False,
-        alpn=[H2_ALPN],
-        cafile=None if verify is None else verify.ca_file,
-        verify=verify is not None,
-        check_hostname=verify is not None,
-        skip_quic_only=True,
-        auth="prefer",
-    )
-    name = None if verify is None else verify.name
-    link = await stack.enter_async_context(
-        dial_h2(address.host, address.port, tls, make, server_hostname=name)
-    )
-    if link.closed:
-        raise ConnectionError(link.close_reason)
-    return link, await control
 
 
 async def _authenticate(
@@ -294,8 +205,8 @@ async def _authenticate(
         FrameType.CONTROL, {"type": "peer-hello", "version": PEER_VERSION, "edge_id": own_id}
     )
     challenge = await _expect(control, "challenge")
-    nonce = parse_bytes(challenge, "nonce", NONCE_BYTES)
-    presented = parse_bytes(challenge, "certificate", FINGERPRINT_BYTES)
+    nonce = parse_nonce(challenge)
+    presented = parse_certificate(challenge)
     mine = new_nonce()
     proof = peer_proof(key, RELAYING, own_id, seen, nonce)
     # Sent even when the fingerprints differ: bound to a certificate the serving edge does not
@@ -317,7 +228,7 @@ async def _authenticate(
             f"the edge says it presented: {show_fingerprint(presented)})"
         )
     said = welcome.get("edge_id")
-    theirs = parse_bytes(welcome, "proof", PROOF_BYTES)
+    theirs = parse_proof(welcome)
     if not isinstance(said, str) or not verify_peer_proof(
         key, SERVING, said, seen, theirs, mine, nonce
     ):
@@ -326,12 +237,9 @@ async def _authenticate(
 
 
 async def _expect(control: TunnelStream, kind: str) -> dict[str, Any]:
-    frame = await control.read()
-    if frame is None:
-        raise StreamReset("the peer ended the control stream")
-    if frame[0] != FrameType.CONTROL:
-        raise PeerMalformed(f"expected CONTROL {kind!r}, got {frame[0].name}")
-    message = decode_control(frame[1])
+    """The next control message, which must be of type ``kind``; the peer's ``error`` (its
+    refusal) is raised as :class:`PeerMalformed` with the peer's reason."""
+    message = await next_control(control, kind, PeerMalformed)
     if message.get("type") == "error":
         raise PeerMalformed(str(message.get("reason", "refused")))
     if message.get("type") != kind:
@@ -342,9 +250,3 @@ async def _expect(control: TunnelStream, kind: str) -> dict[str, Any]:
 async def _quietly_close(stack: contextlib.AsyncExitStack) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(stack.aclose(), 2.0)
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    return str(exc) or type(exc).__name__

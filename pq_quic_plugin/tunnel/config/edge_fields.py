@@ -33,7 +33,20 @@ from .kinds import (
 from .store_url import StoreValue, is_redis_url
 from .table import ConfigField, FieldTable
 
-__all__ = ["CLUSTER_FIELDS", "CONNECTORS_FIELDS", "EDGE_FIELDS", "PUBLIC_FIELDS"]
+__all__ = [
+    "CLUSTER_FIELDS",
+    "CONNECTORS_FIELDS",
+    "EDGE_FIELDS",
+    "PUBLIC_FIELDS",
+    "VISITOR_QUEUE_FACTOR",
+    "VISITOR_QUEUE_WAIT",
+]
+
+#: How long a visitor over its ``max-requests-per-visitor`` share waits for one of its
+#: requests to finish before ``429``, and how many times its share may wait at once: part of
+#: what that key means, so declared with it (``edge/limits.py`` applies them).
+VISITOR_QUEUE_WAIT = 10.0
+VISITOR_QUEUE_FACTOR = 16
 
 
 def _listener(
@@ -91,8 +104,9 @@ PUBLIC_FIELDS = FieldTable(
             "max-requests-per-visitor",
             IntValue(1, None),
             "requests (and WebSockets) one visitor may have in flight through the tunnels at "
-            "once; more wait for one of theirs to finish (up to 16 times this many, for at most "
-            "10s, holding no tunnel stream), the rest get `429`. A visitor is one IPv4 address "
+            f"once; more wait for one of theirs to finish (up to {VISITOR_QUEUE_FACTOR} times "
+            f"this many, for at most {VISITOR_QUEUE_WAIT:g}s, holding no tunnel stream), the "
+            "rest get `429`. A visitor is one IPv4 address "
             "or one IPv6 /64; raise it when many people share an address (a large NAT)",
             default=16,
         ),

@@ -19,6 +19,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..config.edge_fields import PUBLIC_FIELDS, VISITOR_QUEUE_FACTOR, VISITOR_QUEUE_WAIT
+
 if TYPE_CHECKING:
     from ..config import PublicListenerConfig
 
@@ -39,9 +41,10 @@ __all__ = [
 #: and how many times its share may wait at once (the rest get ``429`` at once). The share is
 #: small (what one visitor may have moving through the tunnel, like a browser's six HTTP/1.1
 #: connections per host) and the queue deep: a waiting request holds no tunnel stream, so a
-#: page that asks for a hundred assets at once is served in turn rather than refused.
-QUEUE_WAIT = 10.0
-QUEUE_FACTOR = 16
+#: page that asks for a hundred assets at once is served in turn rather than refused. Declared
+#: with the key they belong to, whose documentation states them.
+QUEUE_WAIT = VISITOR_QUEUE_WAIT
+QUEUE_FACTOR = VISITOR_QUEUE_FACTOR
 
 #: What a visitor's TCP connection may hold unsent in the edge's kernel (``TCP_NOTSENT_LOWAT``)
 #: and, as much again, in its TLS layer. Without it a visitor that stops reading made the edge
@@ -58,11 +61,13 @@ MAX_HEADER_BYTES = 32 * 1024
 
 @dataclass(frozen=True)
 class Limits:
-    """The public listener's limits (``edge.yaml: public``; defaults in ``config/fields.py``)."""
+    """The public listener's limits (``edge.yaml: public``). The defaults are the field
+    table's (``config/edge_fields.py``), so an edge built without a configuration file (tests,
+    an embedding program) has exactly the limits an ``edge.yaml`` without these keys gives."""
 
-    per_visitor: int = 16
-    per_tunnel: int = 512
-    body_idle_timeout: float = 60.0
+    per_visitor: int = PUBLIC_FIELDS.dataclass_default("max_requests_per_visitor")
+    per_tunnel: int = PUBLIC_FIELDS.dataclass_default("max_requests_per_tunnel")
+    body_idle_timeout: float = PUBLIC_FIELDS.dataclass_default("body_idle_timeout")
 
     @classmethod
     def of(cls, public: PublicListenerConfig) -> Limits:

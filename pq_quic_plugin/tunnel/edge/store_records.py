@@ -29,6 +29,7 @@ __all__ = [
     "canonical_id",
     "host_candidates",
     "hostname_conflict",
+    "name_conflict",
     "new_tunnel",
     "normalize_all",
     "not_found",
@@ -130,3 +131,8 @@ def hostname_conflict(hostname: str, owner_id: str, owner_name: str) -> TunnelCo
         f"hostname {hostname!r} already belongs to tunnel {owner_name!r} ({owner_id}); "
         f"remove it there first: pq-tunnel route {owner_name} --remove-hostname {hostname}"
     )
+
+
+def name_conflict(name: str, owner_id: str) -> TunnelConflictError:
+    """The error for a tunnel name that is taken, naming the tunnel that has it."""
+    return TunnelConflictError(f"a tunnel named {name!r} already exists ({owner_id})")

@@ -25,18 +25,8 @@ from redis import exceptions as redis_errors
 from .. import strict_json
 from ..config.store_url import RedisURL
 from . import redis_schema as schema
-from .store_records import (
-    REPORTS_KEPT,
-    StoreError,
-    TunnelConflictError,
-    TunnelRecord,
-    canonical_id,
-    host_candidates,
-    hostname_conflict,
-    new_tunnel,
-    normalize_all,
-    not_found,
-)
+from . import store_records as records
+from .store_records import REPORTS_KEPT, StoreError, TunnelRecord
 
 __all__ = ["CONNECT_TIMEOUT", "RedisTunnelStore", "client_options", "store_error"]
 
@@ -127,7 +117,7 @@ class RedisTunnelStore:
     def _resolve(self, id_or_name: str) -> TunnelRecord:
         record = self.get(id_or_name)
         if record is None:
-            raise not_found(id_or_name, (r.name for r in self.list()))
+            raise records.not_found(id_or_name, (r.name for r in self.list()))
         return record
 
     def _check(self, reply: list[Any], id_or_name: str, name: str = "") -> None:
@@ -136,28 +126,26 @@ class RedisTunnelStore:
         if kind == "ok":
             return
         if kind == "name":
-            raise TunnelConflictError(
-                f"a tunnel named {name!r} already exists ({schema.text(reply[1])})"
-            )
+            raise records.name_conflict(name, schema.text(reply[1]))
         if kind == "host":
             host, owner, owner_name = (schema.text(v) for v in reply[1:4])
-            raise hostname_conflict(host, owner, owner_name)
-        raise not_found(id_or_name, (r.name for r in self.list()))
+            raise records.hostname_conflict(host, owner, owner_name)
+        raise records.not_found(id_or_name, (r.name for r in self.list()))
 
     # -- Store --------------------------------------------------------------------------------
 
     def create(self, name: str, hostnames: Iterable[str] = ()) -> tuple[TunnelRecord, bytes]:
-        new = new_tunnel(name, hostnames)
+        new = records.new_tunnel(name, hostnames)
         reply = self._run("create", new.id, name, repr(time.time()), new.auth_key, *new.hostnames)
         self._check(reply, name, name)
         return self.require(new.id), new.secret
 
     def by_id(self, tunnel_id: str) -> TunnelRecord | None:
-        tid = canonical_id(tunnel_id)
+        tid = records.canonical_id(tunnel_id)
         return None if tid is None else schema.parse_record(self._run("tunnel", tid))
 
     def get(self, id_or_name: str) -> TunnelRecord | None:
-        tid = canonical_id(id_or_name)
+        tid = records.canonical_id(id_or_name)
         if tid is None:
             with self._talking():
                 found = self.client.hget(schema.NAMES, id_or_name)
@@ -170,7 +158,7 @@ class RedisTunnelStore:
         return self._resolve(id_or_name)
 
     def by_hostname(self, host: str) -> TunnelRecord | None:
-        candidates = host_candidates(host)
+        candidates = records.host_candidates(host)
         if not candidates:
             return None
         with self._talking():
@@ -204,13 +192,13 @@ class RedisTunnelStore:
         return record
 
     def add_hostname(self, id_or_name: str, hostname: str) -> TunnelRecord:
-        (host,) = normalize_all([hostname])
+        (host,) = records.normalize_all([hostname])
         record = self._resolve(id_or_name)
         self._check(self._run("add", record.id, host), id_or_name)
         return self.require(record.id)
 
     def remove_hostname(self, id_or_name: str, hostname: str) -> TunnelRecord:
-        (host,) = normalize_all([hostname])
+        (host,) = records.normalize_all([hostname])
         record = self._resolve(id_or_name)
         self._check(self._run("remove", record.id, host), id_or_name)
         return self.require(record.id)

@@ -37,18 +37,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import strict_json
-from .store_records import (
-    REPORTS_KEPT,
-    StoreError,
-    TunnelConflictError,
-    TunnelRecord,
-    canonical_id,
-    host_candidates,
-    hostname_conflict,
-    new_tunnel,
-    normalize_all,
-    not_found,
-)
+from . import store_records as records
+from .store_records import REPORTS_KEPT, StoreError, TunnelRecord
 
 __all__ = ["TunnelStore"]
 
@@ -192,7 +182,7 @@ class TunnelStore:
     def _find_row(db: sqlite3.Connection, id_or_name: str) -> tuple[str, str, float, bytes] | None:
         cols = "SELECT id, name, created_at, auth_key FROM tunnels"
         row: tuple[str, str, float, bytes] | None
-        tid = canonical_id(id_or_name)
+        tid = records.canonical_id(id_or_name)
         if tid is None:
             row = db.execute(f"{cols} WHERE name = ?", (id_or_name,)).fetchone()
         else:
@@ -202,7 +192,9 @@ class TunnelStore:
     def _require(self, db: sqlite3.Connection, id_or_name: str) -> tuple[str, str, float, bytes]:
         row = self._find_row(db, id_or_name)
         if row is None:
-            raise not_found(id_or_name, (n for (n,) in db.execute("SELECT name FROM tunnels")))
+            raise records.not_found(
+                id_or_name, (n for (n,) in db.execute("SELECT name FROM tunnels"))
+            )
         return row
 
     @staticmethod
@@ -215,7 +207,7 @@ class TunnelStore:
         if owner is not None:
             if owner[0] == tunnel_id:
                 return
-            raise hostname_conflict(hostname, owner[0], owner[1])
+            raise records.hostname_conflict(hostname, owner[0], owner[1])
         db.execute(
             "INSERT INTO hostnames (hostname, tunnel_id) VALUES (?, ?)", (hostname, tunnel_id)
         )
@@ -225,14 +217,14 @@ class TunnelStore:
     def create(self, name: str, hostnames: Iterable[str] = ()) -> tuple[TunnelRecord, bytes]:
         """Make a tunnel: a UUID4 ID and a fresh 32-byte secret, returned once and not stored.
 
-        Raises :class:`TunnelConflictError` if the name or a hostname is taken, and
+        Raises :class:`~.store_records.TunnelConflictError` if the name or a hostname is taken, and
         ``ValueError`` for an invalid name or hostname; nothing is written in either case.
         """
-        new = new_tunnel(name, hostnames)
+        new = records.new_tunnel(name, hostnames)
         with self._write() as db:
             other = db.execute("SELECT id FROM tunnels WHERE name = ?", (name,)).fetchone()
             if other is not None:
-                raise TunnelConflictError(f"a tunnel named {name!r} already exists ({other[0]})")
+                raise records.name_conflict(name, other[0])
             db.execute(
                 "INSERT INTO tunnels (id, name, created_at, auth_key) VALUES (?, ?, ?, ?)",
                 (new.id, name, time.time(), new.auth_key),
@@ -245,7 +237,7 @@ class TunnelStore:
     def by_id(self, tunnel_id: str) -> TunnelRecord | None:
         """The tunnel with this UUID (any case), or ``None``; never looks names up, so what a
         connector sends as its tunnel ID cannot be a name (nor probe for one)."""
-        tid = canonical_id(tunnel_id)
+        tid = records.canonical_id(tunnel_id)
         if tid is None:
             return None
         with self._read() as db:
@@ -270,7 +262,7 @@ class TunnelStore:
         """The tunnel serving a request's host: an exact hostname first, then the most specific
         wildcard (``*.b.example.com`` before ``*.example.com``). Case and ``:port`` are ignored.
         """
-        candidates = host_candidates(host)
+        candidates = records.host_candidates(host)
         if not candidates:
             return None
         marks = ",".join("?" * len(candidates))
@@ -324,7 +316,7 @@ class TunnelStore:
 
     def add_hostname(self, id_or_name: str, hostname: str) -> TunnelRecord:
         """Route one more hostname (maybe ``*.domain``) to a tunnel; idempotent for its owner."""
-        (host,) = normalize_all([hostname])
+        (host,) = records.normalize_all([hostname])
         with self._write() as db:
             row = self._require(db, id_or_name)
             self._claim(db, row[0], host)
@@ -332,7 +324,7 @@ class TunnelStore:
 
     def remove_hostname(self, id_or_name: str, hostname: str) -> TunnelRecord:
         """Stop routing a hostname to a tunnel (no error if it was not routed there)."""
-        (host,) = normalize_all([hostname])
+        (host,) = records.normalize_all([hostname])
         with self._write() as db:
             row = self._require(db, id_or_name)
             db.execute("DELETE FROM hostnames WHERE hostname = ? AND tunnel_id = ?", (host, row[0]))
