@@ -31,8 +31,9 @@ from typing import Any
 import httpx
 
 import pq_quic_plugin
-from pq_quic_plugin.devcert import DevPKI
 from pq_quic_plugin.http3 import fetch
+
+from .loopback import TUNNEL_HOST, Chain, running_chain
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_APP = ROOT / "examples" / "asgi_app"
@@ -53,12 +54,12 @@ def _auth(entry: Mapping[str, Any]) -> str:
 
 
 def _columns(cells: tuple[str, ...], note: str = "") -> str:
-    padded = " ".join(f"{cell:<{width}}" for cell, width in zip(cells, _WIDTHS))
+    padded = " ".join(f"{cell:<{width}}" for cell, width in zip(cells, _WIDTHS, strict=True))
     return f"  {padded} {note}".rstrip()
 
 
-def _header() -> str:
-    return _columns(_HEADER)
+def _header(first: str = "client") -> str:
+    return _columns((first, *_HEADER[1:]))
 
 
 def _row(client: str, transport: str, entry: Mapping[str, Any], note: str = "") -> str:
@@ -167,20 +168,40 @@ async def _tunnel_rows(url: str, cafile: Path) -> list[str]:
     return rows
 
 
+def _chromium_lines(chain: Chain) -> str:
+    """The commands that open the tunnel in Chromium, trusting both test certificates.
+
+    Which one Chromium gets depends on the transport (docs/auth.md, "Browsers"): over TCP it
+    offers ML-DSA first and gets the ML-DSA-65 certificate, over HTTP/3 it offers no ML-DSA and
+    gets the ECDSA one. So both SPKI hashes are listed, ML-DSA first, in both commands.
+    """
+    spki = ",".join(p.spki_sha256_b64 for p in (chain.pq_pki, chain.pki) if p is not None)
+    browser = (
+        f"--host-resolver-rules='MAP {TUNNEL_HOST} 127.0.0.1' "
+        f"--ignore-certificate-errors-spki-list={spki} {chain.url}/"
+    )
+    return (
+        f"Open it in Chromium over HTTP/3 (through the tunnel; Chromium offers no ML-DSA over "
+        f"QUIC, so it gets the ECDSA certificate):\n  chromium --enable-quic "
+        f"--origin-to-force-quic-on={TUNNEL_HOST}:{chain.public_port} {browser}\n"
+        f"or over TCP (HTTP/2, post-quantum key exchange and ML-DSA-65 authentication):\n"
+        f"  chromium --disable-quic {browser}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__)
     parser.add_argument("--once", action="store_true", help="exit after the check")
     args = parser.parse_args(argv)
 
-    from .loopback import TUNNEL_HOST, running_chain
-
     work = Path(tempfile.mkdtemp(prefix="pq-demo-"))
     print(
         "Starting on loopback: origin (hypercorn-pq --pq, examples/asgi_app), "
-        "pq-tunnel edge, pq-tunnel connector --post-quantum ..."
+        "pq-tunnel edge, pq-tunnel connector --post-quantum; the edge and the origin hold an "
+        "ML-DSA-65 and an ECDSA certificate ..."
     )
-    with running_chain(work) as chain:
-        pki = chain.pki
+    with running_chain(work, ml_dsa_edge=True, ml_dsa_origin=True) as chain:
+        cafile = chain.cafile  # both CAs: each client verifies whichever certificate it gets
         origin = f"https://127.0.0.1:{chain.origin_port}"
         print(f"  origin    https://127.0.0.1:{chain.origin_port}  (HTTP/3 + TCP)")
         print(
@@ -192,26 +213,19 @@ def main(argv: list[str] | None = None) -> int:
             f"http://127.0.0.1:{chain.connector_metrics}/metrics"
         )
         print("\n1. Direct to the origin (what each client negotiated, as the server saw it):")
-        print(f"  {'client':<34} {'via':<8} {'group':<16} verdict")
-        for row in asyncio.run(_quic_rows(origin, pki)):
+        print(_header())
+        for row in asyncio.run(_quic_rows(origin, cafile)):
             print(row)
-        print(_niquests_row(origin, pki))
-        for row in asyncio.run(_tcp_rows(origin, pki)):
+        print(_niquests_row(origin, cafile))
+        for row in asyncio.run(_tcp_rows(origin, cafile)):
             print(row)
-        print(_stdlib_tcp_row(origin, pki))
+        print(_stdlib_tcp_row(origin, cafile))
         print("\n2. Through the tunnel (visitor -> edge -> connector -> origin), every hop:")
-        for row in asyncio.run(_tunnel_rows(chain.url, pki)):
+        print(_header("client, then each hop"))
+        for row in asyncio.run(_tunnel_rows(chain.url, cafile)):
             print(row)
-        browser = (
-            f"--host-resolver-rules='MAP {TUNNEL_HOST} 127.0.0.1' "
-            f"--ignore-certificate-errors-spki-list={pki.spki_sha256_b64} {chain.url}/"
-        )
-        print(
-            f"\nOpen it in Chromium over HTTP/3 (through the tunnel):\n  chromium --enable-quic "
-            f"--origin-to-force-quic-on={TUNNEL_HOST}:{chain.public_port} {browser}\n"
-            f"or over TCP (HTTP/2, post-quantum too):\n  chromium --disable-quic {browser}\n"
-            f"Edge status page: http://127.0.0.1:{chain.edge_metrics}/  Logs: {work}"
-        )
+        print(f"\n{_chromium_lines(chain)}")
+        print(f"Edge status page: http://127.0.0.1:{chain.edge_metrics}/  Logs: {work}")
         if args.once:
             return 0
         print("Serving until Ctrl-C.")
