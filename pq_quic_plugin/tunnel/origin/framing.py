@@ -30,6 +30,8 @@ from ..config import Service
 from .errors import OriginError
 
 __all__ = [
+    "FORBIDDEN_IN_VALUE",
+    "TCHAR",
     "FramedBody",
     "LengthChecked",
     "body_length",
@@ -39,8 +41,8 @@ __all__ = [
 ]
 
 #: RFC 9110 5.6.2 ``tchar``: what a header name may be made of.
-_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_FORBIDDEN_IN_VALUE = frozenset(b"\r\n\x00")
+TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+FORBIDDEN_IN_VALUE = frozenset(b"\r\n\x00")
 
 
 def latin1(text: str, what: str) -> bytes:
@@ -63,10 +65,10 @@ def wire_headers(headers: Sequence[tuple[str, str]], *, lower: bool) -> list[tup
         key = latin1(name.strip(), "header name")
         if lower:
             key = key.lower()
-        if not key or not _TCHAR.issuperset(key):
+        if not key or not TCHAR.issuperset(key):
             raise OriginError(400, f"the request header name {key[:64]!r} is not a valid token")
         data = latin1(value, f"header {key.decode()}").strip(b" \t")
-        if _FORBIDDEN_IN_VALUE.intersection(data):
+        if FORBIDDEN_IN_VALUE.intersection(data):
             raise OriginError(400, f"the request header {key.decode()} has CR, LF or NUL")
         out.append((key, data))
     return out

@@ -1,13 +1,25 @@
 """HTTP/2 to ``https://`` origins that offer it by ALPN (the ``h2`` library over TLS on TCP).
 
 One connection per origin carries every request at once, each on its own stream. Flow control
-is what bounds memory: a stream's response data is acknowledged (WINDOW_UPDATE) only when the
-caller takes it, so at most :data:`STREAM_WINDOW` bytes of one response wait in memory, and a
-request body is sent only as far as the origin's windows allow, so a slow origin slows the
-visitor down. The connection's own window is large (:data:`CONNECTION_WINDOW`) so a few slow
-readers do not stall the other streams. Cancelling a request resets its stream (RST_STREAM
-CANCEL); the connection stays up for the others. This module is the connection; one request's
-life on it is :mod:`.h2_request`.
+is what bounds memory: a stream's response data is acknowledged (WINDOW_UPDATE, for the stream
+and the connection alike) only when the caller takes it, so at most :data:`STREAM_WINDOW` bytes
+of one response wait in memory, and a request body is sent only as far as the origin's windows
+allow, so a slow origin slows the visitor down.
+
+No visitor's stall may stall another's request, and the connection's window is shared: so it
+is as large as every stream's window together (:data:`CONNECTION_WINDOW` =
+:data:`MAX_STREAMS` x :data:`STREAM_WINDOW`), and no more than :data:`MAX_STREAMS` streams are
+open at once. Streams whose readers took nothing hold at most their own windows, and there is
+always connection window left for the others. (It used to be 16 MiB: 16 stalled downloads held
+all of it and every other response on the connection stopped.) Memory stays bounded by the
+stream windows: :data:`STREAM_WINDOW` per open stream, at most ``MAX_STREAMS`` of them. The
+alternatives were weighed: giving connection credit back on arrival bounds memory the same way
+but needs our own WINDOW_UPDATE batching beside h2's; opening another connection when the
+window is tied up needs the pool to track windows, and spreads one origin over many
+connections. A larger window costs nothing until data is really held.
+
+Cancelling a request resets its stream (RST_STREAM CANCEL); the connection stays up for the
+others. This module is the connection; one request's life on it is :mod:`.h2_request`.
 
 A response whose body breaks its framing costs that one stream, not the connection: the ``h2``
 library treats a body that does not match ``Content-Length`` as an error of the whole
@@ -40,11 +52,13 @@ from ..config import Service
 from ..headers import forwardable
 from .errors import OriginError, plain
 from .h1 import READ_CHUNK
+from .h2_head import head_problem
 from .request import OriginHop, PeekedBody
 
 __all__ = [
     "CONNECTION_WINDOW",
     "MAX_FRAME_SIZE",
+    "MAX_STREAMS",
     "STREAM_WINDOW",
     "H2Session",
     "OriginStream",
@@ -54,8 +68,11 @@ __all__ = [
 
 #: The most of one response body held unread: the stream receive window we grant.
 STREAM_WINDOW = 1024 * 1024
-#: The connection's receive window, shared by all streams.
-CONNECTION_WINDOW = 16 * 1024 * 1024
+#: The most streams open at once on one connection (fewer if the origin says so).
+MAX_STREAMS = 100
+#: The connection's receive window, shared by all streams: room for every stream's whole
+#: window, so streams whose readers stalled never hold it all (100 MiB, under HTTP/2's 2 GiB).
+CONNECTION_WINDOW = MAX_STREAMS * STREAM_WINDOW
 #: The request and response headers we accept from an origin, in bytes (HPACK-decoded).
 MAX_HEADER_LIST = 256 * 1024
 #: The largest DATA frame the origin may send us (HTTP/2's default is 16 KiB): fewer, larger
@@ -122,9 +139,13 @@ class H2Session:
         # pseudo-headers first and known, ``:authority`` and ``:path`` present) hold by
         # construction in :func:`~.h2_request.send_request` (``forwardable`` and
         # ``wire_headers``, which also check what h2 does not), so they are not run twice per
-        # request. Normalising stays on: it marks credentials never-indexed in HPACK.
+        # request. Normalising stays on: it marks credentials never-indexed in HPACK. Inbound
+        # validation is ours, per stream (:mod:`.h2_head`): h2's fails the whole connection.
         config = h2.config.H2Configuration(
-            client_side=True, header_encoding=None, validate_outbound_headers=False
+            client_side=True,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            validate_inbound_headers=False,
         )
         self.conn = h2.connection.H2Connection(config)
         self.conn.local_settings = h2.settings.Settings(
@@ -262,23 +283,44 @@ class H2Session:
         with contextlib.suppress(Exception):
             self.writer.close()
 
+    def _head(self, stream: OriginStream, raw: list[tuple[bytes, bytes]]) -> None:
+        """The final response head arrived: checked (:func:`~.h2_head.head_problem`), then
+        kept for the caller as text without the fields no hop forwards."""
+        problem = head_problem(raw)
+        if problem is not None:
+            self._malformed(stream, f"malformed response head: {problem}")
+            return
+        headers = [(bytes(k).decode("latin-1"), bytes(v).decode("latin-1")) for k, v in raw]
+        status = int(next(v for k, v in headers if k == ":status"))  # three digits: checked
+        lengths = [v for k, v in headers if k == "content-length"]
+        broken = stream.framing.head(status, lengths)
+        if broken is not None:
+            self._malformed(stream, f"malformed response head: {broken}")
+            return
+        stream.status = status
+        stream.headers = forwardable(headers)  # drops pseudo-headers and hop-by-hop ones
+        stream.wake()
+
+    def _malformed(self, stream: OriginStream, reason: str) -> None:
+        """A stream error (RFC 9113 8.1.1): reset this stream only (PROTOCOL_ERROR); its
+        caller fails with ``reason`` (a 502 before the head, a cut-off body after it)."""
+        stream.error = reason
+        with contextlib.suppress(h2.exceptions.ProtocolError, KeyError):
+            self.conn.reset_stream(stream.id, ErrorCodes.PROTOCOL_ERROR)
+        stream.wake()
+
     def _dispatch(self, event: Any) -> None:
         stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
         if isinstance(event, h2.events.ResponseReceived) and stream is not None:
-            headers = [
-                (bytes(k).decode("latin-1"), bytes(v).decode("latin-1")) for k, v in event.headers
-            ]
-            for name, value in headers:
-                if name == ":status":
-                    stream.status = int(value)
-            stream.headers = forwardable(headers)  # drops pseudo-headers and hop-by-hop ones
-            lengths = [v for k, v in headers if k == "content-length"]
-            broken = stream.framing.head(stream.status, lengths)
-            if broken is not None:
-                stream.status, stream.error = 0, f"malformed response head: {broken}"
-                with contextlib.suppress(h2.exceptions.ProtocolError, KeyError):
-                    self.conn.reset_stream(stream.id, ErrorCodes.PROTOCOL_ERROR)
-            stream.wake()
+            self._head(stream, event.headers)
+        elif isinstance(event, h2.events.InformationalResponseReceived) and stream is not None:
+            problem = head_problem(event.headers)  # not passed on, but part of the response
+            if problem is not None:
+                self._malformed(stream, f"malformed response head: {problem}")
+        elif isinstance(event, h2.events.TrailersReceived) and stream is not None:
+            problem = head_problem(event.headers, trailers=True)  # never passed on
+            if problem is not None:
+                self._malformed(stream, f"malformed trailers: {problem}")
         elif isinstance(event, h2.events.DataReceived):
             if stream is None or stream.closed_by_us:
                 self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
@@ -286,7 +328,7 @@ class H2Session:
                 stream.data.append((bytes(event.data or b""), event.flow_controlled_length))
                 stream.wake()
         elif isinstance(event, h2.events.StreamEnded) and stream is not None:
-            stream.ended = True
+            stream.ended = stream.error is None  # a malformed response does not end well
             stream.wake()
         elif isinstance(event, h2.events.StreamReset) and stream is not None:
             if not stream.ended or stream.status == 0:
@@ -330,12 +372,15 @@ class H2Session:
         while True:
             if not self.usable:
                 raise StreamRefused(self.closed_reason or "the origin is closing the connection")
-            limit = self.conn.remote_settings.max_concurrent_streams
-            if self.conn.open_outbound_streams < limit:
+            # The origin's limit counts streams open on the wire; ours counts every stream a
+            # caller has not finished with, a complete response still unread included: that is
+            # what holds connection window.
+            origin_limit = self.conn.remote_settings.max_concurrent_streams
+            if self.conn.open_outbound_streams < origin_limit and len(self.streams) < MAX_STREAMS:
                 break
+            limit = min(origin_limit, MAX_STREAMS)
             await self._await_capacity(
-                deadline,
-                f"no HTTP/2 stream free within {timeout:g}s (the origin allows {limit} at once)",
+                deadline, f"no HTTP/2 stream free within {timeout:g}s ({limit} are open at once)"
             )
         try:
             stream_id = self.conn.get_next_available_stream_id()
