@@ -17,19 +17,6 @@ from wsproto.events import (
 )
 
 
-def websocket_roundtrip(
-    ip: str,
-    port: int,
-    host: str,
-    path: str,
-    cafile: Path,
-    messages: list[str | bytes],
-    timeout: float = 15,
-) -> list[str | bytes]:
-    """Connect, send each message, collect one echo per message, close."""
-    return websocket_exchange(ip, port, host, path, cafile, messages, timeout)[0]
-
-
 def websocket_exchange(
     ip: str,
     port: int,
@@ -39,8 +26,8 @@ def websocket_exchange(
     messages: list[str | bytes],
     timeout: float = 15,
 ) -> tuple[list[str | bytes], int | None]:
-    """As :func:`websocket_roundtrip`, and the code of the server's close (None if it did
-    not close first)."""
+    """Connect, send each message, collect one echo per message, close. Returns the echoes and
+    the code of the server's close (None if it did not close first)."""
     ctx = ssl.create_default_context(cafile=str(cafile))
     ctx.set_alpn_protocols(["http/1.1"])
     raw = socket.create_connection((ip, port), timeout=timeout)
