@@ -230,3 +230,34 @@ def test_bulk_up_and_down_intact(server: Any, pki: DevPKI, http2: bool) -> None:
     print(f"{BULK_MB} MB up {BULK_MB / up_s:.0f} MB/s, down {BULK_MB / down_s:.0f} MB/s")
     assert up == {"length": size, "sha256": upload_digest.hexdigest()}
     assert received == size and down_digest == _expected_sha256(size)
+
+
+def test_the_request_limit_never_strands_a_response_in_flight(server: Any, pki: DevPKI) -> None:
+    """2,100 HTTP/2 requests, 8 at a time, on one connection: past hypercorn's
+    ``keep_alive_max_requests`` (1,000) its GOAWAY came at once, h2 sent no response after it,
+    and the requests in flight got nothing until the keep-alive timeout closed the connection.
+    hypercorn-pq no longer ends HTTP/2 connections after a number of requests
+    (hypercorn_binding/h2_streams.py says why)."""
+
+    async def visit() -> tuple[int, float, set[str]]:
+        slowest, done, versions = 0.0, 0, set()
+        left = iter(range(2_100))
+        async with pq_client(pki, http2=True, timeout=20) as client:
+
+            async def worker() -> None:
+                nonlocal slowest, done
+                for _ in left:  # the short wait keeps responses in flight
+                    started = time.monotonic()
+                    resp = await client.get(_url(server, "/slow?delay=0.005"))
+                    assert resp.status_code == 200 and resp.content == b"slow"
+                    versions.add(resp.http_version)
+                    slowest = max(slowest, time.monotonic() - started)
+                    done += 1
+
+            await asyncio.gather(*(worker() for _ in range(8)))
+        return done, slowest, versions
+
+    done, slowest, versions = asyncio.run(visit())
+    assert (done, versions) == (2_100, {"HTTP/2"})
+    assert slowest < 2.5, f"a request took {slowest:.2f} s (a response stranded by a GOAWAY)"
+    assert "Traceback" not in server[1].log()

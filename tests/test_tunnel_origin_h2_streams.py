@@ -24,7 +24,11 @@ from origin_support import BIG, MB, Memory, Origins, expected_sha256, read_all, 
 
 from pq_quic_plugin.tunnel.headers import HOP_BY_HOP
 from pq_quic_plugin.tunnel.origin import OriginClient, OriginRequest
-from pq_quic_plugin.tunnel.origin.h2 import CONNECTION_WINDOW, MAX_STREAMS, STREAM_WINDOW
+from pq_quic_plugin.tunnel.origin.h2 import (
+    CONNECTION_WINDOW,
+    MAX_STREAMS,
+    STREAM_WINDOW,
+)
 from pq_quic_plugin.tunnel.origin.h2_head import CONNECTION_SPECIFIC
 from tools.loopback import free_port, start, stop
 from tools.readiness import wait_listening
@@ -175,6 +179,36 @@ def test_stalled_readers_never_stall_another_download(origins: Origins) -> None:
     bound = STALLED * STREAM_WINDOW + 4 * MB  # the stream windows, plus the client's own
     assert held < bound, f"{held} bytes held by {STALLED} stalled readers (bound {bound})"
     assert peak < bound + 4 * MB, f"{peak} bytes at the peak of the other download"
+
+
+def test_no_request_waits_on_a_connection_the_origin_recycles(origins: Origins) -> None:
+    """2,100 requests, 8 at a time, over the shared connection to a hypercorn origin, which
+    ends a connection after 1,000 requests with a GOAWAY after which it sends no response still
+    in flight: those requests waited 5 s (its keep-alive timeout) and were retried, every 1,000
+    requests (about half the requests/s through the tunnel in bench/tunnel.py). The connector
+    now moves to a new connection after MAX_REQUESTS, so the origin never gets there."""
+    total, at_once = 2_100, 8  # past two of the origin's 1,000-request limits
+
+    async def go(client: OriginClient) -> list[float]:
+        loop = asyncio.get_running_loop()
+        times: list[float] = []
+        left = iter(range(total))
+
+        async def worker() -> None:  # a short wait at the origin keeps responses in flight
+            for _ in left:
+                started = loop.time()
+                request = origins.request("h2", "/slow?delay=0.01", body=None)
+                response = await client.request(request)
+                assert response.status == 200
+                await read_all(response)
+                times.append(loop.time() - started)
+
+        await asyncio.gather(*(worker() for _ in range(at_once)))
+        return times
+
+    times = run(go)
+    assert len(times) == total
+    assert max(times) < 2.5, f"slowest request {max(times):.2f} s (stranded by a GOAWAY)"
 
 
 def test_the_connection_window_covers_every_streams_window() -> None:

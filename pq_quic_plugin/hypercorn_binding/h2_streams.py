@@ -16,12 +16,25 @@ response piles up in the server's memory (measured: 512 MB for a client that upl
 endpoint and never reads). Here the buffer releases the app only when what is *left* in it is
 below one frame, so the app waits for the client's window as it does over HTTP/1.1 and HTTP/3.
 
+After ``keep_alive_max_requests`` requests (1,000 by default) hypercorn ends an HTTP/2
+connection with a GOAWAY at once, and h2 sends nothing after its GOAWAY: the responses still in
+flight on that connection were never sent, and their clients waited for the keep-alive timeout
+(5 s) to learn the connection was gone (a proxy such as the tunnel's connector then retried;
+a browser shows an error). Sending that GOAWAY only when no response is in flight does not
+help: under steady load the client's next requests are already on the wire, above the GOAWAY's
+last stream, and httpx (for one) fails them instead of retrying; RFC 9113's graceful two-step
+GOAWAY is not possible with h2, which sends nothing after its first. So hypercorn-pq does not
+end HTTP/2 connections after a number of requests; idle ones still close after the keep-alive
+timeout, and HTTP/1.1 keeps the limit (there it is a clean ``Connection: close``).
+
 Installed per connection by :mod:`.hooks`; hypercorn is not edited.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import sys
 from typing import Any
 
 import h2.errors
@@ -38,6 +51,9 @@ def harden_h2(protocol: H2Protocol) -> None:
     response buffers."""
     stock_stream_send = protocol.stream_send
     bounded: set[int] = set()  # HTTP/2 never reuses a stream id
+    config = copy.copy(protocol.config)
+    config.keep_alive_max_requests = sys.maxsize  # hypercorn's own GOAWAY strands responses
+    protocol.config = config
 
     async def stream_send(event: Any) -> None:
         if isinstance(event, (Body, Data)) and event.stream_id not in bounded:

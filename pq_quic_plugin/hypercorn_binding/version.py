@@ -106,10 +106,15 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     *names_of(Config, _H3, "max_app_queue_size"),
     *names_of(AsyncioWorkerContext, _H3, "sleep", instance="terminated"),
     # h2_streams.py wraps H2Protocol.stream_send and resets what the app left unfinished; it
-    # replaces each stream buffer's pop (which the send loop calls) with a watermark version.
+    # replaces each stream buffer's pop (which the send loop calls) with a watermark version,
+    # and turns off the request limit's GOAWAY on its copy of the config.
     *names_of(
-        H2Protocol, _H2, "stream_send _flush", instance="stream_buffers streams connection priority"
+        H2Protocol,
+        _H2,
+        "stream_send _flush",
+        instance="stream_buffers streams connection priority config",
     ),
+    *names_of(Config, _H2, "keep_alive_max_requests"),
     *names_of(StreamBuffer, _H2, "close pop", instance="_complete buffer _paused _is_empty"),
     *names_of(hypercorn_h2, _H2, "BUFFER_LOW_WATER"),
     # config.py overrides the one method both workers take their TCP TLS from; tcp.py carries

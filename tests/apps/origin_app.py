@@ -20,10 +20,11 @@ Served by hypercorn (plain HTTP/1.1) or ``python -m pq_quic_plugin.hypercorn_bin
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from typing import Any
+
+import anyio
 
 from pq_quic_plugin.asgi.types import lifespan
 
@@ -117,7 +118,7 @@ async def http(scope: dict, receive: Any, send: Any) -> None:
         await _body(send, body)
         return
     if path == "/stall":
-        await asyncio.sleep(5)  # longer than the test's timeout; short enough for shutdown
+        await anyio.sleep(5)  # longer than the test's timeout; short enough for shutdown
         await _start(send, 200, [(b"content-type", b"text/plain")])
         await _body(send, b"stalled")
         return
@@ -137,7 +138,7 @@ async def http(scope: dict, receive: Any, send: Any) -> None:
         return
     if path == "/slow":
         query = dict(p.split("=", 1) for p in scope["query_string"].decode().split("&") if "=" in p)
-        await asyncio.sleep(float(query.get("delay", "5")))
+        await anyio.sleep(float(query.get("delay", "5")))  # anyio: trio workers run this too
         await _start(send, 200, [(b"content-type", b"text/plain")])
         await _body(send, b"slow")
         return

@@ -70,6 +70,9 @@ __all__ = [
 STREAM_WINDOW = 1024 * 1024
 #: The most streams open at once on one connection (fewer if the origin says so).
 MAX_STREAMS = 100
+#: Requests per connection; then the next opens a new one. Servers stop at 1,000 (hypercorn,
+#: nginx), hypercorn with a GOAWAY that strands the responses in flight for its 5 s keep-alive.
+MAX_REQUESTS = 1000
 #: The connection's receive window, shared by all streams: room for every stream's whole
 #: window, so streams whose readers stalled never hold it all (100 MiB, under HTTP/2's 2 GiB).
 CONNECTION_WINDOW = MAX_STREAMS * STREAM_WINDOW
@@ -163,7 +166,8 @@ class H2Session:
         self.conn.max_inbound_frame_size = MAX_FRAME_SIZE
         self.streams: dict[int, OriginStream] = {}
         self.closed_reason: str | None = None
-        self.draining = False  # no new streams: GOAWAY received, or retired by the pool
+        self.draining = False  # no new streams: GOAWAY, MAX_REQUESTS, or retired by the pool
+        self.requests = 0
         self._closing: asyncio.Task[None] | None = None
         self.idle_since = time.monotonic()
         self._capacity = asyncio.Event()  # a stream slot or send window may have opened
@@ -398,6 +402,9 @@ class H2Session:
                 502, f"origin {self.service.text}: cannot send this request over HTTP/2: {exc}"
             ) from None
         self.streams[stream_id] = stream
+        self.requests += 1
+        if self.requests >= MAX_REQUESTS:
+            self.draining = True  # the pool opens the next one; this closes once idle
         self._flush()
         return stream
 
