@@ -15,6 +15,7 @@ skips that.
 from __future__ import annotations
 
 import h2.connection
+import hpack.hpack
 import hyperframe.frame
 
 from ..host_internals import SKIP_ENV, Internal, Release, check_releases
@@ -42,6 +43,9 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     # The one caller that matters: facade.py is worth having only while h2 formats every
     # received frame there; not called or wrapped, only checked so a change is noticed.
     Internal(h2.connection.H2Connection, "_receive_frame", _FACADE, params=("self", "frame")),
+    # facade.py replaces hpack's module logger (hpack's release is h2's to choose: h2 4.x
+    # requires hpack 4.x, so a missing name is reported against h2).
+    Internal(hpack.hpack, "log", _FACADE),
 )
 
 
