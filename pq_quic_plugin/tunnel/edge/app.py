@@ -28,6 +28,7 @@ from ..observer import NO_OBSERVER, Observer
 from ..ops.relay_counts import counted as _counted
 from ..ops.relay_counts import counting as _counting
 from ..wire import MAX_FRAME, FrameType, ProtocolError, StreamReset
+from .host_cache import HostCache
 from .limits import InFlight, Limits, Refusal, visitor_key
 from .registry import LiveConnection, Registry
 from .relay import UploadEnd, pump_request, relay_response
@@ -62,6 +63,7 @@ class EdgeApp:
         limits: Limits | None = None,
     ) -> None:
         self.store = store
+        self.hosts = HostCache(store.by_hostname)
         self.registry = registry
         self.observer = observer
         self.reports = reports if reports is not None else PqReports(store)
@@ -79,7 +81,7 @@ class EdgeApp:
             await _refuse(scope, send, request)
             return
         host = request.host
-        record = self.store.by_hostname(host) if host else None
+        record = self.hosts.lookup(host) if host else None
         if record is None:
             await self._own_pages(scope, receive, send, host)
             return
