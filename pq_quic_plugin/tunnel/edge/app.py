@@ -19,6 +19,8 @@ import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
+from wsproto.frame_protocol import CloseReason
+
 from ...asgi.scope import connection_facts
 from ...asgi.types import Receive, Scope, Send, lifespan
 from ..cluster.route import NO_CONNECTION_STATUS, PeerRoute
@@ -47,7 +49,7 @@ Route = LiveConnection | PeerRoute
 #: Requests a relay may send to a second edge when the first failed before the response head
 #: (and they have no body: one streamed to the first edge cannot be sent again).
 #: WebSocket close code for a message larger than one tunnel frame (RFC 6455, 7.4.1).
-MESSAGE_TOO_BIG = 1009
+MESSAGE_TOO_BIG = int(CloseReason.MESSAGE_TOO_BIG)
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 

@@ -26,6 +26,7 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
+from wsproto.frame_protocol import CloseReason
 
 from ..config import Service
 from ..headers import find, forwardable
@@ -57,7 +58,7 @@ REFUSAL_BODY = 65536
 #: one closes the WebSocket with 1009 "message too big" instead of being buffered whole.
 MAX_MESSAGE = 1 << 20
 #: WebSocket close code for a message over the limit (RFC 6455 7.4.1).
-MESSAGE_TOO_BIG = 1009
+MESSAGE_TOO_BIG = int(CloseReason.MESSAGE_TOO_BIG)
 
 
 async def open_websocket(
