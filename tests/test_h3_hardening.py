@@ -47,6 +47,13 @@ def server(request, pki, tmp_path_factory):  # type: ignore[no-untyped-def]
         yield port, proc
 
 
+def _raw_client(pki: Any, port: int, protocol: type[QuicConnectionProtocol]) -> Any:
+    """An HTTP/3 connection to the server whose frames the test writes itself."""
+    config = client_configuration("require", cafile=str(pki.ca_cert), server_name="localhost")
+    config.alpn_protocols = H3_ALPN
+    return connect("127.0.0.1", port, configuration=config, create_protocol=protocol)
+
+
 def _send_get(h3: H3Connection, authority: str, path: str, end_stream: bool) -> int:
     """A GET's HEADERS on a new request stream; returns the stream's ID."""
     stream_id = quic_of(h3).get_next_available_stream_id()
@@ -88,11 +95,7 @@ def test_a_late_fin_does_not_kill_the_listener(server, pki) -> None:  # type: ig
     port, proc = server
 
     async def scenario() -> tuple[int, int]:
-        config = client_configuration("require", cafile=str(pki.ca_cert), server_name="localhost")
-        config.alpn_protocols = H3_ALPN
-        async with connect(
-            "127.0.0.1", port, configuration=config, create_protocol=_LateFinClient
-        ) as client:
+        async with _raw_client(pki, port, _LateFinClient) as client:
             assert isinstance(client, _LateFinClient)
             client.get(f"localhost:{port}", "/api/connection")
             await asyncio.wait_for(client.done, 15)
@@ -201,11 +204,7 @@ def test_an_answer_to_a_stopped_stream_does_not_kill_the_listener(server, pki) -
     port, proc = server
 
     async def scenario() -> int:
-        config = client_configuration("require", cafile=str(pki.ca_cert), server_name="localhost")
-        config.alpn_protocols = H3_ALPN
-        async with connect(
-            "127.0.0.1", port, configuration=config, create_protocol=_StopSendingClient
-        ) as client:
+        async with _raw_client(pki, port, _StopSendingClient) as client:
             assert isinstance(client, _StopSendingClient)
             client.get_and_stop(f"localhost:{port}", "/slow?seconds=1.5")
             # Gone here once the server's RESET_STREAM arrived: the server forgets the stream
