@@ -175,8 +175,8 @@ def test_the_tunnel_programs_apply_it(
 
 def test_hpack_makes_no_logging_call_per_header_when_applied(restored: None) -> None:
     """hpack's module logger is replaced by one that drops debug lines: encoding and decoding a
-    request head make no call into ``logging`` (before: about 50 per request on a tunnel link,
-    5 % of the connector's CPU), and the headers still round-trip."""
+    request head make no call into ``logging`` (before: about 50 per request on a tunnel link),
+    and the headers still round-trip."""
     import logging
 
     import hpack
