@@ -145,9 +145,12 @@ def test_stalled_streams_cost_next_to_nothing(pki: DevPKI) -> None:
     datagrams, iterations, cpu = run(_stall_measurement(pki))
     print(f"{datagrams} datagrams, {iterations} loop iterations, {cpu:.3f} CPU-s in 2 s")
     assert datagrams < 10, f"{datagrams} datagrams in {WINDOW_SECONDS:g} s of stall"
-    # 20 writers, a few safety-net checks a second each: about 40 iterations in 2 s (before:
-    # one every 20 ms each, which the loop batches into about 400).
-    assert iterations < 150, f"{iterations} event-loop iterations"
+    # Each of the 20 writers checks at most every 0.25 s once stalled (send_backpressure's idle
+    # wait): at most 20 x (2 / 0.25 + 1) = 180 wake-ups if no two share a loop iteration, plus
+    # the connections' own timers; the loop usually batches them into 50-200 (measured). Before:
+    # one check every 20 ms each, about 400 iterations even batched. (The bound was 150, under
+    # the unbatched ceiling, and CI once measured 178.)
+    assert iterations < 220, f"{iterations} event-loop iterations"
     assert cpu < 0.2, f"{cpu:.3f} CPU-s in {WINDOW_SECONDS:g} s of stall"
 
 
