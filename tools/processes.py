@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,18 +21,60 @@ from pathlib import Path
 LOG_TAIL_LINES = 40
 
 
+#: Where :func:`free_port` looks when the kernel's ephemeral range cannot be read.
+_DEFAULT_EPHEMERAL = (32768, 60999)
+#: The lowest port :func:`free_port` hands out (well clear of the registered services below it).
+_LOWEST_PORT = 10000
+#: Ports this process has handed out, never handed out twice (a server may not have bound yet).
+_handed_out: set[int] = set()
+_random = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        low, high = (int(part) for part in text.split())
+        return low, high
+    except (OSError, ValueError):
+        return _DEFAULT_EPHEMERAL
+
+
+def _bindable(port: int) -> bool:
+    """Whether TCP and UDP can both bind ``port`` on 127.0.0.1 (HTTP/3 shares the TCP port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                tcp.bind(("127.0.0.1", port))
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (HTTP/3 shares the TCP port)."""
-    for _ in range(50):
+    """A port free for both TCP and UDP on 127.0.0.1, chosen *below* the ephemeral range.
+
+    Why not "bind port 0 and close": the kernel hands that same range to every outgoing
+    connection and every port-0 bind on the machine, so between our close and the server's bind
+    a client socket of another test can take it. CI once failed exactly so ("address already in
+    use" for an edge's port). Below the ephemeral range the kernel never assigns a port by
+    itself; this process never hands one out twice; the choice is random, so two processes
+    picking at once almost never meet.
+    """
+    low, _ = _ephemeral_range()
+    if low - 1 > _LOWEST_PORT:
+        for _ in range(500):
+            port = _random.randint(_LOWEST_PORT, low - 1)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
+    for _ in range(50):  # no room below the ephemeral range: the kernel's choice, still unique
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             tcp.bind(("127.0.0.1", 0))
             port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
     raise RuntimeError("no free port")
 
 
