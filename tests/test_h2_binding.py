@@ -17,6 +17,7 @@ from typing import Any
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import hyperframe.frame as frames
 import pytest
 from internals_util import checks_enabled, is_private  # noqa: F401 (autouse fixture)
@@ -200,3 +201,51 @@ def test_hpack_makes_no_logging_call_per_header_when_applied(restored: None) -> 
     finally:
         logging.Logger.debug = stock_debug  # type: ignore[method-assign]
     assert before > 0 and after == 0, (before, after)
+
+
+# ------------------------------------------------------------------ stream_length.py
+
+_REQUEST = [(":method", "GET"), (":scheme", "https"), (":authority", "a"), (":path", "/")]
+
+
+def _answered(lengths: list[bytes], body: bytes | None, make: Any = None) -> tuple[Any, list[Any]]:
+    """A client connection (the binding's unless ``make`` says otherwise) asks; a real h2
+    server answers with these ``content-length`` fields and ``body``. The client and its
+    events."""
+    client = (make or h2_binding.client_connection)(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=False, validate_outbound_headers=False)
+    )
+    client.initiate_connection()
+    server.initiate_connection()
+    client.send_headers(1, _REQUEST, end_stream=True)
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    head = [(b":status", b"200")] + [(b"content-length", v) for v in lengths]
+    server.send_headers(1, head)
+    if body is not None:
+        server.send_data(1, body, end_stream=True)
+    return client, client.receive_data(server.data_to_send())
+
+
+@pytest.mark.parametrize("lengths", [[b"abc"], [b"-1"], [b"2, 2"], [b"2", b"3"]])
+def test_a_content_length_h2_cannot_read_is_left_to_the_client(lengths: list[bytes]) -> None:
+    """Plain h2 ends the connection (ProtocolError while reading the head); the binding's
+    client connection hands the head over, for the caller to refuse and reset one stream."""
+    with pytest.raises(h2.exceptions.ProtocolError, match="content-length"):
+        _answered(lengths, None, make=h2.connection.H2Connection)
+    client, events = _answered(lengths, None)
+    heads = [e for e in events if isinstance(e, h2.events.ResponseReceived)]
+    assert heads and [v for k, v in heads[0].headers if k == b"content-length"] == lengths
+    client.reset_stream(1)  # what the connector does; the connection is still usable
+    client.send_headers(3, _REQUEST, end_stream=True)
+    assert client.data_to_send()
+
+
+def test_a_readable_content_length_is_still_checked_by_h2() -> None:
+    """A valid length that the body contradicts is still h2's error, exactly as before (the
+    connector's framing judges DATA frames first; h2's check stays as a second line)."""
+    with pytest.raises(h2.exceptions.InvalidBodyLengthError):
+        _answered([b"5"], b"ok")
+    _, events = _answered([b"2"], b"ok")
+    assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived)) == b"ok"

@@ -143,6 +143,36 @@ def test_a_body_short_of_its_length_fails_only_its_own_request(hostile: Origins,
     assert digest == expected_sha256(DOWNLOAD)
 
 
+@pytest.mark.parametrize("kind", SHARED)
+@pytest.mark.parametrize("query", ["value=abc", "value=-1", "value=2&also=3", "value=2,2"])
+def test_a_content_length_that_is_not_a_number_fails_only_its_own_request(
+    hostile: Origins, kind: str, query: str
+) -> None:
+    """A response head whose Content-Length cannot be read (not digits, or two that differ) is
+    malformed (RFC 9113 8.1.1): a 502 for that request, and the connection it shares with a
+    download carries on (h2 used to end the whole connection while reading the head). The
+    same length repeated (``2,2``, which h2 refused too) is one length to the connector's
+    framing (RFC 9110 8.6 allows either reading): over HTTP/2 the response arrives whole;
+    aioquic refuses it for HTTP/3 as a stream error, which is a 502 for that request alone."""
+
+    async def go(client: OriginClient) -> tuple[str, Any, int]:
+        async def answer() -> bytes:
+            path = f"/bad-length?{query}"
+            return await read_all(await client.request(hostile.request(kind, path, body=None)))
+
+        digest, outcome = await beside_a_download(client, hostile, kind, answer)
+        return digest, outcome, client.quic_sessions + client.h2_sessions
+
+    digest, outcome, sessions = run(go)
+    if query == "value=2,2" and kind == "h2":
+        assert outcome == b"ok", outcome
+    else:
+        assert isinstance(outcome, OriginError) and outcome.status == 502, outcome
+        assert "content-length" in str(outcome).lower(), outcome
+    assert digest == expected_sha256(DOWNLOAD)
+    assert sessions == 1
+
+
 # ----------------------------------------------------------- finding 2: TE + CL
 
 

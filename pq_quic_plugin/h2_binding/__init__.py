@@ -11,5 +11,6 @@ from .version import check_h2_binding
 check_h2_binding()
 
 from .facade import applied, apply, restore  # noqa: E402
+from .stream_length import client_connection  # noqa: E402
 
-__all__ = ["applied", "apply", "restore"]
+__all__ = ["applied", "apply", "client_connection", "restore"]

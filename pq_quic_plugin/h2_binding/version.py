@@ -15,6 +15,7 @@ skips that.
 from __future__ import annotations
 
 import h2.connection
+import h2.stream
 import hpack.hpack
 import hyperframe.frame
 
@@ -35,6 +36,7 @@ H2_SUPPORTED = ((4, 1), (4, 5))
 HYPERFRAME_SUPPORTED = ((6, 0), (6, 2))
 
 _FACADE = "h2_binding/facade.py"
+_STREAM_LENGTH = "h2_binding/stream_length.py"
 
 #: Every private name of h2 and hyperframe the binding relies on.
 REQUIRED_INTERNALS: tuple[Internal, ...] = (
@@ -46,6 +48,18 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     # facade.py replaces hpack's module logger (hpack's release is h2's to choose: h2 4.x
     # requires hpack 4.x, so a missing name is reported against h2).
     Internal(hpack.hpack, "log", _FACADE),
+    # stream_length.py: the client connection's streams are a subclass whose content-length
+    # reading does not raise (the stream's ``_expected_content_length`` set to None instead).
+    Internal(
+        h2.connection.H2Connection,
+        "_begin_new_stream",
+        _STREAM_LENGTH,
+        params=("self", "stream_id", "allowed_ids"),
+    ),
+    Internal(
+        h2.stream.H2Stream, "_initialize_content_length", _STREAM_LENGTH, params=("self", "headers")
+    ),
+    Internal(h2.stream.H2Stream, "_expected_content_length", _STREAM_LENGTH, instance=True),
 )
 
 

@@ -5,6 +5,8 @@ Everything of origin_app.py (``/bytes/N``, ``/headers``, ``/ws``, ...), plus:
 * ``GET /bodiless/S?length=L``: status S (204 or 304) with ``content-length: L`` and no body,
   as RFC 9110 allows for a 304 (the length of the representation it stands for).
 * ``GET /short``: ``content-length: 1000`` and only 500 bytes of body (a broken origin).
+* ``GET /bad-length?value=V[&also=W]``: ``content-length: V`` (and a second field ``W``) on a
+  two-byte body: an origin whose length cannot be read.
 * ``GET /obs-text``: a response header whose value has bytes above 0x7F.
 * ``/ws-big?size=N``: a WebSocket that sends one binary message of N bytes, then echoes.
 """
@@ -34,6 +36,11 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
     elif scope["type"] == "http" and path == "/short":
         await _start(send, 200, [(b"content-length", b"1000")])
         await send({"type": "http.response.body", "body": b"x" * 500})
+    elif scope["type"] == "http" and path == "/bad-length":
+        query = _query(scope)
+        lengths = [query["value"]] + ([query["also"]] if "also" in query else [])
+        await _start(send, 200, [(b"content-length", v.encode()) for v in lengths])
+        await send({"type": "http.response.body", "body": b"ok"})
     elif scope["type"] == "http" and path == "/obs-text":
         await _start(send, 200, [(b"content-length", b"2"), (b"x-obs", b"caf\xe9 \xff")])
         await send({"type": "http.response.body", "body": b"ok"})

@@ -16,10 +16,9 @@ stream windows: :data:`STREAM_WINDOW` per open stream, at most ``MAX_STREAMS`` o
 alternatives were weighed: giving connection credit back on arrival bounds memory the same way
 but needs our own WINDOW_UPDATE batching beside h2's; opening another connection when the
 window is tied up needs the pool to track windows, and spreads one origin over many
-connections. A larger window costs nothing until data is really held.
-
-Cancelling a request resets its stream (RST_STREAM CANCEL); the connection stays up for the
-others. This module is the connection; one request's life on it is :mod:`.h2_request`.
+connections. A larger window costs nothing until data is really held. Cancelling a request
+resets its stream (RST_STREAM CANCEL); the connection stays up for the others. This module is
+the connection; one request's life on it is :mod:`.h2_request`.
 
 A response whose body breaks its framing costs that one stream, not the connection: the ``h2``
 library treats a body that does not match ``Content-Length`` as an error of the whole
@@ -29,6 +28,8 @@ are handed to ``h2`` one at a time, and each DATA frame is first checked against
 :class:`~pq_quic_plugin.message_framing.BodyFraming`: a response that has no body (``HEAD``,
 ``204``, ``304``) is complete with its head, and a body that breaks its length resets its
 stream (PROTOCOL_ERROR); either way the frame's bytes are given back to the connection window.
+So is a head whose ``Content-Length`` is not a number (h2 leaves it to the framing:
+:func:`~pq_quic_plugin.h2_binding.client_connection`).
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ from collections import deque
 from typing import Any
 
 import h2.config
-import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
 from h2.errors import ErrorCodes
 
+from ...h2_binding import client_connection
 from ...message_framing import BodyFraming
 from ..config import Service
 from ..headers import forwardable
@@ -150,7 +151,7 @@ class H2Session:
             validate_outbound_headers=False,
             validate_inbound_headers=False,
         )
-        self.conn = h2.connection.H2Connection(config)
+        self.conn = client_connection(config)  # a bad content-length: one stream's error
         self.conn.local_settings = h2.settings.Settings(
             client=True,
             initial_values={

@@ -13,8 +13,10 @@ CR or LF and without whitespace around them, no connection-specific field
 (:data:`CONNECTION_SPECIFIC`; ``te`` only as ``trailers``), and pseudo-headers: only one
 ``:status``, before every regular field, three digits; none in trailers. Which of the good
 fields are then passed on is :func:`~pq_quic_plugin.tunnel.headers.forwardable`'s rule.
-What h2 still checks itself (a ``Content-Length`` that is not a number) stays a connection
-error: h2 reads it before any hook of ours.
+``Content-Length`` is the body framing's rule
+(:class:`~pq_quic_plugin.message_framing.BodyFraming`, the same for every origin protocol);
+h2, which would read it first and end the connection, is told to leave it to us
+(:mod:`pq_quic_plugin.h2_binding.stream_length`).
 """
 
 from __future__ import annotations
