@@ -110,6 +110,11 @@ class OriginClient:
         """How many HTTP/2 connections to origins are open and pooled."""
         return self._https.sessions
 
+    @property
+    def h2_streams(self) -> int:
+        """How many requests are open on those HTTP/2 connections."""
+        return self._https.streams
+
     async def aclose(self) -> None:
         """Close pooled connections (HTTP/2 and QUIC sessions, idle HTTP/1.1 connections)."""
         self._h1.close()

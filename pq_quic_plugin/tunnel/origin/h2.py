@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import ssl
 import time
-from collections import deque
 from typing import Any
 
 import h2.config
@@ -48,12 +47,12 @@ import h2.settings
 from h2.errors import ErrorCodes
 
 from ...h2_binding import client_connection
-from ...message_framing import BodyFraming
 from ..config import Service
 from ..headers import forwardable
 from .errors import OriginError, plain
 from .h1 import READ_CHUNK
 from .h2_head import head_problem
+from .h2_stream import OriginStream, StreamGone, StreamRefused
 from .request import OriginHop, PeekedBody
 
 __all__ = [
@@ -82,44 +81,6 @@ MAX_HEADER_LIST = 256 * 1024
 #: The largest DATA frame the origin may send us (HTTP/2's default is 16 KiB): fewer, larger
 #: frames cost the origin and the connector less per byte; the windows still bound memory.
 MAX_FRAME_SIZE = 256 * 1024
-
-
-class StreamGone(Exception):
-    """The stream was reset or its connection closed while the request body was going up:
-    the upload stops quietly, and the response (or the reason there is none) tells the story."""
-
-
-class StreamRefused(Exception):
-    """The origin did not process the request: GOAWAY before its stream, REFUSED_STREAM, or
-    the connection lost before any answer. Safe to send again on a new connection, if the
-    request body can be replayed."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class OriginStream:
-    """One request's stream: its response head, the unread response data, and what ended it."""
-
-    def __init__(self, stream_id: int, method: bytes = b"GET") -> None:
-        self.id = stream_id
-        self.framing = BodyFraming(method)
-        self.status = 0
-        self.headers: list[tuple[str, str]] = []
-        self.data: deque[tuple[bytes, int]] = deque()  # (data, flow-controlled length)
-        self.ended = False  # END_STREAM received: the response is complete
-        self.error: str | None = None  # reset by the origin, or the connection went away
-        self.retryable = False  # refused before the origin processed it (GOAWAY, REFUSED_STREAM)
-        self.closed_by_us = False
-        self.changed = asyncio.Event()
-
-    def wake(self) -> None:
-        self.changed.set()
-
-    async def wait(self) -> None:
-        await self.changed.wait()
-        self.changed.clear()
 
 
 class H2Session:
@@ -187,6 +148,14 @@ class H2Session:
     def usable(self) -> bool:
         """Whether a new request may use this connection."""
         return self.closed_reason is None and not self.draining and not self.writer.is_closing()
+
+    @property
+    def has_room(self) -> bool:
+        """Whether a stream may open now. The origin's limit counts streams open on the wire;
+        ours every stream a caller has not finished with, an unread response included: that
+        is what holds connection window."""
+        limit = self.conn.remote_settings.max_concurrent_streams
+        return self.conn.open_outbound_streams < limit and len(self.streams) < MAX_STREAMS
 
     def idle_for(self) -> float:
         """Seconds without an open stream (0 while one is open)."""
@@ -377,13 +346,9 @@ class H2Session:
         while True:
             if not self.usable:
                 raise StreamRefused(self.closed_reason or "the origin is closing the connection")
-            # The origin's limit counts streams open on the wire; ours counts every stream a
-            # caller has not finished with, a complete response still unread included: that is
-            # what holds connection window.
-            origin_limit = self.conn.remote_settings.max_concurrent_streams
-            if self.conn.open_outbound_streams < origin_limit and len(self.streams) < MAX_STREAMS:
+            if self.has_room:
                 break
-            limit = min(origin_limit, MAX_STREAMS)
+            limit = min(self.conn.remote_settings.max_concurrent_streams, MAX_STREAMS)
             await self._await_capacity(
                 deadline, f"no HTTP/2 stream free within {timeout:g}s ({limit} are open at once)"
             )

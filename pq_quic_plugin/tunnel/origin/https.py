@@ -4,8 +4,11 @@ offers it by ALPN, HTTP/1.1 otherwise.
 ``origin-protocol: auto`` offers ``h2`` and ``http/1.1`` and lets the origin choose; ``http2``
 offers ``h2`` only (an origin that does not take it is a 502 that says so); ``http1`` offers
 ``http/1.1`` only. An origin that chose HTTP/2 gets one connection for all requests
-(:class:`~.h2.H2Session`); one that chose HTTP/1.1 gets a keep-alive pool, as ``http://``
-origins do (:class:`~.h1.H1Client`). Either way the hop carries the group the TLS handshake
+(:class:`~.h2.H2Session`) while it has a stream free, and another when every one is full,
+up to :data:`MAX_H2_CONNECTIONS` (as Go's HTTP/2 transport, so cloudflared, does: a long-poll
+or event stream holding the 100 streams of one connection must not make the 101st request
+wait); one that chose HTTP/1.1 gets a keep-alive pool, as ``http://`` origins do
+(:class:`~.h1.H1Client`). Either way the hop carries the group the TLS handshake
 agreed on, so under ``--post-quantum`` the origin sees a post-quantum hop or no request at all.
 """
 
@@ -23,13 +26,16 @@ from .h2_request import send_request
 from .request import OriginError, OriginHop, OriginRequest, OriginResponse, PeekedBody
 from .tls import ALPN_FOR, TLSConnector, TLSStream
 
-__all__ = ["HttpsClient"]
+__all__ = ["MAX_H2_CONNECTIONS", "HttpsClient"]
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.origin")
 
 #: What a TLS origin connection is pooled by: where it goes (host and port, or socket path),
 #: CA file, server name, whether the certificate was verified, the key-exchange policy.
 TLSKey = tuple[str, str, int, str | None, str | None, bool, str | None]
+#: HTTP/2 connections per origin at most (each up to 100 streams); when all are full a
+#: request waits for a stream on the least busy one, up to its timeout.
+MAX_H2_CONNECTIONS = 8
 
 
 class _NowHTTP2(Exception):
@@ -44,7 +50,9 @@ class HttpsClient:
     def __init__(self, tls: TLSConnector, h1: H1Client) -> None:
         self.tls = tls
         self.h1 = h1
-        self._sessions: dict[TLSKey, H2Session] = {}
+        #: Per origin, its HTTP/2 connections, oldest first (new requests fill the oldest, so a
+        #: connection opened for a burst goes idle and closes when the burst is over).
+        self._sessions: dict[TLSKey, list[H2Session]] = {}
         self._locks: dict[TLSKey, asyncio.Lock] = {}
         #: What ALPN chose the last time, per origin: "h2", or "http/1.1" (also for no ALPN).
         self._chosen: dict[TLSKey, str] = {}
@@ -54,10 +62,16 @@ class HttpsClient:
     @property
     def sessions(self) -> int:
         """How many HTTP/2 connections to origins are open and pooled."""
-        return sum(1 for s in self._sessions.values() if s.usable)
+        return sum(1 for ss in self._sessions.values() for s in ss if s.usable)
+
+    @property
+    def streams(self) -> int:
+        """How many requests are open on those connections."""
+        return sum(len(s.streams) for ss in self._sessions.values() for s in ss)
 
     async def aclose(self) -> None:
-        sessions, self._sessions = list(self._sessions.values()), {}
+        sessions = [s for ss in self._sessions.values() for s in ss]
+        self._sessions = {}
         for session in sessions:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(session.aclose(), 5)
@@ -134,12 +148,9 @@ class HttpsClient:
         max_idle = keepalive if body.empty else min(keepalive, 1.0)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one handshake per origin at a time; other origins do not wait
-            session = self._sessions.get(key)
-            if session is not None and session.usable and session.idle_for() < max_idle:
-                return session
+            session = self._pick(key, max_idle)
             if session is not None:
-                self._sessions.pop(key, None)
-                session.retire()
+                return session
             opened = await self.tls.connect(service, request, alpn)
             if opened.alpn == "h2":
                 return self._adopt(key, service, opened)
@@ -160,12 +171,25 @@ class HttpsClient:
         hop = dataclasses.replace(opened.hop, http_version="2")
         session = H2Session(opened.reader, opened.writer, service, hop)
         session.start()
-        old = self._sessions.get(key)
-        self._sessions[key] = session
-        if old is not None:
-            old.retire()
+        self._sessions.setdefault(key, []).append(session)
         self._log_up(key, service, "HTTP/2", hop)
         return session
+
+    def _pick(self, key: TLSKey, max_idle: float) -> H2Session | None:
+        """The origin's oldest HTTP/2 connection with a stream free; when every one is full and
+        there are :data:`MAX_H2_CONNECTIONS`, the least busy (the request waits there); None
+        when a new connection is wanted. Connections that cannot take requests, or idle too
+        long for this one, are let go."""
+        sessions = self._sessions.get(key, [])
+        for session in [s for s in sessions if not s.usable or s.idle_for() >= max_idle]:
+            sessions.remove(session)
+            session.retire()  # closes once its requests in flight are done
+        for session in sessions:
+            if session.has_room:
+                return session
+        if len(sessions) >= MAX_H2_CONNECTIONS:
+            return min(sessions, key=lambda s: len(s.streams))
+        return None
 
     def _h1_connection(self, key: TLSKey, service: Service, opened: TLSStream) -> H1Connection:
         self._log_up(key, service, "HTTP/1.1", opened.hop)
