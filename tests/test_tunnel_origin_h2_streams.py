@@ -211,42 +211,6 @@ def test_no_request_waits_on_a_connection_the_origin_recycles(origins: Origins) 
     assert max(times) < 2.5, f"slowest request {max(times):.2f} s (stranded by a GOAWAY)"
 
 
-def test_the_101st_request_opens_another_connection_instead_of_waiting(origins: Origins) -> None:
-    """100 slow requests (long polls, event streams) fill every stream one HTTP/2 connection
-    may have open (MAX_STREAMS; hypercorn allows 100 too). The next request is answered on a
-    second connection while all 100 are still waiting at the origin (it used to queue behind
-    them); when the burst is over, new requests fill the first connection again."""
-    slow = 10.0  # seconds the origin holds each of the 100: the next request needs far less
-
-    async def go(client: OriginClient) -> tuple[bool, int, int, bytes, int]:
-        async def held() -> int:
-            response = await client.request(origins.request("h2", f"/slow?delay={slow}"))
-            await read_all(response)
-            return response.status
-
-        holding = [asyncio.ensure_future(held()) for _ in range(MAX_STREAMS)]
-        try:
-            while client.h2_streams < MAX_STREAMS:
-                await asyncio.sleep(0.05)
-            response = await client.request(origins.request("h2", "/bytes/1000", body=None))
-            body = await read_all(response)
-            all_waiting = not any(task.done() for task in holding)
-            during = client.h2_sessions
-        finally:
-            for task in holding:
-                task.cancel()
-            await asyncio.gather(*holding, return_exceptions=True)
-        after = await client.request(origins.request("h2", "/bytes/10", body=None))
-        await read_all(after)
-        return all_waiting, during, response.status, body, client.h2_streams
-
-    all_waiting, during, status, body, streams_after = run(go)
-    assert status == 200 and len(body) == 1000
-    assert all_waiting, "the 101st request waited for one of the 100 before it"
-    assert during == 2
-    assert streams_after == 0
-
-
 def test_the_connection_window_covers_every_streams_window() -> None:
     """The invariant that keeps stalled streams from holding the connection's window."""
     assert CONNECTION_WINDOW >= MAX_STREAMS * STREAM_WINDOW

@@ -22,6 +22,7 @@ from origin_support import (
 )
 
 from pq_quic_plugin.tunnel.origin import OriginClient
+from pq_quic_plugin.tunnel.origin.h2 import MAX_STREAMS as H2_MAX_STREAMS
 
 pytest_plugins = ["origin_fixtures"]  # the session-wide ``origins`` fixture
 pytestmark = pytest.mark.slow  # three origin servers as processes
@@ -180,3 +181,50 @@ def test_concurrent_requests_share_connections(origins: Origins, kind: str) -> N
     statuses, sessions = run(go)
     assert statuses == [200] * 30
     assert sessions == (int(kind == "h3"), int(kind == "h2"))  # one connection, multiplexed
+
+
+#: Requests one connection carries at once: ours for HTTP/2 (hypercorn allows 100 too), the
+#: origin's MAX_STREAMS for HTTP/3 (aioquic, under hypercorn-pq, grants 128).
+STREAM_LIMIT = {"h2": H2_MAX_STREAMS, "h3": 128}
+
+
+@pytest.mark.parametrize("kind", ["h2", "h3"])
+def test_a_request_past_the_stream_limit_opens_another_connection(
+    origins: Origins, kind: str
+) -> None:
+    """Slow requests (long polls, event streams) fill every stream one connection may have
+    open. The next request is answered on a second connection while all of them still wait
+    at the origin (it used to queue behind them until one ended); afterwards nothing is left
+    in flight."""
+    slow, limit = 10.0, STREAM_LIMIT[kind]  # the next request needs far less than ``slow``
+
+    def in_flight(client: OriginClient) -> int:
+        return client.h2_streams if kind == "h2" else client.quic_streams
+
+    def connections(client: OriginClient) -> int:
+        return client.h2_sessions if kind == "h2" else client.quic_sessions
+
+    async def go(client: OriginClient) -> tuple[bool, int, int, bytes, int]:
+        async def held() -> None:
+            await read_all(await client.request(origins.request(kind, f"/slow?delay={slow}")))
+
+        holding = [asyncio.ensure_future(held()) for _ in range(limit)]
+        try:
+            while in_flight(client) < limit:
+                await asyncio.sleep(0.05)
+            response = await client.request(origins.request(kind, "/bytes/1000", body=None))
+            body = await read_all(response)
+            all_waiting = not any(task.done() for task in holding)
+            during = connections(client)
+        finally:
+            for task in holding:
+                task.cancel()
+            await asyncio.gather(*holding, return_exceptions=True)
+        await read_all(await client.request(origins.request(kind, "/bytes/10", body=None)))
+        return all_waiting, during, response.status, body, in_flight(client)
+
+    all_waiting, during, status, body, left = run(go)
+    assert status == 200 and len(body) == 1000
+    assert all_waiting, "the request past the limit waited for one of the others to end"
+    assert during == 2
+    assert left == 0

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SendState",
+    "can_open_request_stream",
     "peer_address",
     "peer_certificate_der",
     "presented_certificate_der",
@@ -73,6 +74,14 @@ def send_state(quic: QuicConnection, stream_id: int) -> SendState:
     if sender.is_finished or sender._buffer_fin is not None:
         return SendState.ENDED
     return SendState.OPEN
+
+
+def can_open_request_stream(quic: QuicConnection) -> bool:
+    """Whether a new bidirectional stream would go out now. QUIC's MAX_STREAMS counts every
+    stream ever opened; past it aioquic queues the stream until the peer raises the limit,
+    which it does as earlier streams end: a request there waits for other requests (128 long
+    polls on a hypercorn origin hold the 129th), so a pool opens another connection instead."""
+    return quic.get_next_available_stream_id() >> 2 < quic._remote_max_streams_bidi
 
 
 def unacked_send_bytes(quic: QuicConnection) -> int:

@@ -109,7 +109,11 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     *names_of(QuicConnectionProtocol, _FACADE, instance="_quic"),
     *names_of(H3Connection, _FACADE, instance="_quic"),
     *names_of(QuicServer, _FACADE, instance="_transport"),
-    *names_of(QuicConnection, _FACADE, instance="_streams _state _network_paths tls"),
+    *names_of(
+        QuicConnection,
+        _FACADE,
+        instance="_streams _state _network_paths tls _remote_max_streams_bidi",
+    ),
     *names_of(tls.Context, _FACADE, instance="_peer_certificate"),
     *names_of(QuicStreamSender, _FACADE, instance="_buffer _buffer_fin _reset_error_code"),
     # flow_control.py: wraps the per-connection limit writer and steers its doubling rule.

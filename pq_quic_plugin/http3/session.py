@@ -25,6 +25,7 @@ from aioquic.h3.connection import H3_ALPN
 from aioquic.quic.configuration import QuicConfiguration
 
 from ..aioquic_binding import configure
+from ..aioquic_binding.facade import can_open_request_stream, quic_of
 from ..groups.base import Group
 from ..policy import Policy
 from .errors import ReadTimeout, RemoteProtocolError, TimeoutException
@@ -148,6 +149,17 @@ class HTTP3Session:
     @property
     def closed(self) -> bool:
         return self._protocol.terminated is not None
+
+    @property
+    def has_room(self) -> bool:
+        """Whether a request sent now goes out at once (the peer's stream limit allows another
+        stream) rather than waiting for other requests on this connection to end."""
+        return not self.closed and can_open_request_stream(quic_of(self._protocol))
+
+    @property
+    def requests(self) -> int:
+        """How many requests on this connection are in flight (their streams not released)."""
+        return len(self._protocol.streams)
 
     def _head(self, method: str, path: str, headers: Headers) -> list[tuple[bytes, bytes]]:
         authority = self.authority.encode()

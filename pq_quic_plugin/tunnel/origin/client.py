@@ -106,6 +106,11 @@ class OriginClient:
         return self._h3.sessions
 
     @property
+    def quic_streams(self) -> int:
+        """How many requests are in flight on those HTTP/3 connections."""
+        return self._h3.streams
+
+    @property
     def h2_sessions(self) -> int:
         """How many HTTP/2 connections to origins are open and pooled."""
         return self._https.sessions

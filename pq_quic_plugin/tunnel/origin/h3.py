@@ -2,9 +2,12 @@
 ``origin-protocol: http3`` (other ``https://`` rules go over TCP, :mod:`.https`).
 
 One QUIC connection per origin (and verification settings), shared by all requests and reopened
-when it closed. The hop reports the negotiated group, so it is post-quantum when the origin runs
-``hypercorn-pq --pq``. Upload backpressure comes from the stream's send buffer, download
-backpressure from QUIC flow control granted as the caller reads (:mod:`pq_quic_plugin.http3`).
+when it closed; another when the origin's stream limit is used up by requests still in flight
+(long polls, event streams), up to :data:`MAX_QUIC_CONNECTIONS`, so that no request waits for
+other visitors' requests to end. The hop reports the negotiated group, so it is post-quantum
+when the origin runs ``hypercorn-pq --pq``. Upload backpressure comes from the stream's send
+buffer, download backpressure from QUIC flow control granted as the caller reads
+(:mod:`pq_quic_plugin.http3`).
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ from .errors import OriginError, plain
 from .framing import wire_headers
 from .request import OriginHop, OriginRequest, OriginResponse, PeekedBody
 
-__all__ = ["H3Client"]
+__all__ = ["MAX_QUIC_CONNECTIONS", "H3Client"]
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.origin")
 
 #: What a pooled session is keyed by: host, port, CA file, server name, whether the
 #: certificate is verified, the key-exchange policy.
 SessionKey = tuple[str, int, str | None, str | None, bool, str]
+#: QUIC connections per origin at most; when every one is at its stream limit a request waits
+#: on the least busy one (aioquic sends it when the origin allows another stream).
+MAX_QUIC_CONNECTIONS = 8
 
 
 @dataclass
@@ -74,16 +80,23 @@ class H3Client:
     def __init__(self, policy: str, connect_timeout: float) -> None:
         self.policy = policy
         self.connect_timeout = connect_timeout
-        self._sessions: dict[SessionKey, _Session] = {}
+        #: Per origin, its connections, oldest first (new requests fill the oldest).
+        self._sessions: dict[SessionKey, list[_Session]] = {}
         self._locks: dict[SessionKey, asyncio.Lock] = {}
 
     @property
     def sessions(self) -> int:
         """How many QUIC connections to origins are pooled."""
-        return len(self._sessions)
+        return sum(1 for es in self._sessions.values() for e in es if not e.session.closed)
+
+    @property
+    def streams(self) -> int:
+        """How many requests are in flight on those connections."""
+        return sum(e.session.requests for es in self._sessions.values() for e in es)
 
     async def aclose(self) -> None:
-        sessions, self._sessions = list(self._sessions.values()), {}
+        sessions = [entry for entries in self._sessions.values() for entry in entries]
+        self._sessions = {}
         for entry in sessions:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(entry.cm.__aexit__(None, None, None), 5)
@@ -94,13 +107,16 @@ class H3Client:
         key: SessionKey = (service.host, service.port, ca, sni, request.verify, policy)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:  # one handshake per origin at a time; other origins do not wait
-            entry = self._sessions.get(key)
-            if entry is not None and not entry.session.closed:
-                return entry.session
-            if entry is not None:
-                self._sessions.pop(key, None)
+            entries = self._sessions.setdefault(key, [])
+            for entry in [e for e in entries if e.session.closed]:
+                entries.remove(entry)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(entry.cm.__aexit__(None, None, None), 1)
+            for entry in entries:
+                if entry.session.has_room:
+                    return entry.session
+            if len(entries) >= MAX_QUIC_CONNECTIONS:
+                return min(entries, key=lambda e: e.session.requests).session
             session = await self._open(service, request, key)
             group = session.group
             logger.info(
@@ -147,7 +163,7 @@ class H3Client:
                 502,
                 f"origin {service.text}: cannot open an HTTP/3 connection to {where}: {plain(exc)}",
             ) from None
-        self._sessions[key] = _Session(cm, session)
+        self._sessions.setdefault(key, []).append(_Session(cm, session))
         return session
 
     async def request(
