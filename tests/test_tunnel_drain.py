@@ -13,14 +13,13 @@ import signal
 import ssl
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from aioquic.quic.configuration import QuicConfiguration
-from prometheus_client.parser import text_string_to_metric_families
+from metrics_util import gauge
 from tunnel_chain import TUNNEL_HOST, Chain, running_chain, start_edge
 from waiting import wait_until
 
@@ -114,17 +113,6 @@ def test_sigterm_mid_download_delivers_every_byte(tmp_path: Path, transport: str
     assert "not yet acknowledged" not in log and "still in flight" not in log
 
 
-def _gauge(metrics_port: int, name: str) -> float:
-    """One unlabelled gauge from a ``/metrics`` page."""
-    url = f"http://127.0.0.1:{metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        for family in text_string_to_metric_families(resp.read().decode()):
-            for sample in family.samples:
-                if sample.name == name:
-                    return float(sample.value)
-    return 0.0
-
-
 def _edge_with_grace(chain: Chain, grace: str) -> Any:
     """Restart the chain's edge with ``grace-period: GRACE`` (the test chain's is 1s)."""
     path = chain.dir / "edge.yaml"
@@ -136,7 +124,7 @@ def _edge_with_grace(chain: Chain, grace: str) -> Any:
     edge = start_edge(path, chain.dir / f"edge-{time.monotonic_ns()}.log", chain.dir)
     chain.extra.append(edge)
     wait_until(
-        lambda: _gauge(chain.edge_metrics, "pq_tunnel_edge_ha_connections") == 2,
+        lambda: gauge(chain.edge_metrics, "pq_tunnel_edge_ha_connections") == 2,
         30,
         "both connector connections registered with the new edge",
     )
@@ -231,7 +219,7 @@ def test_stopping_edge_refuses_new_connections_and_finishes_requests(
         visitor = threading.Thread(target=slow_request, daemon=True)
         visitor.start()
         wait_until(
-            lambda: _gauge(chain.connector_metrics, "pq_tunnel_connector_concurrent_requests") == 1,
+            lambda: gauge(chain.connector_metrics, "pq_tunnel_connector_concurrent_requests") == 1,
             10,
             "the slow request in flight",
         )

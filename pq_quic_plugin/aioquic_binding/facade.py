@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SendState",
+    "allow_concurrent_streams",
     "can_open_request_stream",
     "peer_address",
     "peer_certificate_der",
@@ -82,6 +83,15 @@ def can_open_request_stream(quic: QuicConnection) -> bool:
     which it does as earlier streams end: a request there waits for other requests (128 long
     polls on a hypercorn origin hold the 129th), so a pool opens another connection instead."""
     return quic.get_next_available_stream_id() >> 2 < quic._remote_max_streams_bidi
+
+
+def allow_concurrent_streams(quic: QuicConnection, count: int) -> None:
+    """Let the peer have ``count`` bidirectional streams open at once (aioquic: 128, with no
+    setting). Call it before the handshake starts: the transport parameters announce it, and
+    aioquic tops the limit up by one for each stream that ends, so ``count`` stays the number
+    open at once."""
+    limit = quic._local_max_streams_bidi
+    limit.value = limit.sent = count
 
 
 def unacked_send_bytes(quic: QuicConnection) -> int:

@@ -112,7 +112,8 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     *names_of(
         QuicConnection,
         _FACADE,
-        instance="_streams _state _network_paths tls _remote_max_streams_bidi",
+        instance="_streams _state _network_paths tls _remote_max_streams_bidi"
+        " _local_max_streams_bidi",
     ),
     *names_of(tls.Context, _FACADE, instance="_peer_certificate"),
     *names_of(QuicStreamSender, _FACADE, instance="_buffer _buffer_fin _reset_error_code"),

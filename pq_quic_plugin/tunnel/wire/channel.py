@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from aioquic.asyncio import QuicConnectionProtocol
 from aioquic.quic import events
 
-from ...aioquic_binding.facade import peer_address, quic_of
+from ...aioquic_binding.facade import allow_concurrent_streams, peer_address, quic_of
 from ...aioquic_binding.flow_control import ReceiveCredit, tune_windows
 from ...aioquic_binding.send_backpressure import (
     ProgressSignal,
@@ -22,7 +22,7 @@ from ...aioquic_binding.send_backpressure import (
 )
 from .channel_base import ChannelBase
 from .frames import ERROR_CANCELLED, StreamReset
-from .link_base import LinkBase
+from .link_base import STREAMS_PER_CONNECTION, LinkBase
 
 
 class Channel(ChannelBase):
@@ -123,6 +123,7 @@ class TunnelConnection(LinkBase[Channel], QuicConnectionProtocol):
         # Streams start with a small window that grows while their reader keeps up, so a
         # visitor that stops reading holds little of the tunnel (flow_control.tune_windows).
         tune_windows(self._quic)
+        allow_concurrent_streams(self._quic, STREAMS_PER_CONNECTION)
         self._last_peer_stream = -1
         self.progress = ProgressSignal()  # wakes writers waiting in Channel.drain
         self._transmit_pending = False

@@ -36,7 +36,7 @@ from ...groups.base import Group
 from .frames import CONTROL_STREAM_ID, ERROR_CANCELLED, ERROR_SHUTDOWN, StreamReset
 from .h2_channel import H2Channel
 from .h2_writer import FLUSH_BYTES, H2Writer
-from .link_base import LinkBase
+from .link_base import STREAMS_PER_CONNECTION, LinkBase
 
 __all__ = [
     "CONNECTION_WINDOW",
@@ -69,7 +69,7 @@ CONNECTION_WINDOW = 16 << 20
 #: Largest HTTP/2 frame either side accepts (SETTINGS_MAX_FRAME_SIZE); the default is 16 KiB.
 MAX_FRAME_SIZE = 256 * 1024
 #: Streams the edge may have open on one connection at once (the connector's setting).
-MAX_CONCURRENT_STREAMS = 512
+MAX_CONCURRENT_STREAMS = STREAMS_PER_CONNECTION
 #: Send a PING after this long without hearing from the peer...
 KEEPALIVE = 1.0
 #: ... and close the connection ("Idle timeout", as QUIC says) after this long.

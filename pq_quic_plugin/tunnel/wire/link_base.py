@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from .channel_base import ChannelBase
 from .frames import ProtocolError, StreamReset
 
-__all__ = ["LinkBase"]
+__all__ = ["STREAMS_PER_CONNECTION", "LinkBase"]
+
+#: Tunnel streams (requests and WebSockets) one connection carries at once, on either
+#: transport: the connector grants the edge this many (HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS,
+#: QUIC's MAX_STREAMS, topped up as streams end). No fewer than the edge's default
+#: ``max-requests-per-tunnel`` (512), so that limit, with its clear 503, is what a busy tunnel
+#: meets, not a silent wait for a stream (aioquic grants 128; cloudflared's quic-go has no limit).
+STREAMS_PER_CONNECTION = 512
 
 logger = logging.getLogger("pq_quic_plugin.tunnel")
 
