@@ -21,10 +21,19 @@ connection whose peer went silent never had a timer again: no retransmission, no
 no handshake deadline, and it stayed in the table for good. (asyncio survives the same call by
 accident.) So once the timer has fired, the running task is no longer the one ``restart``
 cancels: it finishes by itself, and the next timer starts in a task of its own.
+
+Shutdown: the loop checks for it only after its next datagram (``while not terminated ...``),
+so an idle listener waited out the whole ``graceful_timeout`` (3 s by default) before every
+worker could exit, each time a server was stopped. :func:`guard_listener` also starts a task
+that, once the worker is terminating, sends the listener a one-byte datagram (which hypercorn
+drops as unparseable) until its loop has read one: it wakes, sees no connection left, and
+ends at once. A listener
+with connections still open waits for them as before, up to ``graceful_timeout``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -38,6 +47,13 @@ from ..aioquic_binding.reasons import bounded_reason
 logger = logging.getLogger("pq_quic_plugin.hypercorn")
 
 __all__ = ["guard_listener"]
+
+#: What wakes a listener's loop at shutdown: not a QUIC packet (its fixed bit is 0), so
+#: hypercorn drops it; one byte because asyncio does not send an empty datagram.
+WAKE_DATAGRAM = b"\x00"
+#: How often it is sent until a loop of this worker has read one.
+WAKE_EVERY = 0.05
+_WAKERS: set[asyncio.Task[None]] = set()
 
 
 def guard_listener(protocol: QuicProtocol) -> None:
@@ -56,6 +72,8 @@ def guard_listener(protocol: QuicProtocol) -> None:
             _log(exc, "a datagram", getattr(event, "address", None))
             if connection is not None:
                 await _drop(protocol, connection, stop_timer=True)
+        if protocol.context.terminated.is_set() and protocol.idle:
+            protocol._pq_quic_done = True  # type: ignore[attr-defined] # the loop ends now
 
     async def handle_timer(timer: float, connection: Any) -> None:
         try:
@@ -69,6 +87,43 @@ def guard_listener(protocol: QuicProtocol) -> None:
 
     protocol.handle = handle  # type: ignore[method-assign]
     protocol._handle_timer = handle_timer  # type: ignore[method-assign]
+    _start_waker(protocol)
+
+
+def _start_waker(protocol: QuicProtocol) -> None:
+    """Run :func:`_wake_on_shutdown` beside the listener, not in its task group: a task group
+    waits for its tasks, so one that waits for shutdown would hold up any group whose owner
+    never sets ``terminated`` (code that drives ``QuicProtocol`` itself). Left waiting, it is
+    cancelled with the event loop (asyncio) or the run (a trio system task)."""
+    try:
+        if type(protocol.task_group).__module__.startswith("hypercorn.trio"):
+            import trio
+
+            trio.lowlevel.spawn_system_task(_wake_on_shutdown, protocol)
+        else:
+            task = asyncio.get_running_loop().create_task(_wake_on_shutdown(protocol))
+            _WAKERS.add(task)  # the loop keeps only a weak reference
+            task.add_done_callback(_WAKERS.discard)
+    except RuntimeError:  # built outside a running loop: not by a serving worker
+        logger.debug("HTTP/3 listener built outside an event loop: no shutdown wake-up")
+
+
+async def _wake_on_shutdown(protocol: QuicProtocol) -> None:
+    """Once the worker is terminating, send the listener a one-byte datagram every
+    :data:`WAKE_EVERY` seconds until its loop has seen one with no connection left (``handle``
+    sets ``_pq_quic_done``). Why more than one: the workers of ``-w N`` share the socket, so
+    any one of them may read a given datagram."""
+    await protocol.context.terminated.wait()
+    if protocol.server is None:
+        return
+    deadline = protocol.context.time() + protocol.config.graceful_timeout
+    while not getattr(protocol, "_pq_quic_done", False) and protocol.context.time() < deadline:
+        try:
+            await protocol.send(RawData(data=WAKE_DATAGRAM, address=protocol.server))
+        except OSError:  # the loop then ends at graceful_timeout, as without this task
+            logger.debug("could not wake the HTTP/3 listener for shutdown", exc_info=True)
+            return
+        await protocol.context.sleep(WAKE_EVERY)
 
 
 def _release(task: Any) -> None:
