@@ -12,13 +12,14 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from peers.qh3_peer import niquests_h3_get
 from servers import free_port, hypercorn_pq, run_cli, stop
 from tcp_util import curl, pq_client, pq_get_json
 
-from pq_quic_plugin.http3 import HTTP3Error, fetch
+from pq_quic_plugin.http3 import HTTP3Error, client_configuration, fetch, open_session
 
 pytestmark = pytest.mark.slow  # each test starts hypercorn-pq processes
 
@@ -156,6 +157,66 @@ def test_an_idle_server_stops_without_waiting_out_the_graceful_timeout(
         took = time.monotonic() - started
         assert server.proc.returncode is not None
     assert took < 15, f"stopping took {took:.1f}s: the graceful timeout was waited out"
+
+
+@pytest.mark.parametrize("extra", [["-w", "1"], ["-k", "trio"]])
+def test_an_idle_connection_is_closed_at_shutdown_not_waited_for(
+    pki, tmp_path: Path, extra: list[str]
+) -> None:
+    """A client keeps its HTTP/3 connection open, as browsers do for minutes. hypercorn never
+    closed it: a stop waited the whole graceful timeout (30 s here) and the client found out
+    by timing out. Now it gets CONNECTION_CLOSE with H3_NO_ERROR at once and the server exits
+    (quic_shutdown.py)."""
+    port = free_port()
+    args = [*extra, "--graceful-timeout", "30", "--pq", *_tls_args(pki, port), "app:app"]
+    with hypercorn_pq(args, tmp_path, port) as server:
+
+        async def scenario() -> tuple[float, Any]:
+            config = client_configuration(
+                "require", cafile=str(pki.ca_cert), server_name="localhost"
+            )
+            async with open_session(f"https://localhost:{port}", config) as session:
+                assert (await session.request("GET", "/pid")).status == 200
+                started = time.monotonic()
+                await asyncio.to_thread(stop, server.proc, 60)
+                took = time.monotonic() - started
+                for _ in range(100):  # the close came before the exit: a moment to read it
+                    if session.closed:
+                        break
+                    await asyncio.sleep(0.05)
+                return took, session.protocol.terminated
+
+        took, terminated = asyncio.run(scenario())
+    assert took < 15, f"stopping took {took:.1f}s: the idle connection was waited for"
+    assert terminated is not None, "the client was not told"
+    assert terminated.error_code == 0x100 and terminated.reason_phrase == "server shutting down"
+
+
+def test_a_request_in_flight_at_shutdown_is_answered_then_the_server_exits(
+    pki, tmp_path: Path
+) -> None:
+    """Stopping while a request is in flight: the response arrives whole, and the connection
+    is closed right after it (not at the graceful timeout, 30 s here)."""
+    port = free_port()
+    args = ["-w", "1", "--graceful-timeout", "30", "--pq", *_tls_args(pki, port), "app:app"]
+    with hypercorn_pq(args, tmp_path, port) as server:
+
+        async def scenario() -> tuple[int, bytes, float]:
+            config = client_configuration(
+                "require", cafile=str(pki.ca_cert), server_name="localhost"
+            )
+            async with open_session(f"https://localhost:{port}", config) as session:
+                slow = asyncio.ensure_future(session.request("GET", "/slow?seconds=2"))
+                await asyncio.sleep(0.5)  # the request is at the app
+                started = time.monotonic()
+                stopping = asyncio.ensure_future(asyncio.to_thread(stop, server.proc, 60))
+                response = await slow
+                await stopping
+                return response.status, response.body, time.monotonic() - started
+
+        status, body, took = asyncio.run(scenario())
+    assert status == 200 and json.loads(body)["slept"] == 2.0
+    assert took < 15, f"stopping took {took:.1f}s after the response was through"
 
 
 def test_two_spawned_workers_both_serve_post_quantum(pki, tmp_path: Path) -> None:

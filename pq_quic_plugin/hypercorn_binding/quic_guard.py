@@ -22,18 +22,12 @@ no handshake deadline, and it stayed in the table for good. (asyncio survives th
 accident.) So once the timer has fired, the running task is no longer the one ``restart``
 cancels: it finishes by itself, and the next timer starts in a task of its own.
 
-Shutdown: the loop checks for it only after its next datagram (``while not terminated ...``),
-so an idle listener waited out the whole ``graceful_timeout`` (3 s by default) before every
-worker could exit, each time a server was stopped. :func:`guard_listener` also starts a task
-that, once the worker is terminating, sends the listener a one-byte datagram (which hypercorn
-drops as unparseable) until its loop has read one: it wakes, sees no connection left, and
-ends at once. A listener
-with connections still open waits for them as before, up to ``graceful_timeout``.
+
+Shutdown is :mod:`.quic_shutdown`'s (started here, for the same listener).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -43,17 +37,11 @@ from hypercorn.events import RawData
 from hypercorn.protocol.quic import QuicProtocol
 
 from ..aioquic_binding.reasons import bounded_reason
+from .quic_shutdown import mark_if_done, start_shutdown_helper
 
 logger = logging.getLogger("pq_quic_plugin.hypercorn")
 
 __all__ = ["guard_listener"]
-
-#: What wakes a listener's loop at shutdown: not a QUIC packet (its fixed bit is 0), so
-#: hypercorn drops it; one byte because asyncio does not send an empty datagram.
-WAKE_DATAGRAM = b"\x00"
-#: How often it is sent until a loop of this worker has read one.
-WAKE_EVERY = 0.05
-_WAKERS: set[asyncio.Task[None]] = set()
 
 
 def guard_listener(protocol: QuicProtocol) -> None:
@@ -72,8 +60,7 @@ def guard_listener(protocol: QuicProtocol) -> None:
             _log(exc, "a datagram", getattr(event, "address", None))
             if connection is not None:
                 await _drop(protocol, connection, stop_timer=True)
-        if protocol.context.terminated.is_set() and protocol.idle:
-            protocol._pq_quic_done = True  # type: ignore[attr-defined] # the loop ends now
+        mark_if_done(protocol)
 
     async def handle_timer(timer: float, connection: Any) -> None:
         try:
@@ -87,43 +74,7 @@ def guard_listener(protocol: QuicProtocol) -> None:
 
     protocol.handle = handle  # type: ignore[method-assign]
     protocol._handle_timer = handle_timer  # type: ignore[method-assign]
-    _start_waker(protocol)
-
-
-def _start_waker(protocol: QuicProtocol) -> None:
-    """Run :func:`_wake_on_shutdown` beside the listener, not in its task group: a task group
-    waits for its tasks, so one that waits for shutdown would hold up any group whose owner
-    never sets ``terminated`` (code that drives ``QuicProtocol`` itself). Left waiting, it is
-    cancelled with the event loop (asyncio) or the run (a trio system task)."""
-    try:
-        if type(protocol.task_group).__module__.startswith("hypercorn.trio"):
-            import trio
-
-            trio.lowlevel.spawn_system_task(_wake_on_shutdown, protocol)
-        else:
-            task = asyncio.get_running_loop().create_task(_wake_on_shutdown(protocol))
-            _WAKERS.add(task)  # the loop keeps only a weak reference
-            task.add_done_callback(_WAKERS.discard)
-    except RuntimeError:  # built outside a running loop: not by a serving worker
-        logger.debug("HTTP/3 listener built outside an event loop: no shutdown wake-up")
-
-
-async def _wake_on_shutdown(protocol: QuicProtocol) -> None:
-    """Once the worker is terminating, send the listener a one-byte datagram every
-    :data:`WAKE_EVERY` seconds until its loop has seen one with no connection left (``handle``
-    sets ``_pq_quic_done``). Why more than one: the workers of ``-w N`` share the socket, so
-    any one of them may read a given datagram."""
-    await protocol.context.terminated.wait()
-    if protocol.server is None:
-        return
-    deadline = protocol.context.time() + protocol.config.graceful_timeout
-    while not getattr(protocol, "_pq_quic_done", False) and protocol.context.time() < deadline:
-        try:
-            await protocol.send(RawData(data=WAKE_DATAGRAM, address=protocol.server))
-        except OSError:  # the loop then ends at graceful_timeout, as without this task
-            logger.debug("could not wake the HTTP/3 listener for shutdown", exc_info=True)
-            return
-        await protocol.context.sleep(WAKE_EVERY)
+    start_shutdown_helper(protocol)
 
 
 def _release(task: Any) -> None:

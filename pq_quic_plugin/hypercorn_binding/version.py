@@ -47,9 +47,18 @@ __all__ = [
 SUPPORTED = ((0, 18), (0, 19))
 
 #: The binding modules that use the names below, as the failure message names them.
-_CLI, _HOOKS, _H3, _H2, _CONFIG, _TCP, _GUARD = (
+_CLI, _HOOKS, _H3, _H2, _CONFIG, _TCP, _GUARD, _SHUTDOWN = (
     f"hypercorn_binding/{module}.py"
-    for module in ("cli", "hooks", "h3_streams", "h2_streams", "config", "tcp", "quic_guard")
+    for module in (
+        "cli",
+        "hooks",
+        "h3_streams",
+        "h2_streams",
+        "config",
+        "tcp",
+        "quic_guard",
+        "quic_shutdown",
+    )
 )
 
 
@@ -96,6 +105,16 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     # ... and lets a fired timer's task finish instead of cancelling itself (trio) when it arms
     # the next timer: the connection's SingleTask forgets it.
     *names_of(AsyncioSingleTask, _GUARD, instance="_handle"),
+    # quic_shutdown.py wakes the listener's loop at shutdown and closes idle connections, then
+    # re-arms each one's timer as QuicProtocol.handle does.
+    *names_of(
+        QuicProtocol,
+        _SHUTDOWN,
+        "_handle_timer idle",
+        instance="connections send context server task_group config",
+    ),
+    *names_of(_QuicConnectionEntry, _SHUTDOWN, instance="h3 quic task"),
+    *names_of(H3Protocol, _SHUTDOWN, instance="streams"),
     # h3_streams.py replaces H3Protocol.handle per connection and wraps stream_send.
     *names_of(
         H3Protocol,
