@@ -73,6 +73,14 @@ def start_shutdown_helper(protocol: QuicProtocol) -> None:
 
 async def _on_shutdown(protocol: QuicProtocol) -> None:
     await protocol.context.terminated.wait()
+    try:
+        await _until_the_loop_ends(protocol)
+    except Exception:  # noqa: BLE001 - a trio system task must not raise; the stop goes on
+        logger.warning("HTTP/3 listener: the shutdown helper failed", exc_info=True)
+
+
+async def _until_the_loop_ends(protocol: QuicProtocol) -> None:
+    """Close what is idle and wake the loop, every WAKE_EVERY, until it ends or time is up."""
     deadline = protocol.context.time() + protocol.config.graceful_timeout
     closed: set[int] = set()
     while not getattr(protocol, _DONE, False) and protocol.context.time() < deadline:
