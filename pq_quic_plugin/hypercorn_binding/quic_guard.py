@@ -22,7 +22,6 @@ no handshake deadline, and it stayed in the table for good. (asyncio survives th
 accident.) So once the timer has fired, the running task is no longer the one ``restart``
 cancels: it finishes by itself, and the next timer starts in a task of its own.
 
-
 Shutdown is :mod:`.quic_shutdown`'s (started here, for the same listener).
 """
 
@@ -118,9 +117,7 @@ async def _drop(protocol: QuicProtocol, connection: Any, stop_timer: bool) -> No
         connection.quic.close(
             error_code=QuicErrorCode.INTERNAL_ERROR, frame_type=QuicFrameType.PADDING
         )
-        now = protocol.context.time()
-        for data, address in connection.quic.datagrams_to_send(now=now):
-            await protocol.send(RawData(data=data, address=address))
+        await protocol.send_all(connection)
     except Exception:  # noqa: BLE001 - the peer will time out instead
         logger.debug("could not send CONNECTION_CLOSE to a dropped connection", exc_info=True)
     if stop_timer:

@@ -115,9 +115,7 @@ async def _close_idle_connections(protocol: QuicProtocol, closed: set[int]) -> N
 async def _close(protocol: QuicProtocol, connection: Any) -> None:
     quic = connection.quic
     quic.close(error_code=ErrorCode.H3_NO_ERROR, reason_phrase="server shutting down")
-    now = protocol.context.time()
-    for data, address in quic.datagrams_to_send(now=now):
-        await protocol.send(RawData(data=data, address=address))
+    await protocol.send_all(connection)
     timer = quic.get_timer()  # now the end of the closing period
     if timer is not None:  # as hypercorn arms it after a datagram
         await connection.task.restart(

@@ -100,7 +100,9 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     *names_of(HTTPStream, _HOOKS, "app_send", instance="stream_id"),
     # quic_guard.py wraps the listener's datagram handler and timer, and drops a connection
     # from hypercorn's table (each entry a private _Connection) when one of them raised.
-    *names_of(QuicProtocol, _GUARD, "handle _handle_timer", instance="connections send context"),
+    *names_of(
+        QuicProtocol, _GUARD, "handle _handle_timer send_all", instance="connections send context"
+    ),
     *names_of(_QuicConnectionEntry, _GUARD, instance="cids quic task"),
     # ... and lets a fired timer's task finish instead of cancelling itself (trio) when it arms
     # the next timer: the connection's SingleTask forgets it.
@@ -110,7 +112,7 @@ REQUIRED_INTERNALS: tuple[Internal, ...] = (
     *names_of(
         QuicProtocol,
         _SHUTDOWN,
-        "_handle_timer idle",
+        "_handle_timer idle send_all",
         instance="connections send context server task_group config",
     ),
     *names_of(_QuicConnectionEntry, _SHUTDOWN, instance="h3 quic task"),

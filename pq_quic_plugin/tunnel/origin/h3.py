@@ -3,11 +3,11 @@
 
 One QUIC connection per origin (and verification settings), shared by all requests and reopened
 when it closed; another when the origin's stream limit is used up by requests still in flight
-(long polls, event streams), up to :data:`MAX_QUIC_CONNECTIONS`, so that no request waits for
-other visitors' requests to end. The hop reports the negotiated group, so it is post-quantum
-when the origin runs ``hypercorn-pq --pq``. Upload backpressure comes from the stream's send
-buffer, download backpressure from QUIC flow control granted as the caller reads
-(:mod:`pq_quic_plugin.http3`).
+(long polls, event streams), so that no request waits for other visitors' requests to end
+(:mod:`.connection_choice`, the rule the HTTP/2 pool follows too). The hop reports the
+negotiated group, so it is post-quantum when the origin runs ``hypercorn-pq --pq``. Upload
+backpressure comes from the stream's send buffer, download backpressure from QUIC flow control
+granted as the caller reads (:mod:`pq_quic_plugin.http3`).
 """
 
 from __future__ import annotations
@@ -24,20 +24,18 @@ from ...http3 import HTTP3Error, HTTP3Session, client_configuration, open_sessio
 from ..config import Service
 from ..headers import forwardable
 from ..hostnames import format_hostport
+from .connection_choice import choose
 from .errors import OriginError, plain
 from .framing import wire_headers
 from .request import OriginHop, OriginRequest, OriginResponse, PeekedBody
 
-__all__ = ["MAX_QUIC_CONNECTIONS", "H3Client"]
+__all__ = ["H3Client"]
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.origin")
 
 #: What a pooled session is keyed by: host, port, CA file, server name, whether the
 #: certificate is verified, the key-exchange policy.
 SessionKey = tuple[str, int, str | None, str | None, bool, str]
-#: QUIC connections per origin at most; when every one is at its stream limit a request waits
-#: on the least busy one (aioquic sends it when the origin allows another stream).
-MAX_QUIC_CONNECTIONS = 8
 
 
 @dataclass
@@ -112,11 +110,9 @@ class H3Client:
                 entries.remove(entry)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(entry.cm.__aexit__(None, None, None), 1)
-            for entry in entries:
-                if entry.session.has_room:
-                    return entry.session
-            if len(entries) >= MAX_QUIC_CONNECTIONS:
-                return min(entries, key=lambda e: e.session.requests).session
+            chosen = choose(entries, lambda e: e.session.has_room, lambda e: e.session.requests)
+            if chosen is not None:
+                return chosen.session  # full: aioquic sends it when the origin allows a stream
             session = await self._open(service, request, key)
             group = session.group
             logger.info(

@@ -4,11 +4,9 @@ offers it by ALPN, HTTP/1.1 otherwise.
 ``origin-protocol: auto`` offers ``h2`` and ``http/1.1`` and lets the origin choose; ``http2``
 offers ``h2`` only (an origin that does not take it is a 502 that says so); ``http1`` offers
 ``http/1.1`` only. An origin that chose HTTP/2 gets one connection for all requests
-(:class:`~.h2.H2Session`) while it has a stream free, and another when every one is full,
-up to :data:`MAX_H2_CONNECTIONS` (as Go's HTTP/2 transport, so cloudflared, does: a long-poll
-or event stream holding the 100 streams of one connection must not make the 101st request
-wait); one that chose HTTP/1.1 gets a keep-alive pool, as ``http://`` origins do
-(:class:`~.h1.H1Client`). Either way the hop carries the group the TLS handshake
+(:class:`~.h2.H2Session`) while it has a stream free, and another when every one is full
+(:mod:`.connection_choice`); one that chose HTTP/1.1 gets a keep-alive pool, as ``http://``
+origins do (:class:`~.h1.H1Client`). Either way the hop carries the group the TLS handshake
 agreed on, so under ``--post-quantum`` the origin sees a post-quantum hop or no request at all.
 """
 
@@ -20,22 +18,20 @@ import dataclasses
 import logging
 
 from ..config import Service
+from .connection_choice import choose
 from .h1 import H1Client, H1Connection
 from .h2 import H2Session, StreamRefused
 from .h2_request import send_request
 from .request import OriginError, OriginHop, OriginRequest, OriginResponse, PeekedBody
 from .tls import ALPN_FOR, TLSConnector, TLSStream
 
-__all__ = ["MAX_H2_CONNECTIONS", "HttpsClient"]
+__all__ = ["HttpsClient"]
 
 logger = logging.getLogger("pq_quic_plugin.tunnel.origin")
 
 #: What a TLS origin connection is pooled by: where it goes (host and port, or socket path),
 #: CA file, server name, whether the certificate was verified, the key-exchange policy.
 TLSKey = tuple[str, str, int, str | None, str | None, bool, str | None]
-#: HTTP/2 connections per origin at most (each up to 100 streams); when all are full a
-#: request waits for a stream on the least busy one, up to its timeout.
-MAX_H2_CONNECTIONS = 8
 
 
 class _NowHTTP2(Exception):
@@ -176,20 +172,14 @@ class HttpsClient:
         return session
 
     def _pick(self, key: TLSKey, max_idle: float) -> H2Session | None:
-        """The origin's oldest HTTP/2 connection with a stream free; when every one is full and
-        there are :data:`MAX_H2_CONNECTIONS`, the least busy (the request waits there); None
-        when a new connection is wanted. Connections that cannot take requests, or idle too
-        long for this one, are let go."""
+        """The origin's HTTP/2 connection for this request (:func:`~.connection_choice.choose`);
+        None when a new one is wanted. Connections that cannot take requests, or idle too long
+        for this one, are let go first."""
         sessions = self._sessions.get(key, [])
         for session in [s for s in sessions if not s.usable or s.idle_for() >= max_idle]:
             sessions.remove(session)
             session.retire()  # closes once its requests in flight are done
-        for session in sessions:
-            if session.has_room:
-                return session
-        if len(sessions) >= MAX_H2_CONNECTIONS:
-            return min(sessions, key=lambda s: len(s.streams))
-        return None
+        return choose(sessions, lambda s: s.has_room, lambda s: len(s.streams))
 
     def _h1_connection(self, key: TLSKey, service: Service, opened: TLSStream) -> H1Connection:
         self._log_up(key, service, "HTTP/1.1", opened.hop)
